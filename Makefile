@@ -1,0 +1,39 @@
+# katavol: every target does its own set-up through `deps`, so `make demo` and `make test` work on a
+# fresh Debian machine (as root). Targets and variables here are relied on by scripts outside the repo.
+SHELL  := /bin/bash
+PREFIX ?= /usr/local
+MOCHA  := node_modules/.bin/mocha
+TSC    := node_modules/.bin/tsc
+SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
+
+.PHONY: all deps build test demo bench install uninstall clean
+
+all: build
+
+deps:
+	@scripts/deps.sh
+
+# Incremental: only recompiles when a source changed.
+dist/.built: $(SOURCES)
+	@$(TSC) -p .
+	@touch $@
+
+build: deps dist/.built
+
+test: build
+	@$(MOCHA)
+
+demo: build
+	@scripts/demo.sh
+
+bench: build
+	@node dist/scripts/bench.js
+
+install: build
+	@scripts/install.sh "$(PREFIX)"
+
+uninstall:
+	@scripts/install.sh --uninstall "$(PREFIX)"
+
+clean:
+	rm -rf dist

@@ -1,0 +1,36 @@
+// Shared shapes of the volume registry (Kata's mountInfo.json) and the OCI mounts that use it.
+
+/** Kata's volume types (runtime-rs `direct_volumes/mod.rs`). `spoolvol` is accepted as Kata does. */
+export type VolumeType = 'directvol' | 'vfiovol' | 'spdkvol' | 'spoolvol';
+export const VOLUME_TYPES: readonly VolumeType[] = ['directvol', 'vfiovol', 'spdkvol', 'spoolvol'];
+
+/** mountInfo.json in canonical form (keys `volume-type`, `device`, `fstype`, `metadata`, `options`). */
+export interface MountInfo {
+  volumeType: VolumeType;
+  device: string;
+  fsType: string;
+  metadata: Record<string, string>;
+  options: string[];
+}
+
+/** The OCI runtime-spec mount as it appears in a bundle's config.json. */
+export interface OciMount {
+  destination: string;
+  type?: string;
+  source?: string;
+  options?: string[];
+  [extra: string]: unknown;
+}
+
+/** Problem with a volume that a user can fix: names the volume, the file and the fix. */
+export class VolumeError extends Error {
+  constructor(
+    readonly volumePath: string,
+    readonly problem: string,
+    readonly fix: string,
+    readonly file?: string,
+  ) {
+    super(`volume ${JSON.stringify(volumePath)}: ${problem}${file ? ` (${file})` : ''}; ${fix}`);
+    this.name = 'VolumeError';
+  }
+}
