@@ -1,0 +1,212 @@
+// The runtime-rs backend: validates every direct volume on the host, builds the Dragonball device
+// specs runtime-rs will hand to the VMM, and rewrites the OCI spec so runtime-rs detects each volume
+// exactly as validated. All-or-nothing: nothing is recorded or rewritten when any volume fails.
+import * as path from 'path';
+import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../backend';
+import { VolumeError, type MountInfo, type OciMount } from '../../volumes/types';
+import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
+import { buildBlockDevice } from './block';
+import type { RuntimeRsConfig } from './config';
+import { parseVfioDevice } from './pci';
+import { buildSpdkDevice, spdkSocketPath } from './spdk';
+import { buildVfioDevice } from './vfio';
+import { driveIdFor, rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VolumeInput } from './volume';
+
+export const BACKEND_NAME = 'runtime-rs';
+
+/** The part of the volume registry this backend uses (src/volumes/registry.ts implements it). */
+export interface RegistryPort {
+  /** Rewrites mountInfo.json canonically if it is not; returns whether it changed. */
+  rewriteCanonical(volumePath: string): boolean;
+  recordSandbox(volumePath: string, sandboxId: string, backend?: string): void;
+  releaseSandbox(volumePath: string, sandboxId: string): void;
+  sandboxesOf(volumePath: string): Array<{ id: string; backend: string }>;
+}
+
+/** What identifies one guest device: runtime-rs reuses a device for mounts with the same host path. */
+export function deviceKey(info: MountInfo): string {
+  switch (info.volumeType) {
+    case 'directvol':
+      return `blk:${info.device}`;
+    case 'spdkvol':
+    case 'spoolvol':
+      return `spdk:${spdkSocketPath(info.device)}`;
+    case 'vfiovol': {
+      const t = parseVfioDevice(info.device);
+      return t?.kind === 'bdf' ? `vfio:${t.dbdf}` : t ? `vfio:group:${t.group}` : `vfio:${info.device}`;
+    }
+  }
+}
+
+interface Held {
+  sandboxId: string;
+  volumes: string[];
+}
+
+export class RuntimeRsBackend implements Backend {
+  readonly name = BACKEND_NAME;
+  /** Containers prepared by this process and not yet released. */
+  private readonly held = new Map<string, Held>();
+
+  constructor(readonly config: RuntimeRsConfig, private readonly registry: RegistryPort) {}
+
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+    const ordered = [...volumes].sort((a, b) => a.index - b.index);
+
+    // 1. Every host check and spec first; any failure leaves everything untouched.
+    // Indexes are assigned per container in mount order (runtime-rs's are sandbox-wide).
+    const places = new Map<string, Placement>();
+    const entries = ordered.map((v) => {
+      const key = deviceKey(v.info);
+      let place = places.get(key);
+      if (!place) {
+        place = { index: places.size, driveId: driveIdFor(key) };
+        places.set(key, place);
+      }
+      return this.build(v, place, ctx.log);
+    });
+
+    // 2. A read-write volume belongs to one sandbox: runtime-rs would silently attach it to two VMs.
+    entries.forEach((e, i) => {
+      if (e.readOnly) return;
+      const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
+      if (others.length > 0) {
+        const who = others.map((s) => `${s.id}${s.backend ? ` (${s.backend})` : ''}`).join(', ');
+        throw volumeError(
+          { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file },
+          `the volume is read-write and already in use by sandbox ${who}`,
+          'stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options)',
+        );
+      }
+    });
+
+    // 3. The spec runtime-rs receives: same source, type = volume-type, `ro` when read-only.
+    const mounts: OciMount[] = [...(spec.mounts ?? [])];
+    entries.forEach((e, i) => {
+      const m = ordered[i].mount;
+      const rewritten: OciMount = { ...m, type: ordered[i].info.volumeType };
+      if (m.options !== undefined || e.readOnly) rewritten.options = rewrittenOptions(m.options ?? [], e.readOnly);
+      mounts[ordered[i].index] = rewritten;
+    });
+    const out: OciSpec = {
+      ...spec,
+      mounts,
+      annotations: { ...(spec.annotations ?? {}), [DEVICES_ANNOTATION]: encodeDevices(entries) },
+    };
+
+    // 4. The registry entry runtime-rs parses must hold what we validated, in a form it can read.
+    const unique = [...new Set(entries.map((e) => e.volumePath))];
+    for (const vp of unique) {
+      if (this.registry.rewriteCanonical(vp)) {
+        ctx.log.info('rewrote mountInfo.json in canonical form so runtime-rs can parse it', { volume: vp });
+      }
+    }
+
+    // 5. Record the sandbox in each volume directory, as Kata's Go runtime does; undo on failure.
+    const recorded: string[] = [];
+    try {
+      for (const vp of unique) {
+        const had = this.registry.sandboxesOf(vp).some((s) => s.id === ctx.sandboxId);
+        this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME);
+        if (!had) recorded.push(vp);
+      }
+    } catch (e) {
+      for (const vp of recorded) {
+        try {
+          this.registry.releaseSandbox(vp, ctx.sandboxId);
+        } catch (e2) {
+          ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        }
+      }
+      throw e;
+    }
+    this.held.set(ctx.containerId, { sandboxId: ctx.sandboxId, volumes: unique });
+
+    for (const e of entries) ctx.log.debug('runtime-rs device spec', { ...e });
+    const summary = entries.map((e, i) => ({
+      destination: e.destination,
+      volumePath: e.volumePath,
+      volumeType: e.volumeType,
+      device: ordered[i].info.device,
+      readOnly: e.readOnly,
+      driver: e.guest.driver,
+      virtPath: e.guest.virtPath,
+    }));
+    return { spec: out, summary };
+  }
+
+  async release(ctx: PrepareContext): Promise<void> {
+    const held = this.held.get(ctx.containerId);
+    this.held.delete(ctx.containerId);
+    let volumes = held?.volumes;
+    if (!volumes) {
+      // Prepared by an earlier process: the bundle's annotation says what it took.
+      try {
+        volumes = volumePathsOf(readBundleSpec(ctx.bundle));
+      } catch (e) {
+        ctx.log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle: ctx.bundle, error: (e as Error).message });
+        return;
+      }
+    }
+    this.releaseVolumes(ctx.bundle, held?.sandboxId ?? ctx.sandboxId, volumes, ctx.log);
+  }
+
+  async releaseBundle(bundle: string, log: BackendLogger): Promise<void> {
+    let spec: OciSpec;
+    let volumes: string[];
+    try {
+      spec = readBundleSpec(bundle);
+      volumes = volumePathsOf(spec);
+    } catch (e) {
+      log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle, error: (e as Error).message });
+      return;
+    }
+    const sandboxId = sandboxIdOf(spec, bundle);
+    // containerd names the bundle directory after the container id.
+    this.held.delete(path.basename(path.resolve(bundle)));
+    this.releaseVolumes(bundle, sandboxId, volumes, log);
+  }
+
+  /** Drops the sandbox record of each volume no other live container of the sandbox still uses. */
+  private releaseVolumes(bundle: string, sandboxId: string, volumes: string[], log: BackendLogger): void {
+    for (const vp of volumes) {
+      const stillHeld = [...this.held.values()].some((h) => h.sandboxId === sandboxId && h.volumes.includes(vp));
+      if (stillHeld || siblingUses(bundle, sandboxId, vp)) {
+        log.debug('volume still used by another container of the sandbox; keeping the record', { volume: vp, sandboxId });
+        continue;
+      }
+      try {
+        this.registry.releaseSandbox(vp, sandboxId);
+      } catch (e) {
+        log.warn('releasing the sandbox record failed', { volume: vp, sandboxId, error: (e as Error).message });
+      }
+    }
+  }
+
+  private build(v: ResolvedVolume, place: Placement, log: BackendLogger): DeviceEntry {
+    const input: VolumeInput = {
+      volumePath: v.volumePath,
+      destination: v.mount.destination,
+      info: v.info,
+      file: v.file,
+      readOnly: v.readOnly,
+      ociOptions: v.mount.options ?? [],
+    };
+    try {
+      switch (v.info.volumeType) {
+        case 'directvol':
+          return buildBlockDevice(input, this.config, place, log);
+        case 'spdkvol':
+        case 'spoolvol':
+          return buildSpdkDevice(input, this.config, place, log);
+        case 'vfiovol':
+          return buildVfioDevice(input, this.config, place, log);
+        default:
+          throw volumeError(input, `volume-type ${JSON.stringify((v.info as MountInfo).volumeType)} is not one runtime-rs handles`, 're-register it as directvol, spdkvol or vfiovol');
+      }
+    } catch (e) {
+      if (e instanceof VolumeError) throw e;
+      throw volumeError(input, `checking the device failed: ${(e as Error).message}`, 'fix the device or re-register the volume');
+    }
+  }
+}

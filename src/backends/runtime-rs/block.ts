@@ -1,0 +1,112 @@
+// directvol -> Dragonball virtio-blk BlockDeviceConfigInfo, after checking the device on the host.
+import { execFileSync } from 'child_process';
+import * as fs from 'fs';
+import type { BackendLogger } from '../backend';
+import type { RuntimeRsConfig } from './config';
+import { rateLimiterFor, type BlockDeviceConfigInfo } from './dragonball';
+import { agentDriverFor, predictStorage, virtPathForIndex } from './guest';
+import { rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VolumeInput } from './volume';
+
+export interface BlockHostFacts {
+  kind: 'file' | 'block';
+  /** The host reports the block device read-only (BLKROGET). */
+  hostReadOnly: boolean;
+}
+
+/** BLKROGET through util-linux; undefined when the probe itself failed. */
+export type ReadOnlyProbe = (device: string) => boolean | undefined;
+
+export const blockdevGetRo: ReadOnlyProbe = (device) => {
+  try {
+    const out = execFileSync('blockdev', ['--getro', device], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+    return out.trim() === '1';
+  } catch {
+    return undefined;
+  }
+};
+
+function kindName(st: fs.Stats): string {
+  if (st.isDirectory()) return 'a directory';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isSocket()) return 'a unix socket';
+  if (st.isFIFO()) return 'a FIFO';
+  return 'not a regular file';
+}
+
+/** Host checks runtime-rs makes (stat: regular file or block device; BLKROGET), with errors that say the fix. */
+export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = blockdevGetRo): BlockHostFacts {
+  const device = v.info.device;
+  const reAdd = `fix the device and re-register the volume: katavol direct-volume add ${v.volumePath} '{"volume-type":"directvol","device":"<image file or block device>","fstype":"${v.info.fsType || 'ext4'}"}'`;
+  if (!device.startsWith('/')) {
+    throw volumeError(v, `directvol device ${JSON.stringify(device)} is not an absolute path`, reAdd);
+  }
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(device);
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const problem = err.code === 'ENOENT'
+      ? `directvol device ${device} does not exist`
+      : `cannot stat directvol device ${device} (${err.code ?? err.message})`;
+    throw volumeError(v, problem, err.code === 'ENOENT' ? `create the image or attach the disk, or ${reAdd}` : reAdd);
+  }
+  if (st.isFile()) return { kind: 'file', hostReadOnly: false };
+  if (!st.isBlockDevice()) {
+    throw volumeError(v, `directvol device ${device} is ${kindName(st)}, not a regular file or block device`, reAdd);
+  }
+  const ro = probe(device);
+  if (ro === undefined) {
+    // runtime-rs also only warns: the device is still usable, just without the host's read-only hint.
+    log?.warn('cannot read the read-only flag (BLKROGET) of a directvol block device; assuming writable', { volume: v.volumePath, device });
+  } else if (ro && !v.readOnly) {
+    log?.info('host reports the block device read-only (BLKROGET); the volume is attached read-only', { volume: v.volumePath, device, destination: v.destination });
+  }
+  return { kind: 'block', hostReadOnly: ro === true };
+}
+
+/** The Dragonball config and guest view for a checked directvol (pure). */
+export function blockDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, host: BlockHostFacts): DeviceEntry {
+  const readOnly = v.readOnly || host.hostReadOnly;
+  const driver = agentDriverFor(cfg.blockDeviceDriver);
+  const virtPath = virtPathForIndex(place.index);
+  const spec: BlockDeviceConfigInfo = {
+    drive_id: place.driveId,
+    device_type: 'RawBlock',
+    path_on_host: v.info.device,
+    is_root_device: false,
+    part_uuid: null,
+    is_read_only: readOnly,
+    is_direct: cfg.blockDeviceCacheDirect,
+    no_drop: false,
+    // runtime-rs leaves these at Dragonball's defaults (1/256); we carry the configured values.
+    num_queues: cfg.numQueues,
+    queue_size: cfg.queueSize,
+    rate_limiter: rateLimiterFor(cfg),
+    use_shared_irq: null,
+    use_generic_irq: null,
+    use_pci_bus: driver === 'blk' ? true : null,
+  };
+  const storage = predictStorage({
+    driver,
+    // The PCI path of a blk device is only known after hot-plug.
+    source: driver === 'mmioblk' ? virtPath : undefined,
+    fsType: v.info.fsType,
+    // Raw block always uses the mountInfo options, even when empty.
+    options: v.info.options,
+    readOnly,
+    devBind: { destination: v.destination, ociOptions: rewrittenOptions(v.ociOptions, readOnly) },
+  });
+  return {
+    destination: v.destination,
+    volumePath: v.volumePath,
+    volumeType: v.info.volumeType,
+    readOnly,
+    spec,
+    guest: { driver, virtPath },
+    storage,
+  };
+}
+
+export function buildBlockDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger, probe?: ReadOnlyProbe): DeviceEntry {
+  return blockDeviceEntry(v, cfg, place, checkBlockDevice(v, log, probe));
+}
