@@ -1,0 +1,117 @@
+// Cross-process lock for one registry entry. Node has no flock(2), so the lock is a file created with
+// O_EXCL holding "<pid> <token>". A lock whose owner died is broken under a second O_EXCL file, so two
+// waiters can never both decide to break it and then delete each other's fresh lock.
+import * as fs from 'fs';
+import * as path from 'path';
+import * as crypto from 'crypto';
+import { VolumeError } from './types';
+
+const POLL_MS = 5;
+/** A lock file that stays empty/unreadable this long is treated as abandoned by a crashed creator. */
+const GRACE_MS = 5000;
+
+const sleepCell = new Int32Array(new SharedArrayBuffer(4));
+function sleep(ms: number): void {
+  Atomics.wait(sleepCell, 0, 0, ms);
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+function readOrUndefined(p: string): { text: string; mtimeMs: number } | undefined {
+  try {
+    const text = fs.readFileSync(p, 'utf8');
+    return { text, mtimeMs: fs.statSync(p).mtimeMs };
+  } catch {
+    return undefined;
+  }
+}
+
+/** Owner pid of a lock file's content, or undefined if it is not (yet) written. */
+function ownerOf(text: string): number | undefined {
+  const m = /^(\d+) \S+\n$/.exec(text);
+  return m ? Number(m[1]) : undefined;
+}
+
+function isStale(content: { text: string; mtimeMs: number }): boolean {
+  const pid = ownerOf(content.text);
+  return pid === undefined ? Date.now() - content.mtimeMs > GRACE_MS : !alive(pid);
+}
+
+function tryCreate(p: string, text: string): boolean {
+  let fd: number;
+  try {
+    fd = fs.openSync(p, 'wx', 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw e;
+  }
+  try {
+    fs.writeSync(fd, text);
+  } finally {
+    fs.closeSync(fd);
+  }
+  return true;
+}
+
+export interface LockTarget {
+  volumePath: string;
+  /** Directory holding lock files (created 0700 on first use). */
+  lockDir: string;
+  /** Registry name of the entry; hashed so the lock name stays short. */
+  entryName: string;
+}
+
+export function lockFileFor(target: LockTarget): string {
+  return path.join(target.lockDir, crypto.createHash('sha256').update(target.entryName).digest('hex').slice(0, 40) + '.lock');
+}
+
+/** Runs fn holding the entry's lock; waits up to timeoutMs for another holder. */
+export function withLock<T>(target: LockTarget, fn: () => T, timeoutMs = 30000): T {
+  const file = lockFileFor(target);
+  const breaker = file + '.break';
+  const mine = `${process.pid} ${crypto.randomBytes(8).toString('hex')}\n`;
+  const deadline = Date.now() + timeoutMs;
+  fs.mkdirSync(target.lockDir, { recursive: true, mode: 0o700 });
+
+  for (;;) {
+    if (tryCreate(file, mine)) break;
+    const held = readOrUndefined(file);
+    if (held && isStale(held)) {
+      if (tryCreate(breaker, mine)) {
+        try {
+          const again = readOrUndefined(file);
+          if (again && again.text === held.text) fs.rmSync(file, { force: true });
+        } finally {
+          fs.rmSync(breaker, { force: true });
+        }
+        continue;
+      }
+      const b = readOrUndefined(breaker);
+      if (b && isStale(b) && Date.now() - b.mtimeMs > GRACE_MS) fs.rmSync(breaker, { force: true });
+    }
+    if (Date.now() > deadline) {
+      const owner = held ? ownerOf(held.text) : undefined;
+      throw new VolumeError(
+        target.volumePath,
+        `registry entry is locked${owner ? ` by process ${owner}` : ''} for more than ${Math.round(timeoutMs / 1000)}s`,
+        `retry later; if no katavol or shim process is running, delete the lock file`,
+        file,
+      );
+    }
+    sleep(POLL_MS);
+  }
+
+  try {
+    return fn();
+  } finally {
+    const now = readOrUndefined(file);
+    if (now && now.text === mine) fs.rmSync(file, { force: true });
+  }
+}

@@ -1,0 +1,413 @@
+// The direct-volume registry, on disk exactly as Kata lays it out: <root>/<base64url(path)>/mountInfo.json
+// plus one file per sandbox using the volume. Writes are validated first, then done under a
+// per-volume lock with temp file/dir + fsync + rename, so readers never see a partial entry.
+import * as fs from 'fs';
+import * as path from 'path';
+import { MountInfo, VolumeError } from './types';
+import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolumeDirName, encodeVolumePath } from './encoding';
+import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
+import { normalizeDevice, validateDevice } from './device';
+import { withLock } from './lock';
+import { TEMP_PREFIX, fsyncDir, tempName, writeFileAtomicSync, writeNewFileSync } from './atomic-write';
+
+export { encodeVolumePath, decodeVolumeDirName } from './encoding';
+export { parseMountInfo, serializeMountInfo } from './mountinfo';
+export { validateDevice } from './device';
+
+export const KATA_VOLUME_ROOT = '/run/kata-containers/shared/direct-volumes';
+export const MOUNT_INFO_FILE = 'mountInfo.json';
+/** Lock files live here, inside the root; the leading dot keeps it apart from base64 names. */
+export const LOCK_DIR_NAME = `${TEMP_PREFIX}locks`;
+/** Environment override of the root, used by every test. */
+export const VOLUME_ROOT_ENV = 'KATAVOL_VOLUME_ROOT';
+
+export function resolveVolumeRoot(configured?: string): string {
+  return process.env[VOLUME_ROOT_ENV] || configured || KATA_VOLUME_ROOT;
+}
+
+/** Sandbox ids as containerd/Kata accept them; they become file names in the entry directory. */
+const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9._-]*$/;
+
+export interface ReadResult {
+  info: MountInfo;
+  file: string;
+  dir: string;
+  /** The file's bytes equal the canonical serialisation. */
+  canonical: boolean;
+  /** The file's content as stored. */
+  raw: string;
+}
+
+export interface ListEntry {
+  volumePath: string;
+  /** Directory name inside the root. */
+  name: string;
+  dir: string;
+  info?: MountInfo;
+  error?: string;
+  sandboxes: string[];
+}
+
+export type AddAction = 'added' | 'replaced' | 'repaired' | 'unchanged';
+
+export interface AddResult {
+  info: MountInfo;
+  action: AddAction;
+  file: string;
+  /** Things accepted but changed on the way to the canonical form, and warnings about the path. */
+  notes: string[];
+}
+
+export interface SandboxUse {
+  id: string;
+  /** Backend that recorded it ('runc', 'runtime-rs', ...); '' for an empty file (written by Kata itself). */
+  backend: string;
+}
+
+/** Warnings for volume paths that are legal but probably not what the user meant (keys are byte-exact). */
+export function volumePathWarnings(volumePath: string): string[] {
+  const w: string[] = [];
+  if (!path.isAbsolute(volumePath)) w.push(`volume path "${volumePath}" is relative; the OCI mount source must match it byte for byte`);
+  if (volumePath.length > 1 && volumePath.endsWith('/')) w.push(`volume path "${volumePath}" ends with "/"; "${volumePath.replace(/\/+$/, '')}" is a different volume`);
+  if (volumePath.includes('//') || /(^|\/)\.\.?(\/|$)/.test(volumePath)) w.push(`volume path "${volumePath}" is not normalised ("//", "." or ".."); it is used byte for byte`);
+  return w;
+}
+
+function errnoOf(e: unknown): string | undefined {
+  return (e as NodeJS.ErrnoException)?.code;
+}
+
+/** Turns a file-system error into a VolumeError that says what to do. */
+function fsFailure(volumePath: string, doing: string, file: string, e: unknown): VolumeError {
+  if (e instanceof VolumeError) return e;
+  const code = errnoOf(e);
+  const msg = (e as Error)?.message ?? String(e);
+  const fix =
+    code === 'EACCES' || code === 'EPERM' ? `run as root (sudo), or point ${VOLUME_ROOT_ENV} at a directory you own`
+    : code === 'EROFS' ? 'the registry root is on a read-only file system; remount it read-write'
+    : code === 'ENOSPC' ? 'free some space on the file system of the registry root'
+    : 'check the registry root and try again';
+  return new VolumeError(volumePath, `cannot ${doing}: ${msg}`, fix, file);
+}
+
+function lstatOrUndefined(p: string): fs.Stats | undefined {
+  try {
+    return fs.lstatSync(p);
+  } catch (e) {
+    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return undefined;
+    throw e;
+  }
+}
+
+export class Registry {
+  readonly root: string;
+
+  constructor(root: string) {
+    this.root = path.resolve(root);
+  }
+
+  entryDir(volumePath: string): string {
+    if (typeof volumePath !== 'string' || volumePath === '') {
+      throw new VolumeError('', 'the volume path is empty', 'give the path the volume is mounted from (the OCI mount source), e.g. /kubelet/vol1');
+    }
+    const name = encodeVolumePath(volumePath);
+    if (Buffer.byteLength(name) > MAX_NAME_BYTES) {
+      throw new VolumeError(
+        volumePath,
+        `the volume path is ${Buffer.byteLength(volumePath)} bytes, so its encoded directory name would be ${name.length} bytes, over the ${MAX_NAME_BYTES}-byte file name limit (Kata fails with "File name too long", issue #10284)`,
+        `use a volume path of at most ${MAX_VOLUME_PATH_BYTES} bytes`,
+      );
+    }
+    return path.join(this.root, name);
+  }
+
+  mountInfoFile(volumePath: string): string {
+    return path.join(this.entryDir(volumePath), MOUNT_INFO_FILE);
+  }
+
+  isRegistered(volumePath: string): boolean {
+    let dir: string;
+    try {
+      dir = this.entryDir(volumePath);
+    } catch {
+      return false;
+    }
+    const st = lstatOrUndefined(dir);
+    return st !== undefined && st.isDirectory();
+  }
+
+  /** Runs fn holding the volume's cross-process lock (add, remove, rewrite, sandbox records, resize). */
+  locked<T>(volumePath: string, fn: () => T): T {
+    const dir = this.entryDir(volumePath);
+    const lockDir = path.join(this.root, LOCK_DIR_NAME);
+    try {
+      fs.mkdirSync(this.root, { recursive: true, mode: 0o755 });
+    } catch (e) {
+      throw fsFailure(volumePath, 'create the registry root', this.root, e);
+    }
+    return withLock({ volumePath, lockDir, entryName: path.basename(dir) }, fn);
+  }
+
+  /** Throws unless the entry directory is a real directory; returns its path. */
+  private requireEntryDir(volumePath: string): string {
+    const dir = this.entryDir(volumePath);
+    let st: fs.Stats | undefined;
+    try {
+      st = lstatOrUndefined(dir);
+    } catch (e) {
+      throw fsFailure(volumePath, 'read the registry entry', dir, e);
+    }
+    if (!st) {
+      const stray = this.strayEntryFor(volumePath);
+      if (stray) {
+        throw new VolumeError(volumePath, `is not registered under ${path.basename(dir)}, but ${stray} holds an entry for it with the wrong encoding (Kata cannot find it)`,
+          `register it again with katavol direct-volume add, then delete ${stray}`, dir);
+      }
+      throw new VolumeError(volumePath, 'is not registered (no registry entry)', `register it with: katavol direct-volume add ${volumePath} '${EXAMPLE_MOUNT_INFO}'`, dir);
+    }
+    this.refuseOddEntry(volumePath, dir, st);
+    return dir;
+  }
+
+  private refuseOddEntry(volumePath: string, dir: string, st: fs.Stats): void {
+    if (st.isSymbolicLink()) {
+      throw new VolumeError(volumePath, 'the registry entry is a symbolic link; katavol refuses to follow it', `check where it points and delete it by hand (rm ${dir}), then add the volume again`, dir);
+    }
+    if (!st.isDirectory()) {
+      throw new VolumeError(volumePath, 'the registry entry exists but is not a directory', `delete it by hand (rm ${dir}), then add the volume again`, dir);
+    }
+  }
+
+  /** A directory in the root that decodes loosely (no padding, '+' alphabet) to this path: someone else's mis-encoding. */
+  strayEntryFor(volumePath: string): string | undefined {
+    const canonical = encodeVolumePath(volumePath);
+    const variants = new Set([canonical.replace(/=+$/, ''), canonical.replace(/-/g, '+'), canonical.replace(/-/g, '+').replace(/=+$/, '')]);
+    variants.delete(canonical);
+    for (const v of variants) {
+      const p = path.join(this.root, v);
+      if (v && lstatOrUndefined(p)?.isDirectory()) return p;
+    }
+    return undefined;
+  }
+
+  read(volumePath: string): ReadResult {
+    const dir = this.requireEntryDir(volumePath);
+    const file = path.join(dir, MOUNT_INFO_FILE);
+    let raw: string;
+    try {
+      raw = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') {
+        throw new VolumeError(volumePath, `the registry entry has no ${MOUNT_INFO_FILE} (an incomplete entry, e.g. left by a failed kata-ctl add; Kata runtime-rs fails every container using it)`,
+          `add it again with katavol direct-volume add ${volumePath} '<mount-info-json>', or delete it with katavol direct-volume remove ${volumePath}`, file);
+      }
+      throw fsFailure(volumePath, `read ${MOUNT_INFO_FILE}`, file, e);
+    }
+    let info: MountInfo;
+    try {
+      info = parseMountInfo(raw, { volumePath, file });
+    } catch (e) {
+      if (e instanceof VolumeError) {
+        throw new VolumeError(volumePath, `stored ${e.problem}`, `${e.fix}; then write it again with katavol direct-volume add`, file);
+      }
+      throw e;
+    }
+    return { info, file, dir, canonical: raw === serializeMountInfo(info), raw };
+  }
+
+  add(volumePath: string, mountInfoJson: string): MountInfo {
+    return this.addWithResult(volumePath, mountInfoJson).info;
+  }
+
+  /** add() with what was done, for the CLI's one-line report. */
+  addWithResult(volumePath: string, mountInfoJson: string): AddResult {
+    // Everything that can be checked without the lock is checked before anything is created.
+    const dir = this.entryDir(volumePath);
+    const notes = volumePathWarnings(volumePath);
+    const parsed = parseMountInfo(mountInfoJson, { volumePath, notes });
+    if (parsed.fsType === '') {
+      throw new VolumeError(volumePath, '"fstype" is empty (the guest could not mount the volume)', 'set "fstype" to the filesystem on the device, e.g. "fstype":"ext4"');
+    }
+    validateDevice(parsed, volumePath);
+    const info: MountInfo = { ...parsed, device: normalizeDevice(parsed) };
+    if (info.device !== parsed.device) notes.push(`stored PCI address "${parsed.device}" as "${info.device}" (sysfs names are lower case)`);
+    const data = serializeMountInfo(info);
+    const file = path.join(dir, MOUNT_INFO_FILE);
+    this.checkRootUsable(volumePath);
+    const pre = lstatOrUndefined(dir);
+    if (pre) this.refuseOddEntry(volumePath, dir, pre);
+
+    const action = this.locked(volumePath, (): AddAction => {
+      try {
+        const st = lstatOrUndefined(dir);
+        if (!st) {
+          this.createEntry(dir, data);
+          return 'added';
+        }
+        this.refuseOddEntry(volumePath, dir, st);
+        let old: string | undefined;
+        try {
+          old = fs.readFileSync(file, 'utf8');
+        } catch (e) {
+          if (errnoOf(e) !== 'ENOENT') throw e;
+        }
+        if (old === data) return 'unchanged';
+        writeFileAtomicSync(file, data, this.root);
+        return old === undefined ? 'repaired' : 'replaced';
+      } catch (e) {
+        throw fsFailure(volumePath, 'write the registry entry', file, e);
+      }
+    });
+    return { info, action, file, notes };
+  }
+
+  private checkRootUsable(volumePath: string): void {
+    let st: fs.Stats | undefined;
+    try {
+      st = fs.statSync(this.root);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return; // created on demand
+      throw fsFailure(volumePath, 'read the registry root', this.root, e);
+    }
+    if (!st.isDirectory()) {
+      throw new VolumeError(volumePath, 'the registry root is not a directory', `remove it or set ${VOLUME_ROOT_ENV} to a directory`, this.root);
+    }
+  }
+
+  /** New entry: build it under a temp name, then rename, so it appears complete or not at all. */
+  private createEntry(dir: string, data: string): void {
+    const tmp = path.join(this.root, tempName('new'));
+    try {
+      fs.mkdirSync(tmp, { mode: 0o700 });
+      fs.chmodSync(tmp, 0o700);
+      writeNewFileSync(path.join(tmp, MOUNT_INFO_FILE), data);
+      fsyncDir(tmp);
+      fs.renameSync(tmp, dir);
+    } catch (e) {
+      fs.rmSync(tmp, { recursive: true, force: true });
+      throw e;
+    }
+    fsyncDir(this.root);
+  }
+
+  remove(volumePath: string): void {
+    const dir = this.requireEntryDir(volumePath);
+    this.locked(volumePath, () => {
+      const st = lstatOrUndefined(dir);
+      if (!st) throw new VolumeError(volumePath, 'is not registered (removed meanwhile)', 'nothing to do', dir);
+      this.refuseOddEntry(volumePath, dir, st);
+      // Rename first: the entry disappears atomically, then the contents go.
+      const trash = path.join(this.root, tempName('trash'));
+      try {
+        fs.renameSync(dir, trash);
+        fsyncDir(this.root);
+      } catch (e) {
+        throw fsFailure(volumePath, 'remove the registry entry', dir, e);
+      }
+      fs.rmSync(trash, { recursive: true, force: true });
+    });
+  }
+
+  rewriteCanonical(volumePath: string): boolean {
+    return this.locked(volumePath, () => {
+      const r = this.read(volumePath);
+      if (r.canonical) return false;
+      try {
+        writeFileAtomicSync(r.file, serializeMountInfo(r.info), this.root);
+      } catch (e) {
+        throw fsFailure(volumePath, `rewrite ${MOUNT_INFO_FILE}`, r.file, e);
+      }
+      return true;
+    });
+  }
+
+  list(): ListEntry[] {
+    let names: fs.Dirent[];
+    try {
+      names = fs.readdirSync(this.root, { withFileTypes: true });
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return [];
+      throw fsFailure('', 'list the registry root', this.root, e);
+    }
+    const out: ListEntry[] = [];
+    for (const d of names) {
+      if (d.name.startsWith(TEMP_PREFIX)) continue;
+      const dir = path.join(this.root, d.name);
+      const decoded = decodeVolumeDirName(d.name);
+      const entry: ListEntry = { volumePath: decoded ?? '', name: d.name, dir, sandboxes: [] };
+      if (decoded === undefined) {
+        const loose = decodeLooseDirName(d.name);
+        entry.volumePath = loose ?? '';
+        entry.error = loose !== undefined
+          ? `directory name is not Kata's encoding of "${loose}" (Kata looks for ${encodeVolumePath(loose)}); add the volume again with katavol and delete ${dir}`
+          : `not a registry entry (the name is not a base64url-encoded volume path)${d.name === MOUNT_INFO_FILE ? '; probably written by kata-runtime direct-volume add with an empty path' : ''}; delete ${dir} if it is stale`;
+      } else {
+        try {
+          entry.info = this.read(decoded).info;
+        } catch (e) {
+          entry.error = (e as Error).message;
+        }
+        entry.sandboxes = this.sandboxesOf(decoded).map((s) => s.id);
+      }
+      out.push(entry);
+    }
+    return out.sort((a, b) => Buffer.compare(Buffer.from(a.volumePath), Buffer.from(b.volumePath)) || (a.name < b.name ? -1 : 1));
+  }
+
+  private sandboxFile(volumePath: string, sandboxId: string): string {
+    if (typeof sandboxId !== 'string' || !SANDBOX_ID.test(sandboxId) || Buffer.byteLength(sandboxId) > MAX_NAME_BYTES || sandboxId === MOUNT_INFO_FILE) {
+      throw new VolumeError(volumePath, `sandbox id ${JSON.stringify(sandboxId)} is not valid`, 'use a containerd-style id: letters, digits, ".", "_" and "-", starting with a letter or digit');
+    }
+    return path.join(this.entryDir(volumePath), sandboxId);
+  }
+
+  recordSandbox(volumePath: string, sandboxId: string, backend = ''): void {
+    const file = this.sandboxFile(volumePath, sandboxId);
+    this.requireEntryDir(volumePath);
+    this.locked(volumePath, () => {
+      this.requireEntryDir(volumePath);
+      try {
+        writeFileAtomicSync(file, backend, this.root);
+      } catch (e) {
+        throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
+      }
+    });
+  }
+
+  releaseSandbox(volumePath: string, sandboxId: string): void {
+    const file = this.sandboxFile(volumePath, sandboxId);
+    if (!this.isRegistered(volumePath)) return;
+    this.locked(volumePath, () => {
+      if (!this.isRegistered(volumePath)) return;
+      try {
+        fs.rmSync(file, { force: true });
+      } catch (e) {
+        throw fsFailure(volumePath, `release sandbox ${sandboxId}`, file, e);
+      }
+    });
+  }
+
+  sandboxesOf(volumePath: string): SandboxUse[] {
+    if (!this.isRegistered(volumePath)) return [];
+    const dir = this.entryDir(volumePath);
+    let names: fs.Dirent[];
+    try {
+      names = fs.readdirSync(dir, { withFileTypes: true });
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return [];
+      throw fsFailure(volumePath, 'list the registry entry', dir, e);
+    }
+    const out: SandboxUse[] = [];
+    for (const d of names) {
+      if (!d.isFile() || d.name === MOUNT_INFO_FILE || !SANDBOX_ID.test(d.name)) continue;
+      let backend = '';
+      try {
+        backend = fs.readFileSync(path.join(dir, d.name), 'utf8').trim();
+      } catch {
+        continue; // released meanwhile
+      }
+      out.push({ id: d.name, backend });
+    }
+    return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
+  }
+}

@@ -1,0 +1,165 @@
+// A small JSON parser that, unlike JSON.parse, rejects duplicate object keys (serde does for struct
+// fields; JSON.parse silently keeps the last) and keeps objects as Maps so a key like "__proto__" is
+// plain data. Errors carry a character offset for the message.
+
+export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
+export type JsonObject = Map<string, JsonValue>;
+
+export class JsonSyntaxError extends Error {
+  constructor(message: string, readonly offset: number) {
+    super(`${message} at character ${offset + 1}`);
+    this.name = 'JsonSyntaxError';
+  }
+}
+
+export function parseStrictJson(text: string): JsonValue {
+  const p = new Parser(text);
+  p.ws();
+  const v = p.value([]);
+  p.ws();
+  if (p.i < text.length) throw new JsonSyntaxError('trailing characters after the JSON value', p.i);
+  return v;
+}
+
+export function isJsonObject(v: JsonValue): v is JsonObject {
+  return v instanceof Map;
+}
+
+export function describeJsonType(v: JsonValue): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (v instanceof Map) return 'an object';
+  if (typeof v === 'string') return `a string ${JSON.stringify(v)}`;
+  return `a ${typeof v} ${String(v)}`;
+}
+
+class Parser {
+  i = 0;
+  constructor(private readonly s: string) {}
+
+  ws(): void {
+    while (this.i < this.s.length && ' \t\n\r'.includes(this.s[this.i])) this.i++;
+  }
+
+  private fail(msg: string): never {
+    throw new JsonSyntaxError(msg, this.i);
+  }
+
+  private describeHere(): string {
+    return this.i >= this.s.length ? 'end of input' : `${JSON.stringify(this.s[this.i])}`;
+  }
+
+  value(path: string[]): JsonValue {
+    const c = this.s[this.i];
+    if (c === '{') return this.object(path);
+    if (c === '[') return this.array(path);
+    if (c === '"') return this.string();
+    if (c === '-' || (c >= '0' && c <= '9')) return this.number();
+    for (const [word, val] of [['true', true], ['false', false], ['null', null]] as const) {
+      if (this.s.startsWith(word, this.i)) {
+        this.i += word.length;
+        return val;
+      }
+    }
+    return this.fail(`unexpected ${this.describeHere()}`);
+  }
+
+  private object(path: string[]): JsonObject {
+    const out: JsonObject = new Map();
+    this.i++;
+    this.ws();
+    if (this.s[this.i] === '}') {
+      this.i++;
+      return out;
+    }
+    for (;;) {
+      this.ws();
+      if (this.s[this.i] !== '"') this.fail(`expected a quoted key, found ${this.describeHere()}`);
+      const keyAt = this.i;
+      const key = this.string();
+      if (out.has(key)) {
+        const where = path.length ? ` in ${path.join('.')}` : '';
+        throw new JsonSyntaxError(`duplicate key ${JSON.stringify(key)}${where}`, keyAt);
+      }
+      this.ws();
+      if (this.s[this.i] !== ':') this.fail(`expected ':' after key ${JSON.stringify(key)}, found ${this.describeHere()}`);
+      this.i++;
+      this.ws();
+      out.set(key, this.value([...path, key]));
+      this.ws();
+      const c = this.s[this.i];
+      if (c === ',') {
+        this.i++;
+        continue;
+      }
+      if (c === '}') {
+        this.i++;
+        return out;
+      }
+      this.fail(`expected ',' or '}', found ${this.describeHere()}`);
+    }
+  }
+
+  private array(path: string[]): JsonValue[] {
+    const out: JsonValue[] = [];
+    this.i++;
+    this.ws();
+    if (this.s[this.i] === ']') {
+      this.i++;
+      return out;
+    }
+    for (;;) {
+      this.ws();
+      out.push(this.value(path));
+      this.ws();
+      const c = this.s[this.i];
+      if (c === ',') {
+        this.i++;
+        continue;
+      }
+      if (c === ']') {
+        this.i++;
+        return out;
+      }
+      this.fail(`expected ',' or ']', found ${this.describeHere()}`);
+    }
+  }
+
+  private string(): string {
+    const start = this.i;
+    this.i++;
+    let out = '';
+    for (;;) {
+      if (this.i >= this.s.length) throw new JsonSyntaxError('unterminated string', start);
+      const c = this.s[this.i];
+      if (c === '"') {
+        this.i++;
+        return out;
+      }
+      if (c < ' ') this.fail('control character in string (escape it)');
+      if (c !== '\\') {
+        out += c;
+        this.i++;
+        continue;
+      }
+      const e = this.s[this.i + 1];
+      const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+      if (e !== undefined && e in simple) {
+        out += simple[e];
+        this.i += 2;
+      } else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(this.s.slice(this.i + 2, this.i + 6))) {
+        out += String.fromCharCode(parseInt(this.s.slice(this.i + 2, this.i + 6), 16));
+        this.i += 6;
+      } else {
+        this.fail('invalid escape in string');
+      }
+    }
+  }
+
+  private number(): number {
+    const m = /^-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?/.exec(this.s.slice(this.i));
+    if (!m) this.fail('invalid number');
+    this.i += m[0].length;
+    return Number(m[0]);
+  }
+}

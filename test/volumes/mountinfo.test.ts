@@ -1,0 +1,103 @@
+import * as assert from 'assert';
+import { parseMountInfo, serializeMountInfo, suggestVolumeType } from '../../src/volumes/mountinfo';
+import { MountInfo, VolumeError } from '../../src/volumes/types';
+
+const where = { volumePath: '/kubelet/v1' };
+const parse = (s: string, notes?: string[]): MountInfo => parseMountInfo(s, { ...where, notes });
+
+function rejects(json: string, problem: RegExp, fix?: RegExp): VolumeError {
+  let caught: unknown;
+  try {
+    parse(json);
+  } catch (e) {
+    caught = e;
+  }
+  assert.ok(caught instanceof VolumeError, `expected a VolumeError for ${json}`);
+  assert.match(caught.problem, problem);
+  if (fix) assert.match(caught.fix, fix);
+  assert.strictEqual(caught.volumePath, '/kubelet/v1');
+  return caught;
+}
+
+describe('volumes/mountinfo', () => {
+  it('round-trips every field in the canonical compact form runtime-rs writes', () => {
+    const json = '{"volume-type":"spdkvol","device":"/tmp/s.sock","fstype":"xfs","metadata":{"num_queues":"4","a b":"\\"q\\"\\n"},"options":["ro","discard"]}';
+    const info = parse(json);
+    assert.deepStrictEqual(info, {
+      volumeType: 'spdkvol', device: '/tmp/s.sock', fsType: 'xfs',
+      metadata: { num_queues: '4', 'a b': '"q"\n' }, options: ['ro', 'discard'],
+    });
+    const out = serializeMountInfo(info);
+    assert.strictEqual(out, '{"volume-type":"spdkvol","device":"/tmp/s.sock","fstype":"xfs","metadata":{"a b":"\\"q\\"\\n","num_queues":"4"},"options":["ro","discard"]}');
+    assert.deepStrictEqual(parse(out), info);
+  });
+
+  it('omits empty metadata and options', () => {
+    const info = parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":{},"options":[]}');
+    assert.strictEqual(serializeMountInfo(info), '{"volume-type":"directvol","device":"/d","fstype":"ext4"}');
+  });
+
+  it('accepts the legacy volume_type / fs_type spellings and says so', () => {
+    const notes: string[] = [];
+    const info = parse('{"volume_type":"directvol","device":"/d","fs_type":"ext4"}', notes);
+    assert.deepStrictEqual(info, { volumeType: 'directvol', device: '/d', fsType: 'ext4', metadata: {}, options: [] });
+    assert.strictEqual(notes.length, 2);
+    assert.match(notes[0], /legacy key "volume_type"/);
+  });
+
+  it('accepts metadata given as a string holding a JSON object, and null metadata/options', () => {
+    assert.deepStrictEqual(parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":"{}"}').metadata, {});
+    assert.deepStrictEqual(parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":"{\\"fsGroup\\":\\"1000\\"}"}').metadata, { fsGroup: '1000' });
+    const n = parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":null,"options":null}');
+    assert.deepStrictEqual([n.metadata, n.options], [{}, []]);
+  });
+
+  it('keeps a "__proto__" metadata key as plain data', () => {
+    const info = parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":{"__proto__":"x"}}');
+    assert.deepStrictEqual(Object.keys(info.metadata), ['__proto__']);
+    assert.strictEqual(serializeMountInfo(info), '{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":{"__proto__":"x"}}');
+  });
+
+  it('ignores unknown keys (like Kata) and reports them', () => {
+    const notes: string[] = [];
+    const info = parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","extra":1}', notes);
+    assert.strictEqual(serializeMountInfo(info), '{"volume-type":"directvol","device":"/d","fstype":"ext4"}');
+    assert.match(notes.join(), /unknown key "extra"/);
+  });
+
+  it('rejects duplicate keys, also through a legacy spelling', () => {
+    rejects('{"volume-type":"directvol","device":"/a","device":"/b","fstype":"ext4"}', /duplicate key "device"/);
+    rejects('{"volume-type":"directvol","volume_type":"directvol","device":"/a","fstype":"ext4"}', /"volume-type" is given twice/, /keep only/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","metadata":{"k":"1","k":"2"}}', /duplicate key "k" in metadata/);
+  });
+
+  it('rejects non-string metadata values with the quoted fix', () => {
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","metadata":{"fsGroup":4}}', /metadata "fsGroup" is a number 4/, /"fsGroup":"4"/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","metadata":{"x":true}}', /boolean/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","metadata":"[1]"}', /string holding an array/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","metadata":5}', /must be an object/);
+  });
+
+  it('rejects unknown volume types and names the alias that was meant', () => {
+    rejects('{"volume-type":"block","device":"/a","fstype":"ext4"}', /"block" is not a Kata volume type/, /"directvol"/);
+    rejects('{"volume-type":"VFIO","device":"/a","fstype":"ext4"}', /not a Kata volume type/, /"vfiovol"/);
+    rejects('{"volume-type":"spdk","device":"/a","fstype":"ext4"}', /not a Kata volume type/, /"spdkvol"/);
+    rejects('{"volume-type":"zzz","device":"/a","fstype":"ext4"}', /not a Kata volume type/, /one of directvol, vfiovol, spdkvol, spoolvol/);
+    assert.strictEqual(suggestVolumeType('DirectVol'), 'directvol');
+  });
+
+  it('rejects wrong-case keys with the right spelling, missing keys and wrong types', () => {
+    rejects('{"volume-type":"directvol","Device":"/a","fstype":"ext4"}', /"Device": keys are case-sensitive/, /"device"/);
+    rejects('{"volume-type":"directvol","fstype":"ext4"}', /no "device"/);
+    rejects('{"volume-type":"directvol","device":7,"fstype":"ext4"}', /"device" must be a string/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","options":"ro,bind"}', /"options" must be a list/, /\["ro","bind"\]/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4","options":[1]}', /options must be strings/);
+  });
+
+  it('rejects malformed JSON, trailing garbage and non-objects with an example', () => {
+    rejects('{"volume-type":"directvol",}', /not valid JSON/, /single-quote/);
+    rejects('{"volume-type":"directvol","device":"/a","fstype":"ext4"} x', /trailing characters/);
+    rejects('[]', /must be a JSON object, found an array/);
+    rejects('', /not valid JSON/);
+  });
+});
