@@ -1,0 +1,263 @@
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { KATA_VOLUME_ROOT, LOCK_DIR_NAME, MOUNT_INFO_FILE, Registry, resolveVolumeRoot } from '../../src/volumes/registry';
+import { encodeVolumePath } from '../../src/volumes/encoding';
+import { lockFileFor, withLock } from '../../src/volumes/lock';
+import { VolumeError } from '../../src/volumes/types';
+import { imageFile, scratchDir, snapshot } from './helpers';
+
+const VOL = '/kubelet/kata-direct-vol-002/directvol002';
+const NAME = 'L2t1YmVsZXQva2F0YS1kaXJlY3Qtdm9sLTAwMi9kaXJlY3R2b2wwMDI=';
+
+function expectVolumeError(fn: () => unknown, problem: RegExp): VolumeError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof VolumeError, `expected VolumeError, got ${String(e)}`);
+    assert.match(e.problem, problem);
+    return e;
+  }
+  assert.fail(`expected a VolumeError matching ${problem}`);
+}
+
+describe('volumes/registry', () => {
+  let scratch: string;
+  let root: string;
+  let reg: Registry;
+  let img: string;
+  const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
+
+  beforeEach(() => {
+    scratch = scratchDir('reg');
+    root = path.join(scratch, 'run', 'direct-volumes');
+    reg = new Registry(root);
+    img = imageFile(scratch);
+  });
+  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it('resolves the root: env KATAVOL_VOLUME_ROOT > configured > Kata default', () => {
+    const saved = process.env.KATAVOL_VOLUME_ROOT;
+    try {
+      delete process.env.KATAVOL_VOLUME_ROOT;
+      assert.strictEqual(resolveVolumeRoot(), KATA_VOLUME_ROOT);
+      assert.strictEqual(resolveVolumeRoot('/etc/x'), '/etc/x');
+      process.env.KATAVOL_VOLUME_ROOT = '/env/root';
+      assert.strictEqual(resolveVolumeRoot('/etc/x'), '/env/root');
+    } finally {
+      if (saved === undefined) delete process.env.KATAVOL_VOLUME_ROOT;
+      else process.env.KATAVOL_VOLUME_ROOT = saved;
+    }
+  });
+
+  it('writes Kata\'s layout byte for byte: encoded dir 0700, compact canonical mountInfo.json 0600', () => {
+    const r = reg.addWithResult(VOL, `{"volume_type":"directvol","device":"${img}","fs_type":"ext4","metadata":"{}","options":null,"x":1}`);
+    assert.strictEqual(r.action, 'added');
+    const dir = path.join(root, NAME);
+    assert.strictEqual(reg.entryDir(VOL), dir);
+    assert.strictEqual(fs.statSync(dir).mode & 0o777, 0o700);
+    const file = path.join(dir, MOUNT_INFO_FILE);
+    assert.strictEqual(fs.statSync(file).mode & 0o777, 0o600);
+    assert.strictEqual(fs.readFileSync(file, 'utf8'), `{"volume-type":"directvol","device":"${img}","fstype":"ext4"}`);
+    assert.deepStrictEqual(fs.readdirSync(dir), [MOUNT_INFO_FILE]);
+    assert.deepStrictEqual(fs.readdirSync(root).filter((n) => n !== LOCK_DIR_NAME), [NAME]);
+    assert.deepStrictEqual(fs.readdirSync(path.join(root, LOCK_DIR_NAME)), [], 'lock released');
+    assert.ok(reg.isRegistered(VOL));
+    const read = reg.read(VOL);
+    assert.strictEqual(read.canonical, true);
+    assert.deepStrictEqual(read.info, { volumeType: 'directvol', device: img, fsType: 'ext4', metadata: {}, options: [] });
+  });
+
+  it('re-add: unchanged when identical, replaced when different (sandbox records kept), repaired for an empty Kata leftover', () => {
+    reg.add(VOL, json(img));
+    reg.recordSandbox(VOL, 'sb1', 'runc');
+    assert.strictEqual(reg.addWithResult(VOL, json(img)).action, 'unchanged');
+    assert.strictEqual(reg.addWithResult(VOL, json(img, ',"options":["ro"]')).action, 'replaced');
+    assert.deepStrictEqual(reg.read(VOL).info.options, ['ro']);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'sb1', backend: 'runc' }]);
+
+    const other = '/kubelet/leftover';
+    fs.mkdirSync(path.join(root, encodeVolumePath(other)));
+    assert.ok(reg.isRegistered(other), 'an empty dir counts as registered, as in runtime-rs');
+    expectVolumeError(() => reg.read(other), /has no mountInfo\.json/);
+    assert.strictEqual(reg.addWithResult(other, json(img)).action, 'repaired');
+    assert.strictEqual(reg.read(other).info.device, img);
+  });
+
+  describe('rejections leave the root byte-identical', () => {
+    const cases: Array<[string, (img: string) => [string, string], RegExp]> = [
+      ['empty volume path', (i) => ['', json(i)], /volume path is empty/],
+      ['encoded name over 255 bytes', (i) => ['/' + 'v'.repeat(189), json(i)], /over the 255-byte file name limit/],
+      ['invalid JSON', () => [VOL, '{"volume-type":'], /not valid JSON/],
+      ['duplicate key', (i) => [VOL, `{"volume-type":"directvol","device":"${i}","device":"${i}","fstype":"ext4"}`], /duplicate key/],
+      ['non-string metadata', (i) => [VOL, json(i, ',"metadata":{"fsGroup":4}')], /must be strings/],
+      ['unknown volume-type', (i) => [VOL, `{"volume-type":"block","device":"${i}","fstype":"ext4"}`], /not a Kata volume type/],
+      ['empty device', () => [VOL, json('')], /"device" is empty/],
+      ['empty fstype', (i) => [VOL, `{"volume-type":"directvol","device":"${i}","fstype":""}`], /"fstype" is empty/],
+      ['relative device', () => [VOL, json('disk.img')], /relative path/],
+      ['missing device', (i) => [VOL, json(i + '.missing')], /does not exist/],
+      ['directory device', (i) => [VOL, json(path.dirname(i))], /is a directory/],
+      ['character device', () => [VOL, json('/dev/null')], /is a character device/],
+      ['spdk device not a socket', (i) => [VOL, `{"volume-type":"spdkvol","device":"${i}","fstype":"ext4"}`], /not a unix socket/],
+      ['spdk socket missing', (i) => [VOL, `{"volume-type":"spdkvol","device":"spdk://${i}.sock","fstype":"ext4"}`], /does not exist/],
+      ['vfio device not an address', () => [VOL, '{"volume-type":"vfiovol","device":"/dev/sdb","fstype":"ext4"}'], /not a PCI address/],
+    ];
+    for (const [label, make, problem] of cases) {
+      it(label, () => {
+        reg.add('/existing', json(img));
+        const before = snapshot(scratch);
+        const [vp, js] = make(img);
+        expectVolumeError(() => reg.add(vp, js), problem);
+        assert.deepStrictEqual(snapshot(scratch), before);
+      });
+    }
+
+    it('with no root at all, a rejected add creates nothing', () => {
+      expectVolumeError(() => reg.add(VOL, json('')), /empty/);
+      assert.strictEqual(fs.existsSync(root), false);
+    });
+  });
+
+  it('accepts block devices, real unix sockets (with or without spdk://) and the VFIO address forms', async () => {
+    reg.add('/b', json('/dev/loop0'));
+    const sock = path.join(scratch, 'vhost.0');
+    const server = net.createServer();
+    await new Promise<void>((res) => server.listen(sock, res));
+    try {
+      reg.add('/s1', `{"volume-type":"spdkvol","device":"${sock}","fstype":"ext4"}`);
+      reg.add('/s2', `{"volume-type":"spoolvol","device":"spdk://${sock}","fstype":"ext4"}`);
+    } finally {
+      await new Promise((res) => server.close(res));
+    }
+    reg.add('/v1', '{"volume-type":"vfiovol","device":"3b:00.1","fstype":"ext4"}');
+    reg.add('/v2', '{"volume-type":"vfiovol","device":"/dev/vfio/12","fstype":"ext4"}');
+    const r = reg.addWithResult('/v3', '{"volume-type":"vfiovol","device":"0000:3B:0A.7","fstype":"ext4"}');
+    assert.strictEqual(r.info.device, '0000:3b:0a.7', 'stored lower case for sysfs');
+    assert.match(r.notes.join(), /lower case/);
+    assert.deepStrictEqual(reg.list().map((e) => e.volumePath), ['/b', '/s1', '/s2', '/v1', '/v2', '/v3']);
+  });
+
+  it('refuses an encoded directory that is a symlink, for every operation', () => {
+    const target = path.join(scratch, 'elsewhere');
+    fs.mkdirSync(target);
+    fs.writeFileSync(path.join(target, MOUNT_INFO_FILE), json(img));
+    fs.mkdirSync(root, { recursive: true });
+    fs.symlinkSync(target, path.join(root, NAME));
+    const before = snapshot(scratch);
+    assert.strictEqual(reg.isRegistered(VOL), false);
+    expectVolumeError(() => reg.add(VOL, json(img)), /symbolic link/);
+    expectVolumeError(() => reg.read(VOL), /symbolic link/);
+    expectVolumeError(() => reg.remove(VOL), /symbolic link/);
+    expectVolumeError(() => reg.recordSandbox(VOL, 'sb'), /symbolic link/);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+    assert.deepStrictEqual(snapshot(scratch), before);
+    assert.match(reg.list()[0].error ?? '', /symbolic link/);
+  });
+
+  it('refuses an entry that is a plain file', () => {
+    fs.mkdirSync(root, { recursive: true });
+    fs.writeFileSync(path.join(root, NAME), 'x');
+    expectVolumeError(() => reg.add(VOL, json(img)), /not a directory/);
+    expectVolumeError(() => reg.remove(VOL), /not a directory/);
+  });
+
+  it('remove: deletes the whole entry; a missing volume or an empty path is an error naming it; the root survives', () => {
+    reg.add(VOL, json(img));
+    reg.add('/keep', json(img));
+    reg.recordSandbox(VOL, 'sb1');
+    reg.remove(VOL);
+    assert.strictEqual(fs.existsSync(path.join(root, NAME)), false);
+    assert.deepStrictEqual(fs.readdirSync(root).filter((n) => n !== LOCK_DIR_NAME), [encodeVolumePath('/keep')]);
+    const e = expectVolumeError(() => reg.remove(VOL), /is not registered/);
+    assert.strictEqual(e.volumePath, VOL);
+    assert.match(e.message, new RegExp(VOL));
+    const before = snapshot(scratch);
+    expectVolumeError(() => reg.remove(''), /volume path is empty/);
+    assert.deepStrictEqual(snapshot(scratch), before);
+  });
+
+  it('points at a mis-encoded entry (padding dropped) that Kata cannot find', () => {
+    fs.mkdirSync(path.join(root, NAME.replace(/=+$/, '')), { recursive: true });
+    const e = expectVolumeError(() => reg.read(VOL), /wrong encoding/);
+    assert.match(e.problem, new RegExp(NAME.replace(/=+$/, '')));
+    assert.match(reg.list()[0].error ?? '', /not Kata's encoding of "\/kubelet\/kata-direct-vol-002\/directvol002"/);
+  });
+
+  it('read: flags non-canonical files; rewriteCanonical fixes them once', () => {
+    reg.add(VOL, json(img));
+    const file = reg.mountInfoFile(VOL);
+    fs.writeFileSync(file, `{ "volume_type": "directvol", "fs_type": "ext4", "device": "${img}", "metadata": "{}" }\n`);
+    assert.strictEqual(reg.read(VOL).canonical, false);
+    assert.strictEqual(reg.rewriteCanonical(VOL), true);
+    assert.strictEqual(fs.readFileSync(file, 'utf8'), json(img));
+    assert.strictEqual(fs.statSync(file).mode & 0o777, 0o600);
+    assert.strictEqual(reg.rewriteCanonical(VOL), false);
+    assert.strictEqual(reg.read(VOL).canonical, true);
+  });
+
+  it('read: a broken stored file names the file and the fix', () => {
+    reg.add(VOL, json(img));
+    fs.writeFileSync(reg.mountInfoFile(VOL), '{"volume-type":"directvol"');
+    const e = expectVolumeError(() => reg.read(VOL), /stored mount info is not valid JSON/);
+    assert.strictEqual(e.file, reg.mountInfoFile(VOL));
+    assert.match(e.fix, /katavol direct-volume add/);
+  });
+
+  it('list: every entry decoded, broken ones with an error, katavol temp names skipped', () => {
+    reg.add('/b/vol', json(img));
+    reg.add('/a/vol', json(img, ',"options":["ro"]'));
+    reg.recordSandbox('/a/vol', 'pod1', 'runc');
+    fs.mkdirSync(path.join(root, encodeVolumePath('/c/broken')));
+    fs.mkdirSync(path.join(root, '.katavol-new-1-abc'));
+    fs.writeFileSync(path.join(root, MOUNT_INFO_FILE), '{}');
+    const l = reg.list();
+    assert.deepStrictEqual(l.map((e) => [e.volumePath, e.info?.device, e.sandboxes, e.error !== undefined]), [
+      ['', undefined, [], true],
+      ['/a/vol', img, ['pod1'], false],
+      ['/b/vol', img, [], false],
+      ['/c/broken', undefined, [], true],
+    ]);
+    assert.match(l[0].error ?? '', /empty path/);
+    assert.deepStrictEqual(new Registry(path.join(scratch, 'none')).list(), []);
+  });
+
+  it('records, lists and releases sandboxes like Kata Go (one file per sandbox id)', () => {
+    reg.add(VOL, json(img));
+    reg.recordSandbox(VOL, 'sb-b', 'runc');
+    reg.recordSandbox(VOL, 'sb-a', 'runtime-rs');
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-go-sandbox'), ''); // what Kata's Go runtime writes
+    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'sb-b'), 'utf8'), 'runc');
+    assert.strictEqual(fs.statSync(path.join(reg.entryDir(VOL), 'sb-b')).mode & 0o777, 0o600);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [
+      { id: 'kata-go-sandbox', backend: '' },
+      { id: 'sb-a', backend: 'runtime-rs' },
+      { id: 'sb-b', backend: 'runc' },
+    ]);
+    reg.releaseSandbox(VOL, 'sb-b');
+    reg.releaseSandbox(VOL, 'sb-b');
+    reg.releaseSandbox('/not/registered', 'sb-b');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).map((s) => s.id), ['kata-go-sandbox', 'sb-a']);
+    for (const bad of ['', '../x', 'a/b', MOUNT_INFO_FILE, '.hidden']) {
+      expectVolumeError(() => reg.recordSandbox(VOL, bad), /sandbox id .* is not valid/);
+    }
+    expectVolumeError(() => reg.recordSandbox('/not/registered', 'sb'), /is not registered/);
+    assert.deepStrictEqual(reg.sandboxesOf('/not/registered'), []);
+  });
+
+  it('breaks a lock left by a dead process, and times out on a live holder naming the lock file', () => {
+    reg.add(VOL, json(img));
+    const dead = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']).stdout.toString();
+    const target = { volumePath: VOL, lockDir: path.join(root, LOCK_DIR_NAME), entryName: NAME };
+    const lockFile = lockFileFor(target);
+    fs.writeFileSync(lockFile, `${dead} deadbeef\n`);
+    reg.recordSandbox(VOL, 'after-stale-lock');
+    assert.strictEqual(fs.existsSync(lockFile), false);
+
+    fs.writeFileSync(lockFile, `${process.pid} someoneelse\n`);
+    const e = expectVolumeError(() => withLock(target, () => 1, 50), /locked by process/);
+    assert.strictEqual(e.file, lockFile);
+    assert.strictEqual(fs.readFileSync(lockFile, 'utf8'), `${process.pid} someoneelse\n`, 'a live holder keeps its lock');
+  });
+});
