@@ -1,0 +1,32 @@
+// Benchmark runner (`make bench` = `node dist/scripts/bench.js`): runs each section in order and prints
+// its figures. `node dist/scripts/bench.js ttrpc startup` runs only the named sections.
+// Adding a section: write scripts/bench/<name>.ts exporting `section: Section`, add one line below.
+import type { Section } from './bench/section';
+
+const SECTIONS: Array<{ name: string; load(): Section }> = [
+  { name: 'ttrpc', load: () => require('./bench/ttrpc').section },
+  { name: 'startup', load: () => require('./bench/startup').section },
+];
+
+async function main(argv: string[]): Promise<number> {
+  const names = SECTIONS.map((s) => s.name);
+  const unknown = argv.filter((a) => !names.includes(a));
+  if (unknown.length) {
+    process.stderr.write(`bench: unknown section(s) ${unknown.join(', ')}; sections are: ${names.join(', ')}\n`);
+    return 2;
+  }
+  let failed = 0;
+  for (const entry of SECTIONS.filter((s) => argv.length === 0 || argv.includes(s.name))) {
+    try {
+      const section = entry.load();
+      process.stdout.write(`\n== ${section.name}: ${section.title}\n`);
+      await section.run();
+    } catch (err) {
+      failed++;
+      process.stderr.write(`bench: section ${entry.name} failed: ${(err as Error).stack ?? err}\n`);
+    }
+  }
+  return failed ? 1 : 0;
+}
+
+main(process.argv.slice(2)).then((code) => process.exit(code));
