@@ -1,0 +1,169 @@
+// A framed TTRPC connection over a stream socket. This is the "raw" layer: it knows frames, not calls, so a
+// proxy can forward every frame (any service, streaming or not) without decoding it.
+
+import { EventEmitter } from 'events';
+import type * as net from 'net';
+import { Frame, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
+import { oversizeError } from './errors';
+
+// Below this size header and data are copied into one buffer (one write); above it the data is written
+// by reference between cork/uncork (one writev, no copy).
+const COPY_THRESHOLD = 16 * 1024;
+
+export interface ChannelOptions {
+  /** Largest data length accepted and sent; default MESSAGE_LENGTH_MAX (4 MiB). */
+  maxLength?: number;
+}
+
+/**
+ * Events:
+ *  - 'frame' (f: Frame): a complete frame; f.data / f.raw are views valid for as long as you keep them.
+ *  - 'oversize' (streamId, length, type, flags): a frame above maxLength was read and discarded.
+ *  - 'drain' (): the socket's write buffer emptied (after send returned false).
+ *  - 'close' (err?: Error): exactly once; err set when the socket failed, the peer hung up mid-frame,
+ *    or a 'frame' listener threw. Socket errors never throw and never emit 'error'.
+ */
+export class Channel extends EventEmitter {
+  readonly maxLength: number;
+  private readonly socket: net.Socket;
+  private readonly parser: FrameParser;
+  private _closed = false;
+  private localClose = false;
+  private closeEmitted = false;
+  private error: Error | undefined;
+
+  constructor(socket: net.Socket, opts?: ChannelOptions) {
+    super();
+    this.socket = socket;
+    this.maxLength = opts?.maxLength ?? MESSAGE_LENGTH_MAX;
+    this.parser = new FrameParser({
+      maxLength: this.maxLength,
+      onFrame: (f) => {
+        if (!this._closed) this.emit('frame', f);
+      },
+      onOversize: (id, len, type, flags) => {
+        if (!this._closed) this.emit('oversize', id, len, type, flags);
+      },
+    });
+    socket.setNoDelay?.(true);
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('error', (err) => {
+      this.error ??= err;
+    });
+    socket.on('end', () => this.checkMidFrame());
+    socket.on('drain', () => this.emit('drain'));
+    socket.on('close', () => this.finish());
+    if (socket.destroyed) queueMicrotask(() => this.finish());
+  }
+
+  get closed(): boolean {
+    return this._closed;
+  }
+
+  /** Bytes waiting in the socket's write buffer (for callers applying backpressure). */
+  get writableLength(): number {
+    return this.socket.writableLength;
+  }
+
+  /**
+   * Sends one frame. Returns false if the channel is closed (the frame is dropped) or the socket's buffer
+   * is full (the frame is queued; wait for 'drain' if you care). Throws TtrpcError(ResourceExhausted)
+   * if data exceeds maxLength, RangeError for invalid header fields. Large `data` is written by
+   * reference: do not modify it afterwards.
+   */
+  send(streamId: number, type: number, flags: number, data: Uint8Array): boolean {
+    checkHeaderFields(streamId, type, flags);
+    if (data.length > this.maxLength) throw oversizeError(data.length, this.maxLength);
+    if (this._closed) return false;
+    const s = this.socket;
+    if (data.length <= COPY_THRESHOLD) {
+      const buf = Buffer.allocUnsafe(HEADER_LENGTH + data.length);
+      writeHeader(buf, 0, data.length, streamId, type, flags);
+      buf.set(data, HEADER_LENGTH);
+      return s.write(buf);
+    }
+    const hdr = Buffer.allocUnsafe(HEADER_LENGTH);
+    writeHeader(hdr, 0, data.length, streamId, type, flags);
+    s.cork();
+    s.write(hdr);
+    const ok = s.write(data);
+    s.uncork();
+    return ok;
+  }
+
+  /** Forwards a complete frame (e.g. Frame.raw from another Channel) untouched. Same return value as send. */
+  sendRaw(frameBytes: Buffer): boolean {
+    if (frameBytes.length < HEADER_LENGTH || frameBytes.readUInt32BE(0) !== frameBytes.length - HEADER_LENGTH) {
+      throw new RangeError(`ttrpc: sendRaw needs exactly one frame (header length field does not match ${frameBytes.length} bytes)`);
+    }
+    if (this._closed) return false;
+    return this.socket.write(frameBytes);
+  }
+
+  /** Stops reading (backpressure for a forwarder); frames already parsed are still delivered. */
+  pause(): void {
+    this.socket.pause();
+  }
+
+  resume(): void {
+    this.socket.resume();
+  }
+
+  /** Flushes queued writes, then closes. Frames arriving meanwhile are dropped. 'close' follows. */
+  close(): void {
+    if (this._closed) return;
+    this._closed = true;
+    this.localClose = true;
+    const s = this.socket;
+    if (s.destroyed) return;
+    if (s.writableLength === 0) {
+      s.destroy();
+      return;
+    }
+    // Give queued frames a chance to leave, but never wait on a peer that does not read.
+    s.end(() => s.destroy());
+    const t = setTimeout(() => s.destroy(), 1000);
+    t.unref();
+    s.once('close', () => clearTimeout(t));
+  }
+
+  /** Closes at once, dropping queued writes. */
+  destroy(err?: Error): void {
+    if (err) this.error ??= err;
+    else this.localClose = true;
+    this._closed = true;
+    this.socket.destroy();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this._closed) return;
+    try {
+      this.parser.push(chunk);
+    } catch (err) {
+      // A listener threw: the frame boundary can no longer be trusted, so the connection ends with that error.
+      this.destroy(err instanceof Error ? err : new Error(String(err)));
+    }
+  }
+
+  private checkMidFrame(): void {
+    const pending = this.parser.pending;
+    if (pending > 0 && !this._closed) {
+      this.error ??= new Error(`ttrpc: peer closed the connection in the middle of a frame (${pending} bytes of it received)`);
+    }
+  }
+
+  private finish(): void {
+    if (this.closeEmitted) return;
+    this.closeEmitted = true;
+    this._closed = true;
+    if (!this.error && !this.localClose) this.checkMidFrameAtClose();
+    this.emit('close', this.error);
+  }
+
+  private checkMidFrameAtClose(): void {
+    const pending = this.parser.pending;
+    if (pending > 0) this.error = new Error(`ttrpc: connection closed in the middle of a frame (${pending} bytes of it received)`);
+  }
+}
+
+export type { Frame };

@@ -1,0 +1,206 @@
+// TTRPC framing: a 10-byte big-endian header (data length, stream id, type, flags) followed by the data.
+// The parser is incremental and copy-avoiding: a frame that lies inside one socket chunk is handed out as a
+// view of that chunk; only a frame that straddles chunks is assembled, once, into a buffer of its exact size.
+
+/** Largest data length a peer may send (ttrpc's messageLengthMax). */
+export const MESSAGE_LENGTH_MAX = 4 << 20;
+/** Bytes in a frame header. */
+export const HEADER_LENGTH = 10;
+
+export enum FrameType {
+  Request = 1,
+  Response = 2,
+  Data = 3,
+}
+
+export enum Flags {
+  RemoteClosed = 1,
+  RemoteOpen = 2,
+  NoData = 4,
+}
+
+export interface Frame {
+  streamId: number;
+  type: number;
+  flags: number;
+  /** The frame's data (a view: no copy). */
+  data: Buffer;
+  /** Header + data exactly as received; can be forwarded as-is with Channel.sendRaw. */
+  raw: Buffer;
+}
+
+/** Writes a header for `length` data bytes into `buf` at `offset`. */
+export function writeHeader(buf: Buffer, offset: number, length: number, streamId: number, type: number, flags: number): void {
+  buf.writeUInt32BE(length, offset);
+  buf.writeUInt32BE(streamId, offset + 4);
+  buf[offset + 8] = type;
+  buf[offset + 9] = flags;
+}
+
+/** Checks header fields; a bad value is a programming error, so it throws a RangeError naming the field. */
+export function checkHeaderFields(streamId: number, type: number, flags: number): void {
+  if (!Number.isInteger(streamId) || streamId < 0 || streamId > 0xffffffff) {
+    throw new RangeError(`ttrpc: stream id ${streamId} is not a uint32`);
+  }
+  if (!Number.isInteger(type) || type < 0 || type > 0xff) throw new RangeError(`ttrpc: frame type ${type} is not a uint8`);
+  if (!Number.isInteger(flags) || flags < 0 || flags > 0xff) throw new RangeError(`ttrpc: frame flags ${flags} is not a uint8`);
+}
+
+/** One buffer holding header + a copy of `data`. Does not enforce a maximum length (Channel.send does). */
+export function encodeFrame(streamId: number, type: number, flags: number, data: Uint8Array): Buffer {
+  checkHeaderFields(streamId, type, flags);
+  if (data.length > 0xffffffff) throw new RangeError(`ttrpc: frame data of ${data.length} bytes does not fit a uint32 length`);
+  const out = Buffer.allocUnsafe(HEADER_LENGTH + data.length);
+  writeHeader(out, 0, data.length, streamId, type, flags);
+  out.set(data, HEADER_LENGTH);
+  return out;
+}
+
+export interface FrameParserOptions {
+  /** Largest accepted data length; default MESSAGE_LENGTH_MAX. */
+  maxLength?: number;
+  /** Called for every complete frame, in order. Must not throw (see push). */
+  onFrame(f: Frame): void;
+  /** Called once an oversize frame's data has been read and discarded (as Go ttrpc does before answering). */
+  onOversize(streamId: number, length: number, type: number, flags: number): void;
+}
+
+/**
+ * Incremental frame parser: feed it socket chunks of any size, split or coalesced at any byte boundary.
+ * It never holds more than one (accepted-size) frame; oversize frames are skipped without being buffered.
+ * Callbacks run synchronously inside push(); the parser's state is updated before each callback, but if a
+ * callback throws, the rest of that chunk is not parsed (callers should treat the stream as broken).
+ */
+export class FrameParser {
+  private readonly maxLength: number;
+  private readonly onFrame: (f: Frame) => void;
+  private readonly onOversize: (streamId: number, length: number, type: number, flags: number) => void;
+  // Header bytes of a header that straddles chunks.
+  private readonly hdr = Buffer.alloc(HEADER_LENGTH);
+  private hdrFilled = 0;
+  // Frame being assembled across chunks (exact size header+data), and how much of it is filled.
+  private partial: Buffer | null = null;
+  private partialFilled = 0;
+  // Oversize frame being skipped: header fields and bytes still to skip.
+  private discardLeft = 0;
+  private discardDone = 0;
+  private discardLength = 0;
+  private discardStream = 0;
+  private discardType = 0;
+  private discardFlags = 0;
+  private discarding = false;
+
+  constructor(opts: FrameParserOptions) {
+    const max = opts.maxLength ?? MESSAGE_LENGTH_MAX;
+    if (!Number.isInteger(max) || max < 0 || max > 0xffffffff) {
+      throw new RangeError(`ttrpc: maxLength ${max} must be an integer between 0 and 4294967295`);
+    }
+    this.maxLength = max;
+    this.onFrame = opts.onFrame;
+    this.onOversize = opts.onOversize;
+  }
+
+  /** Bytes received of the current incomplete frame (buffered, or being discarded); 0 at a frame boundary. */
+  get pending(): number {
+    if (this.discarding) return HEADER_LENGTH + this.discardDone;
+    if (this.partial) return this.partialFilled;
+    return this.hdrFilled;
+  }
+
+  push(chunk: Buffer): void {
+    let off = 0;
+    const end = chunk.length;
+    while (off < end) {
+      if (this.discarding) {
+        const n = Math.min(this.discardLeft, end - off);
+        off += n;
+        this.discardLeft -= n;
+        this.discardDone += n;
+        if (this.discardLeft === 0) this.finishDiscard();
+        continue;
+      }
+      if (this.partial) {
+        const p = this.partial;
+        const n = Math.min(p.length - this.partialFilled, end - off);
+        chunk.copy(p, this.partialFilled, off, off + n);
+        off += n;
+        this.partialFilled += n;
+        if (this.partialFilled === p.length) {
+          this.partial = null;
+          this.partialFilled = 0;
+          this.emit(p);
+        }
+        continue;
+      }
+      if (this.hdrFilled > 0 || end - off < HEADER_LENGTH) {
+        // Header straddles chunks: gather it in this.hdr.
+        const n = Math.min(HEADER_LENGTH - this.hdrFilled, end - off);
+        chunk.copy(this.hdr, this.hdrFilled, off, off + n);
+        off += n;
+        this.hdrFilled += n;
+        if (this.hdrFilled < HEADER_LENGTH) continue;
+        this.hdrFilled = 0;
+        const length = this.hdr.readUInt32BE(0);
+        if (length > this.maxLength) {
+          this.startDiscard(this.hdr, 0, length);
+          continue;
+        }
+        const frame = Buffer.allocUnsafe(HEADER_LENGTH + length);
+        this.hdr.copy(frame, 0);
+        if (length === 0) {
+          this.emit(frame);
+        } else {
+          this.partial = frame;
+          this.partialFilled = HEADER_LENGTH;
+        }
+        continue;
+      }
+      // At a frame boundary with a whole header in this chunk.
+      const length = chunk.readUInt32BE(off);
+      if (length > this.maxLength) {
+        this.startDiscard(chunk, off, length);
+        off += HEADER_LENGTH;
+        continue;
+      }
+      const total = HEADER_LENGTH + length;
+      if (end - off >= total) {
+        const raw = chunk.subarray(off, off + total);
+        off += total;
+        this.emit(raw);
+        continue;
+      }
+      // Frame continues in later chunks: assemble it once, at its exact size.
+      const frame = Buffer.allocUnsafe(total);
+      chunk.copy(frame, 0, off, end);
+      this.partial = frame;
+      this.partialFilled = end - off;
+      off = end;
+    }
+  }
+
+  private emit(raw: Buffer): void {
+    this.onFrame({
+      streamId: raw.readUInt32BE(4),
+      type: raw[8],
+      flags: raw[9],
+      data: raw.subarray(HEADER_LENGTH),
+      raw,
+    });
+  }
+
+  private startDiscard(h: Buffer, off: number, length: number): void {
+    this.discarding = true;
+    this.discardLength = length;
+    this.discardStream = h.readUInt32BE(off + 4);
+    this.discardType = h[off + 8];
+    this.discardFlags = h[off + 9];
+    this.discardLeft = length;
+    this.discardDone = 0;
+  }
+
+  private finishDiscard(): void {
+    this.discarding = false;
+    this.discardDone = 0;
+    this.onOversize(this.discardStream, this.discardLength, this.discardType, this.discardFlags);
+  }
+}
