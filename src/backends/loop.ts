@@ -1,0 +1,51 @@
+// Loop devices through util-linux losetup (the kernel's loop ioctls have no Node binding).
+import * as fs from 'fs';
+import { execFileSync } from 'child_process';
+
+function losetupPath(): string {
+  for (const p of ['/usr/sbin/losetup', '/sbin/losetup', '/usr/bin/losetup']) {
+    if (fs.existsSync(p)) return p;
+  }
+  return 'losetup';
+}
+
+function run(args: string[]): string {
+  try {
+    return execFileSync(losetupPath(), args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }).trim();
+  } catch (e) {
+    const err = e as { stderr?: string; message: string };
+    throw new Error(`losetup ${args.join(' ')}: ${(err.stderr || err.message).trim()}`);
+  }
+}
+
+/** Attaches a file to a free loop device; returns /dev/loopN. */
+export function attach(file: string, readOnly: boolean): string {
+  return run(['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]);
+}
+
+/** Loop devices currently backed by the file, with their read-only flag. */
+export function loopsOf(file: string): Array<{ device: string; readOnly: boolean }> {
+  const out = run(['--associated', file, '--noheadings', '--output', 'NAME,RO']);
+  return out.split('\n').filter(Boolean).map((l) => {
+    const [device, ro] = l.trim().split(/\s+/);
+    return { device, readOnly: ro === '1' };
+  });
+}
+
+/** The file backing a loop device, from sysfs ('' when not attached). */
+export function backingFile(device: string): string {
+  const name = device.replace(/^\/dev\//, '');
+  try {
+    return fs.readFileSync(`/sys/block/${name}/loop/backing_file`, 'utf8').trim();
+  } catch {
+    return '';
+  }
+}
+
+/** Detaches the device if it is still backed by `realFile` (after a crash the number may be reused). */
+export function detach(device: string, realFile: string): boolean {
+  const back = backingFile(device);
+  if (!back || back.replace(/ \(deleted\)$/, '') !== realFile) return false;
+  run(['--detach', device]);
+  return true;
+}

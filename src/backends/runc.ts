@@ -1,0 +1,132 @@
+// The runc host backend: realises a directvol volume on the host so the whole chain runs without a VM.
+// A raw image file is attached to a loop device and the mount becomes `type=<fstype> source=/dev/loopN`;
+// a block device is mounted directly. vfiovol/spdkvol need a VM and are refused (see README).
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from './backend';
+import type { OciMount } from '../volumes/types';
+import { VolumeError } from '../volumes/types';
+import type { Registry } from '../volumes/registry';
+import * as loop from './loop';
+import { writeFileAtomic } from '../shim/state';
+
+export const RUNC_STATE_FILE = 'katavol-runc.json';
+
+interface RuncState {
+  containerId: string;
+  sandboxId: string;
+  loops: Array<{ device: string; file: string }>;
+  volumes: string[];
+}
+
+const DROP_OPTIONS = new Set(['bind', 'rbind', 'ro', 'rw']);
+
+export class RuncBackend implements Backend {
+  readonly name = 'runc';
+  constructor(private readonly registry: Registry) {}
+
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+    // Host checks for every volume first: a bad one must fail before anything is attached.
+    const plans = volumes.map((v) => this.plan(ctx, v));
+    const stateFile = path.join(ctx.bundle, RUNC_STATE_FILE);
+    const state: RuncState = { containerId: ctx.containerId, sandboxId: ctx.sandboxId, loops: [], volumes: [] };
+    const mounts = [...(spec.mounts ?? [])];
+    const summary: Record<string, unknown>[] = [];
+    try {
+      for (const p of plans) {
+        let device = p.device;
+        if (p.isFile) {
+          device = loop.attach(p.device, p.v.readOnly);
+          state.loops.push({ device, file: p.realFile });
+          writeFileAtomic(stateFile, JSON.stringify(state), 0o600); // before anything else can fail
+        }
+        mounts[p.v.index] = rewriteMount(p.v, device);
+        summary.push({ destination: p.v.mount.destination, volumePath: p.v.volumePath, device: p.device, source: device, fstype: mounts[p.v.index].type, readOnly: p.v.readOnly });
+      }
+      for (const p of plans) {
+        this.registry.recordSandbox(p.v.volumePath, ctx.sandboxId, 'runc');
+        state.volumes.push(p.v.volumePath);
+      }
+      writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+    } catch (e) {
+      await this.releaseState(state, ctx.log);
+      fs.rmSync(stateFile, { force: true });
+      throw e;
+    }
+    return { spec: { ...spec, mounts }, summary };
+  }
+
+  private plan(ctx: PrepareContext, v: ResolvedVolume): { v: ResolvedVolume; device: string; realFile: string; isFile: boolean } {
+    const { info } = v;
+    if (info.volumeType !== 'directvol') {
+      throw new VolumeError(v.volumePath, `volume type "${info.volumeType}" needs a VM: the runc host backend realises only directvol volumes`,
+        `run it with the runtime-rs backend (katavol config "backend": "runtime-rs"), or register a raw image or block device as directvol`, v.file);
+    }
+    let st: fs.Stats;
+    try {
+      st = fs.statSync(info.device);
+    } catch (e) {
+      throw new VolumeError(v.volumePath, `device "${info.device}" cannot be used (${(e as NodeJS.ErrnoException).code})`,
+        `create the image or block device, or re-register the volume with the right "device"`, v.file);
+    }
+    if (!st.isFile() && !st.isBlockDevice()) {
+      throw new VolumeError(v.volumePath, `device "${info.device}" is neither a regular file nor a block device`,
+        `a directvol device must be a raw image file or a block device; re-register the volume with the right "device"`, v.file);
+    }
+    if (st.isFile()) {
+      const holders = loop.loopsOf(info.device);
+      const clash = holders.find((h) => !v.readOnly || !h.readOnly);
+      if (clash) {
+        throw new VolumeError(v.volumePath, `image "${info.device}" is already in use (${clash.device}, ${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume can be held by one container at a time`,
+          'stop the container that uses it, or mount it read-only everywhere (options=rbind:ro)', v.file);
+      }
+    } else if (!v.readOnly) {
+      const users = this.registry.sandboxesOf(v.volumePath).filter((s) => s.backend === 'runc' && s.id !== ctx.sandboxId);
+      if (users.length) {
+        throw new VolumeError(v.volumePath, `block device "${info.device}" is already used read-write by ${users.map((u) => u.id).join(', ')}`,
+          'stop that container first, or mount the volume read-only', v.file);
+      }
+    }
+    return { v, device: info.device, realFile: st.isFile() ? fs.realpathSync(info.device) : '', isFile: st.isFile() };
+  }
+
+  async release(ctx: PrepareContext): Promise<void> {
+    await this.releaseBundle(ctx.bundle, ctx.log);
+  }
+
+  async releaseBundle(bundle: string, log: BackendLogger): Promise<void> {
+    const stateFile = path.join(bundle, RUNC_STATE_FILE);
+    let state: RuncState;
+    try {
+      state = JSON.parse(fs.readFileSync(stateFile, 'utf8')) as RuncState;
+    } catch {
+      return;
+    }
+    await this.releaseState(state, log);
+    fs.rmSync(stateFile, { force: true });
+  }
+
+  private async releaseState(state: RuncState, log: BackendLogger): Promise<void> {
+    for (const l of state.loops) {
+      try {
+        if (loop.detach(l.device, l.file)) log.info('detached loop device', { device: l.device, file: l.file });
+      } catch (e) {
+        log.warn('detaching loop device failed', { device: l.device, error: (e as Error).message });
+      }
+    }
+    for (const v of state.volumes) {
+      try {
+        this.registry.releaseSandbox(v, state.sandboxId);
+      } catch (e) {
+        log.warn('releasing sandbox record failed', { volume: v, error: (e as Error).message });
+      }
+    }
+  }
+}
+
+/** type=<fstype> source=<device>; bind/rbind dropped (a block device is mounted, not bound). */
+function rewriteMount(v: ResolvedVolume, device: string): OciMount {
+  const extra = [...(v.mount.options ?? []), ...v.info.options].filter((o) => !DROP_OPTIONS.has(o));
+  const options = [...new Set(extra), v.readOnly ? 'ro' : 'rw'];
+  return { ...v.mount, type: v.info.fsType || 'ext4', source: device, options };
+}

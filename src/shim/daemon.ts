@@ -1,0 +1,74 @@
+// The long-running shim process: accepts containerd's connections on the socket `start` bound (fd 3),
+// pairs each with its own downstream connection, and exits only when the downstream shim has gone and
+// no containerd connection remains (so it survives containerd restarts).
+import * as fs from 'fs';
+import * as net from 'net';
+import type { ShimArgs } from './args';
+import { loadConfig } from './config';
+import { readState, socketPath } from './state';
+import { createLogger, Logger } from './logger';
+import { CreateInterceptor } from './interceptor';
+import { ProxyConnection } from './proxy';
+import { canConnect, removeIfDeadSocket } from './sockets';
+import { resolveVolumeRoot } from '../volumes/registry';
+import { createBackend } from '../backends';
+
+export async function runDaemon(args: ShimArgs): Promise<void> {
+  const bundle = args.bundle || process.cwd();
+  const state = readState(bundle);
+  if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
+  const cfg = loadConfig();
+  const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id } });
+  const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
+  const interceptor = new CreateInterceptor({
+    backendName: cfg.backend, volumeRoot, log,
+    makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
+  });
+  const ourSock = socketPath(state.address);
+  const downSock = socketPath(state.downstreamAddress);
+  const conns = new Set<ProxyConnection>();
+  let exiting = false;
+
+  // Nothing containerd, the downstream or a user file sends may take the shim down.
+  process.on('uncaughtException', (err) => log.error('uncaught exception (kept running)', { error: err.stack ?? String(err) }));
+  process.on('unhandledRejection', (err) => log.error('unhandled rejection (kept running)', { error: String(err) }));
+  process.on('SIGPIPE', () => undefined);
+
+  const server = net.createServer((socket) => {
+    const p = new ProxyConnection(socket, downSock, { interceptor, log, onClosed: (c, sawShutdown) => {
+      conns.delete(c);
+      void maybeExit(sawShutdown);
+    } });
+    conns.add(p);
+  });
+  server.on('error', (err) => log.error('listener error', { error: err.message }));
+  const fd = process.env.KATAVOL_LISTEN_FD ? Number(process.env.KATAVOL_LISTEN_FD) : undefined;
+  await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
+  const pidFile = ourSock.replace(/\.sock$/, '.pid');
+  fs.writeFileSync(pidFile, `${process.pid}\n`);
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend });
+
+  async function maybeExit(afterShutdown: boolean): Promise<void> {
+    if (exiting || conns.size > 0) return;
+    // The downstream exits after its last Shutdown; give it a moment, then see if it still answers.
+    for (let i = 0; i < (afterShutdown ? 40 : 1); i++) {
+      if (!(await canConnect(downSock, 500))) return exit('downstream shim has exited');
+      if (conns.size > 0) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  async function exit(reason: string): Promise<void> {
+    if (exiting || conns.size > 0) return;
+    exiting = true;
+    log.info('katavol shim daemon exiting', { reason });
+    server.close();
+    await interceptor.releaseAll().catch((e) => log.error('release on exit failed', { error: String(e) }));
+    fs.rmSync(ourSock, { force: true });
+    fs.rmSync(pidFile, { force: true });
+    // The runc shim removes the socket named in ./address (ours) and leaves its own behind.
+    await removeIfDeadSocket(downSock);
+    await log.close();
+    process.exit(0);
+  }
+}

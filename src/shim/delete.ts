@@ -1,0 +1,72 @@
+// `containerd-shim-katavol-v2 ... delete`: containerd runs it after every task delete and after a shim
+// died. Forward to the downstream `delete` (its raw DeleteResponse is our answer); when our daemon is
+// gone, also stop the orphaned downstream daemon and release what the backend still holds.
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import type { ShimArgs } from './args';
+import { loadConfig } from './config';
+import { pidAlive, readState, socketPath } from './state';
+import { HELD_FILE } from './held';
+import { removeIfDeadSocket } from './sockets';
+
+export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
+
+export async function del(args: ShimArgs): Promise<DeleteResult> {
+  const bundle = args.bundle || process.cwd();
+  const state = readState(bundle);
+  const downstream = state?.downstream ?? loadConfig().downstream;
+
+  const ds = spawnSync(downstream, args.argv, { cwd: bundle, env: process.env, stdio: ['ignore', 'pipe', 'pipe'], maxBuffer: 1 << 20 });
+  const result: DeleteResult = {
+    stdout: ds.stdout ?? Buffer.alloc(0),
+    stderr: ds.error ? `katavol: cannot run downstream ${downstream}: ${ds.error.message}` : (ds.stderr?.toString() ?? ''),
+    status: ds.status ?? 1,
+  };
+
+  const daemonAlive = state ? pidAlive(state.daemonPid) : false;
+  if (state && !daemonAlive) {
+    await stopOrphanedDownstream(args.id, state.downstreamAddress, state.downstreamPid);
+    await removeIfDeadSocket(socketPath(state.address));
+  }
+  // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
+  if (fs.existsSync(path.join(bundle, HELD_FILE))) {
+    const { releaseHeld } = await import('./held');
+    try {
+      await releaseHeld(bundle);
+    } catch (e) {
+      result.stderr += `katavol: releasing volumes of ${bundle}: ${(e as Error).message}\n`;
+    }
+  }
+  return result;
+}
+
+/** Ask the downstream daemon to shut down; if it stays (or ignores us), kill it by pid. */
+async function stopOrphanedDownstream(id: string, address: string, pid?: number): Promise<void> {
+  const sock = socketPath(address);
+  const { Client } = await import('../ttrpc');
+  const msgs = await import('./messages');
+  let knownPid = pid;
+  try {
+    const c = await Client.connect(sock);
+    try {
+      if (!knownPid) {
+        const r = await c.call('containerd.task.v2.Task', 'Connect', msgs.encodeConnectRequest(id), { timeoutMs: 2000 });
+        knownPid = msgs.decodeConnectResponse(r).shimPid || undefined;
+      }
+      await c.call('containerd.task.v2.Task', 'Shutdown', msgs.encodeShutdownRequest(id, true), { timeoutMs: 2000 }).catch(() => undefined);
+    } finally {
+      c.close();
+    }
+  } catch { /* not reachable: already gone */ }
+  // runtime-rs ignores SIGTERM; runc's shim answers Shutdown as a no-op while it still tracks a task.
+  for (let i = 0; i < 20 && pidAlive(knownPid); i++) await sleep(50);
+  if (pidAlive(knownPid)) {
+    try { process.kill(knownPid!, 'SIGKILL'); } catch { /* raced */ }
+  }
+  await removeIfDeadSocket(sock);
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,48 @@
+// A bundle's record that a Create took host resources through a backend. Written before the backend
+// acts, removed after it released everything, so a crashed daemon's `delete` knows what to undo.
+import * as fs from 'fs';
+import * as path from 'path';
+import { writeFileAtomic } from './state';
+
+export const HELD_FILE = 'katavol-held.json';
+
+export interface Held {
+  containerId: string;
+  sandboxId: string;
+  backend: string;
+  volumeRoot: string;
+}
+
+export function writeHeld(bundle: string, held: Held): void {
+  writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n', 0o600);
+}
+
+export function readHeld(bundle: string): Held | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(bundle, HELD_FILE), 'utf8')) as Held;
+  } catch {
+    return undefined;
+  }
+}
+
+export function clearHeld(bundle: string): void {
+  fs.rmSync(path.join(bundle, HELD_FILE), { force: true });
+}
+
+/** Crash path: release through the backend named in the record, from bundle state alone. */
+export async function releaseHeld(bundle: string): Promise<void> {
+  const held = readHeld(bundle);
+  if (!held) return;
+  const { createBackend } = await import('../backends');
+  const { loadConfig } = await import('./config');
+  const backend = createBackend(held.backend, { config: loadConfig(), volumeRoot: held.volumeRoot });
+  await backend.releaseBundle(bundle, consoleLogger);
+  clearHeld(bundle);
+}
+
+const consoleLogger = {
+  debug: () => undefined,
+  info: () => undefined,
+  warn: (m: string, meta?: Record<string, unknown>) => process.stderr.write(`katavol: ${m} ${meta ? JSON.stringify(meta) : ''}\n`),
+  error: (m: string, meta?: Record<string, unknown>) => process.stderr.write(`katavol: ${m} ${meta ? JSON.stringify(meta) : ''}\n`),
+};

@@ -1,0 +1,128 @@
+// Create interception: resolve the bundle's direct volumes, let the backend realise them, rewrite
+// config.json atomically (the original kept beside it), and undo it all if the downstream Create fails.
+import * as fs from 'fs';
+import * as path from 'path';
+import type { Backend, OciSpec, PrepareContext } from '../backends/backend';
+import { Registry } from '../volumes/registry';
+import { MountVolumeError, resolveVolumes } from '../volumes/resolver';
+import { VolumeError } from '../volumes/types';
+import type { Logger } from './logger';
+import { ORIGINAL_SPEC, writeFileAtomic } from './state';
+import { clearHeld, writeHeld } from './held';
+
+export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+
+/** Answer for containerd: code 9 FAILED_PRECONDITION with a message naming what to fix. */
+export class CreateRefused extends Error {
+  readonly code = 9;
+}
+
+export interface Prepared {
+  ctx: PrepareContext;
+  /** Undo: release the backend and restore the original config.json. */
+  rollback(): Promise<void>;
+}
+
+export class CreateInterceptor {
+  private readonly registry: Registry;
+  private backend: Backend | undefined;
+  /** Containers whose Create took something, by container id, until their task Delete. */
+  private readonly held = new Map<string, PrepareContext>();
+
+  constructor(
+    private readonly opts: { backendName: string; volumeRoot: string; makeBackend: () => Backend; log: Logger },
+  ) {
+    this.registry = new Registry(opts.volumeRoot);
+  }
+
+  /** Returns undefined when the container has no direct volumes (forward untouched). */
+  async create(containerId: string, bundle: string): Promise<Prepared | undefined> {
+    const specFile = path.join(bundle, 'config.json');
+    let text: string;
+    let spec: OciSpec;
+    try {
+      text = fs.readFileSync(specFile, 'utf8');
+      spec = JSON.parse(text) as OciSpec;
+    } catch (e) {
+      throw new CreateRefused(`katavol: container "${containerId}": cannot read OCI spec ${specFile}: ${(e as Error).message}`);
+    }
+    let volumes;
+    try {
+      volumes = resolveVolumes(containerId, spec, this.registry);
+    } catch (e) {
+      throw refusal(e);
+    }
+    if (volumes.length === 0) return undefined;
+
+    const sandboxId = spec.annotations?.[SANDBOX_ID_ANNOTATION] || containerId;
+    const log = this.opts.log.child({ container: containerId, sandbox: sandboxId });
+    const ctx: PrepareContext = { containerId, bundle, sandboxId, log };
+    const backend = this.getBackend();
+    writeHeld(bundle, { containerId, sandboxId, backend: backend.name, volumeRoot: this.opts.volumeRoot });
+    let prepared;
+    try {
+      prepared = await backend.prepare(ctx, spec, volumes);
+    } catch (e) {
+      clearHeld(bundle);
+      if (e instanceof VolumeError) {
+        const v = volumes.find((x) => x.volumePath === e.volumePath);
+        throw refusal(v ? new MountVolumeError(containerId, v.mount, e) : e);
+      }
+      throw refusal(e);
+    }
+    const orig = path.join(bundle, ORIGINAL_SPEC);
+    try {
+      writeFileAtomic(orig, text);
+      writeFileAtomic(specFile, JSON.stringify(prepared.spec));
+    } catch (e) {
+      await backend.release(ctx);
+      clearHeld(bundle);
+      restore(specFile, orig);
+      throw new CreateRefused(`katavol: container "${containerId}": cannot rewrite ${specFile}: ${(e as Error).message}`);
+    }
+    log.info('create intercepted', { backend: backend.name, volumes: prepared.summary });
+    this.held.set(containerId, ctx);
+    return {
+      ctx,
+      rollback: async () => {
+        this.held.delete(containerId);
+        await backend.release(ctx);
+        clearHeld(bundle);
+        restore(specFile, orig);
+        log.info('create rolled back: downstream refused it');
+      },
+    };
+  }
+
+  /** The task was deleted: release what its Create took. */
+  async deleted(containerId: string): Promise<void> {
+    const ctx = this.held.get(containerId);
+    if (!ctx) return;
+    this.held.delete(containerId);
+    await this.getBackend().release(ctx);
+    clearHeld(ctx.bundle);
+    ctx.log.info('released volumes on task delete');
+  }
+
+  /** Releases everything still held (daemon exit). */
+  async releaseAll(): Promise<void> {
+    for (const id of [...this.held.keys()]) await this.deleted(id);
+  }
+
+  private getBackend(): Backend {
+    if (!this.backend) this.backend = this.opts.makeBackend();
+    return this.backend;
+  }
+}
+
+function restore(specFile: string, orig: string): void {
+  try {
+    fs.renameSync(orig, specFile);
+  } catch { /* nothing was rewritten */ }
+}
+
+function refusal(e: unknown): CreateRefused {
+  if (e instanceof CreateRefused) return e;
+  const msg = (e as Error)?.message ?? String(e);
+  return new CreateRefused(msg.startsWith('katavol') ? msg : `katavol: ${msg}`);
+}

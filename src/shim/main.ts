@@ -1,0 +1,74 @@
+// Entry point of containerd-shim-katavol-v2. Each action loads only what it needs: `start` and
+// `delete` run on containerd's critical path for every container.
+import { parseArgs, UsageError, USAGE } from './args';
+
+export const VERSION = '0.1.0';
+
+export function main(argv: string[]): void {
+  let args;
+  try {
+    args = parseArgs(argv);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      process.stderr.write(`${e.message}\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    throw e;
+  }
+  const self = process.argv[1];
+  if (args.version) {
+    process.stdout.write(`${self}:\n  Version:  ${VERSION}\n  Runtime:  katavol (containerd shim v2 proxy for Kata direct volumes)\n`);
+    return;
+  }
+  if (args.info) {
+    void runInfo(argv);
+    return;
+  }
+  switch (args.action) {
+    case 'start':
+      require('./start').start(args, self).then(
+        (address: string) => {
+          process.stdout.write(address, () => process.exit(0)); // exit without closing the bound socket
+        },
+        (e: Error) => fail(e),
+      );
+      return;
+    case 'delete':
+      require('./delete').del(args).then(
+        (r: { stdout: Buffer; stderr: string; status: number }) => {
+          if (r.stderr) process.stderr.write(r.stderr);
+          process.stdout.write(r.stdout, () => process.exit(r.status));
+        },
+        (e: Error) => fail(e),
+      );
+      return;
+    default:
+      require('./daemon').runDaemon(args).catch((e: Error) => fail(e));
+  }
+}
+
+/** `-info` (containerd 2.2+): the downstream's RuntimeInfo is the answer. */
+async function runInfo(argv: string[]): Promise<void> {
+  const { loadConfig } = await import('./config');
+  const { spawnSync } = await import('child_process');
+  const fs = await import('fs');
+  try {
+    const cfg = loadConfig();
+    let input: Buffer = Buffer.alloc(0);
+    try { input = fs.readFileSync(0); } catch { /* no stdin */ }
+    const r = spawnSync(cfg.downstream, argv, { input, maxBuffer: 1 << 20 });
+    if (r.error) throw r.error;
+    process.stderr.write(r.stderr);
+    process.stdout.write(r.stdout, () => process.exit(r.status ?? 1));
+  } catch (e) {
+    fail(e as Error);
+  }
+}
+
+function fail(e: Error): void {
+  // Like the Go shim library: "<name>: <err>" on stderr, exit 1 (containerd wraps it into its error).
+  process.stderr.write(`containerd-shim-katavol-v2: ${e?.message ?? String(e)}`);
+  process.exitCode = 1;
+  setTimeout(() => process.exit(1), 10).unref();
+}

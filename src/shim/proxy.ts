@@ -1,0 +1,165 @@
+// One containerd connection and its downstream twin: every frame crosses as opaque bytes with its
+// stream id (so streaming RPCs and unknown services pass untouched). Only task Create is decoded before
+// forwarding; Delete and Shutdown are watched so the backend can release and the daemon can exit.
+import * as net from 'net';
+import { Channel, FrameType, Frame, peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, Code } from '../ttrpc';
+import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';
+import type { CreateInterceptor, Prepared } from './interceptor';
+import { CreateRefused } from './interceptor';
+import type { Logger } from './logger';
+
+type Watch =
+  | { kind: 'create'; prepared: Prepared }
+  | { kind: 'delete'; id: string }
+  | { kind: 'shutdown' };
+
+export interface ProxyHooks {
+  interceptor: CreateInterceptor;
+  log: Logger;
+  /** Called once when both sides are closed. */
+  onClosed(p: ProxyConnection, sawShutdown: boolean): void;
+}
+
+export class ProxyConnection {
+  private readonly up: Channel;
+  private down: Channel | undefined;
+  /** Frames that arrived before the downstream connection was up. */
+  private backlog: Buffer[] | undefined = [];
+  private readonly watched = new Map<number, Watch>();
+  private sawShutdown = false;
+  private done = false;
+
+  constructor(socket: net.Socket, private readonly downstreamPath: string, private readonly hooks: ProxyHooks) {
+    this.up = new Channel(socket);
+    this.up.on('frame', (f: Frame) => this.fromUpstream(f));
+    this.up.on('oversize', (streamId: number, length: number) => {
+      // Answered here like ttrpc does; the downstream never sees the discarded bytes.
+      this.reply(streamId, Code.ResourceExhausted, `message length ${length} exceed maximum message size of ${this.up.maxLength}`);
+    });
+    this.up.on('close', () => this.closeBoth());
+    const ds = net.connect(downstreamPath);
+    ds.once('connect', () => {
+      if (this.up.closed) return void ds.destroy();
+      const down = new Channel(ds);
+      this.down = down;
+      down.on('frame', (f: Frame) => this.fromDownstream(f));
+      down.on('close', () => this.downstreamClosed());
+      const q = this.backlog ?? [];
+      this.backlog = undefined;
+      for (const raw of q) down.sendRaw(raw);
+    });
+    ds.once('error', (err) => {
+      if (this.down) return; // the Channel reports errors after connect
+      hooks.log.error('cannot reach downstream shim', { socket: downstreamPath, error: err.message });
+      this.backlog = undefined;
+      this.up.close(); // containerd sees EOF, not a hang
+      this.closeBoth();
+    });
+  }
+
+  private forward(raw: Buffer, copy: boolean): void {
+    if (this.backlog) this.backlog.push(copy ? Buffer.from(raw) : raw);
+    else this.down?.sendRaw(raw);
+  }
+
+  private fromUpstream(f: Frame): void {
+    if (f.type !== FrameType.Request) return this.forward(f.raw, !!this.backlog);
+    let sm: { service: string; method: string };
+    try {
+      sm = peekServiceMethod(f.data);
+    } catch {
+      return this.forward(f.raw, !!this.backlog); // let the downstream answer garbage its own way
+    }
+    if (!TASK_SERVICES.has(sm.service)) return this.forward(f.raw, !!this.backlog);
+    switch (sm.method) {
+      case 'Create':
+        return void this.intercept(f.streamId, Buffer.from(f.raw), f.data);
+      case 'Delete': {
+        const r = safeDecode(() => decodeIdExec(decodeRequest(f.data).payload));
+        if (r && !r.execId) this.watched.set(f.streamId, { kind: 'delete', id: r.id });
+        break;
+      }
+      case 'Shutdown':
+        this.sawShutdown = true;
+        this.watched.set(f.streamId, { kind: 'shutdown' });
+        break;
+    }
+    this.forward(f.raw, !!this.backlog);
+  }
+
+  private async intercept(streamId: number, raw: Buffer, data: Buffer): Promise<void> {
+    let req: { id: string; bundle: string };
+    try {
+      req = decodeCreateTaskRequest(decodeRequest(data).payload);
+    } catch {
+      return this.forward(raw, false);
+    }
+    let prepared: Prepared | undefined;
+    try {
+      prepared = await this.hooks.interceptor.create(req.id, req.bundle);
+    } catch (e) {
+      const refused = e instanceof CreateRefused;
+      const msg = (e as Error)?.message ?? String(e);
+      this.hooks.log.error('create refused', { container: req.id, error: msg });
+      return this.reply(streamId, refused ? Code.FailedPrecondition : Code.Internal, msg);
+    }
+    if (prepared) this.watched.set(streamId, { kind: 'create', prepared });
+    if (this.up.closed && prepared) {
+      // containerd went away while we prepared: nobody will Delete this task.
+      this.watched.delete(streamId);
+      await prepared.rollback().catch(() => undefined);
+      return;
+    }
+    this.forward(raw, false);
+  }
+
+  private fromDownstream(f: Frame): void {
+    const w = f.type === FrameType.Response ? this.watched.get(f.streamId) : undefined;
+    if (w) {
+      this.watched.delete(f.streamId);
+      const ok = safeDecode(() => (decodeResponse(f.data).status?.code ?? 0) === 0) ?? false;
+      if (w.kind === 'create' && !ok) {
+        // Release before containerd hears of the failure, then pass its error through unchanged.
+        const raw = Buffer.from(f.raw);
+        void w.prepared.rollback().catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.up.sendRaw(raw));
+        return;
+      }
+      if (w.kind === 'delete' && ok) {
+        void this.hooks.interceptor.deleted(w.id).catch((e) => this.hooks.log.error('release on delete failed', { container: w.id, error: String(e) }));
+      }
+    }
+    this.up.sendRaw(f.raw);
+  }
+
+  /** The downstream hung up: Kata's last Shutdown exits without replying, which counts as success. */
+  private downstreamClosed(): void {
+    for (const [id, w] of this.watched) {
+      if (w.kind === 'shutdown') this.up.send(id, FrameType.Response, 0, encodeResponse({}));
+      else if (w.kind === 'create') void w.prepared.rollback().catch(() => undefined);
+    }
+    this.watched.clear();
+    this.up.close(); // pending calls see EOF (ttrpc: closed), never a hang
+    this.closeBoth();
+  }
+
+  private reply(streamId: number, code: number, message: string): void {
+    this.up.send(streamId, FrameType.Response, 0, encodeResponse({ status: { code, message, details: [] } }));
+  }
+
+  private closeBoth(): void {
+    if (!this.up.closed) this.up.close();
+    if (this.down && !this.down.closed) this.down.close();
+    if (this.done) return;
+    if (!this.up.closed || (this.down && !this.down.closed)) return;
+    this.done = true;
+    this.hooks.onClosed(this, this.sawShutdown);
+  }
+}
+
+function safeDecode<T>(fn: () => T): T | undefined {
+  try {
+    return fn();
+  } catch {
+    return undefined;
+  }
+}

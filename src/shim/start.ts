@@ -1,0 +1,120 @@
+// `containerd-shim-katavol-v2 ... start`: start the downstream shim exactly as containerd would, then
+// put our daemon in front of it and print our own address (containerd reads it with CombinedOutput,
+// so nothing else may be printed and the daemon must not hold our stdout/stderr).
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import * as crypto from 'crypto';
+import { spawn, spawnSync } from 'child_process';
+import type { ShimArgs } from './args';
+import { checkDownstream, loadConfig } from './config';
+import { readPidFile, socketPath, writeFileAtomic, writeState } from './state';
+import { canConnect } from './sockets';
+
+export class StartError extends Error {}
+
+/** Parses what a downstream `start` printed: a plain address, or the JSON bootstrap form (1.7-2.2 shims). */
+export function parseStartOutput(out: string): string {
+  const text = out.trim();
+  if (text.startsWith('{')) {
+    try {
+      const j = JSON.parse(text) as { address?: string };
+      if (j.address) return j.address;
+    } catch { /* fall through: treat as text */ }
+  }
+  // Take the last line: some shims log to stderr, which CombinedOutput mixes in; we keep them apart.
+  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
+  return lines[lines.length - 1] ?? '';
+}
+
+/** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
+export function ourAddress(socketDir: string, downstreamAddress: string): string {
+  const hash = crypto.createHash('sha256').update(downstreamAddress).digest('hex');
+  return `unix://${path.join(socketDir, hash)}.sock`;
+}
+
+function listen(p: string): Promise<net.Server> {
+  return new Promise((resolve, reject) => {
+    const srv = net.createServer();
+    srv.once('error', reject);
+    srv.listen(p, () => { srv.removeListener('error', reject); resolve(srv); });
+  });
+}
+
+/** Binds our socket, or finds our daemon already serving it (a second container of a pod). */
+async function bindOrReuse(p: string): Promise<net.Server | undefined> {
+  fs.mkdirSync(path.dirname(p), { recursive: true, mode: 0o711 });
+  try {
+    return await listen(p);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EADDRINUSE') throw e;
+    if (await canConnect(p)) return undefined;
+    fs.rmSync(p, { force: true }); // stale socket of a dead daemon
+    return await listen(p);
+  }
+}
+
+export async function start(args: ShimArgs, self: string): Promise<string> {
+  const cfg = loadConfig();
+  checkDownstream(cfg, self);
+  const bundle = args.bundle || process.cwd();
+  const stdin = readAllStdin();
+
+  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes.
+  const ds = spawnSync(cfg.downstream, args.argv, { cwd: bundle, env: process.env, input: stdin, maxBuffer: 1 << 20 });
+  if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
+  const dsOut = ds.stdout.toString();
+  if (ds.status !== 0) {
+    throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + dsOut).trim()}`);
+  }
+  const downstreamAddress = parseStartOutput(dsOut);
+  if (!downstreamAddress) throw new StartError(`downstream shim ${cfg.downstream} start printed no address`);
+
+  try {
+    // 2. Our socket, bound here and handed to the daemon as fd 3 so containerd can connect at once.
+    const address = ourAddress(cfg.socketDir, downstreamAddress);
+    const server = await bindOrReuse(socketPath(address));
+    if (server) fs.chmodSync(socketPath(address), 0o600);
+    const state = {
+      address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
+      downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
+    };
+    writeState(bundle, state);
+    // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
+    writeFileAtomic(path.join(bundle, 'address'), address);
+
+    if (server) {
+      const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+      const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
+      const child = spawn(process.execPath, [self, ...daemonArgv], {
+        cwd: bundle,
+        detached: true, // own session: containerd's CombinedOutput must not wait on it
+        stdio: ['ignore', 'ignore', 'ignore', fd],
+        env: { ...process.env, KATAVOL_LISTEN_FD: '3' },
+      });
+      child.unref();
+      writeState(bundle, { ...state, daemonPid: child.pid });
+    } else {
+      const prev = findDaemonPid(socketPath(address));
+      writeState(bundle, { ...state, daemonPid: prev });
+    }
+    return address;
+  } catch (e) {
+    throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
+  }
+}
+
+function readAllStdin(): Buffer {
+  try {
+    return fs.readFileSync(0);
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code === 'EAGAIN' || code === 'EOF' || code === 'ENXIO' || code === 'EINVAL') return Buffer.alloc(0);
+    throw e;
+  }
+}
+
+/** The daemon serving an existing socket records its pid next to it. */
+function findDaemonPid(sock: string): number | undefined {
+  return readPidFile(sock.replace(/\.sock$/, '.pid'));
+}

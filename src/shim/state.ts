@@ -1,0 +1,71 @@
+// What katavol keeps in a container's bundle so that `delete`, the daemon and a restarted containerd
+// can find the downstream shim and undo what the backend took.
+import * as fs from 'fs';
+import * as path from 'path';
+
+export const STATE_FILE = 'katavol.json';
+export const ORIGINAL_SPEC = 'config.json.katavol-orig';
+
+export interface BundleState {
+  /** Our daemon's address as printed to containerd (unix:///...). */
+  address: string;
+  /** The downstream shim's address as its `start` printed it. */
+  downstreamAddress: string;
+  /** The downstream shim binary. */
+  downstream: string;
+  backend: string;
+  /** Our daemon's pid (the one serving this bundle, possibly shared by a pod). */
+  daemonPid?: number;
+  /** The downstream daemon's pid when known (shim.pid or Connect). */
+  downstreamPid?: number;
+}
+
+export function readState(bundle: string): BundleState | undefined {
+  try {
+    return JSON.parse(fs.readFileSync(path.join(bundle, STATE_FILE), 'utf8')) as BundleState;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Atomic write (temp + rename) so a crash never leaves a torn file. */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
+  const fd = fs.openSync(tmp, 'w', mode);
+  try {
+    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  fs.renameSync(tmp, file);
+}
+
+export function writeState(bundle: string, st: BundleState): void {
+  writeFileAtomic(path.join(bundle, STATE_FILE), JSON.stringify(st) + '\n', 0o600);
+}
+
+/** Strips the unix:// scheme; containerd treats a bare name as an abstract socket. */
+export function socketPath(address: string): string {
+  if (address.startsWith('unix://')) return address.slice('unix://'.length);
+  return '\0' + address;
+}
+
+export function pidAlive(pid: number | undefined): boolean {
+  if (!pid || pid <= 0) return false;
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+export function readPidFile(file: string): number | undefined {
+  try {
+    const n = parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
+    return Number.isFinite(n) && n > 0 ? n : undefined;
+  } catch {
+    return undefined;
+  }
+}

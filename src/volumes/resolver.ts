@@ -1,0 +1,54 @@
+// Finds the direct-volume mounts of an OCI spec and resolves each through the registry, the way
+// runtime-rs detects them: mount type directvol/vfiovol/spdkvol/spoolvol, or a bind mount whose
+// source is a registered volume.
+import type { ResolvedVolume, OciSpec } from '../backends/backend';
+import type { OciMount } from './types';
+import { VolumeError } from './types';
+import type { Registry } from './registry';
+
+export const DIRECT_MOUNT_TYPES = new Set(['directvol', 'vfiovol', 'spdkvol', 'spoolvol']);
+
+/** A volume problem in the context of one container mount (what the Create error reports). */
+export class MountVolumeError extends Error {
+  constructor(readonly containerId: string, readonly mount: OciMount, readonly reason: Error) {
+    super(`container "${containerId}": mount "${mount.destination}": ${reason.message}`);
+    this.name = 'MountVolumeError';
+  }
+}
+
+function isBind(m: OciMount): boolean {
+  if (m.type === 'bind') return true;
+  return (!m.type || m.type === 'none') && (m.options ?? []).some((o) => o === 'bind' || o === 'rbind');
+}
+
+/** Returns the resolved volumes (empty when the spec has none); throws MountVolumeError. */
+export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry): ResolvedVolume[] {
+  const out: ResolvedVolume[] = [];
+  (spec.mounts ?? []).forEach((mount, index) => {
+    const source = mount.source ?? '';
+    const direct = DIRECT_MOUNT_TYPES.has(mount.type ?? '');
+    if (!direct && !(isBind(mount) && source && safeIsRegistered(registry, source))) return;
+    try {
+      if (!source) {
+        throw new VolumeError(source, `a ${mount.type} mount needs a source`, 'pass the volume path as src=, e.g. --mount type=directvol,src=/kubelet/vol1,dst=/disk');
+      }
+      if (!registry.isRegistered(source)) {
+        throw new VolumeError(source, 'is not registered', `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
+      }
+      const { info, file, dir } = registry.read(source);
+      const readOnly = (mount.options ?? []).includes('ro') || info.options.includes('ro');
+      out.push({ index, mount, volumePath: source, entryDir: dir, file, info, readOnly });
+    } catch (e) {
+      throw new MountVolumeError(containerId, mount, e as Error);
+    }
+  });
+  return out;
+}
+
+function safeIsRegistered(registry: Registry, source: string): boolean {
+  try {
+    return registry.isRegistered(source);
+  } catch {
+    return false; // e.g. a path too long to be a volume: an ordinary bind mount
+  }
+}

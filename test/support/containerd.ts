@@ -1,0 +1,166 @@
+// A private containerd for end-to-end tests: its own root, state, sockets and config under a temp dir
+// (never /run/containerd or the host's daemon), started and stopped by pid.
+import * as fs from 'fs';
+import * as os from 'os';
+import * as path from 'path';
+import { spawn, spawnSync, ChildProcess, SpawnSyncReturns } from 'child_process';
+
+export const REPO = path.resolve(__dirname, '..', '..', '..');
+export const SHIM = path.join(REPO, 'bin', 'containerd-shim-katavol-v2');
+export const KATAVOL = path.join(REPO, 'bin', 'katavol');
+export const NAMESPACE = 'katavol-test';
+
+export interface ContainerdOptions {
+  /** Extra environment for containerd (it passes its environment to shims). */
+  env?: Record<string, string>;
+  debug?: boolean;
+}
+
+export class PrivateContainerd {
+  readonly sock: string;
+  readonly state: string;
+  private proc: ChildProcess | undefined;
+  private logFd = -1;
+
+  private constructor(readonly dir: string, private readonly opts: ContainerdOptions) {
+    this.sock = path.join(dir, 'c.sock');
+    this.state = path.join(dir, 'state');
+  }
+
+  static async start(opts: ContainerdOptions = {}): Promise<PrivateContainerd> {
+    // Short base dir: shim socket paths must stay under 106 bytes.
+    const dir = fs.mkdtempSync('/tmp/kvc-');
+    const c = new PrivateContainerd(dir, opts);
+    fs.writeFileSync(path.join(dir, 'config.toml'), [
+      'version = 2',
+      `root = "${dir}/root"`,
+      `state = "${dir}/state"`,
+      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      '[grpc]', `  address = "${c.sock}"`,
+      '[ttrpc]', `  address = "${c.sock}.ttrpc"`,
+      '[debug]', `  level = "${opts.debug ? 'debug' : 'info'}"`,
+      '',
+    ].join('\n'));
+    await c.launch();
+    return c;
+  }
+
+  get logFile(): string {
+    return path.join(this.dir, 'containerd.log');
+  }
+
+  get pid(): number | undefined {
+    return this.proc?.pid;
+  }
+
+  async launch(): Promise<void> {
+    this.logFd = fs.openSync(this.logFile, 'a');
+    this.proc = spawn('containerd', ['--config', path.join(this.dir, 'config.toml')], {
+      stdio: ['ignore', this.logFd, this.logFd],
+      env: { ...process.env, ...this.opts.env },
+    });
+    fs.closeSync(this.logFd);
+    for (let i = 0; i < 200; i++) {
+      if (this.ctr(['version']).status === 0) return;
+      if (this.proc.exitCode !== null) break;
+      await sleep(50);
+    }
+    throw new Error(`private containerd did not start; log:\n${fs.readFileSync(this.logFile, 'utf8').slice(-3000)}`);
+  }
+
+  ctr(args: string[], opts: { timeoutMs?: number; input?: string } = {}): SpawnSyncReturns<string> {
+    return spawnSync('ctr', ['-a', this.sock, '-n', NAMESPACE, ...args], {
+      encoding: 'utf8', timeout: opts.timeoutMs ?? 60000, input: opts.input,
+    });
+  }
+
+  /** Stops containerd only (shims keep running), like a daemon restart. */
+  async kill(signal: NodeJS.Signals = 'SIGTERM'): Promise<void> {
+    const p = this.proc;
+    if (!p || p.exitCode !== null || p.signalCode) return;
+    const done = new Promise((r) => p.once('exit', r));
+    p.kill(signal);
+    await Promise.race([done, sleep(10000)]);
+    if (p.exitCode === null && !p.signalCode) {
+      p.kill('SIGKILL');
+      await done;
+    }
+  }
+
+  async restart(): Promise<void> {
+    await this.kill();
+    await this.launch();
+  }
+
+  /** Processes (shims, daemons) started for this containerd: their argv names its socket. */
+  shimPids(): number[] {
+    return pidsMatching(this.sock);
+  }
+
+  /** Stops everything this containerd started, then containerd, then removes the temp dir. */
+  async stop(): Promise<void> {
+    const tasks = this.ctr(['task', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
+    for (const t of tasks) {
+      this.ctr(['task', 'kill', '-s', 'SIGKILL', t]);
+      this.ctr(['task', 'delete', '-f', t]);
+    }
+    const cs = this.ctr(['container', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
+    for (const c of cs) this.ctr(['container', 'delete', c]);
+    await this.kill();
+    for (const pid of this.shimPids()) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    }
+    spawnSync('umount', ['-R', path.join(this.dir, 'state')], { stdio: 'ignore' });
+    fs.rmSync(this.dir, { recursive: true, force: true });
+  }
+}
+
+export function pidsMatching(needle: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const cmd = fs.readFileSync(`/proc/${d}/cmdline`, 'utf8');
+      if (cmd.includes(needle)) out.push(Number(d));
+    } catch { /* exited */ }
+  }
+  return out;
+}
+
+/** A busybox rootfs (static busybox, so no libraries are needed). */
+export function makeRootfs(dir: string): string {
+  const root = path.join(dir, 'rootfs');
+  for (const d of ['bin', 'proc', 'sys', 'dev', 'etc', 'tmp', 'disk']) fs.mkdirSync(path.join(root, d), { recursive: true });
+  fs.copyFileSync('/usr/bin/busybox', path.join(root, 'bin', 'busybox'));
+  fs.chmodSync(path.join(root, 'bin', 'busybox'), 0o755);
+  for (const c of ['sh', 'echo', 'cat', 'ls', 'true', 'sleep', 'mount', 'df', 'touch', 'dd', 'sync']) {
+    fs.symlinkSync('busybox', path.join(root, 'bin', c));
+  }
+  return root;
+}
+
+export function makeExt4Image(file: string, sizeMiB = 64): void {
+  fs.writeFileSync(file, '');
+  fs.truncateSync(file, sizeMiB * 1024 * 1024);
+  const r = spawnSync('mkfs.ext4', ['-q', '-F', file], { encoding: 'utf8' });
+  if (r.status !== 0) throw new Error(`mkfs.ext4 ${file}: ${r.stderr}`);
+}
+
+/** Reads a file from an ext4 image without mounting it. */
+export function debugfsCat(image: string, file: string): string {
+  const r = spawnSync('debugfs', ['-R', `cat ${file}`, image], { encoding: 'utf8' });
+  return r.stdout;
+}
+
+export function loopDevicesOf(file: string): string[] {
+  const r = spawnSync('losetup', ['-j', file, '--noheadings', '-O', 'NAME'], { encoding: 'utf8' });
+  return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
+}
+
+export function tmpDir(prefix = 'katavol-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
