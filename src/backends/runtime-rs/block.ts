@@ -65,7 +65,7 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
 }
 
 /** The Dragonball config and guest view for a checked directvol (pure). */
-export function blockDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, host: BlockHostFacts): DeviceEntry {
+export function blockDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, host: BlockHostFacts): DeviceEntry<BlockDeviceConfigInfo> {
   const readOnly = v.readOnly || host.hostReadOnly;
   const driver = agentDriverFor(cfg.blockDeviceDriver);
   const virtPath = virtPathForIndex(place.index);
@@ -107,6 +107,6 @@ export function blockDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Pl
   };
 }
 
-export function buildBlockDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger, probe?: ReadOnlyProbe): DeviceEntry {
+export function buildBlockDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger, probe?: ReadOnlyProbe): DeviceEntry<BlockDeviceConfigInfo> {
   return blockDeviceEntry(v, cfg, place, checkBlockDevice(v, log, probe));
 }

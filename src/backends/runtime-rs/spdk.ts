@@ -76,7 +76,7 @@ export function checkSpdkSocket(v: VolumeInput): string {
 }
 
 /** The Dragonball config and guest view for a checked spdkvol (pure). */
-export function spdkDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, queues: SpdkQueues): DeviceEntry {
+export function spdkDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, queues: SpdkQueues): DeviceEntry<BlockDeviceConfigInfo> {
   const driver = agentDriverFor(cfg.blockDeviceDriver);
   const virtPath = virtPathForIndex(place.index);
   const spec: BlockDeviceConfigInfo = {
@@ -117,7 +117,7 @@ export function spdkDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Pla
   };
 }
 
-export function buildSpdkDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, _log?: BackendLogger): DeviceEntry {
+export function buildSpdkDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, _log?: BackendLogger): DeviceEntry<BlockDeviceConfigInfo> {
   checkSpdkSocket(v);
   return spdkDeviceEntry(v, cfg, place, spdkQueuesFromMetadata(v));
 }

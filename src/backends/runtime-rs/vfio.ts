@@ -7,7 +7,7 @@ import type { RuntimeRsConfig } from './config';
 import type { HostDeviceConfig } from './dragonball';
 import { predictStorage, virtPathForIndex } from './guest';
 import { busSlotFunc, isDbdf, parseVfioDevice, skippedClass, Sysfs } from './pci';
-import { rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VolumeInput } from './volume';
+import { rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VfioSpec, type VolumeInput } from './volume';
 
 export const VFIO_PCI_DRIVER = 'vfio-pci';
 /** runtime-rs names vfiovol host devices vfio_vol_<group>_<n>, at most 31 characters. */
@@ -131,7 +131,7 @@ export function hostDeviceConfigs(facts: VfioGroupFacts): HostDeviceConfig[] {
 }
 
 /** The Dragonball configs and guest view for a checked vfiovol (pure). */
-export function vfioDeviceEntry(v: VolumeInput, place: Placement, facts: VfioGroupFacts): DeviceEntry {
+export function vfioDeviceEntry(v: VolumeInput, place: Placement, facts: VfioGroupFacts): DeviceEntry<VfioSpec> {
   const virtPath = virtPathForIndex(place.index);
   const ociOptions = rewrittenOptions(v.ociOptions, v.readOnly);
   // The function appears in the guest as virtio-blk on MMIO; runtime-rs has no /dev-destination case for VFIO.
@@ -153,6 +153,6 @@ export function vfioDeviceEntry(v: VolumeInput, place: Placement, facts: VfioGro
   };
 }
 
-export function buildVfioDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger): DeviceEntry {
+export function buildVfioDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger): DeviceEntry<VfioSpec> {
   return vfioDeviceEntry(v, place, checkVfioDevice(v, cfg, log));
 }

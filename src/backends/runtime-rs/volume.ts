@@ -25,15 +25,19 @@ export interface Placement {
   driveId: string;
 }
 
-export type DeviceSpec = BlockDeviceConfigInfo | { host_devices: HostDeviceConfig[] };
+export interface VfioSpec {
+  host_devices: HostDeviceConfig[];
+}
 
-export interface DeviceEntry {
+export type DeviceSpec = BlockDeviceConfigInfo | VfioSpec;
+
+export interface DeviceEntry<S extends DeviceSpec = DeviceSpec> {
   destination: string;
   volumePath: string;
   volumeType: VolumeType;
   /** Final read-only decision (may be raised by the host, e.g. BLKROGET). */
   readOnly: boolean;
-  spec: DeviceSpec;
+  spec: S;
   guest: GuestView;
   storage: StorageView;
 }
