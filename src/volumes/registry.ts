@@ -193,15 +193,16 @@ export class Registry {
   read(volumePath: string): ReadResult {
     const dir = this.requireEntryDir(volumePath);
     const file = path.join(dir, MOUNT_INFO_FILE);
-    let raw: string;
-    try {
-      raw = fs.readFileSync(file, 'utf8');
-    } catch (e) {
-      if (errnoOf(e) === 'ENOENT') {
-        throw new VolumeError(volumePath, `the registry entry has no ${MOUNT_INFO_FILE} (an incomplete entry, e.g. left by a failed kata-ctl add; Kata runtime-rs fails every container using it)`,
-          `add it again with katavol direct-volume add ${volumePath} '<mount-info-json>', or delete it with katavol direct-volume remove ${volumePath}`, file);
-      }
-      throw fsFailure(volumePath, `read ${MOUNT_INFO_FILE}`, file, e);
+    let raw = this.readIfPresent(volumePath, file);
+    if (raw === undefined) {
+      // A concurrent remove renames the whole entry away between the lstat and the read: that is
+      // "not registered", not an incomplete entry. Look again before blaming the entry.
+      this.requireEntryDir(volumePath);
+      raw = this.readIfPresent(volumePath, file);
+    }
+    if (raw === undefined) {
+      throw new VolumeError(volumePath, `the registry entry has no ${MOUNT_INFO_FILE} (an incomplete entry, e.g. left by a failed kata-ctl add; Kata runtime-rs fails every container using it)`,
+        `add it again with katavol direct-volume add ${volumePath} '<mount-info-json>', or delete it with katavol direct-volume remove ${volumePath}`, file);
     }
     let info: MountInfo;
     try {
@@ -213,6 +214,15 @@ export class Registry {
       throw e;
     }
     return { info, file, dir, canonical: raw === serializeMountInfo(info), raw };
+  }
+
+  private readIfPresent(volumePath: string, file: string): string | undefined {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw fsFailure(volumePath, `read ${MOUNT_INFO_FILE}`, file, e);
+    }
   }
 
   add(volumePath: string, mountInfoJson: string): MountInfo {
