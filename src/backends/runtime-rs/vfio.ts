@@ -6,10 +6,12 @@ import type { BackendLogger } from '../backend';
 import type { RuntimeRsConfig } from './config';
 import type { HostDeviceConfig } from './dragonball';
 import { predictStorage, virtPathForIndex } from './guest';
-import { busSlotFunc, isDbdf, parseVfioDevice, skippedClass, Sysfs } from './pci';
+import { busSlotFunc, isDbdf, parseVfioDevice, SKIPPED_CLASSES, skippedClass, Sysfs } from './pci';
 import { rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VfioSpec, type VolumeInput } from './volume';
 
 export const VFIO_PCI_DRIVER = 'vfio-pci';
+/** Drivers that leave a VFIO group viable for a function that is not passed through. */
+const GROUP_SAFE_DRIVERS = [VFIO_PCI_DRIVER, 'pci-stub'];
 /** runtime-rs names vfiovol host devices vfio_vol_<group>_<n>, at most 31 characters. */
 export const HOSTDEV_PREFIX = 'vfio_vol';
 const MAX_HOSTDEV_ID = 31;
@@ -97,6 +99,17 @@ export function checkVfioDevice(v: VolumeInput, cfg: RuntimeRsConfig, log?: Back
     if (skip) {
       if (dbdf === requested) {
         throw volumeError(v, `PCI function ${dbdf} is ${skip}, which cannot be passed through`, 'register the function you want in the guest (lspci -D -s <address>)');
+      }
+      // Left out of the VM, but the kernel opens a VFIO group only when no function in it is held by
+      // a host driver (bridges excepted), so an audio function must be released too.
+      const held = sysfs.driverOf(dbdf);
+      if (skip !== SKIPPED_CLASSES[0x0600] && held !== undefined && !GROUP_SAFE_DRIVERS.includes(held)) {
+        throw volumeError(
+          v,
+          `IOMMU group ${group} is not usable by VFIO: PCI function ${dbdf} (${skip}) is bound to ${held}`,
+          bindFix(sysfs, dbdf, held),
+          path.join(sysfs.deviceDir(dbdf), 'driver'),
+        );
       }
       log?.debug('vfiovol: leaving a function of the IOMMU group out', { volume: v.volumePath, dbdf, why: skip });
       continue;

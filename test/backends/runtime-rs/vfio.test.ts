@@ -1,0 +1,142 @@
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { parseRuntimeRsConfig, type RuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
+import { busSlotFunc, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
+import { buildVfioDevice, checkVfioDevice } from '../../../src/backends/runtime-rs/vfio';
+import { VolumeError } from '../../../src/volumes/types';
+import { buildSysfs, mountInfo, recordingLog, scratchDir, volumeInput } from './fixtures';
+
+const PLACE = { index: 3, driveId: 'unused0000000000' };
+
+describe('runtime-rs vfiovol: PCI address parsing (pci.ts)', () => {
+  it('accepts BB:DD.F and DDDD:BB:DD.F, lowercasing and defaulting the domain', () => {
+    assert.deepStrictEqual(parseVfioDevice('3b:00.1'), { kind: 'bdf', dbdf: '0000:3b:00.1' });
+    assert.deepStrictEqual(parseVfioDevice('0000:3B:1F.7'), { kind: 'bdf', dbdf: '0000:3b:1f.7' });
+    assert.deepStrictEqual(parseVfioDevice('00AF:02:03.0'), { kind: 'bdf', dbdf: '00af:02:03.0' });
+  });
+
+  it('accepts /dev/vfio/N', () => {
+    assert.deepStrictEqual(parseVfioDevice('/dev/vfio/12'), { kind: 'group', group: '12' });
+    assert.deepStrictEqual(parseVfioDevice('/dev/vfio/007'), { kind: 'group', group: '7' });
+  });
+
+  it('rejects anything else', () => {
+    for (const bad of ['3b:00', '3b:20.0', '3b:00.8', '0:3b:00.0', 'vfio/12', '/dev/vfio/', '/dev/vfio/x', '12', '', '0000:3b:00.0 ']) {
+      assert.strictEqual(parseVfioDevice(bad), undefined, bad);
+    }
+  });
+
+  it('strips the domain for bus_slot_func and knows which classes stay on the host', () => {
+    assert.strictEqual(busSlotFunc('0000:3b:00.1'), '3b:00.1');
+    assert.strictEqual(skippedClass(0x060000), 'a host bridge');
+    assert.strictEqual(skippedClass(0x040300), 'an audio function');
+    assert.strictEqual(skippedClass(0x060400), undefined); // PCI bridge class is not in runtime-rs's list
+    assert.strictEqual(skippedClass(0x010000), undefined);
+  });
+});
+
+describe('runtime-rs vfiovol: host checks and HostDeviceConfig (vfio.ts)', () => {
+  let root: string;
+  let cfg: RuntimeRsConfig;
+
+  before(() => {
+    root = scratchDir('sysfs');
+    buildSysfs(root, [
+      // Group 7: a host bridge, the virtio-blk VF we want, its HDMI-like audio sibling, and one more VF.
+      { dbdf: '0000:00:00.0', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '7' },
+      { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
+      { dbdf: '0000:3b:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '7', driver: 'vfio-pci' },
+      { dbdf: '0000:3b:00.2', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '7', driver: 'vfio-pci' },
+      // Group 8: bound to the kernel's nvme driver.
+      { dbdf: '0000:5e:00.0', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '8', driver: 'nvme' },
+      // Group 9: no driver at all.
+      { dbdf: '0000:5f:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '9' },
+      // No IOMMU group (IOMMU off).
+      { dbdf: '0000:60:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', driver: 'vfio-pci' },
+      // Linked to group 10 but not listed in it.
+      { dbdf: '0000:61:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '10', driver: 'vfio-pci', listedInGroup: false },
+      // Group 11: the requested VF is fine, its sibling is bound to virtio-pci.
+      { dbdf: '0000:62:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '11', driver: 'vfio-pci' },
+      { dbdf: '0000:62:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '11', driver: 'virtio-pci' },
+      // Group 12: a GPU-like function whose audio sibling is still held by the host sound driver.
+      { dbdf: '0000:63:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '12', driver: 'vfio-pci' },
+      { dbdf: '0000:63:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '12', driver: 'snd_hda_intel' },
+    ]);
+    cfg = parseRuntimeRsConfig({ sysfsRoot: root }, 'test');
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  const expectedGroup7 = (first: '0000:3b:00.0' | '0000:3b:00.2') => {
+    const vf0 = { sysfs_path: '/sys/bus/pci/devices/0000:3b:00.0', dev_config: { bus_slot_func: '3b:00.0', vendor_device_id: 0x10421af4, guest_dev_id: null, clique_id: null } };
+    // 0xa808144d does not fit a signed 32-bit int: must stay unsigned.
+    const vf2 = { sysfs_path: '/sys/bus/pci/devices/0000:3b:00.2', dev_config: { bus_slot_func: '3b:00.2', vendor_device_id: 2819101773, guest_dev_id: null, clique_id: null } };
+    const ordered = first === '0000:3b:00.0' ? [vf0, vf2] : [vf2, vf0];
+    return ordered.map((d, i) => ({ hostdev_id: `vfio_vol_7_${i}`, ...d }));
+  };
+
+  it('lists every passable function of the group (no host bridge, no audio), the requested one first', () => {
+    const log = recordingLog();
+    const e = buildVfioDevice(volumeInput(mountInfo('vfiovol', '3b:00.2', { options: ['bind', 'nodiscard'] })), cfg, PLACE, log);
+    assert.deepStrictEqual(e, {
+      destination: '/data',
+      volumePath: '/kubelet/vol-1',
+      volumeType: 'vfiovol',
+      readOnly: false,
+      spec: { host_devices: expectedGroup7('0000:3b:00.2') },
+      guest: { driver: 'mmioblk', virtPath: '/dev/vdd' },
+      storage: { driver: 'mmioblk', source: '/dev/vdd', fs_type: 'ext4', options: ['nodiscard'] },
+    });
+    const skipped = log.lines.filter((l) => l.level === 'debug').map((l) => l.meta?.dbdf);
+    assert.deepStrictEqual(skipped, ['0000:00:00.0', '0000:3b:00.1']);
+  });
+
+  it('normalises an upper-case DDDD:BB:DD.F address', () => {
+    const e = buildVfioDevice(volumeInput(mountInfo('vfiovol', '0000:3B:00.0')), cfg, PLACE);
+    assert.deepStrictEqual(e.spec.host_devices, expectedGroup7('0000:3b:00.0'));
+  });
+
+  it('takes the whole group from /dev/vfio/N, in address order', () => {
+    const e = buildVfioDevice(volumeInput(mountInfo('vfiovol', '/dev/vfio/7'), { readOnly: true, ociOptions: ['rbind', 'rw'] }), cfg, PLACE);
+    assert.deepStrictEqual(e.spec.host_devices, expectedGroup7('0000:3b:00.0'));
+    // Empty mountInfo options: the (rewritten) OCI options, without bind flags, plus ro.
+    assert.deepStrictEqual(e.storage, { driver: 'mmioblk', source: '/dev/vdd', fs_type: 'ext4', options: ['ro'] });
+  });
+
+  const refusals: Array<[string, string, RegExp, RegExp, string]> = [
+    ['a function bound to another driver', '5e:00.0', /PCI function 0000:5e:00\.0 is bound to nvme, not vfio-pci/,
+      /echo 0000:5e:00\.0 > .*\/bus\/pci\/devices\/0000:5e:00\.0\/driver\/unbind; echo vfio-pci > .*0000:5e:00\.0\/driver_override; echo 0000:5e:00\.0 > .*\/bus\/pci\/drivers\/vfio-pci\/bind/,
+      '0000:5e:00.0/driver'],
+    ['a function with no driver', '0000:5f:00.0', /PCI function 0000:5f:00\.0 is not bound to any driver, not vfio-pci/,
+      /bind it to vfio-pci: echo vfio-pci > .*0000:5f:00\.0\/driver_override/, '0000:5f:00.0/driver'],
+    ['a function without an IOMMU group', '60:00.0', /PCI function 0000:60:00\.0 has no IOMMU group/,
+      /enable the IOMMU \(intel_iommu=on or amd_iommu=on/, '0000:60:00.0/iommu_group'],
+    ['a function not listed in its group', '61:00.0', /PCI function 0000:61:00\.0 is not listed in its IOMMU group 10/,
+      /rescan/, 'kernel/iommu_groups/10/devices/0000:61:00.0'],
+    ['a sibling in the group not bound to vfio-pci', '62:00.0', /PCI function 0000:62:00\.1 \(in IOMMU group 11 with 0000:62:00\.0\) is bound to virtio-pci/,
+      /driver\/unbind/, '0000:62:00.1/driver'],
+    ['a group whose audio function is held by a host driver', '63:00.0', /IOMMU group 12 is not usable by VFIO: PCI function 0000:63:00\.1 \(an audio function\) is bound to snd_hda_intel/,
+      /echo 0000:63:00\.1 > .*driver\/unbind/, '0000:63:00.1/driver'],
+    ['a host bridge', '00:00.0', /PCI function 0000:00:00\.0 is a host bridge, which cannot be passed through/, /register the function you want/, 'mountInfo.json'],
+    ['an address with no device', '70:00.0', /no PCI function 0000:70:00\.0 on this host/, /lspci -D/, 'bus/pci/devices/0000:70:00.0'],
+    ['a VFIO group that does not exist', '/dev/vfio/42', /VFIO group 42 does not exist/, /iommu_groups/, 'kernel/iommu_groups/42/devices'],
+    ['a device that is not an address', 'nvme0n1', /"nvme0n1" is not a PCI address \(BB:DD\.F or DDDD:BB:DD\.F\) or a VFIO group/, /lspci -D/, 'mountInfo.json'],
+  ];
+  for (const [what, device, problem, fix, file] of refusals) {
+    it(`refuses ${what}, naming the address, the file and the fix`, () => {
+      assert.throws(() => checkVfioDevice(volumeInput(mountInfo('vfiovol', device)), cfg), (e: Error) => {
+        assert.ok(e instanceof VolumeError, String(e));
+        assert.match(e.message, /^volume "\/kubelet\/vol-1": mount \/data: /);
+        assert.match(e.message, problem);
+        assert.match(e.message, fix);
+        assert.ok(e.file?.endsWith(file), `file ${e.file} should end with ${file}`);
+        return true;
+      });
+    });
+  }
+
+  it('reads sysfs under the configured root only', () => {
+    assert.throws(() => checkVfioDevice(volumeInput(mountInfo('vfiovol', '3b:00.0')), parseRuntimeRsConfig({ sysfsRoot: path.join(root, 'nothing') }, 't')),
+      /no PCI function 0000:3b:00\.0 on this host/);
+  });
+});
