@@ -217,7 +217,9 @@ function checkInt64(name: string, v: number): void {
 }
 
 /** Encodes a ttrpc.Request (proto3: empty/zero fields are omitted, fields in number order, like Go). */
-export function encodeRequest(r: Partial<Request> & { service: string; method: string }): Buffer {
+export function encodeRequest(
+  r: Partial<Omit<Request, 'payload'>> & { service: string; method: string; payload?: Uint8Array },
+): Buffer {
   const payload = r.payload ?? EMPTY;
   const timeout = r.timeoutNano ?? 0;
   checkInt64('timeoutNano', timeout);

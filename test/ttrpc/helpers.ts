@@ -1,0 +1,151 @@
+// Test helpers for the ttrpc suite: scratch dirs, a raw frame-level peer, and a raw listening peer.
+
+import * as fs from 'fs';
+import * as net from 'net';
+import * as os from 'os';
+import * as path from 'path';
+import { Frame, FrameParser, decodeResponse, encodeFrame, Response } from '../../src/ttrpc';
+
+export function scratchDir(prefix = 'ttrpc-test-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+}
+
+export function removeDir(dir: string): void {
+  fs.rmSync(dir, { recursive: true, force: true });
+}
+
+/** A peer that speaks raw frames over a socket and records everything it receives. */
+export class RawPeer {
+  readonly frames: Frame[] = [];
+  oversize: number[] = [];
+  private waiters: ((f: Frame) => void)[] = [];
+  private readonly parser: FrameParser;
+  readonly closed: Promise<void>;
+
+  constructor(readonly socket: net.Socket) {
+    this.parser = new FrameParser({
+      onFrame: (f) => {
+        // Copy: the chunk may be referenced elsewhere; tests keep frames around.
+        const raw = Buffer.from(f.raw);
+        const copy: Frame = { ...f, raw, data: raw.subarray(10) };
+        const w = this.waiters.shift();
+        if (w) w(copy);
+        else this.frames.push(copy);
+      },
+      onOversize: (id) => this.oversize.push(id),
+    });
+    socket.on('data', (c: Buffer) => this.parser.push(c));
+    socket.on('error', () => {});
+    this.closed = new Promise((resolve) => socket.once('close', () => resolve()));
+  }
+
+  static connect(p: string): Promise<RawPeer> {
+    return new Promise((resolve, reject) => {
+      const s = net.createConnection(p);
+      s.once('error', reject);
+      s.once('connect', () => {
+        s.removeListener('error', reject);
+        resolve(new RawPeer(s));
+      });
+    });
+  }
+
+  write(b: Buffer): void {
+    this.socket.write(b);
+  }
+
+  sendFrame(id: number, type: number, flags: number, data: Uint8Array): void {
+    this.socket.write(encodeFrame(id, type, flags, data));
+  }
+
+  /** Next received frame; rejects if the connection closes first. */
+  next(): Promise<Frame> {
+    const f = this.frames.shift();
+    if (f) return Promise.resolve(f);
+    return new Promise((resolve, reject) => {
+      const onClose = () => reject(new Error('RawPeer: connection closed while waiting for a frame'));
+      this.socket.once('close', onClose);
+      this.waiters.push((fr) => {
+        this.socket.removeListener('close', onClose);
+        resolve(fr);
+      });
+    });
+  }
+
+  async nextResponse(): Promise<{ streamId: number; res: Response; frame: Frame }> {
+    const f = await this.next();
+    if (f.type !== 2) throw new Error(`RawPeer: expected a Response frame, got type ${f.type}`);
+    return { streamId: f.streamId, res: decodeResponse(f.data), frame: f };
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+}
+
+/** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
+export class RawListener {
+  private readonly server: net.Server;
+  private readonly all: RawPeer[] = [];
+  private readonly unclaimed: RawPeer[] = [];
+  private waiters: ((p: RawPeer) => void)[] = [];
+
+  constructor(readonly path: string) {
+    this.server = net.createServer((s) => {
+      const p = new RawPeer(s);
+      this.all.push(p);
+      const w = this.waiters.shift();
+      if (w) w(p);
+      else this.unclaimed.push(p);
+    });
+  }
+
+  listen(): Promise<void> {
+    return new Promise((resolve, reject) => {
+      this.server.once('error', reject);
+      this.server.listen(this.path, () => resolve());
+    });
+  }
+
+  /** The next accepted connection. */
+  accept(): Promise<RawPeer> {
+    const p = this.unclaimed.shift();
+    if (p) return Promise.resolve(p);
+    return new Promise((resolve) => this.waiters.push(resolve));
+  }
+
+  close(): Promise<void> {
+    for (const p of this.all) p.destroy();
+    return new Promise((resolve) => this.server.close(() => resolve()));
+  }
+}
+
+/** Deterministic PRNG (mulberry32) so fuzz failures reproduce from the seed. */
+export function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function hex(s: string): Buffer {
+  return Buffer.from(s.replace(/\s+/g, ''), 'hex');
+}
+
+/** Resolves on the next macrotask turn (lets socket I/O settle without timing assumptions). */
+export function tick(): Promise<void> {
+  return new Promise((r) => setImmediate(r));
+}
+
+/** Waits until cond() is true, polling on I/O turns; fails with `what` after many turns. */
+export async function until(cond: () => boolean, what: string, turns = 100000): Promise<void> {
+  for (let i = 0; i < turns; i++) {
+    if (cond()) return;
+    await new Promise((r) => setTimeout(r, i < 100 ? 0 : 5));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
