@@ -1,0 +1,301 @@
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import type { OciSpec, PrepareContext } from '../../../src/backends/backend';
+import { DEVICES_ANNOTATION } from '../../../src/backends/runtime-rs/annotation';
+import { RuntimeRsBackend, type RegistryPort } from '../../../src/backends/runtime-rs/backend';
+import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
+import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
+import { VolumeError } from '../../../src/volumes/types';
+import { buildSysfs, mountInfo, recordingLog, resolved, scratchDir } from './fixtures';
+
+type Call = [string, ...unknown[]];
+
+/** Records every change; sandboxesOf is a query and is not recorded. */
+class FakeRegistry implements RegistryPort {
+  calls: Call[] = [];
+  users = new Map<string, Array<{ id: string; backend: string }>>();
+  canonical = new Set<string>();
+  failRecordOn?: string;
+
+  rewriteCanonical(volumePath: string): boolean {
+    this.calls.push(['rewriteCanonical', volumePath]);
+    const changed = !this.canonical.has(volumePath);
+    this.canonical.add(volumePath);
+    return changed;
+  }
+  recordSandbox(volumePath: string, sandboxId: string, backend?: string): void {
+    this.calls.push(['recordSandbox', volumePath, sandboxId, backend]);
+    if (this.failRecordOn === volumePath) throw new Error('ENOSPC: no space left on device');
+    const list = this.users.get(volumePath) ?? [];
+    if (!list.some((u) => u.id === sandboxId)) list.push({ id: sandboxId, backend: backend ?? '' });
+    this.users.set(volumePath, list);
+  }
+  releaseSandbox(volumePath: string, sandboxId: string): void {
+    this.calls.push(['releaseSandbox', volumePath, sandboxId]);
+    this.users.set(volumePath, (this.users.get(volumePath) ?? []).filter((u) => u.id !== sandboxId));
+  }
+  sandboxesOf(volumePath: string): Array<{ id: string; backend: string }> {
+    return [...(this.users.get(volumePath) ?? [])];
+  }
+}
+
+describe('runtime-rs backend (backend.ts)', () => {
+  let dir: string;
+  let image: string;
+  let sock: string;
+  let sysfs: string;
+  let server: net.Server;
+
+  before(async () => {
+    dir = scratchDir('backend');
+    image = path.join(dir, 'data.img');
+    fs.writeFileSync(image, Buffer.alloc(65536));
+    sock = path.join(dir, 'vhost.0');
+    server = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(sock, resolve);
+    });
+    sysfs = path.join(dir, 'sys');
+    buildSysfs(sysfs, [
+      { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
+      { dbdf: '0000:3b:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '8', driver: 'nvme' },
+    ]);
+  });
+  after(async () => {
+    await new Promise<void>((resolve) => server.close(() => resolve()));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  const cfg = () => parseRuntimeRsConfig({ sysfsRoot: sysfs, blockDeviceDriver: 'virtio-blk-mmio' }, 'test');
+  const ctx = (containerId = 'c1', sandboxId = 'pod-a', bundle = path.join(dir, 'bundles', containerId)) => {
+    const log = recordingLog();
+    return { ctx: { containerId, sandboxId, bundle, log } as PrepareContext, log };
+  };
+
+  const dataMount = () => ({ destination: '/data', type: 'directvol', source: '/kubelet/data', options: ['rbind', 'rw'] });
+  const spdkMount = () => ({ destination: '/fast', type: 'spdkvol', source: '/kubelet/fast', options: ['rbind'] });
+  const vfioMount = () => ({ destination: '/dpu', type: 'bind', source: '/kubelet/dpu', options: ['rbind', 'nosuid'] });
+  const procMount = { destination: '/proc', type: 'proc', source: 'proc' };
+  const baseSpec = (): OciSpec => ({
+    ociVersion: '1.1.0',
+    mounts: [procMount, dataMount(), spdkMount(), vfioMount()],
+    annotations: { 'io.kubernetes.cri.sandbox-id': 'pod-a' },
+  });
+  const volumes = (spec: OciSpec) => [
+    resolved(1, spec.mounts![1], '/kubelet/data', mountInfo('directvol', image, { fsType: 'xfs', options: ['bind', 'noatime'] })),
+    resolved(2, spec.mounts![2], '/kubelet/fast', mountInfo('spdkvol', sock, { metadata: { num_queues: '2' }, options: ['ro'] }), true),
+    resolved(3, spec.mounts![3], '/kubelet/dpu', mountInfo('vfiovol', '3B:00.0')),
+  ];
+
+  it('rewrites each mount, sets the devices annotation, canonicalises and records every volume', async () => {
+    const reg = new FakeRegistry();
+    reg.canonical.add('/kubelet/fast');
+    const backend = new RuntimeRsBackend(cfg(), reg);
+    const spec = baseSpec();
+    const before = JSON.stringify(spec);
+    const { ctx: c, log } = ctx();
+    const out = await backend.prepare(c, spec, volumes(spec));
+
+    assert.strictEqual(JSON.stringify(spec), before, 'the input spec is not modified');
+    assert.strictEqual(out.spec.ociVersion, '1.1.0');
+    assert.deepStrictEqual(out.spec.mounts, [
+      procMount,
+      { destination: '/data', type: 'directvol', source: '/kubelet/data', options: ['rbind', 'rw'] },
+      { destination: '/fast', type: 'spdkvol', source: '/kubelet/fast', options: ['rbind', 'ro'] },
+      { destination: '/dpu', type: 'vfiovol', source: '/kubelet/dpu', options: ['rbind', 'nosuid'] },
+    ]);
+    assert.strictEqual(out.spec.annotations!['io.kubernetes.cri.sandbox-id'], 'pod-a');
+    const limiter = { bandwidth: { size: 0, one_time_burst: 0, refill_time: 1000 }, ops: { size: 0, one_time_burst: 0, refill_time: 1000 } };
+    assert.deepStrictEqual(JSON.parse(out.spec.annotations![DEVICES_ANNOTATION]), [
+      {
+        destination: '/data', volumePath: '/kubelet/data', volumeType: 'directvol', readOnly: false,
+        spec: {
+          drive_id: driveIdFor(`blk:${image}`), device_type: 'RawBlock', path_on_host: image, is_root_device: false, part_uuid: null,
+          is_read_only: false, is_direct: false, no_drop: false, num_queues: 1, queue_size: 256, rate_limiter: limiter,
+          use_shared_irq: null, use_generic_irq: null, use_pci_bus: null,
+        },
+        guest: { driver: 'mmioblk', virtPath: '/dev/vda' },
+        storage: { driver: 'mmioblk', source: '/dev/vda', fs_type: 'xfs', options: ['noatime'] },
+      },
+      {
+        destination: '/fast', volumePath: '/kubelet/fast', volumeType: 'spdkvol', readOnly: true,
+        spec: {
+          drive_id: driveIdFor(`spdk:${sock}`), device_type: 'Spdk', path_on_host: `spdk://${sock}`, is_root_device: false, part_uuid: null,
+          is_read_only: true, is_direct: false, no_drop: false, num_queues: 2, queue_size: 256, rate_limiter: limiter,
+          use_shared_irq: null, use_generic_irq: null, use_pci_bus: null,
+        },
+        guest: { driver: 'mmioblk', virtPath: '/dev/vdb' },
+        storage: { driver: 'mmioblk', source: '/dev/vdb', fs_type: 'ext4', options: ['ro'] },
+      },
+      {
+        destination: '/dpu', volumePath: '/kubelet/dpu', volumeType: 'vfiovol', readOnly: false,
+        spec: {
+          host_devices: [{
+            hostdev_id: 'vfio_vol_7_0', sysfs_path: '/sys/bus/pci/devices/0000:3b:00.0',
+            dev_config: { bus_slot_func: '3b:00.0', vendor_device_id: 0x10421af4, guest_dev_id: null, clique_id: null },
+          }],
+        },
+        guest: { driver: 'mmioblk', virtPath: '/dev/vdc' },
+        storage: { driver: 'mmioblk', source: '/dev/vdc', fs_type: 'ext4', options: ['nosuid'] },
+      },
+    ]);
+    assert.deepStrictEqual(reg.calls, [
+      ['rewriteCanonical', '/kubelet/data'],
+      ['rewriteCanonical', '/kubelet/fast'],
+      ['rewriteCanonical', '/kubelet/dpu'],
+      ['recordSandbox', '/kubelet/data', 'pod-a', 'runtime-rs'],
+      ['recordSandbox', '/kubelet/fast', 'pod-a', 'runtime-rs'],
+      ['recordSandbox', '/kubelet/dpu', 'pod-a', 'runtime-rs'],
+    ]);
+    // Only the entries that were not canonical are reported as rewritten.
+    const rewritten = log.lines.filter((l) => /canonical/.test(l.msg)).map((l) => l.meta?.volume);
+    assert.deepStrictEqual(rewritten, ['/kubelet/data', '/kubelet/dpu']);
+    assert.deepStrictEqual(out.summary.map((s) => [s.destination, s.volumeType, s.readOnly, s.virtPath]), [
+      ['/data', 'directvol', false, '/dev/vda'], ['/fast', 'spdkvol', true, '/dev/vdb'], ['/dpu', 'vfiovol', false, '/dev/vdc'],
+    ]);
+  });
+
+  it('gives two mounts of one device the same drive id and guest disk', async () => {
+    const reg = new FakeRegistry();
+    const spec: OciSpec = { mounts: [dataMount(), { ...dataMount(), destination: '/data2' }, spdkMount()] };
+    const info = mountInfo('directvol', image);
+    const out = await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, [
+      resolved(0, spec.mounts![0], '/kubelet/data', info),
+      resolved(1, spec.mounts![1], '/kubelet/data', info),
+      resolved(2, spec.mounts![2], '/kubelet/fast', mountInfo('spdkvol', sock)),
+    ]);
+    const entries = JSON.parse(out.spec.annotations![DEVICES_ANNOTATION]) as Array<{ spec: { drive_id: string }; guest: { virtPath: string } }>;
+    assert.deepStrictEqual(entries.map((e) => e.guest.virtPath), ['/dev/vda', '/dev/vda', '/dev/vdb']);
+    assert.strictEqual(entries[0].spec.drive_id, entries[1].spec.drive_id);
+    assert.deepStrictEqual(reg.calls.filter((c) => c[0] === 'recordSandbox').map((c) => c[1]), ['/kubelet/data', '/kubelet/fast']);
+  });
+
+  it('refuses a read-write volume already used by another sandbox, and touches nothing', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', []);
+    reg.users.set('/kubelet/dpu', [{ id: 'pod-b', backend: '' }]);
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: the volume is read-write and already in use by sandbox pod-b/);
+      assert.match(e.message, /\(\/registry\/\/kubelet\/dpu\/mountInfo\.json\)/);
+      assert.match(e.message, /stop the pod that uses it, or mount it read-only in every pod/);
+      return true;
+    });
+    assert.deepStrictEqual(reg.calls, []);
+  });
+
+  it('lets read-only users share a volume, and its own sandbox reuse one', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', [{ id: 'pod-b', backend: 'runtime-rs' }]); // /fast is read-only here
+    reg.users.set('/kubelet/data', [{ id: 'pod-a', backend: 'runtime-rs' }]); // our own pod
+    const spec = baseSpec();
+    await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec));
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast').map((u) => u.id), ['pod-b', 'pod-a']);
+  });
+
+  it('refuses the whole container when any volume fails its host check, recording nothing', async () => {
+    const reg = new FakeRegistry();
+    const spec = baseSpec();
+    const vols = volumes(spec);
+    vols[2] = resolved(3, spec.mounts![3], '/kubelet/dpu', mountInfo('vfiovol', '0000:3b:00.1'));
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, vols), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: PCI function 0000:3b:00\.1 is bound to nvme, not vfio-pci/);
+      assert.match(e.message, /bind it to vfio-pci/);
+      return true;
+    });
+    assert.deepStrictEqual(reg.calls, []);
+  });
+
+  it('undoes the sandbox records it made when recording fails part-way', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', [{ id: 'pod-a', backend: 'runtime-rs' }]); // held before: must stay
+    reg.failRecordOn = '/kubelet/dpu';
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)), /ENOSPC/);
+    assert.deepStrictEqual(reg.calls.filter((c) => c[0] === 'releaseSandbox'), [['releaseSandbox', '/kubelet/data', 'pod-a']]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast').map((u) => u.id), ['pod-a']);
+  });
+
+  it('release drops the records once no container of the sandbox uses the volume', async () => {
+    const reg = new FakeRegistry();
+    const backend = new RuntimeRsBackend(cfg(), reg);
+    const specA: OciSpec = { mounts: [dataMount(), spdkMount()] };
+    const specB: OciSpec = { mounts: [dataMount()] };
+    const a = ctx('ca');
+    const b = ctx('cb');
+    await backend.prepare(a.ctx, specA, [
+      resolved(0, specA.mounts![0], '/kubelet/data', mountInfo('directvol', image)),
+      resolved(1, specA.mounts![1], '/kubelet/fast', mountInfo('spdkvol', sock)),
+    ]);
+    await backend.prepare(b.ctx, specB, [resolved(0, specB.mounts![0], '/kubelet/data', mountInfo('directvol', image))]);
+    reg.calls = [];
+    await backend.release(a.ctx);
+    assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/fast', 'pod-a']]);
+    await backend.release(b.ctx);
+    assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/fast', 'pod-a'], ['releaseSandbox', '/kubelet/data', 'pod-a']]);
+  });
+
+  describe('from the bundle (after a restart)', () => {
+    let bundles: string;
+    beforeEach(() => {
+      bundles = scratchDir('bundles');
+    });
+    afterEach(() => fs.rmSync(bundles, { recursive: true, force: true }));
+
+    const writeBundle = (id: string, spec: OciSpec) => {
+      fs.mkdirSync(path.join(bundles, id));
+      fs.writeFileSync(path.join(bundles, id, 'config.json'), JSON.stringify(spec));
+      return path.join(bundles, id);
+    };
+    const prepared = async (id: string, sandbox: string, mount = dataMount(), volumePath = '/kubelet/data') => {
+      const spec: OciSpec = { mounts: [mount], annotations: { 'io.kubernetes.cri.sandbox-id': sandbox } };
+      const out = await new RuntimeRsBackend(cfg(), new FakeRegistry()).prepare(ctx(id, sandbox).ctx, spec, [
+        resolved(0, spec.mounts![0], volumePath, mountInfo('directvol', image)),
+      ]);
+      return writeBundle(id, out.spec);
+    };
+
+    it('releaseBundle reads the annotation and the sandbox id back', async () => {
+      const bundle = await prepared('c1', 'pod-z');
+      const reg = new FakeRegistry();
+      const log = recordingLog();
+      await new RuntimeRsBackend(cfg(), reg).releaseBundle(bundle, log);
+      assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/data', 'pod-z']]);
+    });
+
+    it('keeps the record while a sibling bundle of the same sandbox lists the volume', async () => {
+      const bundle = await prepared('c1', 'pod-z');
+      await prepared('c2', 'pod-z');
+      await prepared('c3', 'pod-other');
+      const reg = new FakeRegistry();
+      await new RuntimeRsBackend(cfg(), reg).releaseBundle(bundle, recordingLog());
+      assert.deepStrictEqual(reg.calls, []);
+      fs.rmSync(path.join(bundles, 'c2'), { recursive: true });
+      await new RuntimeRsBackend(cfg(), reg).releaseBundle(bundle, recordingLog());
+      assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/data', 'pod-z']]);
+    });
+
+    it('release by a fresh process falls back to the bundle', async () => {
+      const bundle = await prepared('c1', 'pod-z');
+      const reg = new FakeRegistry();
+      await new RuntimeRsBackend(cfg(), reg).release({ containerId: 'c1', sandboxId: 'pod-z', bundle, log: recordingLog() });
+      assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/data', 'pod-z']]);
+    });
+
+    it('releases nothing, with a warning, when the bundle has no readable config.json', async () => {
+      const reg = new FakeRegistry();
+      const log = recordingLog();
+      await new RuntimeRsBackend(cfg(), reg).releaseBundle(path.join(bundles, 'gone'), log);
+      assert.deepStrictEqual(reg.calls, []);
+      assert.ok(log.lines.some((l) => l.level === 'warn' && /devices annotation/.test(l.msg)));
+      const plain = writeBundle('plain', { mounts: [] });
+      await new RuntimeRsBackend(cfg(), reg).releaseBundle(plain, log);
+      assert.deepStrictEqual(reg.calls, []);
+    });
+  });
+});
