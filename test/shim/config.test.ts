@@ -1,0 +1,124 @@
+// The shim's command line and config: what containerd passes, and clear errors naming file and key.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { parseArgs, UsageError } from '../../src/shim/args';
+import { checkDownstream, ConfigError, KATA_DOWNSTREAM, loadConfig } from '../../src/shim/config';
+import { parseStartOutput, ourAddress } from '../../src/shim/start';
+import { SHIM, tmpDir } from '../support/containerd';
+
+describe('shim args', () => {
+  it('parses the argv containerd passes for start and delete', () => {
+    const a = parseArgs(['-namespace', 'default', '-address', '/run/c.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', '-debug', 'start']);
+    assert.deepEqual([a.namespace, a.address, a.publishBinary, a.id, a.debug, a.action], ['default', '/run/c.sock', '/usr/bin/containerd', 'c1', true, 'start']);
+    const d = parseArgs(['--namespace=ns', '-id', 'x', '-bundle', '/b', 'delete']);
+    assert.deepEqual([d.namespace, d.id, d.bundle, d.action, d.debug], ['ns', 'x', '/b', 'delete', false]);
+    assert.equal(parseArgs(['-namespace', 'n', '-id', 'i']).action, '');
+  });
+  it('rejects unknown flags and missing values like Go flag does', () => {
+    assert.throws(() => parseArgs(['-bogus', 'start']), (e: Error) => e instanceof UsageError && /flag provided but not defined: -bogus/.test(e.message));
+    assert.throws(() => parseArgs(['-id']), /flag needs an argument: -id/);
+  });
+});
+
+describe('shim binary flags', () => {
+  it('-v prints the version', () => {
+    const r = spawnSync(SHIM, ['-v'], { encoding: 'utf8' });
+    assert.equal(r.status, 0);
+    assert.match(r.stdout, /Version:\s+\d+\.\d+\.\d+/);
+  });
+  it('an unknown flag prints usage on stderr and exits 2', () => {
+    const r = spawnSync(SHIM, ['-nope'], { encoding: 'utf8' });
+    assert.equal(r.status, 2);
+    assert.match(r.stderr, /flag provided but not defined: -nope/);
+    assert.match(r.stderr, /Usage of containerd-shim-katavol-v2/);
+    assert.equal(r.stdout, '');
+  });
+  it('start with a bad config fails with the file and key in the message', () => {
+    const dir = tmpDir();
+    const cfg = path.join(dir, 'c.json');
+    fs.writeFileSync(cfg, JSON.stringify({ backend: 'qemu' }));
+    const r = spawnSync(SHIM, ['-namespace', 'n', '-address', '/x', '-id', 'i', 'start'], { encoding: 'utf8', cwd: dir, env: { ...process.env, KATAVOL_CONFIG: cfg }, input: '' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, new RegExp(`katavol config ${cfg}: key "backend": "qemu" is not a backend`));
+    assert.equal(r.stdout, '');
+    fs.rmSync(dir, { recursive: true });
+  });
+  it('-info forwards to the downstream shim and returns its bytes', () => {
+    const dir = tmpDir();
+    const fake = path.join(dir, 'fake-shim');
+    fs.writeFileSync(fake, '#!/bin/sh\n[ "$1" = "-info" ] && printf "\\022\\003\\n\\0011" && exit 0\nexit 9\n', { mode: 0o755 });
+    const cfg = path.join(dir, 'c.json');
+    fs.writeFileSync(cfg, JSON.stringify({ backend: 'runc', downstream: fake }));
+    const r = spawnSync(SHIM, ['-info'], { env: { ...process.env, KATAVOL_CONFIG: cfg }, input: '' });
+    assert.equal(r.status, 0, r.stderr.toString());
+    assert.deepEqual([...r.stdout], [0x12, 0x03, 0x0a, 0x01, 0x31]);
+    fs.rmSync(dir, { recursive: true });
+  });
+});
+
+describe('shim config', () => {
+  let dir: string;
+  beforeEach(() => { dir = tmpDir(); });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const write = (obj: unknown) => {
+    const f = path.join(dir, 'config.json');
+    fs.writeFileSync(f, typeof obj === 'string' ? obj : JSON.stringify(obj));
+    return { KATAVOL_CONFIG: f, PATH: process.env.PATH } as NodeJS.ProcessEnv;
+  };
+
+  it('defaults to runtime-rs with Kata\'s shim when the default file is absent', () => {
+    const c = loadConfig({ KATAVOL_CONFIG: '', PATH: '/nonexistent' });
+    if (!fs.existsSync('/etc/katavol/config.json')) {
+      assert.equal(c.backend, 'runtime-rs');
+      assert.equal(c.downstream, KATA_DOWNSTREAM);
+    }
+  });
+  it('runc backend finds containerd-shim-runc-v2 on PATH', () => {
+    const c = loadConfig(write({ backend: 'runc' }));
+    assert.equal(c.downstream, '/usr/bin/containerd-shim-runc-v2');
+  });
+  it('an explicit KATAVOL_CONFIG that is missing is an error', () => {
+    assert.throws(() => loadConfig({ KATAVOL_CONFIG: path.join(dir, 'nope.json') }), (e: Error) => e instanceof ConfigError && /nope\.json: cannot read/.test(e.message));
+  });
+  for (const [name, body, re] of [
+    ['bad JSON', '{', /not valid JSON/],
+    ['non-object', '[]', /must be a JSON object/],
+    ['unknown key', { backnd: 'runc' }, /key "backnd": unknown key/],
+    ['relative downstream', { downstream: 'shim' }, /key "downstream": must be an absolute path/],
+    ['bad log level', { logLevel: 'loud' }, /key "logLevel": "loud" is not a level/],
+    ['non-string', { volumeRoot: 3 }, /key "volumeRoot": must be a non-empty string/],
+    ['long socketDir', { socketDir: '/' + 'x'.repeat(60) }, /key "socketDir": .* too long/],
+  ] as Array<[string, unknown, RegExp]>) {
+    it(`rejects ${name} naming the file`, () => {
+      const env = write(body);
+      assert.throws(() => loadConfig(env), (e: Error) => e instanceof ConfigError && e.message.includes(env.KATAVOL_CONFIG!) && re.test(e.message));
+    });
+  }
+  it('refuses a downstream that resolves to katavol itself, also through a symlink', () => {
+    const link = path.join(dir, 'containerd-shim-kata-v2');
+    fs.symlinkSync(SHIM, link);
+    const c = loadConfig(write({ backend: 'runtime-rs', downstream: link }));
+    assert.throws(() => checkDownstream(c, '/somewhere/else'), /resolves to katavol itself/);
+    const copy = path.join(dir, 'copy-of-launcher');
+    fs.copyFileSync(SHIM, copy);
+    fs.chmodSync(copy, 0o755);
+    assert.throws(() => checkDownstream(loadConfig(write({ downstream: copy })), '/x'), /resolves to katavol itself/);
+    assert.throws(() => checkDownstream(loadConfig(write({ downstream: path.join(dir, 'missing') })), '/x'), /is not an executable file/);
+    checkDownstream(loadConfig(write({ backend: 'runc' })), SHIM);
+  });
+});
+
+describe('shim start helpers', () => {
+  it('reads plain and JSON start outputs', () => {
+    assert.equal(parseStartOutput('unix:///run/containerd/s/abc'), 'unix:///run/containerd/s/abc');
+    assert.equal(parseStartOutput('{"version":3,"address":"unix:///x","protocol":"ttrpc"}\n'), 'unix:///x');
+  });
+  it('derives one address per downstream address, short enough for sun_path', () => {
+    const a = ourAddress('/run/katavol', 'unix:///run/containerd/s/0123');
+    assert.equal(a, ourAddress('/run/katavol', 'unix:///run/containerd/s/0123'));
+    assert.notEqual(a, ourAddress('/run/katavol', 'unix:///run/containerd/s/0124'));
+    assert.ok(a.length - 'unix://'.length <= 106);
+  });
+});

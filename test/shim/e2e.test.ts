@@ -1,0 +1,256 @@
+// End to end through real containerd 1.6, the katavol shim, the real containerd-shim-runc-v2 and runc,
+// with real ext4 images on loop devices. Each case runs ctr as a user would.
+import { strict as assert } from 'assert';
+import * as crypto from 'crypto';
+import * as fs from 'fs';
+import * as net from 'net';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import {
+  KATAVOL, NAMESPACE, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsMatching, sleep, tmpDir,
+} from '../support/containerd';
+
+describe('shim end to end (private containerd, runc backend)', function () {
+  let work: string;
+  let rootfs: string;
+  let volRoot: string;
+  let sockDir: string;
+  let ctd: PrivateContainerd;
+  let n = 0;
+
+  const katavol = (...args: string[]) =>
+    spawnSync(KATAVOL, args, { encoding: 'utf8', env: { ...process.env, KATAVOL_VOLUME_ROOT: volRoot } });
+
+  function image(name: string, mib = 16): string {
+    const f = path.join(work, name);
+    makeExt4Image(f, mib);
+    return f;
+  }
+
+  function register(vol: string, device: string, extra: Record<string, unknown> = {}): void {
+    const r = katavol('direct-volume', 'add', vol, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4', ...extra }));
+    assert.equal(r.status, 0, r.stderr);
+  }
+
+  function run(id: string, mount: string, cmd: string, extra: string[] = []) {
+    return ctd.ctr(['run', '--rm', '--runtime', SHIM, '--mount', mount, ...extra, '--rootfs', rootfs, id, '/bin/sh', '-c', cmd]);
+  }
+
+  function bundleOf(id: string): string {
+    return path.join(ctd.state, 'io.containerd.runtime.v2.task', NAMESPACE, id);
+  }
+
+  /** The runc shim's socket for a container (sha256 of address/ns/id, under /run/containerd/s). */
+  function runcSocket(id: string): string {
+    return '/run/containerd/s/' + crypto.createHash('sha256').update(path.join(ctd.sock, NAMESPACE, id)).digest('hex');
+  }
+
+  async function assertNoLeftovers(ids: string[], images: string[]): Promise<void> {
+    for (let i = 0; i < 40 && ctd.shimPids().length > 0; i++) await sleep(100);
+    assert.deepEqual(ctd.shimPids(), [], 'no shim or katavol daemon process left');
+    for (const img of images) assert.deepEqual(loopDevicesOf(img), [], `no loop device left on ${img}`);
+    assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), [], 'no katavol socket left');
+    for (const id of ids) {
+      assert.equal(fs.existsSync(bundleOf(id)), false, `bundle of ${id} removed`);
+      assert.equal(fs.existsSync(runcSocket(id)), false, `runc shim socket of ${id} removed`);
+    }
+  }
+
+  before(async function () {
+    work = tmpDir('katavol-e2e-');
+    rootfs = makeRootfs(work);
+    volRoot = path.join(work, 'volumes');
+    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    const config = path.join(work, 'katavol.json');
+    fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
+    ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot } });
+  });
+
+  after(async function () {
+    await ctd?.stop();
+    fs.rmSync(sockDir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  });
+
+  beforeEach(() => { n++; });
+
+  it('writes through a directvol volume into the ext4 image and leaves nothing behind', async function () {
+    const img = image(`rw${n}.img`);
+    register('/kubelet/e2e/rw', img);
+    const id = `rw${n}`;
+    const r = run(id, 'type=directvol,src=/kubelet/e2e/rw,dst=/disk,options=rbind:rw', 'echo hello-from-katavol > /disk/f && grep " /disk " /proc/self/mountinfo');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, / \/disk .* - ext4 \/dev\/loop\d+ rw/);
+    assert.equal(debugfsCat(img, '/f'), 'hello-from-katavol\n');
+    await assertNoLeftovers([id], [img]);
+    // The registry no longer lists the container as a user.
+    const dir = fs.readdirSync(path.join(volRoot, Buffer.from('/kubelet/e2e/rw').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')));
+    assert.deepEqual(dir.filter((f) => !f.startsWith('.')), ['mountInfo.json']);
+  });
+
+  it('mounts a ro volume read-only: writes fail and the image is byte-identical', async function () {
+    const img = image(`ro${n}.img`);
+    register('/kubelet/e2e/ro', img);
+    const before = crypto.createHash('sha256').update(fs.readFileSync(img)).digest('hex');
+    const id = `ro${n}`;
+    const r = run(id, 'type=directvol,src=/kubelet/e2e/ro,dst=/disk,options=rbind:ro', 'if echo x > /disk/f; then echo WROTE; else echo REFUSED; fi; grep " /disk " /proc/self/mountinfo');
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /REFUSED/);
+    assert.match(r.stdout, / \/disk .* - ext4 \/dev\/loop\d+ ro/);
+    const after = crypto.createHash('sha256').update(fs.readFileSync(img)).digest('hex');
+    assert.equal(after, before);
+    await assertNoLeftovers([id], [img]);
+  });
+
+  it('forwards exec, ps, kill and delete of a detached container', async function () {
+    const img = image(`d${n}.img`);
+    register('/kubelet/e2e/detached', img);
+    const id = `det${n}`;
+    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/detached,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'echo started > /disk/s; sleep 600']);
+    assert.equal(r.status, 0, r.stderr);
+    r = ctd.ctr(['task', 'exec', '--exec-id', 'e1', id, '/bin/cat', '/disk/s']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'started\n');
+    r = ctd.ctr(['task', 'ps', id]);
+    assert.equal(r.status, 0, r.stderr);
+    assert.match(r.stdout, /^PID\s+INFO\n\d+/);
+    r = ctd.ctr(['task', 'ls']);
+    assert.match(r.stdout, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
+    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
+    for (let i = 0; i < 50 && !/STOPPED/.test(ctd.ctr(['task', 'ls']).stdout); i++) await sleep(100);
+    assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${id}\\s+\\d+\\s+STOPPED`));
+    assert.equal(ctd.ctr(['task', 'delete', id]).status, 0);
+    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    assert.equal(debugfsCat(img, '/s'), 'started\n');
+    await assertNoLeftovers([id], [img]);
+  });
+
+  it('refuses unregistered volumes, bad mountInfo and missing images with a clear error and no leftovers', async function () {
+    const cases: Array<{ vol: string; setup?: () => void; expect: RegExp }> = [
+      { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered .*katavol direct-volume add/ },
+      {
+        vol: '/kubelet/e2e/badjson',
+        setup: () => {
+          const dir = path.join(volRoot, Buffer.from('/kubelet/e2e/badjson').toString('base64').replace(/\+/g, '-').replace(/\//g, '_'));
+          fs.mkdirSync(dir, { recursive: true });
+          fs.writeFileSync(path.join(dir, 'mountInfo.json'), '{"volume-type":"directvol",');
+        },
+        expect: /volume "\/kubelet\/e2e\/badjson".*mountInfo\.json/,
+      },
+      {
+        // Registered while the image existed, then the image was removed.
+        vol: '/kubelet/e2e/missing',
+        setup: () => { const f = image('gone.img'); register('/kubelet/e2e/missing', f); fs.rmSync(f); },
+        expect: /volume "\/kubelet\/e2e\/missing": device ".*gone\.img" cannot be used \(ENOENT\)/,
+      },
+    ];
+    for (const c of cases) {
+      c.setup?.();
+      const id = `bad${n}-${path.basename(c.vol)}`;
+      const r = run(id, `type=directvol,src=${c.vol},dst=/disk,options=rbind:rw`, 'true');
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /failed precondition/);
+      assert.match(r.stderr, new RegExp(`container "${id}": mount "/disk": `));
+      assert.match(r.stderr, c.expect);
+      await assertNoLeftovers([id], []);
+    }
+  });
+
+  it('shares one katavol daemon between two containers of one pod', async function () {
+    const a = image(`pa${n}.img`);
+    const b = image(`pb${n}.img`);
+    register('/kubelet/e2e/pod-a', a);
+    register('/kubelet/e2e/pod-b', b);
+    const ids = [`poda${n}`, `podb${n}`];
+    for (const [i, id] of ids.entries()) {
+      const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--annotation', `io.kubernetes.cri.sandbox-id=pod${n}`,
+        '--mount', `type=directvol,src=/kubelet/e2e/pod-${'ab'[i]},dst=/disk,options=rbind:rw`, '--rootfs', rootfs, id, '/bin/sh', '-c', `echo ${id} > /disk/who; sleep 600`]);
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const addrs = ids.map((id) => fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8'));
+    assert.equal(addrs[0], addrs[1], 'both bundles name one katavol address');
+    assert.ok(addrs[0].startsWith(`unix://${sockDir}/`));
+    const daemons = pidsMatching(ctd.sock).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('katavol'));
+    assert.equal(daemons.length, 1, 'one katavol daemon');
+    assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${ids[0]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[1]}\\s+\\d+\\s+RUNNING|${ids[1]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[0]}\\s+\\d+\\s+RUNNING`));
+    for (const id of ids) {
+      assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
+    }
+    for (const id of ids) {
+      for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
+      assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    }
+    assert.equal(debugfsCat(a, '/who'), `${ids[0]}\n`);
+    assert.equal(debugfsCat(b, '/who'), `${ids[1]}\n`);
+    await assertNoLeftovers(ids, [a, b]);
+  });
+
+  it('keeps a task RUNNING across a containerd restart; it can then be exec\'d and deleted', async function () {
+    const img = image(`rs${n}.img`);
+    register('/kubelet/e2e/restart', img);
+    const id = `restart${n}`;
+    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/restart,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    assert.equal(r.status, 0, r.stderr);
+    await ctd.restart();
+    r = ctd.ctr(['task', 'ls']);
+    assert.match(r.stdout, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
+    r = ctd.ctr(['task', 'exec', '--exec-id', 'after', id, '/bin/sh', '-c', 'echo after-restart > /disk/r; cat /disk/r']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'after-restart\n');
+    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
+    for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
+    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    assert.equal(debugfsCat(img, '/r'), 'after-restart\n');
+    await assertNoLeftovers([id], [img]);
+  });
+
+  it('cleans up through `delete` after the katavol daemon is SIGKILLed: no shim, loop device or socket leaks', async function () {
+    const img = image(`k${n}.img`);
+    register('/kubelet/e2e/killed', img);
+    const id = `killed${n}`;
+    const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/killed,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(loopDevicesOf(img).length, 1);
+    const state = JSON.parse(fs.readFileSync(path.join(bundleOf(id), 'katavol.json'), 'utf8'));
+    process.kill(state.daemonPid, 'SIGKILL');
+    // containerd notices the dropped connection, runs our `delete` and removes the task.
+    for (let i = 0; i < 100 && new RegExp(id).test(ctd.ctr(['task', 'ls']).stdout); i++) await sleep(100);
+    assert.doesNotMatch(ctd.ctr(['task', 'ls']).stdout, new RegExp(id));
+    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    for (let i = 0; i < 50 && loopDevicesOf(img).length; i++) await sleep(100);
+    await assertNoLeftovers([id], [img]);
+  });
+
+  it('keeps a running container unaffected when garbage is written to the katavol socket', async function () {
+    const img = image(`g${n}.img`);
+    register('/kubelet/e2e/garbage', img);
+    const id = `garbage${n}`;
+    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/garbage,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    assert.equal(r.status, 0, r.stderr);
+    const sock = fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8').replace('unix://', '');
+    let seed = 42;
+    const rand = () => (seed = (seed * 1103515245 + 12345) & 0x7fffffff);
+    for (let i = 0; i < 20; i++) {
+      await new Promise<void>((resolve) => {
+        const s = net.connect(sock, () => {
+          const junk = Buffer.alloc(64 + (rand() % 4096));
+          for (let j = 0; j < junk.length; j++) junk[j] = rand() & 0xff;
+          if (i % 3 === 0) junk.writeUInt32BE(0xffffffff, 0); // absurd length
+          if (i % 3 === 1) { junk.writeUInt32BE(junk.length - 10, 0); junk[8] = 1; } // well-framed garbage request
+          s.end(junk);
+        });
+        s.on('error', () => resolve());
+        s.on('close', () => resolve());
+        s.setTimeout(2000, () => s.destroy());
+      });
+    }
+    r = ctd.ctr(['task', 'exec', '--exec-id', 'probe', id, '/bin/sh', '-c', 'echo still-here > /disk/ok; cat /disk/ok']);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(r.stdout, 'still-here\n');
+    assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
+    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
+    for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
+    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    await assertNoLeftovers([id], [img]);
+  });
+});
