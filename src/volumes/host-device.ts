@@ -1,0 +1,162 @@
+// Host-side facts about a volume's device: size, loop devices backing an image file, and where those
+// are mounted in any mount namespace (containers of the runc host backend have their own).
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { VolumeError } from './types';
+
+/** Tools live in /usr/sbin and /sbin, which a non-login shell may not have on PATH. */
+const TOOL_PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin:/usr/bin:/bin`;
+
+export interface ToolResult {
+  status: number;
+  stdout: string;
+  stderr: string;
+  command: string;
+}
+
+/** Runs a host tool; a tool that cannot start (not installed) throws a VolumeError naming the package. */
+export function runTool(volumePath: string, cmd: string, args: string[], pkg: string): ToolResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: TOOL_PATH } });
+  const command = [cmd, ...args].join(' ');
+  if (r.error) {
+    throw new VolumeError(volumePath, `cannot run ${cmd}: ${r.error.message}`, `install ${pkg} (apt-get install ${pkg})`);
+  }
+  return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').trim(), command };
+}
+
+/** "major:minor" of a block device node. */
+export function devNumber(blockDev: string): string {
+  const rdev = fs.statSync(blockDev, { bigint: true }).rdev;
+  const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
+  const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
+  return `${major}:${minor}`;
+}
+
+/** Size in bytes of a block device, from sysfs. */
+export function blockDeviceSize(blockDev: string): number {
+  const sectors = fs.readFileSync(`/sys/dev/block/${devNumber(blockDev)}/size`, 'utf8').trim();
+  return Number(sectors) * 512;
+}
+
+/** Loop devices an image file is attached to (`losetup -j`, which matches by inode). */
+export function loopDevicesOf(volumePath: string, file: string): string[] {
+  const r = runTool(volumePath, 'losetup', ['-j', file], 'mount');
+  if (r.status !== 0) throw new VolumeError(volumePath, `${r.command} failed: ${r.stderr}`, 'check that the loop driver is available');
+  return r.stdout.split('\n').map((l) => /^(\/dev\/loop\d+):/.exec(l)?.[1]).filter((d): d is string => !!d);
+}
+
+export interface HostMount {
+  /** A process in the mount namespace holding the mount (statfs goes through /proc/<pid>/root). */
+  pid: number;
+  /** True when that namespace is ours (tools such as resize2fs see the mount directly). */
+  ownNamespace: boolean;
+  mountPoint: string;
+  source: string;
+  fstype: string;
+  /** The device node this mount is of (one of the devices looked for). */
+  device: string;
+}
+
+const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
+
+/** Mounts of the given block devices in every mount namespace on the host, one per (namespace, mount point). */
+export function findHostMounts(devices: string[]): HostMount[] {
+  const byNumber = new Map<string, string>();
+  for (const d of devices) byNumber.set(devNumber(d), d);
+  if (byNumber.size === 0) return [];
+  let ownNs = '';
+  try {
+    ownNs = fs.readlinkSync('/proc/self/ns/mnt');
+  } catch {
+    /* no /proc/self/ns: treat every namespace as foreign */
+  }
+  const seen = new Set<string>();
+  const out: HostMount[] = [];
+  const pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n)).map(Number).sort((a, b) => a - b);
+  // Our own namespace first, so a mount visible to us is reported with our pid.
+  pids.unshift(process.pid);
+  for (const pid of pids) {
+    let ns: string;
+    let text: string;
+    try {
+      ns = fs.readlinkSync(`/proc/${pid}/ns/mnt`);
+      if (seen.has(ns)) continue;
+      text = fs.readFileSync(`/proc/${pid}/mountinfo`, 'utf8');
+    } catch {
+      continue; // exited, or a kernel thread
+    }
+    seen.add(ns);
+    for (const line of text.split('\n')) {
+      const f = line.split(' ');
+      const device = byNumber.get(f[2]);
+      if (!device) continue;
+      const sep = f.indexOf('-', 6);
+      out.push({ pid, ownNamespace: ns === ownNs, mountPoint: unescapeMount(f[4]), fstype: f[sep + 1], source: unescapeMount(f[sep + 2] ?? ''), device });
+    }
+  }
+  return out;
+}
+
+export interface FsUsage {
+  source: 'statfs' | 'dumpe2fs';
+  totalBytes: number;
+  usedBytes: number;
+  availableBytes: number;
+  inodes?: number;
+  inodesFree?: number;
+}
+
+/** Usage of a mounted filesystem, as df reports it, through the holder's view of its root. */
+export function mountedUsage(m: HostMount): FsUsage {
+  const s = fs.statfsSync(path.join(`/proc/${m.pid}/root`, m.mountPoint));
+  return {
+    source: 'statfs',
+    totalBytes: s.blocks * s.bsize,
+    usedBytes: (s.blocks - s.bfree) * s.bsize,
+    availableBytes: s.bavail * s.bsize,
+    inodes: s.files,
+    inodesFree: s.ffree,
+  };
+}
+
+export interface Ext4Header {
+  blockSize: number;
+  blockCount: number;
+  freeBlocks: number;
+  reservedBlocks: number;
+}
+
+/** The superblock summary of an unmounted ext2/3/4 filesystem (`dumpe2fs -h`). */
+export function ext4Header(volumePath: string, target: string): Ext4Header {
+  const r = runTool(volumePath, 'dumpe2fs', ['-h', target], 'e2fsprogs');
+  if (r.status !== 0) throw new VolumeError(volumePath, `${r.command} failed: ${r.stderr.split('\n').pop()}`, `check that ${target} holds an ext2/3/4 filesystem`);
+  const num = (label: string): number => {
+    const m = new RegExp(`^${label}:\\s+(\\d+)`, 'm').exec(r.stdout);
+    if (!m) throw new VolumeError(volumePath, `${r.command} printed no "${label}"`, 'check the e2fsprogs installation');
+    return Number(m[1]);
+  };
+  return { blockSize: num('Block size'), blockCount: num('Block count'), freeBlocks: num('Free blocks'), reservedBlocks: num('Reserved block count') };
+}
+
+export function ext4Usage(h: Ext4Header): FsUsage {
+  return {
+    source: 'dumpe2fs',
+    totalBytes: h.blockCount * h.blockSize,
+    usedBytes: (h.blockCount - h.freeBlocks) * h.blockSize,
+    availableBytes: Math.max(0, h.freeBlocks - h.reservedBlocks) * h.blockSize,
+  };
+}
+
+/** True when the file starts with an ext2/3/4 superblock (magic 0xEF53 at byte 1080). */
+export function hasExtSuperblock(file: string): boolean {
+  const fd = fs.openSync(file, 'r');
+  try {
+    const b = Buffer.alloc(2);
+    return fs.readSync(fd, b, 0, 2, 1080) === 2 && b[0] === 0x53 && b[1] === 0xef;
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export const isExtFs = (fstype: string): boolean => /^ext[234]$/.test(fstype);

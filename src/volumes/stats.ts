@@ -1,0 +1,65 @@
+// `direct-volume stats`: what the host knows about a volume, as JSON. Unlike kata-ctl (which asks a
+// Kata shim and is broken end to end), this reads the device, its loop devices and their mounts.
+import * as fs from 'fs';
+import { Registry, SandboxUse } from './registry';
+import { VolumeError } from './types';
+import { spdkSocketPath } from './device';
+import { FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
+
+export interface VolumeStats {
+  volumePath: string;
+  directory: string;
+  volumeType: string;
+  device: string;
+  fstype: string;
+  deviceKind: 'file' | 'block' | 'socket' | 'vfio';
+  sizeBytes?: number;
+  allocatedBytes?: number;
+  loopDevices?: string[];
+  mounts: Array<{ pid: number; mountPoint: string; device: string; fstype: string }>;
+  /** Filesystem usage: statfs of a host-backend mount, or the superblock of an unmounted ext2/3/4 image. */
+  usage: FsUsage | null;
+  usageError?: string;
+  sandboxes: SandboxUse[];
+}
+
+export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
+  const { info, dir } = reg.read(volumePath);
+  const base = {
+    volumePath, directory: dir, volumeType: info.volumeType, device: info.device, fstype: info.fsType,
+    mounts: [] as VolumeStats['mounts'], usage: null as FsUsage | null, sandboxes: reg.sandboxesOf(volumePath),
+  };
+  if (info.volumeType === 'vfiovol') return { ...base, deviceKind: 'vfio' };
+  if (info.volumeType !== 'directvol') {
+    const sock = spdkSocketPath(info.device);
+    if (!fs.existsSync(sock)) throw new VolumeError(volumePath, `vhost-user socket ${sock} does not exist`, 'start the SPDK vhost target or fix the registry entry with katavol direct-volume add');
+    return { ...base, deviceKind: 'socket' };
+  }
+
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(info.device);
+  } catch (e) {
+    throw new VolumeError(volumePath, `device ${info.device} cannot be read: ${(e as Error).message}`, 'restore the device or register the volume again with katavol direct-volume add', dir);
+  }
+  const stats: VolumeStats = { ...base, deviceKind: st.isBlockDevice() ? 'block' : 'file' };
+  let blockDevs: string[];
+  if (st.isBlockDevice()) {
+    stats.sizeBytes = blockDeviceSize(info.device);
+    blockDevs = [info.device];
+  } else {
+    stats.sizeBytes = st.size;
+    stats.allocatedBytes = st.blocks * 512;
+    stats.loopDevices = loopDevicesOf(volumePath, info.device);
+    blockDevs = stats.loopDevices;
+  }
+  const mounts = findHostMounts(blockDevs);
+  stats.mounts = mounts.map((m) => ({ pid: m.pid, mountPoint: m.mountPoint, device: m.device, fstype: m.fstype }));
+  try {
+    if (mounts.length) stats.usage = mountedUsage(mounts[0]);
+    else if (isExtFs(info.fsType)) stats.usage = ext4Usage(ext4Header(volumePath, info.device));
+  } catch (e) {
+    stats.usageError = (e as Error).message;
+  }
+  return stats;
+}
