@@ -3,6 +3,8 @@ import { execFile, spawn, type ChildProcess } from 'node:child_process';
 
 export interface PeerServer {
   readonly pid: number;
+  /** Resolves once the server's stdout (since start) has a line matching `re`. */
+  waitForOutput(re: RegExp): Promise<void>;
   /** SIGTERM this pid and wait for it to exit (SIGKILL after 5 s). */
   stop(): Promise<void>;
 }
@@ -14,14 +16,27 @@ export function startPeerServer(cmd: string, args: string[], label = `${cmd} ${a
     let out = '';
     let err = '';
     let ready = false;
+    const waiters: Array<{ re: RegExp; resolve: () => void }> = [];
+    const checkWaiters = () => {
+      for (const w of waiters.splice(0)) {
+        if (w.re.test(out)) w.resolve();
+        else waiters.push(w);
+      }
+    };
     const exited = new Promise<void>((res) => child.once('exit', () => res()));
     child.stderr!.on('data', (d: Buffer) => { err += d.toString(); });
     child.stdout!.on('data', (d: Buffer) => {
       out += d.toString();
+      checkWaiters();
       if (!ready && /^ready$/m.test(out)) {
         ready = true;
         resolve({
           pid: child.pid!,
+          waitForOutput: (re) => new Promise<void>((res) => {
+            const m = new RegExp(re.source, re.flags.includes('m') ? re.flags : `${re.flags}m`);
+            waiters.push({ re: m, resolve: res });
+            checkWaiters();
+          }),
           stop: async () => {
             if (child.exitCode !== null || child.signalCode !== null) return;
             process.kill(child.pid!, 'SIGTERM');

@@ -297,6 +297,94 @@ describe('TTRPC conformance with Go ttrpc 1.1.1', function () {
     });
   });
 
+  describe('connection loss', function () {
+    it('Go server stopping mid-call: our pending call fails with a "closed" TtrpcError, onClose fires', async function () {
+      const sock = path.join(dir, 'go-dying.sock');
+      const dying = await startPeerServer(peer, ['server', sock], 'Go ttrpc peer server (to be stopped)');
+      try {
+        const c = await connect(sock);
+        let closed = false;
+        c.onClose(() => { closed = true; });
+        const pending = rejection(c.call(ECHO_SERVICE, 'Sleep', Buffer.from('30000')));
+        await dying.waitForOutput(/^sleeping 30000$/);
+        await dying.stop();
+        const err = await pending;
+        assert.match(err.message, /closed/);
+        assert.ok(closed && c.closed);
+      } finally {
+        await dying.stop();
+      }
+    });
+
+    it('our server closing mid-call: the Go client reports "ttrpc: closed", as it does for a Go server', async function () {
+      const out: Record<string, string> = {};
+      for (const impl of ['go', 'ours'] as const) {
+        const sock = path.join(dir, `${impl}-closing.sock`);
+        let stop: () => Promise<void>;
+        let inFlight: Promise<void>;
+        if (impl === 'go') {
+          const s = await startPeerServer(peer, ['server', sock], 'Go ttrpc peer server (to be stopped)');
+          stop = () => s.stop();
+          inFlight = s.waitForOutput(/^sleeping 30000$/);
+        } else {
+          const s = new Server();
+          const handlers = echoHandlers();
+          let entered!: () => void;
+          inFlight = new Promise<void>((r) => { entered = r; });
+          s.register(ECHO_SERVICE, { ...handlers, Sleep: (ctx, p) => { entered(); return handlers.Sleep(ctx, p); } });
+          await s.listen(sock);
+          stop = async () => s.close();
+        }
+        try {
+          const run = runPeer(peer, ['client', sock, ECHO_SERVICE, 'Sleep', hex('30000')]);
+          await inFlight;
+          await stop();
+          out[impl] = (await run).stdout;
+        } finally {
+          await stop();
+        }
+      }
+      assert.equal(out.go, 'error code=2 msg=ttrpc: closed\n');
+      assert.equal(out.ours, out.go);
+    });
+  });
+
+  // Server answers to malformed input, sent raw to both servers. (Deliberate differences, not tested
+  // here: ttrpc 1.1.1 accepts a reused stream id and ignores Data frames; ours rejects both like ttrpc >= 1.2.)
+  describe('protocol edge cases', function () {
+    it('an even stream id: both answer 3 "StreamID must be odd..." on that id', async function () {
+      const answers: Record<string, unknown> = {};
+      for (const [name, sock] of Object.entries(sockets())) {
+        answers[name] = answer((await rawExchange(sock, [requestFrame(2, 'Echo', 'x')], 1))[0]);
+      }
+      assert.deepEqual(answers.go, { streamId: 2, status: { code: Code.InvalidArgument, message: 'StreamID must be odd for client initiated streams' }, payload: '' });
+      assert.deepEqual(answers.ours, answers.go);
+    });
+
+    it('an undecodable Request: both answer 3 "unmarshal request error: ..." and keep the connection', async function () {
+      // field 1 (service) claims 5 bytes, only 1 follows
+      const garbage = encodeFrame(1, FrameType.Request, 0, Buffer.from([0x0a, 0x05, 0x41]));
+      for (const sock of Object.values(sockets())) {
+        const [bad, good] = (await rawExchange(sock, [garbage, requestFrame(3, 'Echo', 'ok')], 2)).map(answer);
+        assert.equal(bad.streamId, 1);
+        assert.equal(bad.status?.code, Code.InvalidArgument);
+        // the text after the prefix is the protobuf decoder's own wording (gogo: "unexpected EOF")
+        assert.match(bad.status?.message ?? '', /^unmarshal request error: \S/);
+        assert.deepEqual(good, { streamId: 3, payload: 'ok' });
+      }
+    });
+
+    it('an unknown frame type is ignored by both', async function () {
+      const answers: Record<string, unknown> = {};
+      for (const [name, sock] of Object.entries(sockets())) {
+        const frames = await rawExchange(sock, [encodeFrame(1, 0x7f, 0, Buffer.from('zz')), requestFrame(3, 'Echo', 'y')], 1);
+        answers[name] = frames.map(answer);
+      }
+      assert.deepEqual(answers.go, [{ streamId: 3, payload: 'y' }]);
+      assert.deepEqual(answers.ours, answers.go);
+    });
+  });
+
   describe('message size limit (4 MiB Request)', function () {
     const atLimit = payloadSizeForRequest(MESSAGE_LENGTH_MAX);
     const payload = Buffer.alloc(atLimit, 0x5a);

@@ -8,7 +8,8 @@
 //	ttrpcpeer client [-parallel] [-then SERVICE/METHOD:PAYLOAD]... SOCK SERVICE METHOD PAYLOAD [timeout_ms] [k=v ...]
 //	ttrpcpeer bench-client SOCK SIZE SECONDS CONCURRENCY
 //
-// Servers serve service katavol.test.Echo and print "ready" once listening; SIGTERM/SIGINT stops them
+// Servers serve service katavol.test.Echo and print "ready" once listening (server also prints
+// "sleeping MS" when a Sleep call starts); SIGTERM/SIGINT stops them
 // (the listener and its socket file are removed). PAYLOAD is hex, or @FILE for a file's raw bytes (argv
 // cannot hold a 4 MiB payload). The client prints one line per call: the reply as hex, or
 // "error code=N msg=MESSAGE"; with several calls each line starts with "#I " (I = call index, 0 = the
@@ -93,7 +94,9 @@ func unmarshalRaw(unmarshal func(interface{}) error) ([]byte, error) {
 	return req.B, nil
 }
 
-func echoMethods() map[string]ttrpc.Method {
+// echoMethods builds the service; announce (nil in bench-server) is told when a Sleep starts, so tests
+// can act while a call is known to be in flight.
+func echoMethods(announce func(string)) map[string]ttrpc.Method {
 	return map[string]ttrpc.Method{
 		"Echo": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
 			p, err := unmarshalRaw(unmarshal)
@@ -124,6 +127,9 @@ func echoMethods() map[string]ttrpc.Method {
 			ms, err := strconv.Atoi(string(p))
 			if err != nil {
 				return nil, status.Errorf(codes.InvalidArgument, "Sleep payload must be decimal milliseconds, got %q", p)
+			}
+			if announce != nil {
+				announce(fmt.Sprintf("sleeping %d", ms))
 			}
 			select {
 			case <-time.After(time.Duration(ms) * time.Millisecond):
@@ -169,7 +175,12 @@ func serve(sock string, quiet bool) {
 	if err != nil {
 		fatal("new server: %v", err)
 	}
-	srv.Register(serviceName, echoMethods())
+	var announce func(string)
+	if !quiet {
+		var mu sync.Mutex
+		announce = func(line string) { mu.Lock(); defer mu.Unlock(); fmt.Println(line) }
+	}
+	srv.Register(serviceName, echoMethods(announce))
 	l, err := net.Listen("unix", sock)
 	if err != nil {
 		fatal("listen on %s: %v", sock, err)
