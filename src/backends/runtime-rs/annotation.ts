@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { OciSpec } from '../backend';
+import { HELD_FILE } from '../../shim/held';
 import type { DeviceEntry } from './volume';
 
 export const DEVICES_ANNOTATION = 'io.katacontainers.katavol.devices';
@@ -38,8 +39,9 @@ export function readBundleSpec(bundle: string): OciSpec {
 }
 
 /**
- * Whether another bundle next to this one (containerd keeps one directory per live container of a
- * namespace) belongs to the same sandbox and still lists the volume.
+ * Whether another bundle next to this one (containerd keeps one directory per container of a
+ * namespace) belongs to the same sandbox, still holds its volumes (the interceptor's held record,
+ * removed once released) and lists the volume.
  */
 export function siblingUses(bundle: string, sandboxId: string, volumePath: string): boolean {
   const parent = path.dirname(path.resolve(bundle));
@@ -53,6 +55,7 @@ export function siblingUses(bundle: string, sandboxId: string, volumePath: strin
   for (const name of names) {
     if (name === self) continue;
     const dir = path.join(parent, name);
+    if (!fs.existsSync(path.join(dir, HELD_FILE))) continue;
     try {
       const spec = readBundleSpec(dir);
       if (sandboxIdOf(spec, dir) === sandboxId && volumePathsOf(spec).includes(volumePath)) return true;

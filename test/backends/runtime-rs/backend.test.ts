@@ -4,6 +4,7 @@ import * as net from 'net';
 import * as path from 'path';
 import type { OciSpec, PrepareContext } from '../../../src/backends/backend';
 import { DEVICES_ANNOTATION } from '../../../src/backends/runtime-rs/annotation';
+import { HELD_FILE } from '../../../src/shim/held';
 import { RuntimeRsBackend, type RegistryPort } from '../../../src/backends/runtime-rs/backend';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
@@ -250,6 +251,8 @@ describe('runtime-rs backend (backend.ts)', () => {
     const writeBundle = (id: string, spec: OciSpec) => {
       fs.mkdirSync(path.join(bundles, id));
       fs.writeFileSync(path.join(bundles, id, 'config.json'), JSON.stringify(spec));
+      // The interceptor's record that the container still holds what Create took.
+      fs.writeFileSync(path.join(bundles, id, HELD_FILE), '{}');
       return path.join(bundles, id);
     };
     const prepared = async (id: string, sandbox: string, mount = dataMount(), volumePath = '/kubelet/data') => {
@@ -275,7 +278,8 @@ describe('runtime-rs backend (backend.ts)', () => {
       const reg = new FakeRegistry();
       await new RuntimeRsBackend(cfg(), reg).releaseBundle(bundle, recordingLog());
       assert.deepStrictEqual(reg.calls, []);
-      fs.rmSync(path.join(bundles, 'c2'), { recursive: true });
+      // c2 released (held record gone) but its bundle not yet removed: no longer a user.
+      fs.rmSync(path.join(bundles, 'c2', HELD_FILE));
       await new RuntimeRsBackend(cfg(), reg).releaseBundle(bundle, recordingLog());
       assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/data', 'pod-z']]);
     });
