@@ -91,6 +91,7 @@ export class ServerConnection {
 
   /** Immediate: in-flight handlers are aborted and their answers dropped. */
   close(): void {
+    this.abortAll();
     this.channel.close();
   }
 
@@ -286,6 +287,11 @@ export class ServerConnection {
 
   private onClose(err?: Error): void {
     if (err) this.hooks.onError(new Error(`ttrpc: server connection closed: ${err.message}`));
+    this.abortAll();
+    this.hooks.onClose(this);
+  }
+
+  private abortAll(): void {
     const reason = canceledError();
     for (const call of this.calls.values()) {
       call.done = true;
@@ -295,7 +301,6 @@ export class ServerConnection {
       call.controller.abort(reason);
     }
     this.calls.clear();
-    this.hooks.onClose(this);
   }
 }
 
