@@ -25,15 +25,13 @@ export interface VolumeStats {
 
 export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
   const { info, dir } = reg.read(volumePath);
-  const base = {
-    volumePath, directory: dir, volumeType: info.volumeType, device: info.device, fstype: info.fsType,
-    mounts: [] as VolumeStats['mounts'], usage: null as FsUsage | null, sandboxes: reg.sandboxesOf(volumePath),
-  };
-  if (info.volumeType === 'vfiovol') return { ...base, deviceKind: 'vfio' };
+  const base = { volumePath, directory: dir, volumeType: info.volumeType, device: info.device, fstype: info.fsType };
+  const tail = { mounts: [] as VolumeStats['mounts'], usage: null as FsUsage | null, sandboxes: reg.sandboxesOf(volumePath) };
+  if (info.volumeType === 'vfiovol') return { ...base, deviceKind: 'vfio', ...tail };
   if (info.volumeType !== 'directvol') {
     const sock = spdkSocketPath(info.device);
     if (!fs.existsSync(sock)) throw new VolumeError(volumePath, `vhost-user socket ${sock} does not exist`, 'start the SPDK vhost target or fix the registry entry with katavol direct-volume add');
-    return { ...base, deviceKind: 'socket' };
+    return { ...base, deviceKind: 'socket', ...tail };
   }
 
   let st: fs.Stats;
@@ -42,7 +40,7 @@ export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
   } catch (e) {
     throw new VolumeError(volumePath, `device ${info.device} cannot be read: ${(e as Error).message}`, 'restore the device or register the volume again with katavol direct-volume add', dir);
   }
-  const stats: VolumeStats = { ...base, deviceKind: st.isBlockDevice() ? 'block' : 'file' };
+  const stats: VolumeStats = { ...base, deviceKind: st.isBlockDevice() ? 'block' : 'file', sizeBytes: 0, ...tail };
   let blockDevs: string[];
   if (st.isBlockDevice()) {
     stats.sizeBytes = blockDeviceSize(info.device);

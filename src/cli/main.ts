@@ -1,0 +1,61 @@
+// Entry point of bin/katavol. Top-level commands come from a table and are loaded on demand, so the
+// common paths only load what they use (no winston/protobufjs).
+import { CliContext, CommandHandler, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './context';
+
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<CommandHandler>;
+}
+
+/**
+ * Top-level commands. Another module adds one entry here, e.g.
+ *   'install-runtime': { summary: 'install katavol as a containerd runtime', load: async () => (await import('./install')).run },
+ * where './install' exports `run(argv: string[], ctx: CliContext): number | Promise<number>`.
+ */
+export const COMMANDS: Record<string, CommandEntry> = {
+  'direct-volume': { summary: 'manage Kata direct volumes (kata-ctl compatible)', load: async () => (await import('./direct-volume')).run },
+};
+
+function usage(): string {
+  const names = Object.keys(COMMANDS);
+  const w = Math.max(...names.map((n) => n.length));
+  return `usage: katavol <command> [arguments]\n\ncommands:\n${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n].summary}`).join('\n')}\n\nRun "katavol <command> --help" for details.`;
+}
+
+/** Runs one command line and returns the exit status; errors are printed, never thrown. */
+export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
+  try {
+    const [cmd, ...rest] = argv;
+    if (cmd === undefined || cmd === 'help' || cmd === '--help' || cmd === '-h') {
+      ctx.out(usage() + '\n');
+      return cmd === undefined ? EXIT_USAGE : EXIT_OK;
+    }
+    const entry = Object.prototype.hasOwnProperty.call(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
+    if (!entry) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, usage());
+    return await (await entry.load())(rest, ctx);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      ctx.err(`katavol: ${e.message}\n${e.usage ? `\n${e.usage}\n` : ''}`);
+      return EXIT_USAGE;
+    }
+    const err = e as Error;
+    // VolumeError messages already name the volume, the file and the fix.
+    ctx.err(`katavol: ${err.name === 'VolumeError' ? err.message : `unexpected error: ${err.stack ?? String(err)}`}\n`);
+    return EXIT_FAILURE;
+  }
+}
+
+export function main(argv: string[]): void {
+  const ctx: CliContext = {
+    out: (t) => void process.stdout.write(t),
+    err: (t) => void process.stderr.write(t),
+    env: process.env,
+  };
+  // A closed pipe (katavol ... | head) is not an error worth a stack trace.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code !== 'EPIPE') throw e;
+  });
+  void runCli(argv, ctx).then((code) => {
+    process.exitCode = code;
+  });
+}
