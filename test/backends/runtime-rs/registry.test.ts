@@ -1,0 +1,51 @@
+// The backend against the real volume registry and resolver: the RegistryPort contract end to end.
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import type { OciSpec } from '../../../src/backends/backend';
+import { RuntimeRsBackend } from '../../../src/backends/runtime-rs/backend';
+import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
+import { encodeVolumePath, Registry } from '../../../src/volumes/registry';
+import { resolveVolumes } from '../../../src/volumes/resolver';
+import { recordingLog, scratchDir } from './fixtures';
+
+describe('runtime-rs backend with the real registry', () => {
+  let dir: string;
+  let root: string;
+  let image: string;
+  const vol = '/kubelet/legacy-vol';
+
+  beforeEach(() => {
+    dir = scratchDir('registry');
+    root = path.join(dir, 'direct-volumes');
+    image = path.join(dir, 'disk.img');
+    fs.writeFileSync(image, Buffer.alloc(4096));
+    // An entry as older Kata docs told users to write it: runtime-rs's serde cannot parse this.
+    fs.mkdirSync(path.join(root, encodeVolumePath(vol)), { recursive: true });
+    fs.writeFileSync(path.join(root, encodeVolumePath(vol), 'mountInfo.json'), `{"volume_type":"directvol","device":"${image}","fs_type":"ext4","metadata":"{}"}`);
+  });
+  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+  const spec = (): OciSpec => ({ mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind', 'rw'] }] });
+  const ctx = (containerId: string, sandboxId: string) => ({ containerId, sandboxId, bundle: path.join(dir, 'bundles', containerId), log: recordingLog() });
+
+  it('leaves the entry canonical for runtime-rs, records the sandbox, and releases it', async () => {
+    const registry = new Registry(root);
+    const backend = new RuntimeRsBackend(parseRuntimeRsConfig(undefined, 't'), registry);
+    const s = spec();
+    const c = ctx('c1', 'pod-a');
+    const out = await backend.prepare(c, s, resolveVolumes('c1', s, registry));
+
+    assert.strictEqual(fs.readFileSync(registry.mountInfoFile(vol), 'utf8'), `{"volume-type":"directvol","device":"${image}","fstype":"ext4"}`);
+    assert.deepStrictEqual(registry.sandboxesOf(vol), [{ id: 'pod-a', backend: 'runtime-rs' }]);
+    assert.deepStrictEqual(out.spec.mounts, [{ destination: '/data', type: 'directvol', source: vol, options: ['rbind', 'rw'] }]);
+
+    // Another pod may not take it read-write while pod-a holds it.
+    const s2 = spec();
+    await assert.rejects(backend.prepare(ctx('c2', 'pod-b'), s2, resolveVolumes('c2', s2, registry)), /already in use by sandbox pod-a \(runtime-rs\)/);
+    assert.deepStrictEqual(registry.sandboxesOf(vol).map((u) => u.id), ['pod-a']);
+
+    await backend.release(c);
+    assert.deepStrictEqual(registry.sandboxesOf(vol), []);
+  });
+});
