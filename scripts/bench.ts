@@ -6,6 +6,7 @@ import type { Section } from './bench/section';
 const SECTIONS: Array<{ name: string; load(): Section }> = [
   { name: 'ttrpc', load: () => require('./bench/ttrpc').section },
   { name: 'startup', load: () => require('./bench/startup').section },
+  { name: 'shim', load: () => require('./bench/shim').section },
 ];
 
 async function main(argv: string[]): Promise<number> {

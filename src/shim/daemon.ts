@@ -6,7 +6,7 @@ import * as net from 'net';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { readState, socketPath } from './state';
-import { createLogger, Logger } from './logger';
+import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
@@ -18,7 +18,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
   const cfg = loadConfig();
-  const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id } });
+  const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id }, loadAfterIdleMs: 300 });
   const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
   const interceptor = new CreateInterceptor({
     backendName: cfg.backend, volumeRoot, log,

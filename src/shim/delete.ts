@@ -8,7 +8,7 @@ import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { pidAlive, readState, socketPath } from './state';
 import { HELD_FILE } from './held';
-import { removeIfDeadSocket } from './sockets';
+import { canConnect, removeIfDeadSocket } from './sockets';
 
 export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
 
@@ -24,9 +24,12 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     status: ds.status ?? 1,
   };
 
-  const daemonAlive = state ? pidAlive(state.daemonPid) : false;
-  if (state && !daemonAlive) {
-    await stopOrphanedDownstream(args.id, state.downstreamAddress, state.downstreamPid);
+  if (state && !pidAlive(state.daemonPid)) {
+    // Our daemon is gone. After a normal exit the downstream is gone too (cheap refused connect);
+    // after a crash it is orphaned: nobody else will ever tell it to exit.
+    const downSock = socketPath(state.downstreamAddress);
+    if (await canConnect(downSock)) await stopOrphanedDownstream(args.id, state.downstreamAddress, state.downstreamPid);
+    else await removeIfDeadSocket(downSock);
     await removeIfDeadSocket(socketPath(state.address));
   }
   // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.

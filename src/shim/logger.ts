@@ -3,7 +3,7 @@
 // a log line that cannot be written is dropped rather than ever blocking or crashing the shim.
 import * as fs from 'fs';
 import { Writable } from 'stream';
-import * as winston from 'winston';
+import type * as Winston from 'winston';
 import type { BackendLogger } from '../backends/backend';
 
 class FifoWriter extends Writable {
@@ -40,29 +40,63 @@ class FifoWriter extends Writable {
 
 export type Logger = BackendLogger & { child(meta: Record<string, unknown>): Logger; close(): Promise<void> };
 
-export function createLogger(opts: { file?: string; level: string; meta?: Record<string, unknown>; stream?: Writable }): Logger {
-  const stream = opts.stream ?? new FifoWriter(opts.file ?? 'log');
-  const w = winston.createLogger({
-    level: opts.level,
-    defaultMeta: { component: 'katavol-shim', pid: process.pid, ...opts.meta },
-    format: winston.format.combine(winston.format.timestamp(), winston.format.json()),
-    transports: [new winston.transports.Stream({ stream })],
-    exitOnError: false,
-  });
-  w.on('error', () => undefined);
-  return wrap(w, stream);
-}
+type Level = 'error' | 'warn' | 'info' | 'debug';
+type Entry = [Level, string, Record<string, unknown> | undefined, Record<string, unknown>];
+const MAX_BUFFERED = 1000;
 
-function wrap(w: winston.Logger, stream: Writable): Logger {
-  return {
-    debug: (m, meta) => void w.debug(m, meta),
-    info: (m, meta) => void w.info(m, meta),
-    warn: (m, meta) => void w.warn(m, meta),
-    error: (m, meta) => void w.error(m, meta),
-    child: (meta) => wrap(w.child(meta), stream),
-    close: () => new Promise<void>((resolve) => {
-      const t = setTimeout(resolve, 500);
-      stream.end(() => { clearTimeout(t); resolve(); });
-    }),
+/**
+ * Loading winston costs ~50 ms, and the daemon is started right when containerd sends Create: so the
+ * logger buffers entries and loads winston once the daemon has been idle for `loadAfterIdleMs` (or at
+ * close), keeping it off containerd's critical path. Entries keep their original timestamps.
+ */
+export function createLogger(opts: { file?: string; level: string; meta?: Record<string, unknown>; stream?: Writable; loadAfterIdleMs?: number }): Logger {
+  const stream = opts.stream ?? new FifoWriter(opts.file ?? 'log');
+  let w: Winston.Logger | undefined;
+  let buffered: Entry[] = [];
+  let timer: NodeJS.Timeout | undefined;
+  const load = (): Winston.Logger => {
+    if (w) return w;
+    const winston = require('winston') as typeof Winston;
+    w = winston.createLogger({
+      level: opts.level,
+      defaultMeta: { component: 'katavol-shim', pid: process.pid, ...opts.meta },
+      // Buffered entries carry the time they were logged; others get it now.
+      format: winston.format.combine(
+        winston.format((info) => { info.timestamp ??= new Date().toISOString(); return info; })(),
+        winston.format.json(),
+      ),
+      transports: [new winston.transports.Stream({ stream })],
+      exitOnError: false,
+    });
+    w.on('error', () => undefined);
+    for (const [lvl, msg, meta, ctx] of buffered) w.log(lvl, msg, { ...ctx, ...meta });
+    buffered = [];
+    return w;
   };
+  const idle = opts.loadAfterIdleMs ?? 0;
+  const poke = (): void => {
+    if (w || idle <= 0) return;
+    if (timer) timer.refresh();
+    else timer = setTimeout(load, idle);
+  };
+  if (idle <= 0) load();
+  else poke();
+  const make = (ctx: Record<string, unknown>): Logger => {
+    const at = (lvl: Level) => (msg: string, meta?: Record<string, unknown>) => {
+      if (w) return void w.log(lvl, msg, { ...ctx, ...meta });
+      if (buffered.length < MAX_BUFFERED) buffered.push([lvl, msg, meta, { ...ctx, timestamp: new Date().toISOString() }]);
+      poke();
+    };
+    return {
+      debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'),
+      child: (meta) => make({ ...ctx, ...meta }),
+      close: () => new Promise<void>((resolve) => {
+        if (timer) clearTimeout(timer);
+        load();
+        const t = setTimeout(resolve, 500);
+        stream.end(() => { clearTimeout(t); resolve(); });
+      }),
+    };
+  };
+  return make({});
 }
