@@ -67,18 +67,21 @@ export class RuntimeRsBackend implements Backend {
     });
 
     // 2. A read-write volume belongs to one sandbox: runtime-rs would silently attach it to two VMs.
-    entries.forEach((e, i) => {
-      if (e.readOnly) return;
-      const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
-      if (others.length > 0) {
+    const refuseShared = () => {
+      entries.forEach((e, i) => {
+        if (e.readOnly) return;
+        const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
+        if (others.length === 0) return;
         const who = others.map((s) => `${s.id}${s.backend ? ` (${s.backend})` : ''}`).join(', ');
+        const stale = others.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ');
         throw volumeError(
           { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file },
           `the volume is read-write and already in use by sandbox ${who}`,
-          'stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options)',
+          `stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options); if that sandbox no longer exists, remove its stale record: rm ${stale}`,
         );
-      }
-    });
+      });
+    };
+    refuseShared();
 
     // 3. The spec runtime-rs receives: same source, type = volume-type, `ro` when read-only.
     const mounts: OciMount[] = [...(spec.mounts ?? [])];
@@ -94,21 +97,24 @@ export class RuntimeRsBackend implements Backend {
       annotations: { ...(spec.annotations ?? {}), [DEVICES_ANNOTATION]: encodeDevices(entries) },
     };
 
-    // 4. The registry entry runtime-rs parses must hold what we validated, in a form it can read.
     const unique = [...new Set(entries.map((e) => e.volumePath))];
-    for (const vp of unique) {
-      if (this.registry.rewriteCanonical(vp)) {
-        ctx.log.info('rewrote mountInfo.json in canonical form so runtime-rs can parse it', { volume: vp });
-      }
-    }
-
-    // 5. Record the sandbox in each volume directory, as Kata's Go runtime does; undo on failure.
     const recorded: string[] = [];
     try {
+      // 4. Record the sandbox in each volume directory, as Kata's Go runtime does. Checking again
+      // after recording closes the race with another pod's shim that checked at the same time:
+      // both then see each other and refuse, rather than both attaching.
       for (const vp of unique) {
         const had = this.registry.sandboxesOf(vp).some((s) => s.id === ctx.sandboxId);
         this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME);
         if (!had) recorded.push(vp);
+      }
+      refuseShared();
+
+      // 5. The registry entry runtime-rs parses must hold what we validated, in a form it can read.
+      for (const vp of unique) {
+        if (this.registry.rewriteCanonical(vp)) {
+          ctx.log.info('rewrote mountInfo.json in canonical form so runtime-rs can parse it', { volume: vp });
+        }
       }
     } catch (e) {
       for (const vp of recorded) {

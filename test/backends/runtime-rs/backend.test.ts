@@ -144,12 +144,12 @@ describe('runtime-rs backend (backend.ts)', () => {
       },
     ]);
     assert.deepStrictEqual(reg.calls, [
-      ['rewriteCanonical', '/kubelet/data'],
-      ['rewriteCanonical', '/kubelet/fast'],
-      ['rewriteCanonical', '/kubelet/dpu'],
       ['recordSandbox', '/kubelet/data', 'pod-a', 'runtime-rs'],
       ['recordSandbox', '/kubelet/fast', 'pod-a', 'runtime-rs'],
       ['recordSandbox', '/kubelet/dpu', 'pod-a', 'runtime-rs'],
+      ['rewriteCanonical', '/kubelet/data'],
+      ['rewriteCanonical', '/kubelet/fast'],
+      ['rewriteCanonical', '/kubelet/dpu'],
     ]);
     // Only the entries that were not canonical are reported as rewritten.
     const rewritten = log.lines.filter((l) => /canonical/.test(l.msg)).map((l) => l.meta?.volume);
@@ -184,9 +184,27 @@ describe('runtime-rs backend (backend.ts)', () => {
       assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: the volume is read-write and already in use by sandbox pod-b/);
       assert.match(e.message, /\(\/registry\/\/kubelet\/dpu\/mountInfo\.json\)/);
       assert.match(e.message, /stop the pod that uses it, or mount it read-only in every pod/);
+      assert.match(e.message, /remove its stale record: rm \/registry\/kubelet\/dpu\/pod-b$/);
       return true;
     });
     assert.deepStrictEqual(reg.calls, []);
+  });
+
+  it('refuses when another pod records the volume at the same moment, and takes its own record back', async () => {
+    const reg = new FakeRegistry();
+    // Another pod's shim passed its check just before us and records while we record.
+    const record = reg.recordSandbox.bind(reg);
+    reg.recordSandbox = (vp, id, backend) => {
+      record(vp, id, backend);
+      if (vp === '/kubelet/data') record(vp, 'pod-b', 'runtime-rs');
+    };
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)),
+      /volume "\/kubelet\/data": mount \/data: the volume is read-write and already in use by sandbox pod-b \(runtime-rs\)/);
+    for (const vp of ['/kubelet/data', '/kubelet/fast', '/kubelet/dpu']) {
+      assert.ok(!reg.sandboxesOf(vp).some((u) => u.id === 'pod-a'), `pod-a record left on ${vp}`);
+    }
+    assert.ok(!reg.calls.some((c) => c[0] === 'rewriteCanonical'));
   });
 
   it('lets read-only users share a volume, and its own sandbox reuse one', async () => {
