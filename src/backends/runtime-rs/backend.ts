@@ -1,6 +1,6 @@
 // The runtime-rs backend: validates every direct volume on the host, builds the Dragonball device
 // specs runtime-rs will hand to the VMM, and rewrites the OCI spec so runtime-rs detects each volume
-// exactly as validated. All-or-nothing: nothing is recorded or rewritten when any volume fails.
+// exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
 import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../backend';
 import { VolumeError, type MountInfo, type OciMount } from '../../volumes/types';

@@ -38,7 +38,11 @@ export const DEFAULT_RUNTIME_RS_CONFIG: Readonly<RuntimeRsConfig> = Object.freez
   sysfsRoot: '/sys',
 });
 
-/** Largest values Dragonball's types hold: queue_size is a u16; rates are u64 but JSON numbers are exact only to 2^53. */
+/**
+ * Queue limits: Dragonball's queue_size is a u16; num_queues is a usize there, but virtio-blk's
+ * num_queues config field is 16-bit, so more could never work. (Rates are u64; JSON numbers are
+ * exact only to 2^53, which Number.isSafeInteger enforces.)
+ */
 export const MAX_QUEUE_SIZE = 0xffff;
 export const MAX_NUM_QUEUES = 0xffff;
 
