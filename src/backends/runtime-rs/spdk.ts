@@ -7,7 +7,6 @@ import { agentDriverFor, predictStorage, virtPathForIndex } from './guest';
 import { rewrittenOptions, volumeError, type DeviceEntry, type Placement, type VolumeInput } from './volume';
 
 export const SPDK_SCHEME = 'spdk://';
-export const SPOOL_SCHEME = 'spool://';
 
 export interface SpdkQueues {
   numQueues?: number;
