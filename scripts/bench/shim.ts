@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { fmt, median, printTable, type Section } from './section';
-import { PrivateContainerd, SHIM, NAMESPACE, makeExt4Image, makeRootfs, pidsMatching, tmpDir } from '../../test/support/containerd';
+import { PrivateContainerd, SHIM, makeExt4Image, makeRootfs, pidsMatching, tmpDir } from '../../test/support/containerd';
 import { Client } from '../../src/ttrpc';
 import { Registry } from '../../src/volumes/registry';
 import { CreateInterceptor } from '../../src/shim/interceptor';
@@ -52,7 +52,7 @@ async function run(): Promise<void> {
     const id = 'bench-state';
     const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
     if (r.status !== 0) throw new Error(`ctr run -d: ${r.stderr}`);
-    const bundle = path.join(ctd.state, 'io.containerd.runtime.v2.task', NAMESPACE, id);
+    const bundle = ctd.bundleOf(id);
     const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
     const stateReq = Buffer.concat([Buffer.from([0x0a, id.length]), Buffer.from(id)]);
     const lat = async (sock: string): Promise<number[]> => {
@@ -90,7 +90,7 @@ async function run(): Promise<void> {
       if (pr.status !== 0) throw new Error(`pod container: ${pr.stderr}`);
       podIds.push(pid);
     }
-    const podState = JSON.parse(fs.readFileSync(path.join(ctd.state, 'io.containerd.runtime.v2.task', NAMESPACE, podIds[0], 'katavol.json'), 'utf8'));
+    const podState = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(podIds[0]), 'katavol.json'), 'utf8'));
     const rss8 = rss(podState.daemonPid);
     process.stdout.write(`\nkatavol daemon RSS: ${fmt(rss1 / 1024, 1)} MiB with 1 container; ${fmt(rss8 / 1024, 1)} MiB shared by a pod of 8 (${fmt(rss8 / 8 / 1024, 1)} MiB per container)\n`);
     const goPids = pidsMatching(ctd.sock).filter((x) => fs.readFileSync(`/proc/${x}/cmdline`, 'utf8').startsWith('/usr/bin/containerd-shim-runc-v2'));

@@ -65,8 +65,10 @@ export class CreateInterceptor {
     } catch (e) {
       clearHeld(bundle);
       if (e instanceof VolumeError) {
+        // Name the container and mount unless the backend's message already names the mount.
         const v = volumes.find((x) => x.volumePath === e.volumePath);
-        throw refusal(v ? new MountVolumeError(containerId, v.mount, e) : e);
+        if (v && !e.message.includes(v.mount.destination)) throw refusal(new MountVolumeError(containerId, v.mount, e));
+        throw refusal(new Error(`container "${containerId}": ${e.message}`));
       }
       throw refusal(e);
     }

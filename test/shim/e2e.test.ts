@@ -7,7 +7,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import {
-  KATAVOL, NAMESPACE, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsMatching, sleep, tmpDir,
+  KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsMatching, sleep, tmpDir,
 } from '../support/containerd';
 
 describe('shim end to end (private containerd, runc backend)', function () {
@@ -37,12 +37,12 @@ describe('shim end to end (private containerd, runc backend)', function () {
   }
 
   function bundleOf(id: string): string {
-    return path.join(ctd.state, 'io.containerd.runtime.v2.task', NAMESPACE, id);
+    return ctd.bundleOf(id);
   }
 
   /** The runc shim's socket for a container (sha256 of address/ns/id, under /run/containerd/s). */
   function runcSocket(id: string): string {
-    return '/run/containerd/s/' + crypto.createHash('sha256').update(path.join(ctd.sock, NAMESPACE, id)).digest('hex');
+    return '/run/containerd/s/' + crypto.createHash('sha256').update(path.join(ctd.sock, ctd.namespace, id)).digest('hex');
   }
 
   async function assertNoLeftovers(ids: string[], images: string[]): Promise<void> {

@@ -8,7 +8,6 @@ import { spawn, spawnSync, ChildProcess, SpawnSyncReturns } from 'child_process'
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const SHIM = path.join(REPO, 'bin', 'containerd-shim-katavol-v2');
 export const KATAVOL = path.join(REPO, 'bin', 'katavol');
-export const NAMESPACE = 'katavol-test';
 
 export interface ContainerdOptions {
   /** Extra environment for containerd (it passes its environment to shims). */
@@ -19,12 +18,19 @@ export interface ContainerdOptions {
 export class PrivateContainerd {
   readonly sock: string;
   readonly state: string;
+  /** Unique per instance: runc keeps container state under /run/containerd/runc/<namespace>, shared by every containerd. */
+  readonly namespace: string;
   private proc: ChildProcess | undefined;
   private logFd = -1;
 
   private constructor(readonly dir: string, private readonly opts: ContainerdOptions) {
     this.sock = path.join(dir, 'c.sock');
     this.state = path.join(dir, 'state');
+    this.namespace = `katavol-test-${path.basename(dir).replace(/^kvc-/, '').toLowerCase()}`;
+  }
+
+  bundleOf(id: string): string {
+    return path.join(this.state, 'io.containerd.runtime.v2.task', this.namespace, id);
   }
 
   static async start(opts: ContainerdOptions = {}): Promise<PrivateContainerd> {
@@ -69,7 +75,7 @@ export class PrivateContainerd {
   }
 
   ctr(args: string[], opts: { timeoutMs?: number; input?: string } = {}): SpawnSyncReturns<string> {
-    return spawnSync('ctr', ['-a', this.sock, '-n', NAMESPACE, ...args], {
+    return spawnSync('ctr', ['-a', this.sock, '-n', this.namespace, ...args], {
       encoding: 'utf8', timeout: opts.timeoutMs ?? 60000, input: opts.input,
     });
   }
