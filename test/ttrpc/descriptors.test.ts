@@ -299,7 +299,8 @@ describe('proto descriptors vs upstream', function () {
       const found = UPSTREAM_INCLUDES.some((d) => fs.existsSync(path.join(d, f)));
       if (!found) {
         throw new Error(`upstream proto ${f} is missing under ${UPSTREAM_INCLUDES.join(', ')}: ` +
-          'install golang-github-containerd-containerd-dev and golang-github-containerd-ttrpc-dev (make deps)');
+          'install golang-github-containerd-containerd-dev (it pulls in golang-github-gogo-protobuf-dev and ' +
+          'golang-github-gogo-googleapis-dev; make deps does)');
       }
     }
     ours = load(OUR_FILES, [OURS_DIR]);
