@@ -1,0 +1,254 @@
+// Seeded, reproducible fuzzing of the server over real unix sockets: >= 100,000 random and mutated frames,
+// written in random-size pieces, over many connections that end in every way a peer can end. Afterwards the
+// server must still be up and answer a valid call. Set TTRPC_FUZZ_SEED to replay another seed.
+
+import { strict as assert } from 'assert';
+import * as path from 'path';
+import {
+  Client,
+  Code,
+  codeName,
+  decodeResponse,
+  Flags,
+  Frame,
+  FrameParser,
+  FrameType,
+  MESSAGE_LENGTH_MAX,
+  Server,
+  encodeFrame,
+  encodeRequest,
+} from '../../src/ttrpc';
+import { RawPeer, prng, removeDir, scratchDir, until } from './helpers';
+
+const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
+const CONNECTIONS = 25;
+const FRAMES_PER_CONNECTION = 4200; // 105,000 frames in all
+const SVC = 'fuzz.v1.Svc';
+const SENTINEL_ID = 0xffffffff; // odd and larger than any id the generator uses
+
+type Rnd = () => number;
+
+const int = (rnd: Rnd, n: number) => Math.floor(rnd() * n);
+const pick = <T>(rnd: Rnd, xs: readonly T[]): T => xs[int(rnd, xs.length)];
+
+function randomBytes(rnd: Rnd, max: number): Buffer {
+  const b = Buffer.alloc(int(rnd, max + 1));
+  for (let i = 0; i < b.length; i++) b[i] = int(rnd, 256);
+  return b;
+}
+
+const METHODS = ['Echo', 'Echo', 'Throw', 'Slow', 'Undefined', 'Count', 'Sum', 'Hang', 'Nope'] as const;
+
+/** Generates one connection's worth of frames (each a complete, self-consistent frame). */
+function generate(rnd: Rnd, count: number, oversize: number): Buffer[] {
+  const frames: Buffer[] = [];
+  let lastId = 1;
+  const oversizeAt = new Set<number>();
+  for (let i = 0; i < oversize; i++) oversizeAt.add(int(rnd, count));
+  for (let i = 0; i < count; i++) {
+    if (oversizeAt.has(i)) {
+      frames.push(encodeFrame(lastId, FrameType.Request, 0, Buffer.alloc(MESSAGE_LENGTH_MAX + 1 + int(rnd, 100))));
+      continue;
+    }
+    const r = rnd();
+    // Stream ids: mostly increasing odd, sometimes even, re-used, zero or random.
+    const idRoll = rnd();
+    let id: number;
+    if (idRoll < 0.8) id = lastId += 2;
+    else if (idRoll < 0.88) id = lastId + 1;
+    else if (idRoll < 0.95) id = Math.max(1, lastId - 2 * int(rnd, 5));
+    else if (idRoll < 0.97) id = 0;
+    else if (idRoll < 0.99) id = int(rnd, lastId + 1);
+    else id = lastId += 2 * (1 + int(rnd, 100000)); // a jump forward, which later ids continue from
+    if (lastId > 0x7ff00000) lastId = 1;
+    if (r < 0.35) {
+      // A well-formed request (known or unknown method/service), with random flags, metadata and deadline.
+      const method = pick(rnd, METHODS);
+      const body = encodeRequest({
+        service: rnd() < 0.95 ? SVC : randomBytes(rnd, 8).toString('latin1'),
+        method,
+        payload: randomBytes(rnd, 24),
+        timeoutNano: pick(rnd, [0, 0, 0, -1, 1, 2e6, 60e9]),
+        metadata: rnd() < 0.3 ? [{ key: 'k', value: randomBytes(rnd, 6).toString('hex') }] : [],
+      });
+      const flags = rnd() < 0.7 ? 0 : int(rnd, 8);
+      frames.push(encodeFrame(id, FrameType.Request, flags, body));
+    } else if (r < 0.55) {
+      // A mutated request: flipped bytes, truncation, or appended garbage (the header length stays consistent).
+      const body = Buffer.from(encodeRequest({ service: SVC, method: pick(rnd, METHODS), payload: randomBytes(rnd, 16), timeoutNano: 5e9 }));
+      const m = rnd();
+      let out: Buffer = body;
+      if (m < 0.5) {
+        for (let k = 0, n = 1 + int(rnd, 4); k < n && body.length > 0; k++) body[int(rnd, body.length)] ^= 1 << int(rnd, 8);
+      } else if (m < 0.8) {
+        out = body.subarray(0, int(rnd, body.length));
+      } else {
+        out = Buffer.concat([body, randomBytes(rnd, 12)]);
+      }
+      frames.push(encodeFrame(id, FrameType.Request, 0, out));
+    } else if (r < 0.7) {
+      // Data frames with any flags, on recent or random streams.
+      const sid = rnd() < 0.7 ? Math.max(1, lastId - 2 * int(rnd, 3)) : id;
+      frames.push(encodeFrame(sid, FrameType.Data, int(rnd, 8), rnd() < 0.2 ? Buffer.alloc(0) : randomBytes(rnd, 20)));
+    } else if (r < 0.85) {
+      // Random type and flags, random body.
+      frames.push(encodeFrame(id, int(rnd, 256), int(rnd, 256), randomBytes(rnd, 32)));
+    } else {
+      // Pure garbage as a Request body.
+      frames.push(encodeFrame(id, FrameType.Request, int(rnd, 4), randomBytes(rnd, 48)));
+    }
+  }
+  return frames;
+}
+
+/** Writes `data` in random-size pieces (1 byte .. 16 KiB), yielding to the event loop now and then. */
+async function writeInPieces(rnd: Rnd, peer: RawPeer, data: Buffer): Promise<void> {
+  let off = 0;
+  while (off < data.length) {
+    const tiny = rnd() < 0.2;
+    const n = Math.min(data.length - off, 1 + int(rnd, tiny ? 16 : 16384));
+    const ok = peer.socket.write(data.subarray(off, off + n));
+    off += n;
+    if (!ok) await new Promise((r) => peer.socket.once('drain', r));
+    else if (rnd() < 0.05) await new Promise((r) => setImmediate(r));
+  }
+}
+
+describe('ttrpc fuzz (seeded)', function () {
+  this.timeout(120000);
+  let dir: string;
+  let server: Server;
+  const peers: RawPeer[] = [];
+  const unhandled: unknown[] = [];
+  const onUnhandled = (e: unknown) => unhandled.push(e);
+
+  before(() => process.on('unhandledRejection', onUnhandled));
+  after(() => process.removeListener('unhandledRejection', onUnhandled));
+
+  beforeEach(() => {
+    dir = scratchDir('ttrpc-fuzz-');
+  });
+  afterEach(() => {
+    for (const p of peers) p.destroy();
+    server?.close();
+    removeDir(dir);
+  });
+
+  it('the parser yields the same frames whatever the split points', () => {
+    const rnd = prng(SEED);
+    const frames = generate(rnd, 3000, 0);
+    const stream = Buffer.concat(frames);
+    const whole: Buffer[] = [];
+    new FrameParser({ onFrame: (f) => whole.push(Buffer.from(f.raw)), onOversize: () => assert.fail('no oversize expected') }).push(stream);
+    assert.equal(whole.length, frames.length);
+    for (let round = 0; round < 20; round++) {
+      const pieces: Buffer[] = [];
+      const parser = new FrameParser({ onFrame: (f: Frame) => pieces.push(Buffer.from(f.raw)), onOversize: () => assert.fail('oversize') });
+      let off = 0;
+      while (off < stream.length) {
+        const n = Math.min(stream.length - off, rnd() < 0.3 ? 1 + int(rnd, 12) : 1 + int(rnd, 4096));
+        parser.push(stream.subarray(off, off + n));
+        off += n;
+      }
+      assert.equal(pieces.length, whole.length, `round ${round}`);
+      assert.ok(Buffer.concat(pieces).equals(stream), `round ${round}: bytes differ`);
+    }
+  });
+
+  it(`survives ${CONNECTIONS * FRAMES_PER_CONNECTION} random and mutated frames over real sockets (seed ${SEED})`, async () => {
+    const sock = path.join(dir, 'fuzz.sock');
+    const errors: Error[] = [];
+    server = new Server({ onError: (e) => errors.push(e) });
+    server.register(SVC, {
+      Echo: (_c, p) => p,
+      Throw: (_c, p) => {
+        throw new Error(`thrown for ${p.length} bytes`);
+      },
+      Slow: (_c, p) => new Promise((r) => setImmediate(() => r(p))),
+      Undefined: () => undefined as unknown as Uint8Array,
+      Hang: (ctx) => new Promise((_r, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+    });
+    server.registerStream(
+      SVC,
+      'Count',
+      async (_c, s) => {
+        const first = await s.recv();
+        for (let i = 0; i < (first?.[0] ?? 0) % 4; i++) s.send(Buffer.from([i]));
+      },
+      { clientStream: false, serverStream: true },
+    );
+    server.registerStream(
+      SVC,
+      'Sum',
+      async (ctx, s) => {
+        let n = 0;
+        // Bounded: a fuzzed client may never close its side, so stop at the deadline or after a few messages.
+        for await (const m of s) if ((n += m.length) > 64 || ctx.signal.aborted) break;
+        return Buffer.from([n & 0xff]);
+      },
+      { clientStream: true, serverStream: false },
+    );
+    await server.listen(sock);
+
+    const rnd = prng(SEED);
+    let totalFrames = 0;
+    const endings = { clean: 0, truncated: 0, desync: 0, abrupt: 0 };
+    const codes = new Map<number, number>();
+    let dataFrames = 0;
+    for (let c = 0; c < CONNECTIONS; c++) {
+      const peer = await RawPeer.connect(sock);
+      peers.push(peer);
+      const frames = generate(rnd, FRAMES_PER_CONNECTION, c < 4 ? 1 : 0);
+      totalFrames += frames.length;
+      await writeInPieces(rnd, peer, Buffer.concat(frames));
+      // Sentinel: once its answer arrives, the server has processed everything before it on this connection.
+      peer.write(encodeFrame(SENTINEL_ID, FrameType.Request, 0, encodeRequest({ service: SVC, method: 'Echo', payload: Buffer.from(`sentinel ${c}`) })));
+      await until(() => peer.frames.some((f) => f.streamId === SENTINEL_ID && f.type === FrameType.Response), `sentinel answer on connection ${c}`);
+      for (const f of peer.frames) {
+        if (f.type === FrameType.Response) codes.set(decodeResponse(f.data).status?.code ?? 0, (codes.get(decodeResponse(f.data).status?.code ?? 0) ?? 0) + 1);
+        else dataFrames++;
+        assert.ok(f.type === FrameType.Response || f.type === FrameType.Data, `server sent frame type ${f.type}`);
+        assert.ok(f.flags === 0 || f.type === FrameType.Data, 'Responses carry no flags');
+        if (f.type === FrameType.Data) assert.equal(f.flags & ~(Flags.RemoteClosed | Flags.NoData), 0);
+      }
+      // End the connection in one of the ways a peer can.
+      const how = pick(rnd, ['clean', 'truncated', 'desync', 'abrupt'] as const);
+      endings[how]++;
+      if (how === 'truncated') {
+        peer.write(encodeFrame(SENTINEL_ID, FrameType.Request, 0, randomBytes(rnd, 64)).subarray(0, 5 + int(rnd, 20)));
+        peer.socket.end();
+      } else if (how === 'desync') {
+        // A header whose length is garbage (maybe huge): the server is mid-frame when we hang up.
+        peer.write(Buffer.concat([Buffer.from([int(rnd, 256), int(rnd, 256), int(rnd, 256), 1 + int(rnd, 255), 0, 0, 0, 1, 1, 0]), randomBytes(rnd, 30)]));
+        peer.socket.end();
+      } else if (how === 'abrupt') {
+        peer.destroy();
+      } else {
+        peer.socket.end();
+      }
+      await peer.closed;
+    }
+    assert.ok(totalFrames >= 100000, `only ${totalFrames} frames`);
+    await until(() => server.connectionCount === 0, 'all fuzz connections to be released');
+
+    // The server is up and answers a valid call; nothing escaped as an unhandled rejection.
+    const client = await Client.connect(sock);
+    try {
+      assert.equal((await client.call(SVC, 'Echo', Buffer.from('still alive'))).toString(), 'still alive');
+      const s = client.stream(SVC, 'Count', { clientStream: false, serverStream: true, payload: Buffer.from([3]) });
+      const got: number[] = [];
+      for await (const m of s) got.push(m[0]);
+      assert.deepEqual(got, [0, 1, 2]);
+    } finally {
+      client.close();
+    }
+    assert.deepEqual(unhandled, []);
+    assert.ok(endings.clean + endings.truncated + endings.desync + endings.abrupt === CONNECTIONS);
+    // The input reached every answer path (a generator regression would show up here).
+    for (const code of [Code.OK, Code.Unknown, Code.InvalidArgument, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Unimplemented]) {
+      assert.ok((codes.get(code) ?? 0) > 0, `no ${codeName(code)} answer in the fuzz run: ${JSON.stringify([...codes])}`);
+    }
+    assert.ok(dataFrames > 0, 'no streaming Data answers in the fuzz run');
+    if (process.env.TTRPC_FUZZ_VERBOSE) console.log({ codes: [...codes], dataFrames, endings, errors: errors.length });
+  });
+});
