@@ -1,0 +1,75 @@
+// Real ext4 images, loop devices and mounts for the stats/resize tests; everything is undone by cleanup().
+import * as fs from 'fs';
+import * as path from 'path';
+import { ChildProcess, execFileSync, spawn } from 'child_process';
+
+const ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
+export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
+
+export function mkExt4(dir: string, name: string, sizeBytes: number): string {
+  const p = path.join(dir, name);
+  fs.writeFileSync(p, '');
+  fs.truncateSync(p, sizeBytes);
+  sh('mkfs.ext4', ['-q', '-F', p]);
+  return p;
+}
+
+/** Block count x block size of an ext4 image or device, from the superblock. */
+export function ext4Bytes(target: string): number {
+  const out = sh('dumpe2fs', ['-h', target]);
+  const n = (l: string): number => Number(new RegExp(`^${l}:\\s+(\\d+)`, 'm').exec(out)![1]);
+  return n('Block count') * n('Block size');
+}
+
+/** True when the kernel lets us grow a mounted ext4 (needs CAP_SYS_RESOURCE, absent in some sandboxes). */
+export function canResizeOnline(): boolean {
+  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return !!m && (BigInt('0x' + m[1]) & (1n << 24n)) !== 0n;
+}
+
+export class LoopFixture {
+  private loops: string[] = [];
+  private mounts: string[] = [];
+  private children: ChildProcess[] = [];
+
+  attach(file: string): string {
+    const dev = sh('losetup', ['-f', '--show', file]).trim();
+    this.loops.push(dev);
+    return dev;
+  }
+
+  mount(dev: string, dir: string): void {
+    fs.mkdirSync(dir, { recursive: true });
+    sh('mount', [dev, dir]);
+    this.mounts.push(dir);
+  }
+
+  /** Mounts dev in a new private mount namespace held by a sleeping process; returns its pid. */
+  async mountInOtherNamespace(dev: string, dir: string): Promise<number> {
+    fs.mkdirSync(dir, { recursive: true });
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount "$0" "$1" && echo ready && exec sleep 600`, dev, dir], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (code) => reject(new Error(`unshare mount exited ${code}`)));
+    });
+    return child.pid!;
+  }
+
+  loopSizeBytes(dev: string): number {
+    return Number(fs.readFileSync(`/sys/block/${path.basename(dev)}/size`, 'utf8')) * 512;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const c of this.children.splice(0)) {
+      if (c.exitCode === null && c.signalCode === null) {
+        const gone = new Promise((r) => c.once('exit', r));
+        process.kill(c.pid!, 'SIGKILL');
+        await gone;
+      }
+    }
+    for (const m of this.mounts.splice(0).reverse()) sh('umount', [m]);
+    // A namespace's mount goes away with its last process; detach waits for that (autoclear otherwise).
+    for (const l of this.loops.splice(0)) sh('losetup', ['-d', l]);
+  }
+}

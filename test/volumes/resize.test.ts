@@ -1,0 +1,157 @@
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { Registry } from '../../src/volumes/registry';
+import { formatSize, parseSize, resizeVolume } from '../../src/volumes/resize';
+import { VolumeError } from '../../src/volumes/types';
+import { scratchDir } from './helpers';
+import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from './loop-fixture';
+
+const MiB = 1 << 20;
+const VOL = '/kubelet/resize-me';
+
+function refuses(fn: () => unknown, problem: RegExp): VolumeError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof VolumeError, String(e));
+    assert.match(e.message, problem);
+    assert.strictEqual(e.volumePath, VOL);
+    return e;
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('volumes/resize', () => {
+  let scratch: string;
+  let reg: Registry;
+  let img: string;
+  const loops = new LoopFixture();
+  const add = (device: string, fstype = 'ext4'): void => void reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype }));
+
+  beforeEach(() => {
+    scratch = scratchDir('resize');
+    reg = new Registry(path.join(scratch, 'root'));
+    img = mkExt4(scratch, 'vol.img', 32 * MiB);
+  });
+  afterEach(async () => {
+    await loops.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('parses sizes as bytes or binary units and formats them back', () => {
+    assert.deepStrictEqual(['1073741824', '10G', '512MiB', '4k', '1Ti'].map(parseSize), [2 ** 30, 10 * 2 ** 30, 512 * MiB, 4096, 2 ** 40]);
+    assert.deepStrictEqual(['', '-1', '1.5G', 'G', '10X', '1iB'].map(parseSize), [undefined, undefined, undefined, undefined, undefined, undefined]);
+    assert.strictEqual(formatSize(96 * MiB), '96 MiB');
+    assert.strictEqual(formatSize(1000), '1000 bytes');
+  });
+
+  it('grows an unmounted ext4 image and its filesystem, keeping the data (checked with dumpe2fs, debugfs, e2fsck)', () => {
+    fs.writeFileSync(path.join(scratch, 'payload'), 'hello katavol\n');
+    sh('debugfs', ['-w', '-R', `write ${path.join(scratch, 'payload')} payload`, img]);
+    add(img);
+    assert.strictEqual(ext4Bytes(img), 32 * MiB);
+    const r = resizeVolume(reg, VOL, 96 * MiB);
+    assert.strictEqual(r.filesystem, 'grown-offline');
+    assert.strictEqual(fs.statSync(img).size, 96 * MiB);
+    assert.strictEqual(ext4Bytes(img), 96 * MiB);
+    assert.strictEqual(sh('debugfs', ['-R', 'cat /payload', img]), 'hello katavol\n');
+    sh('e2fsck', ['-f', '-n', img]); // throws on a non-zero exit
+    assert.match(r.summary, /32 MiB -> 96 MiB; ext4 filesystem grown/);
+  });
+
+  it('resizing to the current size still grows a filesystem smaller than its file', () => {
+    add(img);
+    fs.truncateSync(img, 48 * MiB); // as after an earlier, interrupted resize
+    resizeVolume(reg, VOL, 48 * MiB);
+    assert.strictEqual(ext4Bytes(img), 48 * MiB);
+  });
+
+  it('never shrinks', () => {
+    add(img);
+    refuses(() => resizeVolume(reg, VOL, 16 * MiB), /smaller than the current 33554432 bytes.*never shrinks/);
+    assert.strictEqual(fs.statSync(img).size, 32 * MiB);
+    assert.strictEqual(ext4Bytes(img), 32 * MiB);
+  });
+
+  it('refuses while a VM sandbox uses the volume (recorded by a VM backend or by Kata itself), not for runc users', () => {
+    add(img);
+    reg.recordSandbox(VOL, 'pod-a', 'runtime-rs');
+    refuses(() => resizeVolume(reg, VOL, 64 * MiB), /in use by VM sandbox pod-a \(runtime-rs\)/);
+    reg.releaseSandbox(VOL, 'pod-a');
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-sandbox'), '');
+    refuses(() => resizeVolume(reg, VOL, 64 * MiB), /kata-sandbox \(recorded by Kata\)/);
+    assert.strictEqual(fs.statSync(img).size, 32 * MiB);
+    fs.rmSync(path.join(reg.entryDir(VOL), 'kata-sandbox'));
+    reg.recordSandbox(VOL, 'host-pod', 'runc');
+    assert.strictEqual(resizeVolume(reg, VOL, 64 * MiB).newSize, 64 * MiB);
+  });
+
+  it('grows only the file for a non-ext filesystem and says so', () => {
+    const raw = path.join(scratch, 'raw.img');
+    fs.writeFileSync(raw, '');
+    fs.truncateSync(raw, 8 * MiB);
+    add(raw, 'xfs');
+    const r = resizeVolume(reg, VOL, 16 * MiB);
+    assert.strictEqual(r.filesystem, 'not-ext');
+    assert.strictEqual(fs.statSync(raw).size, 16 * MiB);
+    assert.match(r.summary, /xfs filesystem was not grown/);
+  });
+
+  it('refuses, before changing anything, an ext4 fstype without an ext4 superblock, a block device and other volume types', () => {
+    const raw = path.join(scratch, 'raw.img');
+    fs.writeFileSync(raw, '');
+    fs.truncateSync(raw, 8 * MiB);
+    add(raw);
+    refuses(() => resizeVolume(reg, VOL, 16 * MiB), /no ext2\/3\/4 superblock/);
+    assert.strictEqual(fs.statSync(raw).size, 8 * MiB);
+    add('/dev/loop0');
+    refuses(() => resizeVolume(reg, VOL, 16 * MiB), /is a block device, not an image file/);
+    reg.add(VOL, '{"volume-type":"vfiovol","device":"0000:3b:00.1","fstype":"ext4"}');
+    refuses(() => resizeVolume(reg, VOL, 16 * MiB), /is a vfiovol volume/);
+  });
+
+  it('grows a mounted ext4 online through its loop device (or, without CAP_SYS_RESOURCE, says exactly what is left to do)', () => {
+    add(img);
+    const loop = loops.attach(img);
+    loops.mount(loop, path.join(scratch, 'mnt'));
+    reg.recordSandbox(VOL, 'runc-pod', 'runc');
+    if (canResizeOnline()) {
+      const r = resizeVolume(reg, VOL, 64 * MiB);
+      assert.strictEqual(r.filesystem, 'grown-online');
+      const s = fs.statfsSync(path.join(scratch, 'mnt'));
+      assert.ok(s.blocks * s.bsize > 48 * MiB, 'mounted filesystem grew');
+    } else {
+      const e = refuses(() => resizeVolume(reg, VOL, 64 * MiB), new RegExp(`resize2fs ${loop} failed.*CAP_SYS_RESOURCE`));
+      assert.match(e.fix, new RegExp(`run resize2fs ${loop}`));
+    }
+    assert.strictEqual(fs.statSync(img).size, 64 * MiB);
+    assert.strictEqual(loops.loopSizeBytes(loop), 64 * MiB, 'losetup -c made the loop device see the new size');
+  });
+
+  it('reaches a mount that only exists in a container\'s mount namespace, and leaves no temporary mount behind', async () => {
+    add(img);
+    const loop = loops.attach(img);
+    const pid = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ns-mnt'));
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(scratch, 'ns-mnt')), 'not visible here');
+    let summary = '';
+    // The temporary bind mount is made under os.tmpdir(); point it at our scratch dir to check it.
+    const tmpdir = path.join(scratch, 'tmp');
+    fs.mkdirSync(tmpdir);
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmpdir;
+    try {
+      summary = resizeVolume(reg, VOL, 64 * MiB).summary;
+    } catch (e) {
+      assert.ok(!canResizeOnline(), String(e));
+      assert.match((e as Error).message, /CAP_SYS_RESOURCE/);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    if (canResizeOnline()) assert.match(summary, new RegExp(`in the mount namespace of pid ${pid}`));
+    assert.strictEqual(loops.loopSizeBytes(loop), 64 * MiB);
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'temporary bind mount removed');
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directory removed');
+  });
+});
