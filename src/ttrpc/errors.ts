@@ -66,6 +66,7 @@ const ERRNO_CODES: Record<string, Code> = {
  */
 export function toStatus(err: unknown): Status {
   if (err instanceof TtrpcError) return err.toStatus();
+  if (isForeignTtrpcError(err)) return { code: err.code, message: err.message, details: err.details ?? [] };
   if (err instanceof Error) {
     const errno = (err as NodeJS.ErrnoException).code;
     if (typeof errno === 'string' && errno in ERRNO_CODES) {
@@ -82,6 +83,13 @@ export function toStatus(err: unknown): Status {
     message = String(err);
   }
   return { code: Code.Unknown, message: message || 'unknown error', details: [] };
+}
+
+/** A TtrpcError from another copy of this module (instanceof fails across copies). */
+function isForeignTtrpcError(err: unknown): err is { code: number; message: string; details?: Any[] } {
+  if (!(err instanceof Error) || err.name !== 'TtrpcError') return false;
+  const code = (err as unknown as { code?: unknown }).code;
+  return typeof code === 'number' && Number.isInteger(code) && code >= -0x80000000 && code <= 0x7fffffff;
 }
 
 /** The error pending calls fail with when the connection is gone (Go's ErrClosed text "ttrpc: closed"). */

@@ -45,5 +45,8 @@ describe('ttrpc errors', () => {
     assert.deepEqual(toStatus({ a: 1 }), { code: Code.Unknown, message: '{"a":1}', details: [] });
     assert.deepEqual(toStatus(undefined), { code: Code.Unknown, message: 'undefined', details: [] });
     assert.equal(toStatus(new Error('')).message, 'Error', 'a failure never has an empty message');
+    // A TtrpcError from another copy of the library (instanceof fails) keeps its code.
+    const foreign = Object.assign(new Error('from elsewhere'), { name: 'TtrpcError', code: 6, details: [] });
+    assert.deepEqual(toStatus(foreign), { code: 6, message: 'from elsewhere', details: [] });
   });
 });
