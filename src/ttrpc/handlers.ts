@@ -68,10 +68,6 @@ export class ServiceRegistry {
     methods.set(method, entry);
   }
 
-  hasService(service: string): boolean {
-    return this.services.has(service);
-  }
-
   lookup(service: string): Map<string, MethodEntry> | undefined {
     return this.services.get(service);
   }

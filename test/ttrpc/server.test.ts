@@ -234,6 +234,30 @@ describe('ttrpc Server', () => {
     assert.equal((await p.nextResponse()).res.payload.toString(), 'alive');
   });
 
+  it('answers ResourceExhausted when a handler returns more than 4 MiB, and a stream handler returning a non-buffer with Unknown', async () => {
+    server.register('big.Svc', { Huge: () => Buffer.alloc(MESSAGE_LENGTH_MAX + 1) });
+    server.registerStream('big.Svc', 'Weird', () => 'text' as unknown as Uint8Array, { clientStream: false, serverStream: true });
+    const p = await connect();
+    p.write(request(1, 'Huge', Buffer.alloc(0), { service: 'big.Svc' }));
+    const r = await p.nextResponse();
+    assert.equal(r.res.status?.code, Code.ResourceExhausted);
+    assert.match(r.res.status!.message, /^message length \d+ exceed maximum message size of 4194304$/);
+    p.write(request(3, 'Weird', Buffer.alloc(0), { service: 'big.Svc' }));
+    const w = await p.nextResponse();
+    assert.equal(w.res.status?.code, Code.Unknown);
+    assert.match(w.res.status!.message, /stream handler for big\.Svc\/Weird returned a string instead of a Uint8Array or nothing/);
+    assert.equal(errors.length, 2);
+  });
+
+  it('refuses duplicate methods and non-function handlers at registration', () => {
+    assert.throws(() => server.register(SVC, { Echo: (_c, p) => p }), /method test\.v1\.Svc\/Echo is already registered/);
+    assert.throws(() => server.registerStream(SVC, 'Echo', () => undefined, { clientStream: true, serverStream: true }), /already registered/);
+    assert.throws(() => server.register(SVC, { Bad: 42 as unknown as () => Uint8Array }), /handler for test\.v1\.Svc\/Bad is not a function/);
+    assert.throws(() => server.register('', { X: (_c, p) => p }), /empty service or method name/);
+    // Adding methods to an existing service is fine.
+    server.register(SVC, { Extra: (_c, p) => p });
+  });
+
   it('keeps serving other calls while a handler never answers', async () => {
     const p = await connect();
     p.write(request(1, 'Hang'));
