@@ -6,7 +6,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
-import { pidAlive, readState, socketPath } from './state';
+import { pidAlive, readPidFile, readState, socketPath } from './state';
 import { HELD_FILE } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 
@@ -30,7 +30,10 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     const downSock = socketPath(state.downstreamAddress);
     if (await canConnect(downSock)) await stopOrphanedDownstream(args.id, state.downstreamAddress, state.downstreamPid);
     else await removeIfDeadSocket(downSock);
-    await removeIfDeadSocket(socketPath(state.address));
+    const ours = socketPath(state.address);
+    await removeIfDeadSocket(ours);
+    const pidFile = ours.replace(/\.sock$/, '.pid');
+    if (!pidAlive(readPidFile(pidFile))) fs.rmSync(pidFile, { force: true });
   }
   // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
   if (fs.existsSync(path.join(bundle, HELD_FILE))) {

@@ -51,13 +51,16 @@ export function socketPath(address: string): string {
   return '\0' + address;
 }
 
+/** A live (not zombie) process. containerd is a child subreaper, so a killed shim can stay a zombie
+ *  of containerd for a while, and kill(pid, 0) alone would call it alive. */
 export function pidAlive(pid: number | undefined): boolean {
   if (!pid || pid <= 0) return false;
   try {
-    process.kill(pid, 0);
-    return true;
-  } catch (e) {
-    return (e as NodeJS.ErrnoException).code === 'EPERM';
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const state = stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3);
+    return state !== 'Z' && state !== 'X';
+  } catch {
+    return false;
   }
 }
 
