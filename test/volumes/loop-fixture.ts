@@ -68,8 +68,18 @@ export class LoopFixture {
         await gone;
       }
     }
-    for (const m of this.mounts.splice(0).reverse()) sh('umount', [m]);
+    // Undo everything even if one step fails, then report the first failure.
+    const errors: unknown[] = [];
+    const attempt = (f: () => unknown): void => {
+      try {
+        f();
+      } catch (e) {
+        errors.push(e);
+      }
+    };
+    for (const m of this.mounts.splice(0).reverse()) attempt(() => sh('umount', [m]));
     // A namespace's mount goes away with its last process; detach waits for that (autoclear otherwise).
-    for (const l of this.loops.splice(0)) sh('losetup', ['-d', l]);
+    for (const l of this.loops.splice(0)) attempt(() => sh('losetup', ['-d', l]));
+    if (errors.length) throw errors[0];
   }
 }
