@@ -9,6 +9,7 @@ import { loadConfig } from './config';
 import { pidAlive, readPidFile, readState, socketPath } from './state';
 import { HELD_FILE } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
+import { stopDownstream } from './downstream';
 
 export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
 
@@ -28,7 +29,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     // Our daemon is gone. After a normal exit the downstream is gone too (cheap refused connect);
     // after a crash it is orphaned: nobody else will ever tell it to exit.
     const downSock = socketPath(state.downstreamAddress);
-    if (await canConnect(downSock)) await stopOrphanedDownstream(args.id, state.downstreamAddress, state.downstreamPid);
+    if (await canConnect(downSock)) await stopDownstream(args.id, state.downstreamAddress, { pid: state.downstreamPid, force: true });
     else await removeIfDeadSocket(downSock);
     const ours = socketPath(state.address);
     await removeIfDeadSocket(ours);
@@ -45,34 +46,4 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     }
   }
   return result;
-}
-
-/** Ask the downstream daemon to shut down; if it stays (or ignores us), kill it by pid. */
-async function stopOrphanedDownstream(id: string, address: string, pid?: number): Promise<void> {
-  const sock = socketPath(address);
-  const { Client } = await import('../ttrpc');
-  const msgs = await import('./messages');
-  let knownPid = pid;
-  try {
-    const c = await Client.connect(sock);
-    try {
-      if (!knownPid) {
-        const r = await c.call('containerd.task.v2.Task', 'Connect', msgs.encodeConnectRequest(id), { timeoutMs: 2000 });
-        knownPid = msgs.decodeConnectResponse(r).shimPid || undefined;
-      }
-      await c.call('containerd.task.v2.Task', 'Shutdown', msgs.encodeShutdownRequest(id, true), { timeoutMs: 2000 }).catch(() => undefined);
-    } finally {
-      c.close();
-    }
-  } catch { /* not reachable: already gone */ }
-  // runtime-rs ignores SIGTERM; runc's shim answers Shutdown as a no-op while it still tracks a task.
-  for (let i = 0; i < 20 && pidAlive(knownPid); i++) await sleep(50);
-  if (pidAlive(knownPid)) {
-    try { process.kill(knownPid!, 'SIGKILL'); } catch { /* raced */ }
-  }
-  await removeIfDeadSocket(sock);
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }

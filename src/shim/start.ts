@@ -100,6 +100,10 @@ export async function start(args: ShimArgs, self: string): Promise<string> {
     }
     return address;
   } catch (e) {
+    // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
+    // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
+    const { stopDownstream } = await import('./downstream');
+    await stopDownstream(args.id, downstreamAddress, { force: false }).catch(() => undefined);
     throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
   }
 }

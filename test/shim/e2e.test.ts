@@ -15,6 +15,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
   let rootfs: string;
   let volRoot: string;
   let sockDir: string;
+  let config: string;
   let ctd: PrivateContainerd;
   let n = 0;
 
@@ -61,7 +62,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     rootfs = makeRootfs(work);
     volRoot = path.join(work, 'volumes');
     sockDir = fs.mkdtempSync('/tmp/kvs-');
-    const config = path.join(work, 'katavol.json');
+    config = path.join(work, 'katavol.json');
     fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
     ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot } });
   });
@@ -219,6 +220,23 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
     for (let i = 0; i < 50 && loopDevicesOf(img).length; i++) await sleep(100);
     await assertNoLeftovers([id], [img]);
+  });
+
+  it('a start that fails after the downstream started leaves no downstream daemon behind', async function () {
+    const good = fs.readFileSync(config, 'utf8');
+    const blocker = path.join(work, 'not-a-dir');
+    fs.writeFileSync(blocker, '');
+    // socketDir below a regular file: our bind fails after the downstream start succeeded.
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(good), socketDir: path.join(blocker, 's') }));
+    const id = `startfail${n}`;
+    try {
+      const r = ctd.ctr(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/true']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /katavol start after downstream start: .*not-a-dir/);
+    } finally {
+      fs.writeFileSync(config, good);
+    }
+    await assertNoLeftovers([id], []);
   });
 
   it('keeps a running container unaffected when garbage is written to the katavol socket', async function () {
