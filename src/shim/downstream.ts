@@ -28,6 +28,8 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
     for (let i = 0; i < 20 && pidAlive(pid); i++) await sleep(50);
     if (pidAlive(pid)) {
       try { process.kill(pid!, 'SIGKILL'); } catch { /* raced */ }
+      // Its socket only stops accepting once the process is really gone.
+      for (let i = 0; i < 40 && pidAlive(pid); i++) await sleep(25);
     }
   }
   await removeIfDeadSocket(sock);
