@@ -6,7 +6,7 @@ import { Flags, FrameType } from './frame';
 import { Code, TtrpcError, oversizeError, toStatus } from './errors';
 import { CallContext, MethodEntry, ServerStream, ServiceRegistry, StreamKind } from './handlers';
 import { MessageQueue } from './queue';
-import { Request, Status, decodeRequest, encodeResponse } from './wire';
+import { KeyValue, Request, Status, decodeRequest, encodeResponse } from './wire';
 
 const EMPTY = Buffer.alloc(0);
 // setTimeout cannot wait longer than this; longer deadlines are simply not armed.
@@ -21,12 +21,38 @@ function canceledError(): TtrpcError {
   return new TtrpcError(Code.Canceled, 'context canceled');
 }
 
-class ActiveCall {
+/**
+ * One call in flight; it is also the handler's CallContext. The AbortController is created only when a
+ * handler reads ctx.signal (most never do, and creating one costs more than the rest of a small call).
+ */
+class ActiveCall implements CallContext {
   done = false;
   timer: NodeJS.Timeout | undefined = undefined;
   stream: ServerStreamImpl | undefined = undefined;
-  readonly controller = new AbortController();
-  constructor(readonly streamId: number) {}
+  deadline: number | undefined = undefined;
+  private controller: AbortController | undefined = undefined;
+  private abortReason: Error | undefined = undefined;
+
+  constructor(
+    readonly streamId: number,
+    readonly service: string,
+    readonly method: string,
+    readonly metadata: KeyValue[],
+  ) {}
+
+  get signal(): AbortSignal {
+    if (this.controller === undefined) {
+      this.controller = new AbortController();
+      if (this.abortReason !== undefined) this.controller.abort(this.abortReason);
+    }
+    return this.controller.signal;
+  }
+
+  abort(reason: Error): void {
+    if (this.abortReason !== undefined) return;
+    this.abortReason = reason;
+    this.controller?.abort(reason);
+  }
 }
 
 class ServerStreamImpl implements ServerStream {
@@ -159,18 +185,10 @@ export class ServerConnection {
       this.sendStatus(id, Code.DeadlineExceeded, 'context deadline exceeded');
       return;
     }
-    const call = new ActiveCall(id);
-    const ctx: CallContext = {
-      service: req.service,
-      method: req.method,
-      streamId: id,
-      metadata: req.metadata,
-      deadline: undefined,
-      signal: call.controller.signal,
-    };
+    const call = new ActiveCall(id, req.service, req.method, req.metadata);
     if (req.timeoutNano > 0) {
       const ms = req.timeoutNano / 1e6;
-      ctx.deadline = Date.now() + ms;
+      call.deadline = Date.now() + ms;
       if (ms <= MAX_TIMER_MS) {
         call.timer = setTimeout(() => this.onDeadline(call), Math.ceil(ms));
       }
@@ -180,36 +198,36 @@ export class ServerConnection {
     let result: unknown;
     try {
       if (entry.kind === 'unary') {
-        result = entry.handler(ctx, req.payload);
+        result = entry.handler(call, req.payload);
       } else {
         const stream = new ServerStreamImpl(this, call, entry.stream, req.method);
         call.stream = stream;
         const remoteOpen = entry.stream.clientStream && (flags & Flags.RemoteOpen) !== 0;
         if (!entry.stream.clientStream || req.payload.length > 0) stream.queue.push(req.payload);
         if (!remoteOpen) stream.queue.end();
-        result = entry.handler(ctx, stream);
+        result = entry.handler(call, stream);
       }
     } catch (err) {
-      this.fail(call, ctx, err);
+      this.fail(call, err);
       return;
     }
     if (result !== null && typeof result === 'object' && typeof (result as Promise<unknown>).then === 'function') {
       (result as Promise<unknown>).then(
-        (v) => this.succeed(call, ctx, entry, v),
-        (err) => this.fail(call, ctx, err),
+        (v) => this.succeed(call, entry, v),
+        (err) => this.fail(call, err),
       );
     } else {
-      this.succeed(call, ctx, entry, result);
+      this.succeed(call, entry, result);
     }
   }
 
-  private succeed(call: ActiveCall, ctx: CallContext, entry: MethodEntry, v: unknown): void {
+  private succeed(call: ActiveCall, entry: MethodEntry, v: unknown): void {
     if (call.done) return;
     const isBytes = v instanceof Uint8Array;
     if (entry.kind === 'unary' && !isBytes) {
       const err = new TtrpcError(
         Code.Unknown,
-        `ttrpc: marshal called with nil: handler for ${ctx.service}/${ctx.method} returned ${describe(v)} instead of a Uint8Array`,
+        `ttrpc: marshal called with nil: handler for ${call.service}/${call.method} returned ${describe(v)} instead of a Uint8Array`,
       );
       this.hooks.onError(err);
       this.finish(call, err.toStatus(), EMPTY);
@@ -218,7 +236,7 @@ export class ServerConnection {
     if (entry.kind === 'stream' && !isBytes && v !== undefined && v !== null) {
       const err = new TtrpcError(
         Code.Unknown,
-        `ttrpc: stream handler for ${ctx.service}/${ctx.method} returned ${describe(v)} instead of a Uint8Array or nothing`,
+        `ttrpc: stream handler for ${call.service}/${call.method} returned ${describe(v)} instead of a Uint8Array or nothing`,
       );
       this.hooks.onError(err);
       this.finish(call, err.toStatus(), EMPTY);
@@ -236,10 +254,10 @@ export class ServerConnection {
     this.finish(call, null, payload);
   }
 
-  private fail(call: ActiveCall, ctx: CallContext, err: unknown): void {
+  private fail(call: ActiveCall, err: unknown): void {
     if (call.done) return;
     if (!(err instanceof TtrpcError)) {
-      this.hooks.onError(new Error(`ttrpc: handler for ${ctx.service}/${ctx.method} failed: ${toStatus(err).message}`));
+      this.hooks.onError(new Error(`ttrpc: handler for ${call.service}/${call.method} failed: ${toStatus(err).message}`));
     }
     this.finish(call, toStatus(err), EMPTY);
   }
@@ -277,7 +295,7 @@ export class ServerConnection {
     this.calls.delete(call.streamId);
     if (abortWith) {
       call.stream?.queue.fail(abortWith);
-      call.controller.abort(abortWith);
+      call.abort(abortWith);
     }
     if (this.calls.size === 0) {
       this.hooks.onIdle(this);
@@ -298,7 +316,7 @@ export class ServerConnection {
       if (call.timer) clearTimeout(call.timer);
       call.timer = undefined;
       call.stream?.queue.fail(reason);
-      call.controller.abort(reason);
+      call.abort(reason);
     }
     this.calls.clear();
   }

@@ -41,6 +41,7 @@ describe('ttrpc Server', () => {
   let peers: RawPeer[];
   let errors: Error[];
   let contexts: CallContext[];
+  let aborts: TtrpcError[];
   let gates: Map<string, { promise: Promise<void>; open: () => void }>;
 
   beforeEach(async () => {
@@ -49,6 +50,7 @@ describe('ttrpc Server', () => {
     peers = [];
     errors = [];
     contexts = [];
+    aborts = [];
     gates = new Map();
     server = new Server({ onError: (e) => errors.push(e) });
     server.register(SVC, {
@@ -63,6 +65,12 @@ describe('ttrpc Server', () => {
       },
       Hang: (ctx) => {
         contexts.push(ctx);
+        return new Promise<Uint8Array>(() => {});
+      },
+      // Subscribes to the signal at once (the signal exists before the abort) and records the abort event.
+      Listen: (ctx) => {
+        contexts.push(ctx);
+        ctx.signal.addEventListener('abort', () => aborts.push(ctx.signal.reason as TtrpcError), { once: true });
         return new Promise<Uint8Array>(() => {});
       },
       Meta: (ctx) => Buffer.from(JSON.stringify({ md: ctx.metadata, hasDeadline: ctx.deadline !== undefined, id: ctx.streamId })),
@@ -129,6 +137,19 @@ describe('ttrpc Server', () => {
     assert.equal(contexts[0].signal.aborted, true);
     assert.equal((contexts[0].signal.reason as TtrpcError).code, Code.DeadlineExceeded);
     assert.equal(errors.length, 0);
+  });
+
+  it('fires the abort event for a handler already listening on ctx.signal, once', async () => {
+    const p = await connect();
+    p.write(request(1, 'Listen', Buffer.alloc(0), { timeoutNano: 30e6 }));
+    const { res } = await p.nextResponse();
+    assert.equal(res.status?.code, Code.DeadlineExceeded);
+    assert.equal(aborts.length, 1);
+    assert.equal(aborts[0].code, Code.DeadlineExceeded);
+    assert.equal(contexts[0].signal, contexts[0].signal, 'the same signal on every read');
+    p.destroy();
+    await until(() => server.connectionCount === 0, 'connection gone');
+    assert.equal(aborts.length, 1, 'a later connection loss does not abort again');
   });
 
   it('answers an already-expired (negative) timeout at once without running the handler', async () => {
