@@ -1,0 +1,169 @@
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { encodeVolumePath } from '../../src/volumes/encoding';
+import { scratchDir, snapshot } from '../volumes/helpers';
+import { mkExt4 } from '../volumes/loop-fixture';
+
+const REPO = path.resolve(__dirname, '..', '..', '..');
+const BIN = path.join(REPO, 'bin', 'katavol');
+
+describe('katavol CLI (bin/katavol direct-volume)', () => {
+  let scratch: string;
+  let root: string;
+  let img: string;
+  const katavol = (...args: string[]): { code: number; out: string; err: string } => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env: { ...process.env, KATAVOL_VOLUME_ROOT: root } });
+    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+  };
+  const mi = (device: string): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"}`;
+
+  beforeEach(() => {
+    scratch = scratchDir('cli');
+    root = path.join(scratch, 'root');
+    img = mkExt4(scratch, 'disk.img', 16 << 20);
+  });
+  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  it('prints usage with status 2 when called without a command, 0 for --help', () => {
+    const r = katavol();
+    assert.strictEqual(r.code, 2);
+    assert.match(r.out, /usage: katavol <command>[\s\S]*direct-volume/);
+    const h = katavol('direct-volume', '--help');
+    assert.strictEqual(h.code, 0);
+    assert.match(h.out, /add <volume-path> '<mount-info-json>'.*--volume-path P --mount-info J/);
+  });
+
+  it('add: kata-ctl positional syntax, one line of output, Kata\'s bytes on disk', () => {
+    const r = katavol('direct-volume', 'add', '/kubelet/v1', `{"volume_type":"directvol","device":"${img}","fs_type":"ext4","metadata":"{}"}`);
+    assert.strictEqual(r.code, 0, r.err);
+    const file = path.join(root, encodeVolumePath('/kubelet/v1'), 'mountInfo.json');
+    assert.strictEqual(r.out, `added direct volume /kubelet/v1 (directvol ${img}, ext4) in ${file}\n`);
+    assert.match(r.err, /^katavol: note: read legacy key "volume_type"/m);
+    assert.strictEqual(fs.readFileSync(file, 'utf8'), mi(img));
+    assert.strictEqual(katavol('direct-volume', 'add', '/kubelet/v1', mi(img)).out, `unchanged: direct volume /kubelet/v1 (directvol ${img}, ext4) in ${file}\n`);
+  });
+
+  it('add: the Go runtime\'s flag syntax in its spellings', () => {
+    for (const args of [
+      ['--volume-path', '/f1', '--mount-info', mi(img)],
+      ['--volume-path=/f2', `--mount-info=${mi(img)}`],
+      ['-volume-path', '/f3', '-mount-info', mi(img)],
+      ['--mount-info', mi(img), '/f4'],
+    ]) {
+      const r = katavol('direct-volume', 'add', ...args);
+      assert.strictEqual(r.code, 0, `${args.join(' ')}: ${r.err}`);
+    }
+    assert.deepStrictEqual(fs.readdirSync(root).filter((n) => !n.startsWith('.')).sort(), ['/f1', '/f2', '/f3', '/f4'].map(encodeVolumePath).sort());
+  });
+
+  it('usage errors exit 2 and touch nothing', () => {
+    katavol('direct-volume', 'add', '/keep', mi(img));
+    const before = snapshot(scratch);
+    for (const [args, msg] of [
+      [['direct-volume', 'add', '/v'], /missing the mount info JSON/],
+      [['direct-volume', 'add', '--volume-path', '/v', '/v2', mi(img)], /unexpected argument/],
+      [['direct-volume', 'add', '--bogus', '/v', mi(img)], /unknown option --bogus/],
+      [['direct-volume', 'add', '--volume-path', '/a', '--volume-path', '/b', mi(img)], /--volume-path given twice/],
+      [['direct-volume', 'resize', '/keep', 'ten'], /size "ten" is not a byte count/],
+      [['direct-volume', 'frob'], /unknown direct-volume command "frob"/],
+      [['frob'], /unknown command "frob"/],
+    ] as Array<[string[], RegExp]>) {
+      const r = katavol(...args);
+      assert.strictEqual(r.code, 2, args.join(' '));
+      assert.match(r.err, msg);
+      assert.strictEqual(r.out, '');
+    }
+    assert.deepStrictEqual(snapshot(scratch), before);
+  });
+
+  it('volume errors exit 1 with a message naming the volume, file and fix, and touch nothing', () => {
+    katavol('direct-volume', 'add', '/keep', mi(img));
+    const before = snapshot(scratch);
+    const bad = katavol('direct-volume', 'add', '/v', '{"volume-type":"block","device":"/x","fstype":"ext4"}');
+    assert.strictEqual(bad.code, 1);
+    assert.match(bad.err, /^katavol: volume "\/v": volume-type "block" is not a Kata volume type.*did you mean "volume-type":"directvol"\?\n$/);
+    const gone = katavol('direct-volume', 'remove', '/nope');
+    assert.strictEqual(gone.code, 1);
+    assert.match(gone.err, new RegExp(`volume "/nope": is not registered.*\\(${root}/${encodeVolumePath('/nope')}\\); register it with: katavol direct-volume add /nope`));
+    const empty = katavol('direct-volume', 'remove', '');
+    assert.strictEqual(empty.code, 1);
+    assert.match(empty.err, /the volume path is empty/);
+    assert.deepStrictEqual(snapshot(scratch), before);
+  });
+
+  it('remove: one line, also with --volume-path, and "--" for a path starting with "-"', () => {
+    katavol('direct-volume', 'add', '/v', mi(img));
+    katavol('direct-volume', 'add', '--', '-odd', mi(img));
+    const r = katavol('direct-volume', 'remove', '/v');
+    assert.deepStrictEqual([r.code, r.out], [0, `removed direct volume /v (${path.join(root, encodeVolumePath('/v'))})\n`]);
+    assert.strictEqual(katavol('direct-volume', 'remove', '--volume-path=-odd').code, 0);
+    assert.deepStrictEqual(fs.readdirSync(root).filter((n) => !n.startsWith('.')), []);
+  });
+
+  it('list: a table for people, --json for machines, broken entries flagged', () => {
+    assert.strictEqual(katavol('direct-volume', 'list').out, `no direct volumes registered in ${root}\n`);
+    katavol('direct-volume', 'add', '/b', mi(img));
+    katavol('direct-volume', 'add', '/a', '{"volume-type":"vfiovol","device":"0000:3b:00.1","fstype":"xfs","options":["ro"]}');
+    fs.mkdirSync(path.join(root, encodeVolumePath('/c')));
+    const t = katavol('direct-volume', 'list');
+    assert.strictEqual(t.code, 0);
+    const lines = t.out.trimEnd().split('\n');
+    assert.match(lines[0], /^VOLUME PATH\s+TYPE\s+DEVICE\s+FSTYPE\s+SANDBOXES$/);
+    assert.match(lines[1], /^\/a\s+vfiovol\s+0000:3b:00\.1\s+xfs\s+-$/);
+    assert.match(lines[2], new RegExp(`^/b\\s+directvol\\s+${img}\\s+ext4\\s+-$`));
+    assert.match(lines[3], /^\/c\s+BROKEN\s+.*has no mountInfo\.json/);
+    const j = JSON.parse(katavol('direct-volume', 'list', '--json').out) as Array<Record<string, unknown>>;
+    assert.deepStrictEqual(j[0], {
+      volumePath: '/a', directory: path.join(root, encodeVolumePath('/a')),
+      mountInfo: { 'volume-type': 'vfiovol', device: '0000:3b:00.1', fstype: 'xfs', options: ['ro'] }, sandboxes: [],
+    });
+    assert.match(String(j[2].error), /has no mountInfo\.json/);
+  });
+
+  it('inspect: stored mountInfo, directory, canonical flag and the stored bytes of a legacy entry, sandboxes', () => {
+    katavol('direct-volume', 'add', '/v', mi(img));
+    const dir = path.join(root, encodeVolumePath('/v'));
+    const legacy = `{"volume_type":"directvol","device":"${img}","fs_type":"ext4"}`;
+    fs.writeFileSync(path.join(dir, 'mountInfo.json'), legacy);
+    fs.writeFileSync(path.join(dir, 'sb1'), 'runc');
+    const r = katavol('direct-volume', 'inspect', '/v');
+    assert.strictEqual(r.code, 0, r.err);
+    assert.deepStrictEqual(JSON.parse(r.out), {
+      volumePath: '/v', directory: dir, file: path.join(dir, 'mountInfo.json'),
+      mountInfo: { 'volume-type': 'directvol', device: img, fstype: 'ext4' },
+      canonical: false, stored: legacy, sandboxes: [{ id: 'sb1', backend: 'runc' }],
+    });
+    assert.strictEqual(katavol('direct-volume', 'inspect', '/missing').code, 1);
+  });
+
+  it('stats prints host-side JSON; resize grows the image (positional and --size)', () => {
+    katavol('direct-volume', 'add', '/v', mi(img));
+    const s = katavol('direct-volume', 'stats', '/v');
+    assert.strictEqual(s.code, 0, s.err);
+    const stats = JSON.parse(s.out) as { sizeBytes: number; usage: { totalBytes: number } };
+    assert.deepStrictEqual([stats.sizeBytes, stats.usage.totalBytes], [16 << 20, 16 << 20]);
+    const r = katavol('direct-volume', 'resize', '/v', '32M');
+    assert.strictEqual(r.code, 0, r.err);
+    assert.strictEqual(r.out, `resized direct volume /v: ${img} 16 MiB -> 32 MiB; ext4 filesystem grown to fill it\n`);
+    assert.strictEqual(katavol('direct-volume', 'resize', '--volume-path', '/v', '--size', String(48 << 20)).code, 0);
+    assert.strictEqual((JSON.parse(katavol('direct-volume', 'stats', '--volume-path', '/v').out) as { usage: { totalBytes: number } }).usage.totalBytes, 48 << 20);
+    const shrink = katavol('direct-volume', 'resize', '/v', '1M');
+    assert.strictEqual(shrink.code, 1);
+    assert.match(shrink.err, /never shrinks/);
+  });
+
+  it('stays lean: the direct-volume paths load neither winston nor protobufjs', () => {
+    const probe = `
+      process.env.KATAVOL_VOLUME_ROOT = ${JSON.stringify(root)};
+      require(${JSON.stringify(path.join(REPO, 'dist', 'src', 'cli', 'main.js'))}).main(['direct-volume', 'list']);
+      process.on('exit', () => {
+        const heavy = Object.keys(require.cache).filter((k) => /node_modules\\/(winston|protobufjs|@grpc)/.test(k));
+        process.stderr.write('HEAVY=' + heavy.length);
+      });`;
+    const r = spawnSync(process.execPath, ['-e', probe], { encoding: 'utf8' });
+    assert.match(r.stderr, /HEAVY=0$/);
+    assert.match(r.stdout, /no direct volumes registered/);
+  });
+});
