@@ -24,13 +24,17 @@ class FifoWriter extends Writable {
   override _write(chunk: Buffer, _enc: BufferEncoding, cb: (err?: Error | null) => void): void {
     const fd = this.open();
     if (fd === undefined) return cb();
-    fs.write(fd, chunk, (err) => {
-      if (err && (err as NodeJS.ErrnoException).code !== 'EAGAIN') {
+    // Synchronous on a non-blocking fd: never blocks, and a line is in the pipe before we answer the
+    // call that logged it (containerd stops reading the fifo right after its last Shutdown).
+    try {
+      fs.writeSync(fd, chunk);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EAGAIN') {
         try { fs.closeSync(fd); } catch { /* ignore */ }
-        if (this.fd === fd) this.fd = undefined;
+        this.fd = undefined;
       }
-      cb();
-    });
+    }
+    cb();
   }
   override _final(cb: () => void): void {
     if (this.fd !== undefined) try { fs.closeSync(this.fd); } catch { /* ignore */ }
@@ -38,7 +42,12 @@ class FifoWriter extends Writable {
   }
 }
 
-export type Logger = BackendLogger & { child(meta: Record<string, unknown>): Logger; close(): Promise<void> };
+export type Logger = BackendLogger & {
+  child(meta: Record<string, unknown>): Logger;
+  /** Loads winston now and writes what was buffered. */
+  flush(): void;
+  close(): Promise<void>;
+};
 
 type Level = 'error' | 'warn' | 'info' | 'debug';
 type Entry = [Level, string, Record<string, unknown> | undefined, Record<string, unknown>];
@@ -46,8 +55,9 @@ const MAX_BUFFERED = 1000;
 
 /**
  * Loading winston costs ~50 ms, and the daemon is started right when containerd sends Create: so the
- * logger buffers entries and loads winston once the daemon has been idle for `loadAfterIdleMs` (or at
- * close), keeping it off containerd's critical path. Entries keep their original timestamps.
+ * logger buffers entries and loads winston once the daemon has been idle for `loadAfterIdleMs`, or when
+ * flush() is called (the proxy does before forwarding a task Delete or Shutdown, while containerd still
+ * reads the fifo), keeping it off the container's start path. Entries keep their original timestamps.
  */
 export function createLogger(opts: { file?: string; level: string; meta?: Record<string, unknown>; stream?: Writable; loadAfterIdleMs?: number }): Logger {
   const stream = opts.stream ?? new FifoWriter(opts.file ?? 'log');
@@ -90,6 +100,10 @@ export function createLogger(opts: { file?: string; level: string; meta?: Record
     return {
       debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'),
       child: (meta) => make({ ...ctx, ...meta }),
+      flush: () => {
+        if (timer) clearTimeout(timer);
+        load();
+      },
       close: () => new Promise<void>((resolve) => {
         if (timer) clearTimeout(timer);
         load();

@@ -75,11 +75,13 @@ export class ProxyConnection {
       case 'Create':
         return void this.intercept(f.streamId, Buffer.from(f.raw), f.data);
       case 'Delete': {
+        this.hooks.log.flush();
         const r = safeDecode(() => decodeIdExec(decodeRequest(f.data).payload));
         if (r && !r.execId) this.watched.set(f.streamId, { kind: 'delete', id: r.id });
         break;
       }
       case 'Shutdown':
+        this.hooks.log.flush();
         this.sawShutdown = true;
         this.watched.set(f.streamId, { kind: 'shutdown' });
         break;

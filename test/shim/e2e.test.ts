@@ -84,6 +84,13 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.match(r.stdout, / \/disk .* - ext4 \/dev\/loop\d+ rw/);
     assert.equal(debugfsCat(img, '/f'), 'hello-from-katavol\n');
     await assertNoLeftovers([id], [img]);
+    // The shim logs structured lines into the bundle's log fifo, which containerd copies into its log.
+    const lines = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
+    const created = lines.find((l) => l.message === 'create intercepted' && l.container === id);
+    assert.ok(created, 'containerd log has the intercepted Create');
+    assert.equal(created.level, 'info');
+    assert.equal(created.backend, 'runc');
+    assert.deepEqual(created.volumes.map((v: { volumePath: string; destination: string; device: string }) => [v.volumePath, v.destination, v.device]), [['/kubelet/e2e/rw', '/disk', img]]);
     // The registry no longer lists the container as a user.
     const dir = fs.readdirSync(path.join(volRoot, Buffer.from('/kubelet/e2e/rw').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')));
     assert.deepEqual(dir.filter((f) => !f.startsWith('.')), ['mountInfo.json']);
@@ -154,6 +161,8 @@ describe('shim end to end (private containerd, runc backend)', function () {
       assert.match(r.stderr, new RegExp(`container "${id}": mount "/disk": `));
       assert.match(r.stderr, c.expect);
       await assertNoLeftovers([id], []);
+      const refusedLine = fs.readFileSync(ctd.logFile, 'utf8').split('\n').find((l) => l.includes('"create refused"') && l.includes(`"container":"${id}"`));
+      assert.ok(refusedLine && JSON.parse(refusedLine).level === 'error', `containerd log has the refusal of ${id}`);
     }
   });
 
