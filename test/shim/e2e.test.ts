@@ -231,6 +231,33 @@ describe('shim end to end (private containerd, runc backend)', function () {
     await assertNoLeftovers([id], [img]);
   });
 
+  it('lets one container at a time hold a rw volume, and any number share it read-only', async function () {
+    const img = image(`sh${n}.img`);
+    register('/kubelet/e2e/shared', img);
+    const runD = (id: string, opt: string) => ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', `type=directvol,src=/kubelet/e2e/shared,dst=/disk,options=rbind:${opt}`, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    const stop = async (id: string) => {
+      ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
+      for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
+      ctd.ctr(['container', 'delete', id]);
+    };
+    const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => `${x}sh${n}`);
+    assert.equal(runD(a, 'rw').status, 0);
+    let r = runD(b, 'rw');
+    assert.notEqual(r.status, 0);
+    assert.match(r.stderr, /volume "\/kubelet\/e2e\/shared": image ".*" is already in use \(\/dev\/loop\d+, read-write\); a read-write volume can be held by one container at a time/);
+    r = runD(c, 'ro');
+    assert.notEqual(r.status, 0, 'no read-only user while a writer holds it');
+    await stop(a);
+    ctd.ctr(['container', 'delete', b]);
+    ctd.ctr(['container', 'delete', c]);
+    assert.equal(runD(c, 'ro').status, 0);
+    assert.equal(runD(d, 'ro').status, 0);
+    assert.equal(loopDevicesOf(img).length, 2);
+    await stop(c);
+    await stop(d);
+    await assertNoLeftovers([a, b, c, d], [img]);
+  });
+
   it('a start that fails after the downstream started leaves no downstream daemon behind', async function () {
     const good = fs.readFileSync(config, 'utf8');
     const blocker = path.join(work, 'not-a-dir');
