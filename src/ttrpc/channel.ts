@@ -6,8 +6,8 @@ import type * as net from 'net';
 import { Frame, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
 import { oversizeError } from './errors';
 
-// Below this size header and data are copied into one buffer (one write); above it the data is written
-// by reference between cork/uncork (one writev, no copy).
+// Below this size header and data are copied into one buffer; above it the data is written by reference
+// between cork/uncork (one writev, no copy).
 const COPY_THRESHOLD = 16 * 1024;
 
 export interface ChannelOptions {
@@ -31,6 +31,15 @@ export class Channel extends EventEmitter {
   private localClose = false;
   private closeEmitted = false;
   private error: Error | undefined;
+  // Small frames sent in one run of JS (e.g. the answers to every request in one socket chunk, or the
+  // requests of callers woken by those answers) are held here and written together from a microtask:
+  // one write syscall instead of one per frame. Large frames flush the batch first, so order is kept.
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  private flushQueued = false;
+  // send() returned false while the frame sat in the batch: a 'drain' is owed even if the socket takes it.
+  private drainOwed = false;
+  private readonly flushBatch = (): void => this.flush();
 
   constructor(socket: net.Socket, opts?: ChannelOptions) {
     super();
@@ -51,7 +60,10 @@ export class Channel extends EventEmitter {
       this.error ??= err;
     });
     socket.on('end', () => this.checkMidFrame());
-    socket.on('drain', () => this.emit('drain'));
+    socket.on('drain', () => {
+      this.drainOwed = false;
+      this.emit('drain');
+    });
     socket.on('close', () => this.finish());
     if (socket.destroyed) queueMicrotask(() => this.finish());
   }
@@ -60,9 +72,9 @@ export class Channel extends EventEmitter {
     return this._closed;
   }
 
-  /** Bytes waiting in the socket's write buffer (for callers applying backpressure). */
+  /** Bytes waiting to be written (for callers applying backpressure). */
   get writableLength(): number {
-    return this.socket.writableLength;
+    return this.socket.writableLength + this.batchBytes;
   }
 
   /**
@@ -75,13 +87,14 @@ export class Channel extends EventEmitter {
     checkHeaderFields(streamId, type, flags);
     if (data.length > this.maxLength) throw oversizeError(data.length, this.maxLength);
     if (this._closed) return false;
-    const s = this.socket;
     if (data.length <= COPY_THRESHOLD) {
       const buf = Buffer.allocUnsafe(HEADER_LENGTH + data.length);
       writeHeader(buf, 0, data.length, streamId, type, flags);
       buf.set(data, HEADER_LENGTH);
-      return s.write(buf);
+      return this.enqueue(buf);
     }
+    this.flush();
+    const s = this.socket;
     const hdr = Buffer.allocUnsafe(HEADER_LENGTH);
     writeHeader(hdr, 0, data.length, streamId, type, flags);
     s.cork();
@@ -97,7 +110,44 @@ export class Channel extends EventEmitter {
       throw new RangeError(`ttrpc: sendRaw needs exactly one frame (header length field does not match ${frameBytes.length} bytes)`);
     }
     if (this._closed) return false;
+    if (frameBytes.length <= HEADER_LENGTH + COPY_THRESHOLD) return this.enqueue(frameBytes);
+    this.flush();
     return this.socket.write(frameBytes);
+  }
+
+  /** Holds a small frame for the batch write; the same answer socket.write would give for the whole batch. */
+  private enqueue(frame: Buffer): boolean {
+    this.batch.push(frame);
+    this.batchBytes += frame.length;
+    if (!this.flushQueued) {
+      this.flushQueued = true;
+      queueMicrotask(this.flushBatch);
+    }
+    const s = this.socket;
+    if (s.writableLength + this.batchBytes < s.writableHighWaterMark) return true;
+    this.drainOwed = true;
+    return false;
+  }
+
+  /** Writes the batched frames as one buffer. */
+  private flush(): void {
+    this.flushQueued = false;
+    const n = this.batch.length;
+    if (n === 0) return;
+    const frames = this.batch;
+    const bytes = this.batchBytes;
+    this.batch = [];
+    this.batchBytes = 0;
+    const s = this.socket;
+    if (s.destroyed) return;
+    const ok = s.write(n === 1 ? frames[0] : Buffer.concat(frames, bytes));
+    // The socket emits 'drain' after a write it refused; if it took this one, pay the owed 'drain' ourselves.
+    if (ok && this.drainOwed) {
+      this.drainOwed = false;
+      process.nextTick(() => {
+        if (!this.closeEmitted) this.emit('drain');
+      });
+    }
   }
 
   /** Stops reading (backpressure for a forwarder); frames already parsed are still delivered. */
@@ -114,6 +164,7 @@ export class Channel extends EventEmitter {
     if (this._closed) return;
     this._closed = true;
     this.localClose = true;
+    this.flush();
     const s = this.socket;
     if (s.destroyed) return;
     if (s.writableLength === 0) {
@@ -132,6 +183,8 @@ export class Channel extends EventEmitter {
     if (err) this.error ??= err;
     else this.localClose = true;
     this._closed = true;
+    // Frames already sent go out as they would have without batching; the socket's own queue is dropped.
+    this.flush();
     this.socket.destroy();
   }
 

@@ -5,14 +5,15 @@ import { Channel, Code, Frame, FrameType, TtrpcError, encodeFrame } from '../../
 import { RawPeer, removeDir, scratchDir, until } from './helpers';
 
 /** A connected pair: our Channel on one end, a RawPeer on the other, over a real unix socket. */
-async function pair(dir: string, maxLength?: number): Promise<{ ch: Channel; peer: RawPeer; server: net.Server }> {
+async function pair(dir: string, maxLength?: number): Promise<{ ch: Channel; peer: RawPeer; server: net.Server; socket: net.Socket }> {
   const sock = path.join(dir, 'ch.sock');
   const server = net.createServer();
   await new Promise<void>((r) => server.listen(sock, () => r()));
   const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
   const peer = await RawPeer.connect(sock);
-  const ch = new Channel(await accepted, { maxLength });
-  return { ch, peer, server };
+  const socket = await accepted;
+  const ch = new Channel(socket, { maxLength });
+  return { ch, peer, server, socket };
 }
 
 function frames(ch: Channel): Frame[] {
@@ -54,6 +55,56 @@ describe('ttrpc Channel', () => {
     await until(() => got.length === 1, 'frame at the channel');
     assert.equal(got[0].streamId, 2);
     assert.equal(got[0].data.toString(), 'xyz');
+  });
+
+  it('writes the small frames sent in one run of JS with one socket write, in order', async () => {
+    let socket: net.Socket;
+    ({ ch, peer, server, socket } = await pair(dir));
+    const writes: number[] = [];
+    const write = socket.write.bind(socket) as (b: Buffer) => boolean;
+    socket.write = ((b: Buffer) => {
+      writes.push(b.length);
+      return write(b);
+    }) as typeof socket.write;
+    const received = encodeFrame(9, 3, 0, Buffer.from('raw'));
+    assert.equal(ch.send(1, FrameType.Request, 0, Buffer.from('a')), true);
+    assert.equal(ch.sendRaw(received), true);
+    assert.equal(ch.send(3, FrameType.Request, 0, Buffer.from('bb')), true);
+    assert.equal(ch.writableLength, 11 + 13 + 12, 'batched bytes count as waiting to be written');
+    assert.deepEqual(writes, [], 'nothing written before the batch is flushed');
+    const got = [await peer.next(), await peer.next(), await peer.next()];
+    assert.deepEqual(got.map((f) => [f.streamId, f.data.toString()]), [[1, 'a'], [9, 'raw'], [3, 'bb']]);
+    assert.deepEqual(writes, [36], 'one write for the three frames');
+    // A large frame flushes what is batched before it, so order holds across both paths.
+    ch.send(5, FrameType.Data, 0, Buffer.from('small'));
+    ch.send(7, FrameType.Data, 0, Buffer.alloc(32 * 1024, 7));
+    const [small, large] = [await peer.next(), await peer.next()];
+    assert.deepEqual([small.streamId, large.streamId, large.data.length], [5, 7, 32 * 1024]);
+  });
+
+  it("reports a full batch with false and emits 'drain' once it is written", async () => {
+    let socket: net.Socket;
+    ({ ch, peer, server, socket } = await pair(dir));
+    const limit = socket.writableHighWaterMark;
+    const chunk = Buffer.alloc(Math.ceil(limit / 2), 1);
+    const drained = new Promise<void>((r) => ch!.once('drain', () => r()));
+    assert.equal(ch.send(1, FrameType.Data, 0, chunk), true);
+    assert.equal(ch.send(3, FrameType.Data, 0, chunk), false, 'batch reaches the high-water mark');
+    await drained;
+    assert.deepEqual([(await peer.next()).streamId, (await peer.next()).streamId], [1, 3]);
+  });
+
+  it("still emits 'drain' after a false send when the socket's queue emptied before the batch was written", async () => {
+    let socket: net.Socket;
+    ({ ch, peer, server, socket } = await pair(dir));
+    // Simulate a socket queue that is full when send() looks and empty by the time the batch is written.
+    let queued = socket.writableHighWaterMark;
+    Object.defineProperty(socket, 'writableLength', { configurable: true, get: () => queued });
+    const drained = new Promise<void>((r) => ch!.once('drain', () => r()));
+    assert.equal(ch.send(1, FrameType.Data, 0, Buffer.from('x')), false);
+    queued = 0;
+    await drained;
+    assert.equal((await peer.next()).streamId, 1);
   });
 
   it('sends large data (written by reference, corked) intact', async () => {
@@ -146,7 +197,7 @@ describe('ttrpc Channel', () => {
     const got = frames(ch);
     const closes = closeEvents(ch);
     ch.send(1, 1, 0, Buffer.from('last words'));
-    ch.close();
+    ch.close(); // in the same tick: the batched frame must still go out
     assert.equal(ch.closed, true);
     const f = await peer.next();
     assert.equal(f.data.toString(), 'last words');
