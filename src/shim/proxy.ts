@@ -2,7 +2,10 @@
 // stream id (so streaming RPCs and unknown services pass untouched). Only task Create is decoded before
 // forwarding; Delete and Shutdown are watched so the backend can release and the daemon can exit.
 import * as net from 'net';
-import { Channel, FrameType, Frame, peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, Code } from '../ttrpc';
+import { Channel } from '../ttrpc/channel';
+import { FrameType, Frame } from '../ttrpc/frame';
+import { peekServiceMethod, decodeRequest, decodeResponse, encodeResponse } from '../ttrpc/wire';
+import { Code } from '../ttrpc/errors';
 import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';
 import type { CreateInterceptor, Prepared } from './interceptor';
 import { CreateRefused } from './interceptor';

@@ -122,3 +122,27 @@ describe('shim start helpers', () => {
     assert.ok(a.length - 'unix://'.length <= 106);
   });
 });
+
+describe('shim start-up stays lean', () => {
+  // containerd runs the binary for every container start and delete; the daemon sits before Create.
+  const loaded = (mods: string[]) => {
+    const code = `${mods.map((m) => `require(${JSON.stringify(m)});`).join('')}
+      process.stdout.write(JSON.stringify(Object.keys(require.cache).filter((k) => /node_modules\\/(winston|protobufjs|@grpc)/.test(k))));`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+    return JSON.parse(r.stdout) as string[];
+  };
+  const dist = path.resolve(__dirname, '..', '..', 'src', 'shim');
+  it('start, delete and -v load neither winston nor protobufjs', () => {
+    assert.deepEqual(loaded([path.join(dist, 'main.js'), path.join(dist, 'start.js'), path.join(dist, 'delete.js')]), []);
+  });
+  it('the daemon loads no protobufjs, and winston only once its logger is flushed', () => {
+    assert.deepEqual(loaded([path.join(dist, 'daemon.js'), path.join(dist, 'proxy.js')]), []);
+    const code = `const {createLogger}=require(${JSON.stringify(path.join(dist, 'logger.js'))});
+      const l=createLogger({level:'info',stream:new (require('stream').Writable)({write:(c,e,cb)=>cb()}),loadAfterIdleMs:10000});
+      l.info('x'); const before=Object.keys(require.cache).some((k)=>k.includes('/winston/')); l.flush();
+      const after=Object.keys(require.cache).some((k)=>k.includes('/winston/')); process.stdout.write(JSON.stringify([before,after])); process.exit(0);`;
+    const r = spawnSync(process.execPath, ['-e', code], { encoding: 'utf8' });
+    assert.deepEqual(JSON.parse(r.stdout), [false, true]);
+  });
+});
