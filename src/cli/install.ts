@@ -38,9 +38,9 @@ export interface InstallRecord {
   downstream: string;
   config: {
     file: string;
-    /** The file did not exist; `createdDir` is its directory when we made that too. */
+    /** The file did not exist; `createdDirs` are the directories we made for it, deepest first. */
     created: boolean;
-    createdDir?: string;
+    createdDirs?: string[];
     /** The file's text before and after install (restored only if nobody changed it since). */
     before?: string;
     written: string;
@@ -165,11 +165,14 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
   // 2. Changes, undone in reverse order if a later one fails.
   const undo: Array<() => void> = [];
   try {
-    let createdDir: string | undefined;
-    if (!fs.existsSync(path.dirname(configFile))) {
-      createdDir = path.dirname(configFile);
-      fs.mkdirSync(createdDir, { recursive: true, mode: 0o755 });
-      undo.push(() => fs.rmdirSync(createdDir!));
+    const createdDirs: string[] = [];
+    const top = fs.mkdirSync(path.dirname(configFile), { recursive: true, mode: 0o755 });
+    if (top) {
+      for (let d = path.dirname(configFile); ; d = path.dirname(d)) {
+        createdDirs.push(d);
+        if (d === top) break;
+      }
+      undo.push(() => { for (const d of createdDirs) fs.rmdirSync(d); });
     }
     writeAtomic(configFile, written);
     undo.push(() => (before === undefined ? fs.rmSync(configFile, { force: true }) : writeAtomic(configFile, before)));
@@ -189,7 +192,7 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
     const rec: InstallRecord = {
       version: 1, link, linkTarget, downstream,
       ...(replacedLinkTarget !== undefined ? { replacedLinkTarget } : {}),
-      config: { file: configFile, created: before === undefined, ...(createdDir ? { createdDir } : {}), ...(before !== undefined ? { before } : {}), written },
+      config: { file: configFile, created: before === undefined, ...(createdDirs.length ? { createdDirs } : {}), ...(before !== undefined ? { before } : {}), written },
     };
     writeAtomic(record, JSON.stringify(rec, null, 2) + '\n');
     say(`recorded the installation in ${record} (katavol uninstall-runtime --prefix ${prefix} undoes it)`);
@@ -241,11 +244,13 @@ export function uninstallRuntime(prefixArg: string, say: (line: string) => void)
     if (c.created) {
       fs.rmSync(c.file);
       say(`removed ${c.file}`);
-      if (c.createdDir) {
+      for (const d of c.createdDirs ?? []) {
         try {
-          fs.rmdirSync(c.createdDir);
-          say(`removed ${c.createdDir}`);
-        } catch { /* not empty: someone else's files */ }
+          fs.rmdirSync(d);
+          say(`removed ${d}`);
+        } catch {
+          break; // not empty: someone else's files
+        }
       }
     } else {
       writeAtomic(c.file, c.before ?? '');
