@@ -29,7 +29,10 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     // Our daemon is gone. After a normal exit the downstream is gone too (cheap refused connect);
     // after a crash it is orphaned: nobody else will ever tell it to exit.
     const downSock = socketPath(state.downstreamAddress);
-    if (await canConnect(downSock)) await stopDownstream(args.id, state.downstreamAddress, { pid: state.downstreamPid, force: true });
+    if (await canConnect(downSock)) {
+      const did = await stopDownstream(args.id, state.downstreamAddress, { pid: state.downstreamPid, force: true });
+      result.stderr += `katavol: shim daemon ${state.daemonPid} is gone: ${did}\n`; // containerd logs it as a cleanup warning
+    }
     else await removeIfDeadSocket(downSock);
     const ours = socketPath(state.address);
     await removeIfDeadSocket(ours);

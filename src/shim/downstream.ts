@@ -1,5 +1,6 @@
 // Stopping a downstream shim daemon that nobody else will stop: after our daemon crashed (delete), or
 // when our own start failed after the downstream start succeeded (containerd then never calls delete).
+import * as fs from 'fs';
 import { pidAlive, socketPath } from './state';
 import { removeIfDeadSocket } from './sockets';
 
@@ -7,11 +8,12 @@ import { removeIfDeadSocket } from './sockets';
  * Asks the downstream to shut down. With `force`, a daemon that stays (runc's shim answers Shutdown as a
  * no-op while it still tracks a task; runtime-rs ignores SIGTERM) is SIGKILLed by pid.
  */
-export async function stopDownstream(id: string, address: string, opts: { pid?: number; force: boolean }): Promise<void> {
+export async function stopDownstream(id: string, address: string, opts: { pid?: number; force: boolean }): Promise<string> {
   const sock = socketPath(address);
   const { Client } = await import('../ttrpc');
   const msgs = await import('./messages');
   let pid = opts.pid;
+  const did: string[] = [];
   try {
     const c = await Client.connect(sock);
     try {
@@ -20,19 +22,25 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
         pid = msgs.decodeConnectResponse(r).shimPid || undefined;
       }
       await c.call('containerd.task.v2.Task', 'Shutdown', msgs.encodeShutdownRequest(id, opts.force), { timeoutMs: 2000 }).catch(() => undefined);
+      did.push(`sent Shutdown to downstream shim${pid ? ` pid ${pid}` : ''}`);
     } finally {
       c.close();
     }
-  } catch { /* not reachable: already gone */ }
+  } catch (e) {
+    did.push(`downstream not reachable (${(e as Error).message})`);
+  }
   if (opts.force) {
-    for (let i = 0; i < 20 && pidAlive(pid); i++) await sleep(50);
+    // containerd gives a dead shim's delete a few seconds in all: a short grace, then SIGKILL.
+    for (let i = 0; i < 8 && pidAlive(pid); i++) await sleep(25);
     if (pidAlive(pid)) {
-      try { process.kill(pid!, 'SIGKILL'); } catch { /* raced */ }
+      try { process.kill(pid!, 'SIGKILL'); did.push(`SIGKILLed it`); } catch { /* raced */ }
       // Its socket only stops accepting once the process is really gone.
       for (let i = 0; i < 40 && pidAlive(pid); i++) await sleep(25);
     }
   }
-  await removeIfDeadSocket(sock);
+  if (await removeIfDeadSocket(sock)) did.push(`removed its socket ${sock}`);
+  else if (fs.existsSync(sock)) did.push(`its socket ${sock} still accepts connections`);
+  return did.join('; ');
 }
 
 function sleep(ms: number): Promise<void> {
