@@ -1,5 +1,6 @@
 // `katavol direct-volume ...`: kata-ctl's subcommands (add, remove, stats, resize) with its positional
 // syntax and the Go runtime's flags, plus list and inspect. Success prints one line (Kata prints nothing).
+import * as fs from 'fs';
 import { CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 import { noMore, parseArgs, take } from './args';
 import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV } from '../volumes/registry';
@@ -35,8 +36,21 @@ export function run(argv: string[], ctx: CliContext): number {
     ctx.out(USAGE + '\n');
     return EXIT_OK;
   }
-  // Same rule as resolveVolumeRoot(), with the environment of this invocation.
-  return handler(rest, ctx, new Registry(ctx.env[VOLUME_ROOT_ENV] || KATA_VOLUME_ROOT));
+  // Same rule as the shim (env, then the shim config's volumeRoot, then Kata's root), so one
+  // config serves both; with the environment of this invocation.
+  return handler(rest, ctx, new Registry(ctx.env[VOLUME_ROOT_ENV] || configuredRoot(ctx) || KATA_VOLUME_ROOT));
+}
+
+function configuredRoot(ctx: CliContext): string | undefined {
+  const { configPath, loadConfig } = require('../shim/config') as typeof import('../shim/config');
+  const file = configPath(ctx.env);
+  if (!ctx.env.KATAVOL_CONFIG && !fs.existsSync(file)) return undefined;
+  try {
+    return loadConfig(ctx.env).volumeRoot;
+  } catch (e) {
+    ctx.err(`katavol: warning: ignoring the shim config for the volume root: ${(e as Error).message}\n`);
+    return undefined;
+  }
 }
 
 const describe = (i: MountInfo): string => `${i.volumeType} ${i.device}${i.fsType ? `, ${i.fsType}` : ''}`;

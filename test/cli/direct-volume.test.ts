@@ -167,3 +167,27 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     assert.match(r.stdout, /no direct volumes registered/);
   });
 });
+
+describe('katavol CLI volume root', () => {
+  it('uses the shim config\'s volumeRoot when KATAVOL_VOLUME_ROOT is unset, and the env var wins', () => {
+    const scratch = scratchDir('cli-root');
+    const fromConfig = path.join(scratch, 'from-config');
+    const fromEnv = path.join(scratch, 'from-env');
+    const cfg = path.join(scratch, 'katavol.json');
+    fs.writeFileSync(cfg, JSON.stringify({ backend: 'runc', volumeRoot: fromConfig }));
+    const img = mkExt4(scratch, 'disk.img', 16 << 20);
+    const mi = `{"volume-type":"directvol","device":"${img}","fstype":"ext4"}`;
+    const env = { ...process.env, KATAVOL_CONFIG: cfg };
+    delete env.KATAVOL_VOLUME_ROOT;
+    let r = spawnSync(process.execPath, [BIN, 'direct-volume', 'add', '/kubelet/cfg', mi], { encoding: 'utf8', env });
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.ok(fs.existsSync(path.join(fromConfig, encodeVolumePath('/kubelet/cfg'), 'mountInfo.json')));
+    r = spawnSync(process.execPath, [BIN, 'direct-volume', 'add', '/kubelet/env', mi], { encoding: 'utf8', env: { ...env, KATAVOL_VOLUME_ROOT: fromEnv } });
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.ok(fs.existsSync(path.join(fromEnv, encodeVolumePath('/kubelet/env'), 'mountInfo.json')));
+    fs.writeFileSync(cfg, '{broken');
+    r = spawnSync(process.execPath, [BIN, 'direct-volume', 'list'], { encoding: 'utf8', env: { ...env, KATAVOL_VOLUME_ROOT: fromEnv } });
+    assert.strictEqual(r.status, 0, r.stderr);
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+});
