@@ -177,7 +177,7 @@ describe('katavol CLI volume root', () => {
     fs.writeFileSync(cfg, JSON.stringify({ backend: 'runc', volumeRoot: fromConfig }));
     const img = mkExt4(scratch, 'disk.img', 16 << 20);
     const mi = `{"volume-type":"directvol","device":"${img}","fstype":"ext4"}`;
-    const env = { ...process.env, KATAVOL_CONFIG: cfg };
+    const env: NodeJS.ProcessEnv = { ...process.env, KATAVOL_CONFIG: cfg };
     delete env.KATAVOL_VOLUME_ROOT;
     let r = spawnSync(process.execPath, [BIN, 'direct-volume', 'add', '/kubelet/cfg', mi], { encoding: 'utf8', env });
     assert.strictEqual(r.status, 0, r.stderr);
