@@ -11,7 +11,8 @@ VOLUME=/kubelet/demo/vol1
 NS=katavol-demo
 CTD_PID=
 
-step() { printf '\n\033[1m==> %s\033[0m\n' "$*"; }
+if [ -t 1 ]; then B=$'\033[1m' N=$'\033[0m'; else B= N=; fi
+step() { printf '\n%s==> %s%s\n' "$B" "$*" "$N"; }
 cleanup() {
   set +e
   if [ -n "$CTD_PID" ]; then
