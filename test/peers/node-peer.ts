@@ -2,9 +2,15 @@
 // like with like (client and server in separate processes):
 //   node dist/test/peers/node-peer.js server SOCK
 //   node dist/test/peers/node-peer.js bench-client SOCK SIZE SECONDS CONCURRENCY
+//   node dist/test/peers/node-peer.js proxy SOCK TARGET_SOCK
 // The server prints "ready" once listening and stops on SIGTERM/SIGINT. bench-client prints the same
 // JSON as the Go peer: {"calls","seconds","calls_per_sec","p50_us","p99_us","mb_per_sec"}.
-import { Client, Server } from '../../src/ttrpc';
+// proxy forwards every frame of each connection to its own connection to TARGET_SOCK untouched, the
+// way the shim proxy does (Channel, peekServiceMethod on requests, sendRaw with backpressure); it prints
+// "ready" once listening and stops on SIGTERM/SIGINT.
+import * as fs from 'fs';
+import * as net from 'net';
+import { Channel, Client, Frame, FrameType, Server, peekServiceMethod } from '../../src/ttrpc';
 import { ECHO_SERVICE, echoHandlers } from './echo-service';
 
 async function serve(sock: string): Promise<void> {
@@ -12,6 +18,46 @@ async function serve(sock: string): Promise<void> {
   server.register(ECHO_SERVICE, echoHandlers());
   await server.listen(sock);
   const stop = () => { server.close(); process.exit(0); };
+  process.on('SIGTERM', stop);
+  process.on('SIGINT', stop);
+  process.stdout.write('ready\n');
+}
+
+/** Frames from one channel to the other, unchanged; reading pauses while the other side's buffer is full. */
+function pipe(from: Channel, to: Channel): void {
+  let paused = false;
+  from.on('frame', (f: Frame) => {
+    if (f.type === FrameType.Request) {
+      peekServiceMethod(f.data); // what the shim proxy does to every request (it routes on the method)
+    }
+    if (!to.sendRaw(f.raw) && !to.closed && !paused) {
+      paused = true;
+      from.pause();
+      to.once('drain', () => {
+        paused = false;
+        from.resume();
+      });
+    }
+  });
+  from.on('close', () => to.close());
+}
+
+async function proxy(sock: string, target: string): Promise<void> {
+  const srv = net.createServer((upSocket) => {
+    const up = new Channel(upSocket);
+    const down = new Channel(net.createConnection(target));
+    pipe(up, down);
+    pipe(down, up);
+  });
+  await new Promise<void>((resolve, reject) => {
+    srv.once('error', reject);
+    srv.listen(sock, () => resolve());
+  });
+  const stop = () => {
+    srv.close();
+    fs.rmSync(sock, { force: true });
+    process.exit(0);
+  };
   process.on('SIGTERM', stop);
   process.on('SIGINT', stop);
   process.stdout.write('ready\n');
@@ -25,14 +71,16 @@ export async function benchClient(sock: string, size: number, seconds: number, c
   const payload = Buffer.alloc(size);
   for (let i = 0; i < size; i++) payload[i] = i & 0xff;
   const lats: number[] = [];
-  const start = process.hrtime.bigint();
-  const end = start + BigInt(Math.round(seconds * 1e9));
+  // performance.now() (a double) rather than hrtime.bigint(): no BigInt allocated per call, so the
+  // measuring costs about what Go's time.Now() does.
+  const start = performance.now();
+  const end = start + seconds * 1e3;
   const worker = async () => {
-    while (process.hrtime.bigint() < end) {
-      const t0 = process.hrtime.bigint();
+    while (performance.now() < end) {
+      const t0 = performance.now();
       const reply = await client.call(ECHO_SERVICE, 'Echo', payload);
       if (reply.length !== size) throw new Error(`echo returned ${reply.length} bytes, sent ${size}`);
-      lats.push(Number(process.hrtime.bigint() - t0) / 1e3);
+      lats.push((performance.now() - t0) * 1e3);
     }
   };
   try {
@@ -40,7 +88,7 @@ export async function benchClient(sock: string, size: number, seconds: number, c
   } finally {
     client.close();
   }
-  const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+  const elapsed = (performance.now() - start) / 1e3;
   lats.sort((a, b) => a - b);
   const pct = (p: number) => (lats.length ? lats[Math.floor(p * (lats.length - 1))] : 0);
   return {
@@ -54,7 +102,7 @@ export async function benchClient(sock: string, size: number, seconds: number, c
 }
 
 function usage(): never {
-  process.stderr.write('usage: node-peer server SOCK | node-peer bench-client SOCK SIZE SECONDS CONCURRENCY\n');
+  process.stderr.write('usage: node-peer server SOCK | node-peer bench-client SOCK SIZE SECONDS CONCURRENCY | node-peer proxy SOCK TARGET_SOCK\n');
   process.exit(2);
 }
 
@@ -62,6 +110,7 @@ async function main(argv: string[]): Promise<void> {
   const [mode, sock, ...rest] = argv;
   if (!sock) usage();
   if (mode === 'server') return serve(sock);
+  if (mode === 'proxy' && rest.length === 1) return proxy(sock, rest[0]);
   if (mode === 'bench-client' && rest.length === 3) {
     const [size, seconds, conc] = rest.map(Number);
     if (!(size >= 0 && seconds > 0 && conc > 0)) usage();
