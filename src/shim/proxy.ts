@@ -46,7 +46,15 @@ export class ProxyConnection {
       const down = new Channel(ds);
       this.down = down;
       down.on('frame', (f: Frame) => this.fromDownstream(f));
+      down.on('oversize', (streamId: number, length: number) => {
+        // Our parser dropped an answer above 4 MiB: tell containerd instead of leaving the call hanging.
+        this.watched.delete(streamId);
+        this.reply(streamId, Code.ResourceExhausted, `message length ${length} exceed maximum message size of ${down.maxLength}`);
+      });
       down.on('close', () => this.downstreamClosed());
+      // Backpressure both ways: stop reading a side while the other side's socket buffer is full.
+      down.on('drain', () => this.up.resume());
+      this.up.on('drain', () => down.resume());
       const q = this.backlog ?? [];
       this.backlog = undefined;
       for (const raw of q) down.sendRaw(raw);
@@ -62,7 +70,11 @@ export class ProxyConnection {
 
   private forward(raw: Buffer, copy: boolean): void {
     if (this.backlog) this.backlog.push(copy ? Buffer.from(raw) : raw);
-    else this.down?.sendRaw(raw);
+    else if (this.down && !this.down.sendRaw(raw) && !this.down.closed) this.up.pause();
+  }
+
+  private toUpstream(raw: Buffer): void {
+    if (!this.up.sendRaw(raw) && !this.up.closed) this.down?.pause();
   }
 
   private fromUpstream(f: Frame): void {
@@ -126,14 +138,14 @@ export class ProxyConnection {
       if (w.kind === 'create' && !ok) {
         // Release before containerd hears of the failure, then pass its error through unchanged.
         const raw = Buffer.from(f.raw);
-        void w.prepared.rollback().catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.up.sendRaw(raw));
+        void w.prepared.rollback().catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.toUpstream(raw));
         return;
       }
       if (w.kind === 'delete' && ok) {
         void this.hooks.interceptor.deleted(w.id).catch((e) => this.hooks.log.error('release on delete failed', { container: w.id, error: String(e) }));
       }
     }
-    this.up.sendRaw(f.raw);
+    this.toUpstream(f.raw);
   }
 
   /** The downstream hung up: Kata's last Shutdown exits without replying, which counts as success. */
