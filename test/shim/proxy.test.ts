@@ -135,6 +135,21 @@ describe('shim proxy (fake downstream)', function () {
     down.close();
   });
 
+  it('answers ResourceExhausted when the downstream replies above 4 MiB, instead of hanging the call', async () => {
+    const down = net.createServer((sock) => {
+      const ch = new Channel(sock, { maxLength: 64 << 20 });
+      ch.on('frame', (f: Frame) => {
+        const big = decodeRequest(f.data).method === 'Big';
+        ch.send(f.streamId, FrameType.Response, 0, encodeResponse({ payload: big ? Buffer.alloc(5 << 20) : Buffer.from('small') }));
+      });
+    });
+    await new Promise<void>((r) => down.listen(downSock, r));
+    const c = await client();
+    await assert.rejects(c.call('example.Other', 'Big', Buffer.alloc(0), { timeoutMs: 10000 }), (e: TtrpcError) => e.code === Code.ResourceExhausted && /exceed maximum message size of 4194304/.test(e.message));
+    assert.deepEqual(await c.call('example.Other', 'Small', Buffer.alloc(0)), Buffer.from('small'));
+    down.close();
+  });
+
   it('fails pending calls with a clean "closed" error when the downstream dies mid-call (no hang)', async () => {
     const down = new Server();
     let entered!: () => void;
