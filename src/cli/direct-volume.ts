@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import { CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 import { noMore, parseArgs, take } from './args';
-import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV } from '../volumes/registry';
+import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, type SandboxUse } from '../volumes/registry';
 import { serializeMountInfo } from '../volumes/mountinfo';
 import { MountInfo } from '../volumes/types';
 
@@ -54,6 +54,8 @@ function configuredRoot(ctx: CliContext): string | undefined {
 }
 
 const describe = (i: MountInfo): string => `${i.volumeType} ${i.device}${i.fsType ? `, ${i.fsType}` : ''}`;
+/** "pod-a" for a read-write user (or Kata's empty record, which counts as one), "pod-a(ro)" for a read-only one. */
+const sandboxLabel = (s: SandboxUse): string => `${s.id}${s.readOnly ? '(ro)' : ''}`;
 
 function add(argv: string[], ctx: CliContext, reg: Registry): number {
   const a = parseArgs(argv, ['volume-path', 'mount-info'], [], USAGE);
@@ -74,7 +76,7 @@ function remove(argv: string[], ctx: CliContext, reg: Registry): number {
   const users = reg.isRegistered(volumePath) ? reg.sandboxesOf(volumePath) : [];
   const dir = reg.entryDir(volumePath);
   reg.remove(volumePath);
-  if (users.length) ctx.err(`katavol: note: it was recorded as used by sandbox ${users.map((u) => u.id).join(', ')}\n`);
+  if (users.length) ctx.err(`katavol: note: it was recorded as used by sandbox ${users.map(sandboxLabel).join(', ')}\n`);
   ctx.out(`removed direct volume ${volumePath} (${dir})\n`);
   return EXIT_OK;
 }
@@ -122,7 +124,7 @@ function list(argv: string[], ctx: CliContext, reg: Registry): number {
   const table = [['VOLUME PATH', 'TYPE', 'DEVICE', 'FSTYPE', 'SANDBOXES']];
   for (const e of entries) {
     const shown = e.volumePath || `(${e.name})`;
-    if (e.info) table.push([shown, e.info.volumeType, e.info.device, e.info.fsType || '-', e.sandboxes.join(',') || '-']);
+    if (e.info) table.push([shown, e.info.volumeType, e.info.device, e.info.fsType || '-', reg.sandboxesOf(e.volumePath).map(sandboxLabel).join(',') || '-']);
     else table.push([shown, 'BROKEN', e.error ?? '', '', '']);
   }
   const widths = table[0].map((_, c) => Math.max(...table.map((r) => (r[1] === 'BROKEN' && c >= 2 ? 0 : r[c].length))));

@@ -62,6 +62,24 @@ export interface SandboxUse {
   id: string;
   /** Backend that recorded it ('runc', 'runtime-rs', ...); '' for an empty file (written by Kata itself). */
   backend: string;
+  /** True when the sandbox uses the volume only read-only; an empty (Kata-written) record counts as read-write. */
+  readOnly: boolean;
+}
+
+/** Marker after the backend name in a sandbox record of a read-only use. */
+const READ_ONLY_MARK = 'ro';
+
+/** A sandbox record's content: `<backend>` for read-write, `<backend> ro` for read-only. */
+export function formatSandboxRecord(backend: string, readOnly: boolean): string {
+  return readOnly ? `${backend} ${READ_ONLY_MARK}`.trimStart() : backend;
+}
+
+/** Reads a sandbox record back; tolerant of surrounding whitespace and newlines (hand-written files). */
+export function parseSandboxRecord(content: string): { backend: string; readOnly: boolean } {
+  const words = content.trim().split(/\s+/).filter((w) => w !== '');
+  const readOnly = words.length > 0 && words[words.length - 1] === READ_ONLY_MARK;
+  if (readOnly) words.pop();
+  return { backend: words.join(' '), readOnly };
 }
 
 /** Warnings for volume paths that are legal but probably not what the user meant (keys are byte-exact). */
@@ -371,13 +389,17 @@ export class Registry {
     return path.join(this.entryDir(volumePath), sandboxId);
   }
 
-  recordSandbox(volumePath: string, sandboxId: string, backend = ''): void {
+  /** Records that the sandbox uses the volume, and how; replaces an earlier record of the same sandbox. */
+  recordSandbox(volumePath: string, sandboxId: string, backend = '', readOnly = false): void {
     const file = this.sandboxFile(volumePath, sandboxId);
+    if (/\s/.test(backend) || backend === READ_ONLY_MARK) {
+      throw new VolumeError(volumePath, `backend name ${JSON.stringify(backend)} cannot be stored in a sandbox record (it would read back differently)`, `use a backend name without white space, other than "${READ_ONLY_MARK}"`, file);
+    }
     this.requireEntryDir(volumePath);
     this.locked(volumePath, () => {
       this.requireEntryDir(volumePath);
       try {
-        writeFileAtomicSync(file, backend, this.root);
+        writeFileAtomicSync(file, formatSandboxRecord(backend, readOnly), this.root);
       } catch (e) {
         throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
       }
@@ -410,13 +432,13 @@ export class Registry {
     const out: SandboxUse[] = [];
     for (const d of names) {
       if (!d.isFile() || d.name === MOUNT_INFO_FILE || !SANDBOX_ID.test(d.name)) continue;
-      let backend = '';
+      let content: string;
       try {
-        backend = fs.readFileSync(path.join(dir, d.name), 'utf8').trim();
+        content = fs.readFileSync(path.join(dir, d.name), 'utf8');
       } catch {
         continue; // released meanwhile
       }
-      out.push({ id: d.name, backend });
+      out.push({ id: d.name, ...parseSandboxRecord(content) });
     }
     return out.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
   }

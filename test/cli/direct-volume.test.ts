@@ -96,8 +96,10 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
   it('remove: one line, also with --volume-path, and "--" for a path starting with "-"', () => {
     katavol('direct-volume', 'add', '/v', mi(img));
     katavol('direct-volume', 'add', '--', '-odd', mi(img));
+    fs.writeFileSync(path.join(root, encodeVolumePath('/v'), 'pod-a'), 'runtime-rs ro');
     const r = katavol('direct-volume', 'remove', '/v');
     assert.deepStrictEqual([r.code, r.out], [0, `removed direct volume /v (${path.join(root, encodeVolumePath('/v'))})\n`]);
+    assert.strictEqual(r.err, 'katavol: note: it was recorded as used by sandbox pod-a(ro)\n');
     assert.strictEqual(katavol('direct-volume', 'remove', '--volume-path=-odd').code, 0);
     assert.deepStrictEqual(fs.readdirSync(root).filter((n) => !n.startsWith('.')), []);
   });
@@ -107,18 +109,25 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     katavol('direct-volume', 'add', '/b', mi(img));
     katavol('direct-volume', 'add', '/a', '{"volume-type":"vfiovol","device":"0000:3b:00.1","fstype":"xfs","options":["ro"]}');
     fs.mkdirSync(path.join(root, encodeVolumePath('/c')));
+    // Sandbox records of /b: read-only, read-write, and an empty one as Kata's Go runtime writes.
+    fs.writeFileSync(path.join(root, encodeVolumePath('/b'), 'pod-a'), 'runtime-rs ro');
+    fs.writeFileSync(path.join(root, encodeVolumePath('/b'), 'pod-b'), 'runc');
+    fs.writeFileSync(path.join(root, encodeVolumePath('/b'), 'pod-c'), '');
     const t = katavol('direct-volume', 'list');
     assert.strictEqual(t.code, 0);
     const lines = t.out.trimEnd().split('\n');
     assert.match(lines[0], /^VOLUME PATH\s+TYPE\s+DEVICE\s+FSTYPE\s+SANDBOXES$/);
     assert.match(lines[1], /^\/a\s+vfiovol\s+0000:3b:00\.1\s+xfs\s+-$/);
-    assert.match(lines[2], new RegExp(`^/b\\s+directvol\\s+${img}\\s+ext4\\s+-$`));
+    assert.match(lines[2], new RegExp(`^/b\\s+directvol\\s+${img}\\s+ext4\\s+pod-a\\(ro\\),pod-b,pod-c$`));
     assert.match(lines[3], /^\/c\s+BROKEN\s+.*has no mountInfo\.json/);
     const j = JSON.parse(katavol('direct-volume', 'list', '--json').out) as Array<Record<string, unknown>>;
     assert.deepStrictEqual(j[0], {
       volumePath: '/a', directory: path.join(root, encodeVolumePath('/a')),
       mountInfo: { 'volume-type': 'vfiovol', device: '0000:3b:00.1', fstype: 'xfs', options: ['ro'] }, sandboxes: [],
     });
+    assert.deepStrictEqual(j[1].sandboxes, [
+      { id: 'pod-a', backend: 'runtime-rs', readOnly: true }, { id: 'pod-b', backend: 'runc', readOnly: false }, { id: 'pod-c', backend: '', readOnly: false },
+    ]);
     assert.match(String(j[2].error), /has no mountInfo\.json/);
   });
 
@@ -128,12 +137,14 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     const legacy = `{"volume_type":"directvol","device":"${img}","fs_type":"ext4"}`;
     fs.writeFileSync(path.join(dir, 'mountInfo.json'), legacy);
     fs.writeFileSync(path.join(dir, 'sb1'), 'runc');
+    fs.writeFileSync(path.join(dir, 'sb2'), 'runtime-rs ro\n');
     const r = katavol('direct-volume', 'inspect', '/v');
     assert.strictEqual(r.code, 0, r.err);
     assert.deepStrictEqual(JSON.parse(r.out), {
       volumePath: '/v', directory: dir, file: path.join(dir, 'mountInfo.json'),
       mountInfo: { 'volume-type': 'directvol', device: img, fstype: 'ext4' },
-      canonical: false, stored: legacy, sandboxes: [{ id: 'sb1', backend: 'runc' }],
+      canonical: false, stored: legacy,
+      sandboxes: [{ id: 'sb1', backend: 'runc', readOnly: false }, { id: 'sb2', backend: 'runtime-rs', readOnly: true }],
     });
     assert.strictEqual(katavol('direct-volume', 'inspect', '/missing').code, 1);
   });

@@ -76,7 +76,7 @@ describe('volumes/registry', () => {
     assert.strictEqual(reg.addWithResult(VOL, json(img)).action, 'unchanged');
     assert.strictEqual(reg.addWithResult(VOL, json(img, ',"options":["ro"]')).action, 'replaced');
     assert.deepStrictEqual(reg.read(VOL).info.options, ['ro']);
-    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'sb1', backend: 'runc' }]);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'sb1', backend: 'runc', readOnly: false }]);
 
     const other = '/kubelet/leftover';
     fs.mkdirSync(path.join(root, encodeVolumePath(other)));
@@ -231,9 +231,9 @@ describe('volumes/registry', () => {
     assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'sb-b'), 'utf8'), 'runc');
     assert.strictEqual(fs.statSync(path.join(reg.entryDir(VOL), 'sb-b')).mode & 0o777, 0o600);
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [
-      { id: 'kata-go-sandbox', backend: '' },
-      { id: 'sb-a', backend: 'runtime-rs' },
-      { id: 'sb-b', backend: 'runc' },
+      { id: 'kata-go-sandbox', backend: '', readOnly: false },
+      { id: 'sb-a', backend: 'runtime-rs', readOnly: false },
+      { id: 'sb-b', backend: 'runc', readOnly: false },
     ]);
     reg.releaseSandbox(VOL, 'sb-b');
     reg.releaseSandbox(VOL, 'sb-b');
@@ -244,6 +244,45 @@ describe('volumes/registry', () => {
     }
     expectVolumeError(() => reg.recordSandbox('/not/registered', 'sb'), /is not registered/);
     assert.deepStrictEqual(reg.sandboxesOf('/not/registered'), []);
+  });
+
+  it('records whether a sandbox uses the volume read-only; an empty Kata record reads back read-write', () => {
+    reg.add(VOL, json(img));
+    const dir = reg.entryDir(VOL);
+    reg.recordSandbox(VOL, 'sb-ro', 'runtime-rs', true);
+    reg.recordSandbox(VOL, 'sb-rw', 'runc', false);
+    reg.recordSandbox(VOL, 'sb-bare', '', true);
+    fs.writeFileSync(path.join(dir, 'kata-go-sandbox'), ''); // Kata's Go runtime: empty, mode unknown
+    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-ro'), 'utf8'), 'runtime-rs ro');
+    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-rw'), 'utf8'), 'runc');
+    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-bare'), 'utf8'), 'ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [
+      { id: 'kata-go-sandbox', backend: '', readOnly: false },
+      { id: 'sb-bare', backend: '', readOnly: true },
+      { id: 'sb-ro', backend: 'runtime-rs', readOnly: true },
+      { id: 'sb-rw', backend: 'runc', readOnly: false },
+    ]);
+    // A new record replaces the sandbox's mode both ways.
+    reg.recordSandbox(VOL, 'sb-ro', 'runtime-rs', false);
+    reg.recordSandbox(VOL, 'sb-rw', 'runc', true);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).filter((s) => s.id.startsWith('sb-r')), [
+      { id: 'sb-ro', backend: 'runtime-rs', readOnly: false },
+      { id: 'sb-rw', backend: 'runc', readOnly: true },
+    ]);
+    // Hand-edited records: surrounding white space and newlines are ignored.
+    fs.writeFileSync(path.join(dir, 'sb-ro'), '  runtime-rs \t ro\n\n');
+    fs.writeFileSync(path.join(dir, 'sb-rw'), 'runc\n');
+    fs.writeFileSync(path.join(dir, 'sb-bare'), '\n');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).filter((s) => s.id.startsWith('sb-')), [
+      { id: 'sb-bare', backend: '', readOnly: false },
+      { id: 'sb-ro', backend: 'runtime-rs', readOnly: true },
+      { id: 'sb-rw', backend: 'runc', readOnly: false },
+    ]);
+    // A backend name that would read back as something else is refused before anything is written.
+    const before = snapshot(scratch);
+    expectVolumeError(() => reg.recordSandbox(VOL, 'sb-new', 'ro'), /cannot be stored in a sandbox record/);
+    expectVolumeError(() => reg.recordSandbox(VOL, 'sb-new', 'my backend', true), /cannot be stored in a sandbox record/);
+    assert.deepStrictEqual(snapshot(scratch), before);
   });
 
   it('breaks a lock left by a dead process, and times out on a live holder naming the lock file', () => {

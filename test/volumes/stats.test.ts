@@ -37,7 +37,7 @@ describe('volumes/stats', () => {
     assert.strictEqual(s.usage?.source, 'dumpe2fs');
     assert.strictEqual(s.usage?.totalBytes, ext4Bytes(img));
     assert.ok(s.usage!.usedBytes > 0 && s.usage!.availableBytes < s.usage!.totalBytes - s.usage!.usedBytes + 1);
-    assert.deepStrictEqual(s.sandboxes, [{ id: 'pod-1', backend: 'runc' }]);
+    assert.deepStrictEqual(s.sandboxes, [{ id: 'pod-1', backend: 'runc', readOnly: false }]);
     assert.strictEqual(s.directory, reg.entryDir(VOL));
   });
 

@@ -4,6 +4,7 @@
 import * as path from 'path';
 import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../backend';
 import { VolumeError, type MountInfo, type OciMount } from '../../volumes/types';
+import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
 import type { RuntimeRsConfig } from './config';
@@ -18,9 +19,16 @@ export const BACKEND_NAME = 'runtime-rs';
 export interface RegistryPort {
   /** Rewrites mountInfo.json canonically if it is not; returns whether it changed. */
   rewriteCanonical(volumePath: string): boolean;
-  recordSandbox(volumePath: string, sandboxId: string, backend?: string): void;
+  /** Records (or replaces) the sandbox's use of the volume, read-only or read-write. */
+  recordSandbox(volumePath: string, sandboxId: string, backend?: string, readOnly?: boolean): void;
   releaseSandbox(volumePath: string, sandboxId: string): void;
-  sandboxesOf(volumePath: string): Array<{ id: string; backend: string }>;
+  sandboxesOf(volumePath: string): SandboxUse[];
+}
+
+/** "pod-b (runtime-rs, read-write)"; an empty record is Kata's own, which does not say its mode. */
+function describeUse(s: SandboxUse): string {
+  const mode = s.readOnly ? 'read-only' : 'read-write';
+  return s.backend ? `${s.id} (${s.backend}, ${mode})` : `${s.id} (${mode}: an empty record, as Kata writes, does not say the mode)`;
 }
 
 /** What identifies one guest device: runtime-rs reuses a device for mounts with the same host path. */
@@ -66,19 +74,23 @@ export class RuntimeRsBackend implements Backend {
       return this.build(v, place, ctx.log);
     });
 
-    // 2. A read-write volume belongs to one sandbox: runtime-rs would silently attach it to two VMs.
+    // 2. A volume written by one sandbox belongs to that sandbox alone: runtime-rs would silently
+    // attach it to two VMs. A read-write request needs no other user; a read-only one needs no other
+    // writer. Containers of the same sandbox share one VM and may mix.
     const refuseShared = () => {
       entries.forEach((e, i) => {
-        if (e.readOnly) return;
         const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
-        if (others.length === 0) return;
-        const who = others.map((s) => `${s.id}${s.backend ? ` (${s.backend})` : ''}`).join(', ');
-        const stale = others.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ');
-        throw volumeError(
-          { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file },
-          `the volume is read-write and already in use by sandbox ${who}`,
-          `stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options); if that sandbox no longer exists, remove its stale record: rm ${stale}`,
-        );
+        const clash = e.readOnly ? others.filter((s) => !s.readOnly) : others;
+        if (clash.length === 0) return;
+        const who = clash.map(describeUse).join(', ');
+        const stale = `if that sandbox no longer exists, remove its stale record: rm ${clash.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ')}`;
+        const where = { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file };
+        if (e.readOnly) {
+          throw volumeError(where, `the volume is read-only here but sandbox ${who} holds it read-write (runtime-rs would give one device to two VMs while one of them writes it)`,
+            `stop the pod that writes it, or mount it read-only there too (add "ro" to its mount options); ${stale}`);
+        }
+        throw volumeError(where, `the volume is read-write and already in use by sandbox ${who}`,
+          `stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options); ${stale}`);
       });
     };
     refuseShared();
@@ -97,16 +109,23 @@ export class RuntimeRsBackend implements Backend {
       annotations: { ...(spec.annotations ?? {}), [DEVICES_ANNOTATION]: encodeDevices(entries) },
     };
 
-    const unique = [...new Set(entries.map((e) => e.volumePath))];
+    // A volume is read-write for this container if any of its mounts is.
+    const readOnlyOf = new Map<string, boolean>();
+    for (const e of entries) readOnlyOf.set(e.volumePath, (readOnlyOf.get(e.volumePath) ?? true) && e.readOnly);
+    const unique = [...readOnlyOf.keys()];
     const recorded: string[] = [];
+    const replaced: Array<{ vp: string; prev: SandboxUse }> = [];
     try {
-      // 4. Record the sandbox in each volume directory, as Kata's Go runtime does. Checking again
-      // after recording closes the race with another pod's shim that checked at the same time:
-      // both then see each other and refuse, rather than both attaching.
+      // 4. Record the sandbox and its mode in each volume directory, as Kata's Go runtime records
+      // the sandbox. Checking again after recording closes the race with another pod's shim that
+      // checked at the same time: both then see each other and refuse, rather than both attaching.
       for (const vp of unique) {
-        const had = this.registry.sandboxesOf(vp).some((s) => s.id === ctx.sandboxId);
-        this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME);
-        if (!had) recorded.push(vp);
+        const mine = this.registry.sandboxesOf(vp).find((s) => s.id === ctx.sandboxId);
+        // Another container of this sandbox may write it: read-write stays until the record goes.
+        const readOnly = readOnlyOf.get(vp)! && (mine?.readOnly ?? true);
+        this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME, readOnly);
+        if (!mine) recorded.push(vp);
+        else if (mine.readOnly !== readOnly || mine.backend !== BACKEND_NAME) replaced.push({ vp, prev: mine });
       }
       refuseShared();
 
@@ -122,6 +141,13 @@ export class RuntimeRsBackend implements Backend {
           this.registry.releaseSandbox(vp, ctx.sandboxId);
         } catch (e2) {
           ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        }
+      }
+      for (const { vp, prev } of replaced) {
+        try {
+          this.registry.recordSandbox(vp, ctx.sandboxId, prev.backend, prev.readOnly);
+        } catch (e2) {
+          ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: (e2 as Error).message });
         }
       }
       throw e;

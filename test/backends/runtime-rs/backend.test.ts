@@ -9,14 +9,15 @@ import { RuntimeRsBackend, type RegistryPort } from '../../../src/backends/runti
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
+import type { SandboxUse } from '../../../src/volumes/registry';
 import { buildSysfs, mountInfo, recordingLog, resolved, scratchDir } from './fixtures';
 
 type Call = [string, ...unknown[]];
 
-/** Records every change; sandboxesOf is a query and is not recorded. */
+/** Records every change; sandboxesOf is a query and is not recorded. Like the registry, a record replaces the sandbox's earlier one. */
 class FakeRegistry implements RegistryPort {
   calls: Call[] = [];
-  users = new Map<string, Array<{ id: string; backend: string }>>();
+  users = new Map<string, SandboxUse[]>();
   canonical = new Set<string>();
   failRecordOn?: string;
 
@@ -26,19 +27,22 @@ class FakeRegistry implements RegistryPort {
     this.canonical.add(volumePath);
     return changed;
   }
-  recordSandbox(volumePath: string, sandboxId: string, backend?: string): void {
-    this.calls.push(['recordSandbox', volumePath, sandboxId, backend]);
+  recordSandbox(volumePath: string, sandboxId: string, backend = '', readOnly = false): void {
+    this.calls.push(['recordSandbox', volumePath, sandboxId, backend, readOnly]);
     if (this.failRecordOn === volumePath) throw new Error('ENOSPC: no space left on device');
     const list = this.users.get(volumePath) ?? [];
-    if (!list.some((u) => u.id === sandboxId)) list.push({ id: sandboxId, backend: backend ?? '' });
+    const use = { id: sandboxId, backend, readOnly };
+    const at = list.findIndex((u) => u.id === sandboxId);
+    if (at < 0) list.push(use);
+    else list[at] = use;
     this.users.set(volumePath, list);
   }
   releaseSandbox(volumePath: string, sandboxId: string): void {
     this.calls.push(['releaseSandbox', volumePath, sandboxId]);
     this.users.set(volumePath, (this.users.get(volumePath) ?? []).filter((u) => u.id !== sandboxId));
   }
-  sandboxesOf(volumePath: string): Array<{ id: string; backend: string }> {
-    return [...(this.users.get(volumePath) ?? [])];
+  sandboxesOf(volumePath: string): SandboxUse[] {
+    return (this.users.get(volumePath) ?? []).map((u) => ({ ...u }));
   }
 }
 
@@ -144,9 +148,9 @@ describe('runtime-rs backend (backend.ts)', () => {
       },
     ]);
     assert.deepStrictEqual(reg.calls, [
-      ['recordSandbox', '/kubelet/data', 'pod-a', 'runtime-rs'],
-      ['recordSandbox', '/kubelet/fast', 'pod-a', 'runtime-rs'],
-      ['recordSandbox', '/kubelet/dpu', 'pod-a', 'runtime-rs'],
+      ['recordSandbox', '/kubelet/data', 'pod-a', 'runtime-rs', false],
+      ['recordSandbox', '/kubelet/fast', 'pod-a', 'runtime-rs', true],
+      ['recordSandbox', '/kubelet/dpu', 'pod-a', 'runtime-rs', false],
       ['rewriteCanonical', '/kubelet/data'],
       ['rewriteCanonical', '/kubelet/fast'],
       ['rewriteCanonical', '/kubelet/dpu'],
@@ -177,11 +181,11 @@ describe('runtime-rs backend (backend.ts)', () => {
   it('refuses a read-write volume already used by another sandbox, and touches nothing', async () => {
     const reg = new FakeRegistry();
     reg.users.set('/kubelet/fast', []);
-    reg.users.set('/kubelet/dpu', [{ id: 'pod-b', backend: '' }]);
+    reg.users.set('/kubelet/dpu', [{ id: 'pod-b', backend: '', readOnly: false }]);
     const spec = baseSpec();
     await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)), (e: Error) => {
       assert.ok(e instanceof VolumeError);
-      assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: the volume is read-write and already in use by sandbox pod-b/);
+      assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: the volume is read-write and already in use by sandbox pod-b \(read-write: an empty record, as Kata writes, does not say the mode\)/);
       assert.match(e.message, /\(\/registry\/\/kubelet\/dpu\/mountInfo\.json\)/);
       assert.match(e.message, /stop the pod that uses it, or mount it read-only in every pod/);
       assert.match(e.message, /remove its stale record: rm \/registry\/kubelet\/dpu\/pod-b$/);
@@ -194,13 +198,13 @@ describe('runtime-rs backend (backend.ts)', () => {
     const reg = new FakeRegistry();
     // Another pod's shim passed its check just before us and records while we record.
     const record = reg.recordSandbox.bind(reg);
-    reg.recordSandbox = (vp, id, backend) => {
-      record(vp, id, backend);
-      if (vp === '/kubelet/data') record(vp, 'pod-b', 'runtime-rs');
+    reg.recordSandbox = (vp, id, backend, readOnly) => {
+      record(vp, id, backend, readOnly);
+      if (vp === '/kubelet/data') record(vp, 'pod-b', 'runtime-rs', true);
     };
     const spec = baseSpec();
     await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)),
-      /volume "\/kubelet\/data": mount \/data: the volume is read-write and already in use by sandbox pod-b \(runtime-rs\)/);
+      /volume "\/kubelet\/data": mount \/data: the volume is read-write and already in use by sandbox pod-b \(runtime-rs, read-only\)/);
     for (const vp of ['/kubelet/data', '/kubelet/fast', '/kubelet/dpu']) {
       assert.ok(!reg.sandboxesOf(vp).some((u) => u.id === 'pod-a'), `pod-a record left on ${vp}`);
     }
@@ -209,11 +213,74 @@ describe('runtime-rs backend (backend.ts)', () => {
 
   it('lets read-only users share a volume, and its own sandbox reuse one', async () => {
     const reg = new FakeRegistry();
-    reg.users.set('/kubelet/fast', [{ id: 'pod-b', backend: 'runtime-rs' }]); // /fast is read-only here
-    reg.users.set('/kubelet/data', [{ id: 'pod-a', backend: 'runtime-rs' }]); // our own pod
+    reg.users.set('/kubelet/fast', [{ id: 'pod-b', backend: 'runtime-rs', readOnly: true }]); // /fast is read-only here
+    reg.users.set('/kubelet/data', [{ id: 'pod-a', backend: 'runtime-rs', readOnly: true }]); // our own pod, read-only so far
     const spec = baseSpec();
     await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec));
-    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast').map((u) => u.id), ['pod-b', 'pod-a']);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast'), [
+      { id: 'pod-b', backend: 'runtime-rs', readOnly: true }, { id: 'pod-a', backend: 'runtime-rs', readOnly: true },
+    ]);
+    // Our own sandbox now writes /data: its record says so.
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
+  });
+
+  it('refuses a read-only volume another sandbox holds read-write, and touches nothing', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', [{ id: 'pod-c', backend: 'runtime-rs', readOnly: true }, { id: 'pod-b', backend: 'runtime-rs', readOnly: false }]);
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.message, /^volume "\/kubelet\/fast": mount \/fast: the volume is read-only here but sandbox pod-b \(runtime-rs, read-write\) holds it read-write/);
+      assert.match(e.message, /\(\/registry\/\/kubelet\/fast\/mountInfo\.json\)/);
+      assert.match(e.message, /stop the pod that writes it, or mount it read-only there too/);
+      // Only the writer is named as a stale record to remove, not the other reader.
+      assert.match(e.message, /remove its stale record: rm \/registry\/kubelet\/fast\/pod-b$/);
+      return true;
+    });
+    assert.deepStrictEqual(reg.calls, []);
+  });
+
+  it('takes an empty record (written by Kata itself) as read-write when asked for read-only', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', [{ id: 'kata-pod', backend: '', readOnly: false }]);
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)),
+      /mount \/fast: the volume is read-only here but sandbox kata-pod \(read-write: an empty record, as Kata writes, does not say the mode\) holds it read-write/);
+    assert.deepStrictEqual(reg.calls, []);
+  });
+
+  it('refuses when another pod records the volume read-write while it takes it read-only, and takes its own record back', async () => {
+    const reg = new FakeRegistry();
+    const record = reg.recordSandbox.bind(reg);
+    reg.recordSandbox = (vp, id, backend, readOnly) => {
+      record(vp, id, backend, readOnly);
+      if (vp === '/kubelet/fast' && id === 'pod-a') record(vp, 'pod-b', 'runtime-rs', false);
+    };
+    const spec = baseSpec();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)),
+      /mount \/fast: the volume is read-only here but sandbox pod-b \(runtime-rs, read-write\) holds it read-write/);
+    for (const vp of ['/kubelet/data', '/kubelet/fast', '/kubelet/dpu']) {
+      assert.ok(!reg.sandboxesOf(vp).some((u) => u.id === 'pod-a'), `pod-a record left on ${vp}`);
+    }
+  });
+
+  it('records a volume read-write when any of its mounts is, and keeps its sandbox read-write for a later read-only container', async () => {
+    const reg = new FakeRegistry();
+    const backend = new RuntimeRsBackend(cfg(), reg);
+    const info = mountInfo('directvol', image);
+    const both: OciSpec = { mounts: [{ ...dataMount(), destination: '/ro', options: ['rbind', 'ro'] }, dataMount()] };
+    await backend.prepare(ctx('c1').ctx, both, [
+      resolved(0, both.mounts![0], '/kubelet/data', info, true),
+      resolved(1, both.mounts![1], '/kubelet/data', info),
+    ]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
+    // A read-only container of the same sandbox: c1 still writes the volume in the same VM.
+    const ro: OciSpec = { mounts: [{ ...dataMount(), options: ['rbind', 'ro'] }] };
+    await backend.prepare(ctx('c2').ctx, ro, [resolved(0, ro.mounts![0], '/kubelet/data', info, true)]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
+    // ...and another sandbox still cannot read it.
+    await assert.rejects(backend.prepare(ctx('c3', 'pod-b').ctx, ro, [resolved(0, ro.mounts![0], '/kubelet/data', info, true)]),
+      /sandbox pod-a \(runtime-rs, read-write\) holds it read-write/);
   });
 
   it('refuses the whole container when any volume fails its host check, recording nothing', async () => {
@@ -232,12 +299,15 @@ describe('runtime-rs backend (backend.ts)', () => {
 
   it('undoes the sandbox records it made when recording fails part-way', async () => {
     const reg = new FakeRegistry();
-    reg.users.set('/kubelet/fast', [{ id: 'pod-a', backend: 'runtime-rs' }]); // held before: must stay
+    reg.users.set('/kubelet/fast', [{ id: 'pod-a', backend: 'runtime-rs', readOnly: true }]); // held before: must stay
+    reg.users.set('/kubelet/data', [{ id: 'pod-a', backend: 'runtime-rs', readOnly: true }]); // held read-only before: must go back to that
     reg.failRecordOn = '/kubelet/dpu';
     const spec = baseSpec();
     await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, volumes(spec)), /ENOSPC/);
-    assert.deepStrictEqual(reg.calls.filter((c) => c[0] === 'releaseSandbox'), [['releaseSandbox', '/kubelet/data', 'pod-a']]);
-    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast').map((u) => u.id), ['pod-a']);
+    assert.deepStrictEqual(reg.calls.filter((c) => c[0] === 'releaseSandbox'), []);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/fast'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: true }]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: true }]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/dpu'), []);
   });
 
   it('release drops the records once no container of the sandbox uses the volume', async () => {

@@ -26,7 +26,7 @@ describe('runtime-rs backend with the real registry', () => {
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-  const spec = (): OciSpec => ({ mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind', 'rw'] }] });
+  const spec = (mode = 'rw'): OciSpec => ({ mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind', mode] }] });
   const ctx = (containerId: string, sandboxId: string) => ({ containerId, sandboxId, bundle: path.join(dir, 'bundles', containerId), log: recordingLog() });
 
   it('leaves the entry canonical for runtime-rs, records the sandbox, and releases it', async () => {
@@ -37,15 +37,39 @@ describe('runtime-rs backend with the real registry', () => {
     const out = await backend.prepare(c, s, resolveVolumes('c1', s, registry));
 
     assert.strictEqual(fs.readFileSync(registry.mountInfoFile(vol), 'utf8'), `{"volume-type":"directvol","device":"${image}","fstype":"ext4"}`);
-    assert.deepStrictEqual(registry.sandboxesOf(vol), [{ id: 'pod-a', backend: 'runtime-rs' }]);
+    assert.deepStrictEqual(registry.sandboxesOf(vol), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
     assert.deepStrictEqual(out.spec.mounts, [{ destination: '/data', type: 'directvol', source: vol, options: ['rbind', 'rw'] }]);
 
     // Another pod may not take it read-write while pod-a holds it.
     const s2 = spec();
-    await assert.rejects(backend.prepare(ctx('c2', 'pod-b'), s2, resolveVolumes('c2', s2, registry)), /already in use by sandbox pod-a \(runtime-rs\)/);
+    await assert.rejects(backend.prepare(ctx('c2', 'pod-b'), s2, resolveVolumes('c2', s2, registry)), /already in use by sandbox pod-a \(runtime-rs, read-write\)/);
+    // Nor read-only: pod-a writes it from another VM.
+    const s3 = spec('ro');
+    await assert.rejects(backend.prepare(ctx('c3', 'pod-b'), s3, resolveVolumes('c3', s3, registry)),
+      /mount \/data: the volume is read-only here but sandbox pod-a \(runtime-rs, read-write\) holds it read-write/);
     assert.deepStrictEqual(registry.sandboxesOf(vol).map((u) => u.id), ['pod-a']);
 
     await backend.release(c);
+    assert.deepStrictEqual(registry.sandboxesOf(vol), []);
+  });
+
+  it('lets two pods share the volume read-only, recording the mode on disk, and keeps a writer out', async () => {
+    const registry = new Registry(root);
+    const backend = new RuntimeRsBackend(parseRuntimeRsConfig(undefined, 't'), registry);
+    for (const [c, pod] of [['c1', 'pod-a'], ['c2', 'pod-b']]) {
+      const s = spec('ro');
+      await backend.prepare(ctx(c, pod), s, resolveVolumes(c, s, registry));
+    }
+    assert.strictEqual(fs.readFileSync(path.join(registry.entryDir(vol), 'pod-a'), 'utf8'), 'runtime-rs ro');
+    assert.deepStrictEqual(registry.sandboxesOf(vol), [
+      { id: 'pod-a', backend: 'runtime-rs', readOnly: true }, { id: 'pod-b', backend: 'runtime-rs', readOnly: true },
+    ]);
+    const s = spec();
+    await assert.rejects(backend.prepare(ctx('c3', 'pod-c'), s, resolveVolumes('c3', s, registry)),
+      /the volume is read-write and already in use by sandbox pod-a \(runtime-rs, read-only\), pod-b \(runtime-rs, read-only\)/);
+    assert.deepStrictEqual(registry.sandboxesOf(vol).map((u) => u.id), ['pod-a', 'pod-b']);
+    await backend.release(ctx('c1', 'pod-a'));
+    await backend.release(ctx('c2', 'pod-b'));
     assert.deepStrictEqual(registry.sandboxesOf(vol), []);
   });
 });
