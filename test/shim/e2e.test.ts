@@ -37,6 +37,18 @@ describe('shim end to end (private containerd, runc backend)', function () {
     return ctd.ctr(['run', '--rm', '--runtime', SHIM, '--mount', mount, ...extra, '--rootfs', rootfs, id, '/bin/sh', '-c', cmd]);
   }
 
+  /** ctr run -d through the shim with one direct-volume mount (and optional extra ctr flags). */
+  function runDetached(id: string, volume: string, opts = 'rw', cmd = 'sleep 600', extra: string[] = []) {
+    return ctd.ctr(['run', '-d', '--runtime', SHIM, ...extra, '--mount', `type=directvol,src=${volume},dst=/disk,options=rbind:${opts}`, '--rootfs', rootfs, id, '/bin/sh', '-c', cmd]);
+  }
+
+  /** SIGKILL the task, delete it once it has stopped, delete the container: as a user would. */
+  async function stopAndDelete(id: string): Promise<void> {
+    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
+    for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
+    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+  }
+
   function bundleOf(id: string): string {
     return ctd.bundleOf(id);
   }
@@ -114,7 +126,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const img = image(`d${n}.img`);
     register('/kubelet/e2e/detached', img);
     const id = `det${n}`;
-    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/detached,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'echo started > /disk/s; sleep 600']);
+    let r = runDetached(id, '/kubelet/e2e/detached', 'rw', 'echo started > /disk/s; sleep 600');
     assert.equal(r.status, 0, r.stderr);
     r = ctd.ctr(['task', 'exec', '--exec-id', 'e1', id, '/bin/cat', '/disk/s']);
     assert.equal(r.status, 0, r.stderr);
@@ -173,8 +185,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     register('/kubelet/e2e/pod-b', b);
     const ids = [`poda${n}`, `podb${n}`];
     for (const [i, id] of ids.entries()) {
-      const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--annotation', `io.kubernetes.cri.sandbox-id=pod${n}`,
-        '--mount', `type=directvol,src=/kubelet/e2e/pod-${'ab'[i]},dst=/disk,options=rbind:rw`, '--rootfs', rootfs, id, '/bin/sh', '-c', `echo ${id} > /disk/who; sleep 600`]);
+      const r = runDetached(id, `/kubelet/e2e/pod-${'ab'[i]}`, 'rw', `echo ${id} > /disk/who; sleep 600`, ['--annotation', `io.kubernetes.cri.sandbox-id=pod${n}`]);
       assert.equal(r.status, 0, r.stderr);
     }
     const addrs = ids.map((id) => fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8'));
@@ -183,13 +194,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const daemons = pidsMatching(ctd.sock).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('containerd-shim-katavol-v2'));
     assert.equal(daemons.length, 1, 'one katavol daemon');
     assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${ids[0]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[1]}\\s+\\d+\\s+RUNNING|${ids[1]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[0]}\\s+\\d+\\s+RUNNING`));
-    for (const id of ids) {
-      assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
-    }
-    for (const id of ids) {
-      for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
-      assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
-    }
+    for (const id of ids) await stopAndDelete(id);
     assert.equal(debugfsCat(a, '/who'), `${ids[0]}\n`);
     assert.equal(debugfsCat(b, '/who'), `${ids[1]}\n`);
     await assertNoLeftovers(ids, [a, b]);
@@ -199,7 +204,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const img = image(`rs${n}.img`);
     register('/kubelet/e2e/restart', img);
     const id = `restart${n}`;
-    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/restart,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    let r = runDetached(id, '/kubelet/e2e/restart');
     assert.equal(r.status, 0, r.stderr);
     await ctd.restart();
     r = ctd.ctr(['task', 'ls']);
@@ -207,9 +212,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     r = ctd.ctr(['task', 'exec', '--exec-id', 'after', id, '/bin/sh', '-c', 'echo after-restart > /disk/r; cat /disk/r']);
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'after-restart\n');
-    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
-    for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
-    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    await stopAndDelete(id);
     assert.equal(debugfsCat(img, '/r'), 'after-restart\n');
     await assertNoLeftovers([id], [img]);
   });
@@ -218,7 +221,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const img = image(`k${n}.img`);
     register('/kubelet/e2e/killed', img);
     const id = `killed${n}`;
-    const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/killed,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    const r = runDetached(id, '/kubelet/e2e/killed');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(loopDevicesOf(img).length, 1);
     const state = JSON.parse(fs.readFileSync(path.join(bundleOf(id), 'katavol.json'), 'utf8'));
@@ -234,12 +237,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
   it('lets one container at a time hold a rw volume, and any number share it read-only', async function () {
     const img = image(`sh${n}.img`);
     register('/kubelet/e2e/shared', img);
-    const runD = (id: string, opt: string) => ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', `type=directvol,src=/kubelet/e2e/shared,dst=/disk,options=rbind:${opt}`, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
-    const stop = async (id: string) => {
-      ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]);
-      for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
-      ctd.ctr(['container', 'delete', id]);
-    };
+    const runD = (id: string, opt: string) => runDetached(id, '/kubelet/e2e/shared', opt);
     const [a, b, c, d] = ['a', 'b', 'c', 'd'].map((x) => `${x}sh${n}`);
     assert.equal(runD(a, 'rw').status, 0);
     let r = runD(b, 'rw');
@@ -247,14 +245,14 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.match(r.stderr, /volume "\/kubelet\/e2e\/shared": image ".*" is already in use \(\/dev\/loop\d+, read-write\); a read-write volume can be held by one container at a time/);
     r = runD(c, 'ro');
     assert.notEqual(r.status, 0, 'no read-only user while a writer holds it');
-    await stop(a);
+    await stopAndDelete(a);
     ctd.ctr(['container', 'delete', b]);
     ctd.ctr(['container', 'delete', c]);
     assert.equal(runD(c, 'ro').status, 0);
     assert.equal(runD(d, 'ro').status, 0);
     assert.equal(loopDevicesOf(img).length, 2);
-    await stop(c);
-    await stop(d);
+    await stopAndDelete(c);
+    await stopAndDelete(d);
     await assertNoLeftovers([a, b, c, d], [img]);
   });
 
@@ -279,7 +277,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const img = image(`g${n}.img`);
     register('/kubelet/e2e/garbage', img);
     const id = `garbage${n}`;
-    let r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--mount', 'type=directvol,src=/kubelet/e2e/garbage,dst=/disk,options=rbind:rw', '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
+    let r = runDetached(id, '/kubelet/e2e/garbage');
     assert.equal(r.status, 0, r.stderr);
     const sock = fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8').replace('unix://', '');
     let seed = 42;
@@ -302,9 +300,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, 'still-here\n');
     assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${id}\\s+\\d+\\s+RUNNING`));
-    assert.equal(ctd.ctr(['task', 'kill', '-s', 'SIGKILL', id]).status, 0);
-    for (let i = 0; i < 50 && ctd.ctr(['task', 'delete', id]).status !== 0; i++) await sleep(100);
-    assert.equal(ctd.ctr(['container', 'delete', id]).status, 0);
+    await stopAndDelete(id);
     await assertNoLeftovers([id], [img]);
   });
 });
