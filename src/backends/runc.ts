@@ -43,9 +43,14 @@ export class RuncBackend implements Backend {
         mounts[p.v.index] = rewriteMount(p.v, device);
         summary.push({ destination: p.v.mount.destination, volumePath: p.v.volumePath, device: p.device, source: device, fstype: mounts[p.v.index].type, readOnly: p.v.readOnly });
       }
-      for (const p of plans) {
-        this.registry.recordSandbox(p.v.volumePath, ctx.sandboxId, 'runc');
-        state.volumes.push(p.v.volumePath);
+      // One record per volume: read-write if any of its mounts here is, or if this sandbox
+      // already holds it read-write (another of its containers may be writing).
+      const readOnlyOf = new Map<string, boolean>();
+      for (const p of plans) readOnlyOf.set(p.v.volumePath, (readOnlyOf.get(p.v.volumePath) ?? true) && p.v.readOnly);
+      for (const [volumePath, readOnly] of readOnlyOf) {
+        const mine = this.registry.sandboxesOf(volumePath).find((s) => s.id === ctx.sandboxId);
+        this.registry.recordSandbox(volumePath, ctx.sandboxId, 'runc', readOnly && (mine?.readOnly ?? true));
+        state.volumes.push(volumePath);
       }
       writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
     } catch (e) {
@@ -80,11 +85,17 @@ export class RuncBackend implements Backend {
         throw new VolumeError(v.volumePath, `image "${info.device}" is already in use (${clash.device}, ${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume can be held by one container at a time`,
           'stop the container that uses it, or mount it read-only everywhere (options=rbind:ro)', v.file);
       }
-    } else if (!v.readOnly) {
+    } else {
+      // Like loop devices for images: a writer excludes every other user, readers exclude writers.
       const users = this.registry.sandboxesOf(v.volumePath).filter((s) => s.backend === 'runc' && s.id !== ctx.sandboxId);
-      if (users.length) {
-        throw new VolumeError(v.volumePath, `block device "${info.device}" is already used read-write by ${users.map((u) => u.id).join(', ')}`,
-          'stop that container first, or mount the volume read-only', v.file);
+      const clash = users.filter((u) => !v.readOnly || !u.readOnly);
+      if (clash.length) {
+        const who = clash.map((u) => `${u.id} (${u.readOnly ? 'read-only' : 'read-write'})`).join(', ');
+        const stale = clash.map((u) => path.join(this.registry.entryDir(v.volumePath), u.id)).join(' ');
+        throw new VolumeError(v.volumePath, v.readOnly
+          ? `block device "${info.device}" is already used read-write by sandbox ${who}; a read-only mount would see it change underneath`
+          : `block device "${info.device}" is already used by sandbox ${who}; a read-write volume can be held by one sandbox at a time`,
+        `stop that container first, or mount the volume read-only everywhere (options=rbind:ro); if that sandbox no longer exists, remove its stale record: rm ${stale}`, v.file);
       }
     }
     return { v, device: info.device, realFile: st.isFile() ? fs.realpathSync(info.device) : '', isFile: st.isFile() };

@@ -1,0 +1,85 @@
+// The runc host backend's sharing rules for block devices, judged from the sandbox records (image
+// files are judged from their loop devices and covered by the shim e2e test).
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync } from 'child_process';
+import type { BackendLogger, OciSpec, PrepareContext, ResolvedVolume } from '../../src/backends/backend';
+import { RuncBackend } from '../../src/backends/runc';
+import { Registry } from '../../src/volumes/registry';
+import { VolumeError } from '../../src/volumes/types';
+import { scratchDir } from '../volumes/helpers';
+
+const VOL = '/kubelet/block-vol';
+const quiet: BackendLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+describe('runc backend: block device sharing (runc.ts)', () => {
+  let scratch: string;
+  let reg: Registry;
+  let device: string;
+
+  beforeEach(() => {
+    scratch = scratchDir('runc-blk');
+    reg = new Registry(path.join(scratch, 'root'));
+    // A block device node that is never opened: prepare only stats it and rewrites the mount.
+    device = path.join(scratch, 'blk');
+    execFileSync('mknod', [device, 'b', '7', '250']);
+    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4' }));
+  });
+  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+
+  const ctx = (containerId: string, sandboxId: string): PrepareContext => {
+    const bundle = path.join(scratch, 'bundles', containerId);
+    fs.mkdirSync(bundle, { recursive: true });
+    return { containerId, sandboxId, bundle, log: quiet };
+  };
+  /** A container mounting the volume once per mode given. */
+  const container = (...modes: Array<'ro' | 'rw'>): { spec: OciSpec; volumes: ResolvedVolume[] } => {
+    const mounts = modes.map((m, i) => ({ destination: `/data${i}`, type: 'bind', source: VOL, options: ['rbind', m] }));
+    const volumes = mounts.map((mount, index) => ({
+      index, mount, volumePath: VOL, entryDir: reg.entryDir(VOL), file: reg.mountInfoFile(VOL), info: reg.read(VOL).info, readOnly: modes[index] === 'ro',
+    }));
+    return { spec: { mounts }, volumes };
+  };
+  const prepare = (c: PrepareContext, ...modes: Array<'ro' | 'rw'>) => {
+    const { spec, volumes } = container(...modes);
+    return new RuncBackend(reg).prepare(c, spec, volumes);
+  };
+
+  it('refuses a read-only mount while another runc sandbox holds the device read-write, recording nothing', async () => {
+    await prepare(ctx('c1', 'pod-w'), 'rw');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-w', backend: 'runc', readOnly: false }]);
+    await assert.rejects(prepare(ctx('c2', 'pod-r'), 'ro'), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.problem, new RegExp(`block device "${device}" is already used read-write by sandbox pod-w \\(read-write\\)`));
+      assert.strictEqual(e.file, reg.mountInfoFile(VOL));
+      assert.match(e.fix, new RegExp(`mount the volume read-only everywhere.*remove its stale record: rm ${path.join(reg.entryDir(VOL), 'pod-w')}$`));
+      return true;
+    });
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).map((s) => s.id), ['pod-w']);
+  });
+
+  it('lets read-only sandboxes share the device and records them read-only; a writer is refused', async () => {
+    await prepare(ctx('c1', 'pod-a'), 'ro');
+    await prepare(ctx('c2', 'pod-b'), 'ro');
+    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'pod-a'), 'utf8'), 'runc ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [
+      { id: 'pod-a', backend: 'runc', readOnly: true }, { id: 'pod-b', backend: 'runc', readOnly: true },
+    ]);
+    await assert.rejects(prepare(ctx('c3', 'pod-c'), 'rw'),
+      /block device ".*" is already used by sandbox pod-a \(read-only\), pod-b \(read-only\); a read-write volume can be held by one sandbox at a time/);
+    await new RuncBackend(reg).release(ctx('c1', 'pod-a'));
+    await new RuncBackend(reg).release(ctx('c2', 'pod-b'));
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+  });
+
+  it('records the volume once, read-write when any of its mounts is, and keeps its own sandbox read-write', async () => {
+    const out = await prepare(ctx('c1', 'pod-a'), 'ro', 'rw');
+    assert.deepStrictEqual(out.spec.mounts!.map((m) => [m.source, m.options]), [[device, ['ro']], [device, ['rw']]]);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-a', backend: 'runc', readOnly: false }]);
+    // A read-only container of the same sandbox does not hide its sibling's writes from others.
+    await prepare(ctx('c2', 'pod-a'), 'ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-a', backend: 'runc', readOnly: false }]);
+    await assert.rejects(prepare(ctx('c3', 'pod-b'), 'ro'), /already used read-write by sandbox pod-a/);
+  });
+});
