@@ -55,7 +55,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     return path.join(volRoot, encodeVolumePath(vol));
   }
 
-  /** Sandbox records (Kata's empty-named files; ours hold the backend name) in the volume's directory. */
+  /** Sandbox records (Kata's are empty; ours hold the backend name, then " ro" for read-only) in the volume's directory. */
   function sandboxFiles(vol: string): Record<string, string> {
     const out: Record<string, string> = {};
     for (const f of fs.readdirSync(entryDir(vol))) {
@@ -357,7 +357,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     runDetached(id, [`type=directvol,src=${vol},dst=/data,options=rbind:rw`]);
     assert.equal(fs.readFileSync(path.join(entryDir(vol), 'mountInfo.json'), 'utf8'), `{"volume-type":"directvol","device":"${img}","fstype":"ext4"}`);
     const during = inspect();
-    assert.deepEqual(during, { volumePath: vol, directory: before.directory, file: before.file, mountInfo: before.mountInfo, canonical: true, sandboxes: [{ id, backend: 'runtime-rs' }] });
+    assert.deepEqual(during, { volumePath: vol, directory: before.directory, file: before.file, mountInfo: before.mountInfo, canonical: true, sandboxes: [{ id, backend: 'runtime-rs', readOnly: false }] });
     assert.equal(received(id).devices[0].spec.path_on_host, img);
     await stop(id);
     const after = inspect();
@@ -365,7 +365,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     await noLeftovers();
   });
 
-  it('refuses a rw volume in use by another sandbox; same-sandbox and read-only sharing work; the volume is free again after delete', async function () {
+  it('refuses a volume another sandbox uses (rw after anything, ro after rw); same-sandbox and read-only sharing work; the volume is free again after delete', async function () {
     const img = rawImage(`shared${n}.img`);
     const vol = `/kubelet/rr/shared${n}`;
     register(vol, { 'volume-type': 'directvol', device: img });
@@ -377,12 +377,21 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     assert.deepEqual(sandboxFiles(vol), { [`podA${n}`]: 'runtime-rs' });
 
     const msg = await expectRefused(`pb-${n}`, [rw], [
-      new RegExp(`volume "${vol}": mount /data: the volume is read-write and already in use by sandbox podA${n} \\(runtime-rs\\)`),
+      new RegExp(`volume "${vol}": mount /data: the volume is read-write and already in use by sandbox podA${n} \\(runtime-rs, read-write\\)`),
       /stop the pod that uses it, or mount it read-only in every pod/,
       new RegExp(`rm ${entryDir(vol)}/podA${n}`),
     ], ['--annotation', `${SANDBOX}=podB${n}`], true);
     assert.ok(msg.includes(`container "pb-${n}"`));
     assert.deepEqual(sandboxFiles(vol), { [`podA${n}`]: 'runtime-rs' }, 'the refused sandbox left no record');
+
+    // Read-only is no way around it: podA writes the device from its own VM.
+    const ro = `type=directvol,src=${vol},dst=/data,options=rbind:ro`;
+    await expectRefused(`pe-${n}`, [ro], [
+      new RegExp(`volume "${vol}": mount /data: the volume is read-only here but sandbox podA${n} \\(runtime-rs, read-write\\) holds it read-write`),
+      /stop the pod that writes it, or mount it read-only there too/,
+      new RegExp(`rm ${entryDir(vol)}/podA${n}`),
+    ], ['--annotation', `${SANDBOX}=podE${n}`], true);
+    assert.deepEqual(sandboxFiles(vol), { [`podA${n}`]: 'runtime-rs' }, 'the refused read-only sandbox left no record');
 
     // One container of the pod gone: the other still holds the volume.
     await stop(a1);
@@ -390,11 +399,13 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     await stop(a2);
     assert.deepEqual(sandboxFiles(vol), {});
 
-    // Read-only in two pods at once is fine.
-    const ro = `type=directvol,src=${vol},dst=/data,options=rbind:ro`;
+    // Read-only in two pods at once is fine, and recorded as such; a writer is then kept out.
     runDetached(`rc-${n}`, [ro], ['--annotation', `${SANDBOX}=podC${n}`]);
     runDetached(`rd-${n}`, [ro], ['--annotation', `${SANDBOX}=podD${n}`]);
-    assert.deepEqual(sandboxFiles(vol), { [`podC${n}`]: 'runtime-rs', [`podD${n}`]: 'runtime-rs' });
+    assert.deepEqual(sandboxFiles(vol), { [`podC${n}`]: 'runtime-rs ro', [`podD${n}`]: 'runtime-rs ro' });
+    await expectRefused(`pf-${n}`, [rw], [
+      new RegExp(`the volume is read-write and already in use by sandbox podC${n} \\(runtime-rs, read-only\\), podD${n} \\(runtime-rs, read-only\\)`),
+    ], ['--annotation', `${SANDBOX}=podF${n}`], true);
     await stop(`rc-${n}`);
     await stop(`rd-${n}`);
     assert.deepEqual(sandboxFiles(vol), {});
