@@ -46,6 +46,13 @@ export class CreateInterceptor {
     } catch (e) {
       throw new CreateRefused(`katavol: container "${containerId}": cannot read OCI spec ${specFile}: ${(e as Error).message}`);
     }
+    const shape = !spec || typeof spec !== 'object' || Array.isArray(spec) ? 'is not a JSON object'
+      : spec.mounts !== undefined && !Array.isArray(spec.mounts) ? '"mounts" is not a list'
+        : spec.annotations !== undefined && (typeof spec.annotations !== 'object' || spec.annotations === null || Array.isArray(spec.annotations)) ? '"annotations" is not an object'
+          : '';
+    if (shape) {
+      throw new CreateRefused(`katavol: container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
+    }
     let volumes;
     try {
       volumes = resolveVolumes(containerId, spec, this.registry);
@@ -54,7 +61,8 @@ export class CreateInterceptor {
     }
     if (volumes.length === 0) return undefined;
 
-    const sandboxId = spec.annotations?.[SANDBOX_ID_ANNOTATION] || containerId;
+    const annotated = spec.annotations?.[SANDBOX_ID_ANNOTATION];
+    const sandboxId = typeof annotated === 'string' && annotated ? annotated : containerId;
     const log = this.opts.log.child({ container: containerId, sandbox: sandboxId });
     const ctx: PrepareContext = { containerId, bundle, sandboxId, log };
     const backend = this.getBackend();

@@ -16,17 +16,25 @@ export class MountVolumeError extends Error {
   }
 }
 
+/** The options of a mount as strings; a malformed options field counts as none. */
+function optionsOf(m: OciMount): string[] {
+  return Array.isArray(m.options) ? m.options.filter((o): o is string => typeof o === 'string') : [];
+}
+
 function isBind(m: OciMount): boolean {
   if (m.type === 'bind') return true;
-  return (!m.type || m.type === 'none') && (m.options ?? []).some((o) => o === 'bind' || o === 'rbind');
+  return (!m.type || m.type === 'none') && optionsOf(m).some((o) => o === 'bind' || o === 'rbind');
 }
 
 /** Returns the resolved volumes (empty when the spec has none); throws MountVolumeError. */
 export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry): ResolvedVolume[] {
   const out: ResolvedVolume[] = [];
-  (spec.mounts ?? []).forEach((mount, index) => {
-    const source = mount.source ?? '';
-    const direct = DIRECT_MOUNT_TYPES.has(mount.type ?? '');
+  const mounts: unknown[] = Array.isArray(spec.mounts) ? spec.mounts : [];
+  mounts.forEach((m, index) => {
+    if (!m || typeof m !== 'object') return; // not a mount katavol could act on; runc will judge it
+    const mount = m as OciMount;
+    const source = typeof mount.source === 'string' ? mount.source : '';
+    const direct = DIRECT_MOUNT_TYPES.has(typeof mount.type === 'string' ? mount.type : '');
     if (!direct && !(isBind(mount) && source && safeIsRegistered(registry, source))) return;
     try {
       if (!source) {
@@ -36,7 +44,7 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
         throw new VolumeError(source, 'is not registered', `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
       }
       const { info, file, dir } = registry.read(source);
-      const readOnly = (mount.options ?? []).includes('ro') || info.options.includes('ro');
+      const readOnly = optionsOf(mount).includes('ro') || info.options.includes('ro');
       out.push({ index, mount, volumePath: source, entryDir: dir, file, info, readOnly });
     } catch (e) {
       throw new MountVolumeError(containerId, mount, e as Error);
