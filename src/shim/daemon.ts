@@ -37,9 +37,11 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   const server = net.createServer((socket) => {
     const p = new ProxyConnection(socket, downSock, { interceptor, log, onClosed: (c, sawShutdown) => {
       conns.delete(c);
+      log.debug('containerd connection closed', { connections: conns.size, afterShutdown: sawShutdown });
       void maybeExit(sawShutdown);
     } });
     conns.add(p);
+    log.debug('containerd connected', { connections: conns.size });
   });
   server.on('error', (err) => log.error('listener error', { error: err.message }));
   const fd = process.env.KATAVOL_LISTEN_FD ? Number(process.env.KATAVOL_LISTEN_FD) : undefined;

@@ -304,3 +304,30 @@ describe('shim end to end (private containerd, runc backend)', function () {
     await assertNoLeftovers([id], [img]);
   });
 });
+
+describe('shim log level (containerd at debug level passes -debug)', function () {
+  it('logs debug lines only when containerd asked for them', async function () {
+    const work = tmpDir('katavol-e2e-debug-');
+    const rootfs = makeRootfs(work);
+    const sockDir = fs.mkdtempSync('/tmp/kvs-');
+    const config = path.join(work, 'katavol.json');
+    fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
+    const debugLines = async (debug: boolean): Promise<number> => {
+      const ctd = await PrivateContainerd.start({ debug, env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: path.join(work, 'volumes') } });
+      try {
+        const r = ctd.ctr(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, 'dbg', '/bin/true']);
+        assert.equal(r.status, 0, r.stderr);
+        return fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{') && JSON.parse(l).level === 'debug' && JSON.parse(l).component === 'katavol-shim').length;
+      } finally {
+        await ctd.stop();
+      }
+    };
+    try {
+      assert.ok((await debugLines(true)) > 0, 'debug lines at debug level');
+      assert.equal(await debugLines(false), 0, 'no debug lines at info level');
+    } finally {
+      fs.rmSync(sockDir, { recursive: true, force: true });
+      fs.rmSync(work, { recursive: true, force: true });
+    }
+  });
+});
