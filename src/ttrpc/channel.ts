@@ -104,6 +104,22 @@ export class Channel extends EventEmitter {
     return ok;
   }
 
+  /**
+   * Internal fast path for encoders: `frame` holds HEADER_LENGTH unwritten bytes, then the data. The header
+   * is written in place, so the data is neither allocated twice nor copied. Same checks and return value
+   * as send(); the buffer is kept by reference.
+   */
+  sendWithHeadroom(streamId: number, type: number, flags: number, frame: Buffer): boolean {
+    checkHeaderFields(streamId, type, flags);
+    const length = frame.length - HEADER_LENGTH;
+    if (length > this.maxLength) throw oversizeError(length, this.maxLength);
+    if (this._closed) return false;
+    writeHeader(frame, 0, length, streamId, type, flags);
+    if (length <= COPY_THRESHOLD) return this.enqueue(frame);
+    this.flush();
+    return this.socket.write(frame);
+  }
+
   /** Forwards a complete frame (e.g. Frame.raw from another Channel) untouched. Same return value as send. */
   sendRaw(frameBytes: Buffer): boolean {
     if (frameBytes.length < HEADER_LENGTH || frameBytes.readUInt32BE(0) !== frameBytes.length - HEADER_LENGTH) {

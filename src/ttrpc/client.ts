@@ -3,9 +3,9 @@
 
 import * as net from 'net';
 import { Channel, Frame } from './channel';
-import { Flags, FrameType } from './frame';
+import { Flags, FrameType, HEADER_LENGTH } from './frame';
 import { Code, TtrpcError, closedError, oversizeError } from './errors';
-import { KeyValue, decodeResponse, encodeRequest } from './wire';
+import { KeyValue, decodeResponse, encodeRequestAfter } from './wire';
 import { ClientStream, ClientStreamOptions, StreamSink } from './client-stream';
 
 export interface ClientOptions {
@@ -87,11 +87,10 @@ export class Client implements StreamSink {
       if (opts?.signal?.aborted) return reject(canceled());
       const id = this.allocId();
       if (id < 0) return reject(idsExhausted());
-      let data: Buffer;
       try {
         const timeoutNano = timeoutNanoOf(opts?.timeoutMs);
-        data = encodeRequest({ service, method, payload: toBuffer(payload), timeoutNano, metadata: opts?.metadata });
-        this.channel.send(id, FrameType.Request, 0, data);
+        const frame = encodeRequestAfter({ service, method, payload: toBuffer(payload), timeoutNano, metadata: opts?.metadata }, HEADER_LENGTH);
+        this.channel.sendWithHeadroom(id, FrameType.Request, 0, frame);
       } catch (err) {
         return reject(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, (err as Error).message));
       }
@@ -125,14 +124,17 @@ export class Client implements StreamSink {
     }
     const flags = opts.clientStream ? Flags.RemoteOpen : opts.serverStream ? Flags.RemoteClosed : 0;
     try {
-      const data = encodeRequest({
-        service,
-        method,
-        payload: opts.payload ? toBuffer(opts.payload) : undefined,
-        timeoutNano: timeoutNanoOf(opts.timeoutMs),
-        metadata: opts.metadata,
-      });
-      this.channel.send(id, FrameType.Request, flags, data);
+      const frame = encodeRequestAfter(
+        {
+          service,
+          method,
+          payload: opts.payload ? toBuffer(opts.payload) : undefined,
+          timeoutNano: timeoutNanoOf(opts.timeoutMs),
+          metadata: opts.metadata,
+        },
+        HEADER_LENGTH,
+      );
+      this.channel.sendWithHeadroom(id, FrameType.Request, flags, frame);
     } catch (err) {
       s._fail(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, (err as Error).message));
       return s;

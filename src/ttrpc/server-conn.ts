@@ -2,11 +2,11 @@
 // concurrently and answers them on their stream id in completion order.
 
 import { Channel, Frame } from './channel';
-import { Flags, FrameType } from './frame';
+import { Flags, FrameType, HEADER_LENGTH } from './frame';
 import { Code, TtrpcError, oversizeError, toStatus } from './errors';
 import { CallContext, MethodEntry, ServerStream, ServiceRegistry, StreamKind } from './handlers';
 import { MessageQueue } from './queue';
-import { KeyValue, Request, Status, decodeRequest, encodeResponse } from './wire';
+import { KeyValue, Request, Status, decodeRequest, encodeResponse, encodeResponseAfter } from './wire';
 
 const EMPTY = Buffer.alloc(0);
 // setTimeout cannot wait longer than this; longer deadlines are simply not armed.
@@ -273,7 +273,12 @@ export class ServerConnection {
     if (call.done) return;
     call.done = true;
     // Answer first, then clean up: cleanup may close a draining connection.
-    this.sendChecked(call.streamId, FrameType.Response, 0, encodeResponse({ status, payload }));
+    const frame = encodeResponseAfter(status, payload, HEADER_LENGTH);
+    try {
+      this.channel.sendWithHeadroom(call.streamId, FrameType.Response, 0, frame);
+    } catch (err) {
+      this.refuseAnswer(call.streamId, err);
+    }
     this.end(call, abortWith);
   }
 
@@ -282,10 +287,15 @@ export class ServerConnection {
     try {
       this.channel.send(streamId, type, flags, data);
     } catch (err) {
-      const st = toStatus(err);
-      this.hooks.onError(new Error(`ttrpc: cannot send the answer on stream ${streamId}: ${st.message}`));
-      this.sendStatus(streamId, st.code, st.message);
+      this.refuseAnswer(streamId, err);
     }
+  }
+
+  /** An answer could not be sent (too large): report it and answer with that error instead. */
+  private refuseAnswer(streamId: number, err: unknown): void {
+    const st = toStatus(err);
+    this.hooks.onError(new Error(`ttrpc: cannot send the answer on stream ${streamId}: ${st.message}`));
+    this.sendStatus(streamId, st.code, st.message);
   }
 
   private end(call: ActiveCall, abortWith?: Error): void {

@@ -216,10 +216,18 @@ function checkInt64(name: string, v: number): void {
   if (!Number.isSafeInteger(v)) throw new RangeError(`ttrpc: ${name} ${v} is not a safe integer`);
 }
 
+type RequestFields = Partial<Omit<Request, 'payload'>> & { service: string; method: string; payload?: Uint8Array };
+
 /** Encodes a ttrpc.Request (proto3: empty/zero fields are omitted, fields in number order, like Go). */
-export function encodeRequest(
-  r: Partial<Omit<Request, 'payload'>> & { service: string; method: string; payload?: Uint8Array },
-): Buffer {
+export function encodeRequest(r: RequestFields): Buffer {
+  return encodeRequestAfter(r, 0);
+}
+
+/**
+ * Internal: the Request encoded after `headroom` unwritten bytes, so a caller can put a frame header in
+ * front without another buffer and copy (Channel.sendWithHeadroom).
+ */
+export function encodeRequestAfter(r: RequestFields, headroom: number): Buffer {
   const payload = r.payload ?? EMPTY;
   const timeout = r.timeoutNano ?? 0;
   checkInt64('timeoutNano', timeout);
@@ -238,8 +246,8 @@ export function encodeRequest(
     kvLens[i * 3 + 2] = body;
     size += lenFieldSize(body);
   }
-  const buf = Buffer.allocUnsafe(size);
-  let off = writeStr(buf, 0, 1, r.service, sLen);
+  const buf = Buffer.allocUnsafe(headroom + size);
+  let off = writeStr(buf, headroom, 1, r.service, sLen);
   off = writeStr(buf, off, 2, r.method, mLen);
   off = writeBytes(buf, off, 3, payload);
   if (timeout !== 0) {
@@ -294,13 +302,17 @@ export function encodeStatus(s: Status): Buffer {
  * entirely, as Go's server does on success.
  */
 export function encodeResponse(r: { status?: Status | null; payload?: Uint8Array }): Buffer {
-  const payload = r.payload ?? EMPTY;
-  const st = r.status && !isOk(r.status) ? encodeStatus(r.status) : null;
+  return encodeResponseAfter(r.status, r.payload ?? EMPTY, 0);
+}
+
+/** Internal: encodeResponse after `headroom` unwritten bytes (see encodeRequestAfter). */
+export function encodeResponseAfter(status: Status | null | undefined, payload: Uint8Array, headroom: number): Buffer {
+  const st = status && !isOk(status) ? encodeStatus(status) : null;
   const size = (st ? lenFieldSize(st.length) : 0) + (payload.length ? lenFieldSize(payload.length) : 0);
-  const buf = Buffer.allocUnsafe(size);
-  let off = 0;
+  const buf = Buffer.allocUnsafe(headroom + size);
+  let off = headroom;
   if (st) {
-    off = writeLenHeader(buf, 0, 1, st.length);
+    off = writeLenHeader(buf, off, 1, st.length);
     buf.set(st, off);
     off += st.length;
   }

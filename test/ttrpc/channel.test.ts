@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
-import { Channel, Code, Frame, FrameType, TtrpcError, encodeFrame } from '../../src/ttrpc';
+import { Channel, Code, Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
 import { RawPeer, removeDir, scratchDir, until } from './helpers';
 
 /** A connected pair: our Channel on one end, a RawPeer on the other, over a real unix socket. */
@@ -129,6 +129,21 @@ describe('ttrpc Channel', () => {
     assert.deepEqual(echoed.raw, original);
     assert.throws(() => ch!.sendRaw(Buffer.from([0, 0, 0, 9, 0, 0, 0, 1, 1, 0])), /sendRaw needs exactly one frame/);
     assert.throws(() => ch!.sendRaw(Buffer.alloc(3)), /sendRaw/);
+  });
+
+  it('sendWithHeadroom writes the header in place in front of the data, small and large', async () => {
+    ({ ch, peer, server } = await pair(dir, 64 * 1024));
+    const small = Buffer.concat([Buffer.alloc(HEADER_LENGTH), Buffer.from('in place')]);
+    const large = Buffer.alloc(HEADER_LENGTH + 20 * 1024, 3);
+    assert.equal(ch.sendWithHeadroom(3, FrameType.Request, 2, small), true);
+    ch.sendWithHeadroom(5, FrameType.Data, 0, large);
+    assert.deepEqual((await peer.next()).raw, encodeFrame(3, FrameType.Request, 2, Buffer.from('in place')));
+    const f = await peer.next();
+    assert.deepEqual([f.streamId, f.data.length], [5, 20 * 1024]);
+    assert.throws(() => ch!.sendWithHeadroom(7, 1, 0, Buffer.alloc(HEADER_LENGTH + 64 * 1024 + 1)), (e: unknown) => e instanceof TtrpcError && e.code === Code.ResourceExhausted);
+    assert.throws(() => ch!.sendWithHeadroom(-1, 1, 0, small), RangeError);
+    ch.destroy();
+    assert.equal(ch.sendWithHeadroom(9, 1, 0, small), false);
   });
 
   it('refuses to send data above maxLength with TtrpcError ResourceExhausted', async () => {
