@@ -48,7 +48,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
   const pidFile = ourSock.replace(/\.sock$/, '.pid');
   fs.writeFileSync(pidFile, `${process.pid}\n`);
-  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend });
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
 
   async function maybeExit(afterShutdown: boolean): Promise<void> {
     if (exiting || conns.size > 0) return;

@@ -46,6 +46,8 @@ export type Logger = BackendLogger & {
   child(meta: Record<string, unknown>): Logger;
   /** Loads winston now and writes what was buffered. */
   flush(): void;
+  /** Whether winston is loaded (flush() is then a no-op). */
+  readonly loaded: boolean;
   close(): Promise<void>;
 };
 
@@ -103,6 +105,9 @@ export function createLogger(opts: { file?: string; level: string; meta?: Record
       flush: () => {
         if (timer) clearTimeout(timer);
         load();
+      },
+      get loaded() {
+        return w !== undefined;
       },
       close: () => new Promise<void>((resolve) => {
         if (timer) clearTimeout(timer);

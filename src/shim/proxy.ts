@@ -14,6 +14,7 @@ import type { Logger } from './logger';
 type Watch =
   | { kind: 'create'; prepared: Prepared }
   | { kind: 'delete'; id: string }
+  | { kind: 'start' }
   | { kind: 'shutdown' };
 
 export interface ProxyHooks {
@@ -95,6 +96,9 @@ export class ProxyConnection {
         if (r && !r.execId) this.watched.set(f.streamId, { kind: 'delete', id: r.id });
         break;
       }
+      case 'Start':
+        if (!this.hooks.log.loaded) this.watched.set(f.streamId, { kind: 'start' });
+        break;
       case 'Shutdown':
         this.hooks.log.flush();
         this.sawShutdown = true;
@@ -140,6 +144,12 @@ export class ProxyConnection {
         const raw = Buffer.from(f.raw);
         void w.prepared.rollback().catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.toUpstream(raw));
         return;
+      }
+      if (w.kind === 'start') {
+        // The task runs: load the logger now, after containerd got its answer, rather than on the
+        // start path or when the task is deleted.
+        this.toUpstream(f.raw);
+        return void setImmediate(() => this.hooks.log.flush());
       }
       if (w.kind === 'delete' && ok) {
         void this.hooks.interceptor.deleted(w.id).catch((e) => this.hooks.log.error('release on delete failed', { container: w.id, error: String(e) }));
