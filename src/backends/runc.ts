@@ -36,7 +36,12 @@ export class RuncBackend implements Backend {
       for (const p of plans) {
         let device = p.device;
         if (p.isFile) {
-          device = loop.attach(p.device, p.v.readOnly);
+          // Check again and attach under the volume's registry lock: two Creates racing for one
+          // read-write image must not both see it free (the loop device is what marks it taken).
+          device = this.registry.locked(p.v.volumePath, () => {
+            this.plan(ctx, p.v);
+            return loop.attach(p.device, p.v.readOnly);
+          });
           state.loops.push({ device, file: p.realFile });
           writeFileAtomic(stateFile, JSON.stringify(state), 0o600); // before anything else can fail
         }

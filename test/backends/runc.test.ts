@@ -83,3 +83,44 @@ describe('runc backend: block device sharing (runc.ts)', () => {
     await assert.rejects(prepare(ctx('c3', 'pod-b'), 'ro'), /already used read-write by sandbox pod-a/);
   });
 });
+
+describe('runc backend: racing Creates for one read-write image', () => {
+  it('lets exactly one of several concurrent processes attach it', async () => {
+    const { spawn } = await import('child_process');
+    const scratch = scratchDir('runc-race');
+    const root = path.join(scratch, 'root');
+    const img = path.join(scratch, 'disk.img');
+    fs.writeFileSync(img, Buffer.alloc(1 << 20));
+    new Registry(root).add('/kubelet/race', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const dist = path.resolve(__dirname, '..', '..', 'src');
+    // Each worker prepares its own container with the volume read-write and reports the outcome.
+    const worker = `
+      const path = require('path'); const fs = require('fs');
+      const { RuncBackend } = require(${JSON.stringify(path.join(dist, 'backends', 'runc.js'))});
+      const { Registry } = require(${JSON.stringify(path.join(dist, 'volumes', 'registry.js'))});
+      const reg = new Registry(${JSON.stringify(root)});
+      const id = process.argv[1]; const bundle = path.join(${JSON.stringify(scratch)}, 'b-' + id); fs.mkdirSync(bundle);
+      const mount = { destination: '/d', type: 'directvol', source: '/kubelet/race', options: ['rw'] };
+      const v = { index: 0, mount, volumePath: '/kubelet/race', entryDir: reg.entryDir('/kubelet/race'), file: reg.mountInfoFile('/kubelet/race'), info: reg.read('/kubelet/race').info, readOnly: false };
+      const log = { debug() {}, info() {}, warn() {}, error() {} };
+      // Start together (modules already loaded), so the check-then-attach windows overlap.
+      setTimeout(() => new RuncBackend(reg).prepare({ containerId: id, sandboxId: id, bundle, log }, { mounts: [mount] }, [v])
+        .then(() => process.stdout.write('OK'), (e) => process.stdout.write('REFUSED ' + e.message)), Number(process.argv[2]) - Date.now());`;
+    const startAt = String(Date.now() + 2000);
+    const runs = await Promise.all(['c1', 'c2', 'c3', 'c4'].map((id) => new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, ['-e', worker, id, startAt]);
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.on('close', () => resolve(out));
+    })));
+    try {
+      assert.strictEqual(runs.filter((r) => r === 'OK').length, 1, runs.join('\n'));
+      for (const r of runs.filter((x) => x !== 'OK')) assert.match(r, /already in use .* read-write volume can be held by one container at a time/);
+    } finally {
+      const reg = new Registry(root);
+      for (const id of ['c1', 'c2', 'c3', 'c4']) await new RuncBackend(reg).releaseBundle(path.join(scratch, `b-${id}`), quiet);
+      assert.deepStrictEqual(execFileSync('losetup', ['-j', img], { encoding: 'utf8' }), '');
+      fs.rmSync(scratch, { recursive: true, force: true });
+    }
+  });
+});
