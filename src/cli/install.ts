@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { CliContext, EXIT_FAILURE, EXIT_OK } from './context';
 import { noMore, parseArgs } from './args';
-import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, LAUNCHER_MARKER } from '../shim/config';
+import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, isKatavolLauncher } from '../shim/config';
 
 export const RUNTIME_TYPE = 'io.containerd.kata.v2';
 /** The binary containerd looks for on its PATH for RUNTIME_TYPE. */
@@ -76,16 +76,6 @@ function realpathOrUndefined(p: string): string | undefined {
     return fs.realpathSync(p);
   } catch {
     return undefined;
-  }
-}
-
-/** Our launcher script carries a marker (also how the shim refuses itself as downstream). */
-function isKatavolLauncher(file: string): boolean {
-  try {
-    const head = fs.readFileSync(file).subarray(0, 512).toString('latin1');
-    return head.startsWith('#!') && head.includes(LAUNCHER_MARKER);
-  } catch {
-    return false;
   }
 }
 

@@ -122,7 +122,7 @@ export function checkDownstream(cfg: ShimConfig, self: string): void {
 
 /** Our launcher script (bin/containerd-shim-katavol-v2) carries this marker in its first lines. */
 export const LAUNCHER_MARKER = 'katavol shim launcher';
-function isKatavolLauncher(file: string): boolean {
+export function isKatavolLauncher(file: string): boolean {
   try {
     const fd = fs.openSync(file, 'r');
     try {

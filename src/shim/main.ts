@@ -18,7 +18,7 @@ export function main(argv: string[]): void {
   }
   const self = process.argv[1];
   if (args.version) {
-    process.stdout.write(`${self}:\n  Version:  ${VERSION}\n  Runtime:  katavol (containerd shim v2 proxy for Kata direct volumes)\n`);
+    process.stdout.write(`containerd-shim-katavol-v2:\n  Version:  ${VERSION}\n  Runtime:  katavol (containerd shim v2 proxy for Kata direct volumes)\n`);
     return;
   }
   if (args.info) {

@@ -191,7 +191,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const addrs = ids.map((id) => fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8'));
     assert.equal(addrs[0], addrs[1], 'both bundles name one katavol address');
     assert.ok(addrs[0].startsWith(`unix://${sockDir}/`));
-    const daemons = pidsMatching(ctd.sock).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('containerd-shim-katavol-v2'));
+    const daemons = pidsMatching(ctd.sock).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('dist/src/shim/bin.js'));
     assert.equal(daemons.length, 1, 'one katavol daemon');
     assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${ids[0]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[1]}\\s+\\d+\\s+RUNNING|${ids[1]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[0]}\\s+\\d+\\s+RUNNING`));
     for (const id of ids) await stopAndDelete(id);
