@@ -13,7 +13,8 @@ import { canConnect, removeIfDeadSocket } from './sockets';
 import { resolveVolumeRoot } from '../volumes/registry';
 import { createBackend } from '../backends';
 
-export async function runDaemon(args: ShimArgs): Promise<void> {
+/** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
+export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }): Promise<void> {
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
@@ -34,7 +35,7 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
   process.on('unhandledRejection', (err) => log.error('unhandled rejection (kept running)', { error: String(err) }));
   process.on('SIGPIPE', () => undefined);
 
-  const server = net.createServer((socket) => {
+  const serve = (socket: net.Socket): void => {
     const p = new ProxyConnection(socket, downSock, { interceptor, log, onClosed: (c, sawShutdown) => {
       conns.delete(c);
       log.debug('containerd connection closed', { connections: conns.size, afterShutdown: sawShutdown });
@@ -42,10 +43,19 @@ export async function runDaemon(args: ShimArgs): Promise<void> {
     } });
     conns.add(p);
     log.debug('containerd connected', { connections: conns.size });
-  });
+  };
+  let server: net.Server;
+  if (bound) {
+    server = bound.server;
+    server.removeAllListeners('connection');
+    server.on('connection', serve);
+    for (const s of bound.early.splice(0)) serve(s);
+  } else {
+    server = net.createServer(serve);
+    const fd = process.env.KATAVOL_LISTEN_FD ? Number(process.env.KATAVOL_LISTEN_FD) : undefined;
+    await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
+  }
   server.on('error', (err) => log.error('listener error', { error: err.message }));
-  const fd = process.env.KATAVOL_LISTEN_FD ? Number(process.env.KATAVOL_LISTEN_FD) : undefined;
-  await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
   const pidFile = ourSock.replace(/\.sock$/, '.pid');
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });

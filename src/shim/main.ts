@@ -1,5 +1,6 @@
 // Entry point of containerd-shim-katavol-v2. Each action loads only what it needs: `start` and
 // `delete` run on containerd's critical path for every container.
+import * as fs from 'fs';
 import { parseArgs, UsageError, USAGE } from './args';
 
 export const VERSION = '0.1.0';
@@ -26,14 +27,24 @@ export function main(argv: string[]): void {
     return;
   }
   switch (args.action) {
-    case 'start':
-      require('./start').start(args, self).then(
-        (address: string) => {
-          process.stdout.write(address, () => process.exit(0)); // exit without closing the bound socket
+    case 'start': {
+      const inline = process.env.KATAVOL_START_INLINE === '1';
+      require('./start').start(args, self, inline).then(
+        (r: import('./start').Started) => {
+          if (!r.serve) {
+            // Exit without closing the bound socket (the daemon has it) and before any stray output.
+            process.stdout.write(r.address, () => process.exit(0));
+            return;
+          }
+          // Inline: answer on stdout, hand stdio back (the launcher waits for EOF), become the daemon.
+          fs.writeSync(1, `${r.address}\n`);
+          detachStdio();
+          require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
         },
         (e: Error) => fail(e),
       );
       return;
+    }
     case 'delete':
       require('./delete').del(args).then(
         (r: { stdout: Buffer; stderr: string; status: number }) => {
@@ -52,7 +63,6 @@ export function main(argv: string[]): void {
 async function runInfo(argv: string[]): Promise<void> {
   const { loadConfig } = await import('./config');
   const { spawnSync } = await import('child_process');
-  const fs = await import('fs');
   try {
     const cfg = loadConfig();
     let input: Buffer = Buffer.alloc(0);
@@ -63,6 +73,14 @@ async function runInfo(argv: string[]): Promise<void> {
     process.stdout.write(r.stdout, () => process.exit(r.status ?? 1));
   } catch (e) {
     fail(e as Error);
+  }
+}
+
+/** Points fds 0-2 at /dev/null (close + open reuses the lowest free fd), releasing containerd's pipes. */
+function detachStdio(): void {
+  for (const fd of [0, 1, 2]) {
+    try { fs.closeSync(fd); } catch { /* already closed */ }
+    fs.openSync('/dev/null', fd === 0 ? 'r' : 'w');
   }
 }
 

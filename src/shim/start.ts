@@ -54,7 +54,21 @@ async function bindOrReuse(p: string): Promise<net.Server | undefined> {
   }
 }
 
-export async function start(args: ShimArgs, self: string): Promise<string> {
+export interface Started {
+  address: string;
+  /**
+   * Inline mode only: our freshly bound socket, for this process to serve as the daemon once the
+   * address is printed, with the connections that arrived meanwhile.
+   */
+  serve?: { server: net.Server; early: net.Socket[] };
+}
+
+/**
+ * `inline`: this process becomes the daemon itself (the launcher runs it in its own session and only
+ * waits for the address), which saves starting a second Node process on every container start.
+ * Otherwise a detached daemon is spawned with the bound socket as fd 3, as Go shims do.
+ */
+export async function start(args: ShimArgs, self: string, inline = false): Promise<Started> {
   const cfg = loadConfig();
   checkDownstream(cfg, self);
   const bundle = args.bundle || process.cwd();
@@ -83,6 +97,14 @@ export async function start(args: ShimArgs, self: string): Promise<string> {
     // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
     writeFileAtomic(path.join(bundle, 'address'), address);
 
+    if (server && inline) {
+      // Connections can only come once the address is printed, but keep any rather than lose one.
+      const early: net.Socket[] = [];
+      server.on('connection', (c) => early.push(c));
+      writeState(bundle, { ...state, daemonPid: process.pid });
+      fs.writeFileSync(socketPath(address).replace(/\.sock$/, '.pid'), `${process.pid}\n`);
+      return { address, serve: { server, early } };
+    }
     if (server) {
       const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
       const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
@@ -98,7 +120,7 @@ export async function start(args: ShimArgs, self: string): Promise<string> {
       const prev = findDaemonPid(socketPath(address));
       writeState(bundle, { ...state, daemonPid: prev });
     }
-    return address;
+    return { address };
   } catch (e) {
     // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
     // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
