@@ -19,6 +19,15 @@ const CALLS = 2000;
 async function run(): Promise<void> {
   const work = tmpDir('katavol-bench-');
   const sockDir = fs.mkdtempSync('/tmp/kvb-');
+  try {
+    await measure(work, sockDir);
+  } finally {
+    fs.rmSync(sockDir, { recursive: true, force: true });
+    fs.rmSync(work, { recursive: true, force: true });
+  }
+}
+
+async function measure(work: string, sockDir: string): Promise<void> {
   const volRoot = path.join(work, 'volumes');
   const cfgFile = path.join(work, 'katavol.json');
   fs.writeFileSync(cfgFile, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
@@ -153,8 +162,6 @@ async function run(): Promise<void> {
     }
   }
   printTable(['backend', 'volumes', 'median ms', 'ms per volume'], rows);
-  fs.rmSync(sockDir, { recursive: true, force: true });
-  fs.rmSync(work, { recursive: true, force: true });
 }
 
 export const section: Section = { name: 'shim', title: 'katavol shim overhead vs the direct runc shim (private containerd)', run };

@@ -11,7 +11,7 @@ describe('shim launcher: delete fast path', () => {
   let bundle: string;
   let fakeBin: string;
   let marker: string;
-  let daemon: ChildProcess | undefined;
+  const daemons: ChildProcess[] = [];
 
   beforeEach(() => {
     dir = tmpDir('katavol-launcher-');
@@ -26,15 +26,15 @@ describe('shim launcher: delete fast path', () => {
     fs.writeFileSync(path.join(fakeBin, 'node'), `#!/bin/sh\necho "$@" > ${marker}\nexit 0\n`, { mode: 0o755 });
   });
   afterEach(() => {
-    daemon?.kill('SIGKILL');
-    daemon = undefined;
+    for (const d of daemons.splice(0)) d.kill('SIGKILL');
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
   /** A live process whose argv names the daemon entry, like our daemon's does. */
   function fakeDaemon(): number {
-    daemon = spawn('/bin/sh', ['-c', 'sleep 60', path.join(dir, 'dist/src/shim/bin.js')], { stdio: 'ignore' });
-    return daemon.pid!;
+    const d = spawn('/bin/sh', ['-c', 'sleep 60', path.join(dir, 'dist/src/shim/bin.js')], { stdio: 'ignore' });
+    daemons.push(d);
+    return d.pid!;
   }
 
   function writeState(over: Record<string, unknown>): void {
