@@ -32,7 +32,8 @@ describe('shim launcher: delete fast path', () => {
 
   /** A live process whose argv names the daemon entry, like our daemon's does. */
   function fakeDaemon(): number {
-    const d = spawn('/bin/sh', ['-c', 'sleep 60', path.join(dir, 'dist/src/shim/bin.js')], { stdio: 'ignore' });
+    // One process (a shell would leave its `sleep` behind when killed), with the entry path in its argv.
+    const d = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)', path.join(dir, 'dist/src/shim/bin.js')], { stdio: 'ignore' });
     daemons.push(d);
     return d.pid!;
   }
@@ -75,7 +76,7 @@ describe('shim launcher: delete fast path', () => {
     handedToNode(del());
   });
   it('runs Node when a pid was reused by a process that is not our daemon', () => {
-    const other = spawn('/bin/sh', ['-c', 'sleep 60'], { stdio: 'ignore' });
+    const other = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
     try {
       writeState({ daemonPid: other.pid });
       fs.writeFileSync(path.join(dir, 'ours.sock'), '');
