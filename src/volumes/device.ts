@@ -30,7 +30,8 @@ function statOrUndefined(p: string): fs.Stats | undefined {
   }
 }
 
-function kindOf(st: fs.Stats): string {
+/** What a path is, for error messages ("a directory", "a unix socket", ...). */
+export function kindOf(st: fs.Stats): string {
   if (st.isFile()) return 'a regular file';
   if (st.isDirectory()) return 'a directory';
   if (st.isBlockDevice()) return 'a block device';

@@ -1,6 +1,7 @@
 // directvol -> Dragonball virtio-blk BlockDeviceConfigInfo, after checking the device on the host.
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
+import { kindOf } from '../../volumes/device';
 import type { BackendLogger } from '../backend';
 import type { RuntimeRsConfig } from './config';
 import { rateLimiterFor, type BlockDeviceConfigInfo } from './dragonball';
@@ -25,14 +26,6 @@ export const blockdevGetRo: ReadOnlyProbe = (device) => {
   }
 };
 
-function kindName(st: fs.Stats): string {
-  if (st.isDirectory()) return 'a directory';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isSocket()) return 'a unix socket';
-  if (st.isFIFO()) return 'a FIFO';
-  return 'not a regular file';
-}
-
 /** Host checks runtime-rs makes (stat: regular file or block device; BLKROGET), with errors that say the fix. */
 export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = blockdevGetRo): BlockHostFacts {
   const device = v.info.device;
@@ -52,7 +45,7 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
   }
   if (st.isFile()) return { kind: 'file', hostReadOnly: false };
   if (!st.isBlockDevice()) {
-    throw volumeError(v, `directvol device ${device} is ${kindName(st)}, not a regular file or block device`, reAdd);
+    throw volumeError(v, `directvol device ${device} is ${kindOf(st)}, not a regular file or block device`, reAdd);
   }
   const ro = probe(device);
   if (ro === undefined) {
