@@ -68,12 +68,14 @@ describe('shim config', () => {
     return { KATAVOL_CONFIG: f, PATH: process.env.PATH } as NodeJS.ProcessEnv;
   };
 
-  it('defaults to runtime-rs with Kata\'s shim when the default file is absent', () => {
+  it('defaults to runtime-rs with Kata\'s shim when the default file is absent', function () {
+    // The default path is fixed; on a host where katavol is configured there is nothing to check.
+    if (fs.existsSync('/etc/katavol/config.json')) this.skip();
     const c = loadConfig({ KATAVOL_CONFIG: '', PATH: '/nonexistent' });
-    if (!fs.existsSync('/etc/katavol/config.json')) {
-      assert.equal(c.backend, 'runtime-rs');
-      assert.equal(c.downstream, KATA_DOWNSTREAM);
-    }
+    assert.equal(c.backend, 'runtime-rs');
+    assert.equal(c.downstream, KATA_DOWNSTREAM);
+    assert.equal(c.socketDir, '/run/katavol');
+    assert.equal(c.volumeRoot, undefined);
   });
   it('runc backend finds containerd-shim-runc-v2 on PATH', () => {
     const c = loadConfig(write({ backend: 'runc' }));
