@@ -6,7 +6,7 @@ import * as path from 'path';
 import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from './backend';
 import type { OciMount } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
-import type { Registry } from '../volumes/registry';
+import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
 import { writeFileAtomic } from '../shim/state';
 
@@ -54,12 +54,17 @@ export class RuncBackend implements Backend {
       for (const p of plans) readOnlyOf.set(p.v.volumePath, (readOnlyOf.get(p.v.volumePath) ?? true) && p.v.readOnly);
       for (const [volumePath, readOnly] of readOnlyOf) {
         const mine = this.registry.sandboxesOf(volumePath).find((s) => s.id === ctx.sandboxId);
-        this.registry.recordSandbox(volumePath, ctx.sandboxId, 'runc', readOnly && (mine?.readOnly ?? true));
+        const plan = plans.find((p) => p.v.volumePath === volumePath)!;
+        const mode = readOnly && (mine?.readOnly ?? true);
+        // Block devices have no loop device to mark them taken: the records are the truth, so check
+        // them again under the volume's lock while recording (images were claimed by losetup above).
+        this.registry.recordSandboxIf(volumePath, ctx.sandboxId, 'runc', mode,
+          (others) => plan.isFile || this.refuseSharedBlockDevice({ ...plan.v, readOnly: mode }, others));
         state.volumes.push(volumePath);
       }
       writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
     } catch (e) {
-      await this.releaseState(state, ctx.log);
+      await this.releaseState(state, ctx.log, ctx.bundle);
       fs.rmSync(stateFile, { force: true });
       throw e;
     }
@@ -91,19 +96,21 @@ export class RuncBackend implements Backend {
           'stop the container that uses it, or mount it read-only everywhere (options=rbind:ro)', v.file);
       }
     } else {
-      // Like loop devices for images: a writer excludes every other user, readers exclude writers.
-      const users = this.registry.sandboxesOf(v.volumePath).filter((s) => s.backend === 'runc' && s.id !== ctx.sandboxId);
-      const clash = users.filter((u) => !v.readOnly || !u.readOnly);
-      if (clash.length) {
-        const who = clash.map((u) => `${u.id} (${u.readOnly ? 'read-only' : 'read-write'})`).join(', ');
-        const stale = clash.map((u) => path.join(this.registry.entryDir(v.volumePath), u.id)).join(' ');
-        throw new VolumeError(v.volumePath, v.readOnly
-          ? `block device "${info.device}" is already used read-write by sandbox ${who}; a read-only mount would see it change underneath`
-          : `block device "${info.device}" is already used by sandbox ${who}; a read-write volume can be held by one sandbox at a time`,
-        `stop that container first, or mount the volume read-only everywhere (options=rbind:ro); if that sandbox no longer exists, remove its stale record: rm ${stale}`, v.file);
-      }
+      this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
     }
     return { v, device: info.device, realFile: st.isFile() ? fs.realpathSync(info.device) : '', isFile: st.isFile() };
+  }
+
+  /** Like loop devices for images: a writer excludes every other user, readers exclude writers. */
+  private refuseSharedBlockDevice(v: ResolvedVolume, others: SandboxUse[]): void {
+    const clash = others.filter((u) => u.backend === 'runc' && (!v.readOnly || !u.readOnly));
+    if (!clash.length) return;
+    const who = clash.map((u) => `${u.id} (${u.readOnly ? 'read-only' : 'read-write'})`).join(', ');
+    const stale = clash.map((u) => path.join(this.registry.entryDir(v.volumePath), u.id)).join(' ');
+    throw new VolumeError(v.volumePath, v.readOnly
+      ? `block device "${v.info.device}" is already used read-write by sandbox ${who}; a read-only mount would see it change underneath`
+      : `block device "${v.info.device}" is already used by sandbox ${who}; a read-write volume can be held by one sandbox at a time`,
+    `stop that container first, or mount the volume read-only everywhere (options=rbind:ro); if that sandbox no longer exists, remove its stale record: rm ${stale}`, v.file);
   }
 
   async release(ctx: PrepareContext): Promise<void> {
@@ -118,11 +125,32 @@ export class RuncBackend implements Backend {
     } catch {
       return;
     }
-    await this.releaseState(state, log);
+    await this.releaseState(state, log, bundle);
     fs.rmSync(stateFile, { force: true });
   }
 
-  private async releaseState(state: RuncState, log: BackendLogger): Promise<void> {
+  /** Volumes held by the sandbox's other containers (their bundles sit next to this one). */
+  private siblingHolders(bundle: string, sandboxId: string): Set<string> {
+    const out = new Set<string>();
+    const parent = path.dirname(bundle);
+    let names: string[] = [];
+    try {
+      names = fs.readdirSync(parent);
+    } catch {
+      return out;
+    }
+    for (const name of names) {
+      const other = path.join(parent, name);
+      if (other === bundle) continue;
+      try {
+        const st = JSON.parse(fs.readFileSync(path.join(other, RUNC_STATE_FILE), 'utf8')) as RuncState;
+        if (st.sandboxId === sandboxId) for (const v of st.volumes) out.add(v);
+      } catch { /* not a bundle of ours */ }
+    }
+    return out;
+  }
+
+  private async releaseState(state: RuncState, log: BackendLogger, bundle?: string): Promise<void> {
     for (const l of state.loops) {
       try {
         if (loop.detach(l.device, l.file)) log.info('detached loop device', { device: l.device, file: l.file });
@@ -130,7 +158,10 @@ export class RuncBackend implements Backend {
         log.warn('detaching loop device failed', { device: l.device, error: (e as Error).message });
       }
     }
+    const siblings = bundle ? this.siblingHolders(bundle, state.sandboxId) : new Set<string>();
     for (const v of state.volumes) {
+      // Another container of the same pod still holds it: the pod's record stays.
+      if (siblings.has(v)) continue;
       try {
         this.registry.releaseSandbox(v, state.sandboxId);
       } catch (e) {

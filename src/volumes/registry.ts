@@ -391,6 +391,14 @@ export class Registry {
 
   /** Records that the sandbox uses the volume, and how; replaces an earlier record of the same sandbox. */
   recordSandbox(volumePath: string, sandboxId: string, backend = '', readOnly = false): void {
+    this.recordSandboxIf(volumePath, sandboxId, backend, readOnly, () => undefined);
+  }
+
+  /**
+   * Records the sandbox only if `check` (given the other sandboxes' records, read under the volume's
+   * lock) does not throw: check and record are one step for every process using this registry.
+   */
+  recordSandboxIf(volumePath: string, sandboxId: string, backend: string, readOnly: boolean, check: (others: SandboxUse[]) => void): void {
     const file = this.sandboxFile(volumePath, sandboxId);
     if (/\s/.test(backend) || backend === READ_ONLY_MARK) {
       throw new VolumeError(volumePath, `backend name ${JSON.stringify(backend)} cannot be stored in a sandbox record (it would read back differently)`, `use a backend name without white space, other than "${READ_ONLY_MARK}"`, file);
@@ -398,6 +406,7 @@ export class Registry {
     this.requireEntryDir(volumePath);
     this.locked(volumePath, () => {
       this.requireEntryDir(volumePath);
+      check(this.sandboxesOf(volumePath).filter((u) => u.id !== sandboxId));
       try {
         writeFileAtomicSync(file, formatSandboxRecord(backend, readOnly), this.root);
       } catch (e) {

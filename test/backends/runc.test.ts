@@ -82,15 +82,30 @@ describe('runc backend: block device sharing (runc.ts)', () => {
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-a', backend: 'runc', readOnly: false }]);
     await assert.rejects(prepare(ctx('c3', 'pod-b'), 'ro'), /already used read-write by sandbox pod-a/);
   });
+
+  it('keeps a pod\'s record until its last container using the volume is released', async () => {
+    await prepare(ctx('c1', 'pod-a'), 'ro');
+    await prepare(ctx('c2', 'pod-a'), 'ro');
+    await new RuncBackend(reg).release(ctx('c1', 'pod-a'));
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-a', backend: 'runc', readOnly: true }], 'c2 still uses it');
+    // A failed Create of a third container of the pod does not drop the record either.
+    await prepare(ctx('w1', 'pod-w'), 'ro');
+    await assert.rejects(prepare(ctx('c3', 'pod-a'), 'rw'), /already used by sandbox pod-w/);
+    assert.ok(reg.sandboxesOf(VOL).some((u) => u.id === 'pod-a'));
+    await new RuncBackend(reg).release(ctx('c2', 'pod-a'));
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).map((u) => u.id), ['pod-w']);
+  });
 });
 
-describe('runc backend: racing Creates for one read-write image', () => {
-  it('lets exactly one of several concurrent processes attach it', async () => {
+for (const kind of ['image file', 'block device'] as const) describe(`runc backend: racing Creates for one read-write ${kind}`, () => {
+  it('lets exactly one of several concurrent processes take it', async () => {
     const { spawn } = await import('child_process');
     const scratch = scratchDir('runc-race');
     const root = path.join(scratch, 'root');
     const img = path.join(scratch, 'disk.img');
-    fs.writeFileSync(img, Buffer.alloc(1 << 20));
+    // A block device node is never opened by prepare: only its records decide.
+    if (kind === 'image file') fs.writeFileSync(img, Buffer.alloc(1 << 20));
+    else execFileSync('mknod', [img, 'b', '7', '251']);
     new Registry(root).add('/kubelet/race', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const dist = path.resolve(__dirname, '..', '..', 'src');
     // Each worker prepares its own container with the volume read-write and reports the outcome.
@@ -115,7 +130,8 @@ describe('runc backend: racing Creates for one read-write image', () => {
     })));
     try {
       assert.strictEqual(runs.filter((r) => r === 'OK').length, 1, runs.join('\n'));
-      for (const r of runs.filter((x) => x !== 'OK')) assert.match(r, /already in use .* read-write volume can be held by one container at a time/);
+      const refusal = kind === 'image file' ? /already in use .* read-write volume can be held by one container at a time/ : /already used by sandbox c\d \(read-write\); a read-write volume can be held by one sandbox at a time/;
+      for (const r of runs.filter((x) => x !== 'OK')) assert.match(r, refusal);
     } finally {
       const reg = new Registry(root);
       for (const id of ['c1', 'c2', 'c3', 'c4']) await new RuncBackend(reg).releaseBundle(path.join(scratch, `b-${id}`), quiet);
