@@ -151,7 +151,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
         fs.mkdirSync(bundle);
         fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts }));
         const cfg = { ...loadConfig({ KATAVOL_CONFIG: cfgFile, PATH: process.env.PATH }), backend };
-        const icp = new CreateInterceptor({ backendName: backend, volumeRoot: reg.root, log, makeBackend: () => createBackend(backend, { config: cfg, volumeRoot: reg.root }) });
+        const icp = new CreateInterceptor({ volumeRoot: reg.root, log, makeBackend: () => createBackend(backend, { config: cfg, volumeRoot: reg.root }) });
         const t0 = process.hrtime.bigint();
         const prepared = await icp.create(`c${rep}`, bundle);
         ms.push(Number(process.hrtime.bigint() - t0) / 1e6);

@@ -22,7 +22,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id }, loadAfterIdleMs: 300 });
   const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
   const interceptor = new CreateInterceptor({
-    backendName: cfg.backend, volumeRoot, log,
+    volumeRoot, log,
     makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
   });
   const ourSock = socketPath(state.address);

@@ -30,7 +30,7 @@ export class CreateInterceptor {
   private readonly held = new Map<string, PrepareContext>();
 
   constructor(
-    private readonly opts: { backendName: string; volumeRoot: string; makeBackend: () => Backend; log: Logger },
+    private readonly opts: { volumeRoot: string; makeBackend: () => Backend; log: Logger },
   ) {
     this.registry = new Registry(opts.volumeRoot);
   }

@@ -102,6 +102,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
       const early: net.Socket[] = [];
       server.on('connection', (c) => early.push(c));
       writeState(bundle, { ...state, daemonPid: process.pid });
+      // Written now, not when the daemon part starts: a pod's next start may look for it right away.
       fs.writeFileSync(socketPath(address).replace(/\.sock$/, '.pid'), `${process.pid}\n`);
       return { address, serve: { server, early } };
     }

@@ -22,7 +22,7 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     fs.writeFileSync(cfgFile, JSON.stringify({ backend: 'runc' }));
     const config = loadConfig({ KATAVOL_CONFIG: cfgFile, PATH: process.env.PATH });
     const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
-    icp = new CreateInterceptor({ backendName: 'runc', volumeRoot: registry.root, log, makeBackend: () => createBackend('runc', { config, volumeRoot: registry.root }) });
+    icp = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => createBackend('runc', { config, volumeRoot: registry.root }) });
   });
   afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
 

@@ -44,7 +44,7 @@ describe('shim proxy (fake downstream)', function () {
 
   async function startProxy(): Promise<void> {
     const log = createLogger({ level: 'debug', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
-    const interceptor = new CreateInterceptor({ backendName: 'fake', volumeRoot: registry.root, log, makeBackend: () => backend });
+    const interceptor = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => backend });
     upServer = net.createServer((s) => new ProxyConnection(s, downSock, { interceptor, log, onClosed: (_p, sawShutdown) => closed.push({ sawShutdown }) }));
     await new Promise<void>((r) => upServer.listen(upSock, r));
   }
