@@ -1,7 +1,7 @@
 // Stopping a downstream shim daemon that nobody else will stop: after our daemon crashed (delete), or
 // when our own start failed after the downstream start succeeded (containerd then never calls delete).
 import * as fs from 'fs';
-import { pidAlive, socketPath } from './state';
+import { fullyExited, pidAlive, socketPath } from './state';
 import { removeIfDeadSocket } from './sockets';
 
 /**
@@ -34,8 +34,9 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
     for (let i = 0; i < 8 && pidAlive(pid); i++) await sleep(25);
     if (pidAlive(pid)) {
       try { process.kill(pid!, 'SIGKILL'); did.push(`SIGKILLed it`); } catch { /* raced */ }
-      // Its socket only stops accepting once the process is really gone.
-      for (let i = 0; i < 40 && pidAlive(pid); i++) await sleep(25);
+      // Its socket only stops accepting once every thread is gone: a Go shim's main thread shows as a
+      // zombie while its other threads still hold the file table.
+      for (let i = 0; i < 80 && !fullyExited(pid!); i++) await sleep(25);
     }
   }
   if (await removeIfDeadSocket(sock)) did.push(`removed its socket ${sock}`);
@@ -46,3 +47,4 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
 }
+

@@ -64,6 +64,25 @@ export function pidAlive(pid: number | undefined): boolean {
   }
 }
 
+/** Every thread of the process has exited (its files, sockets included, are closed). */
+export function fullyExited(pid: number): boolean {
+  let tasks: string[];
+  try {
+    tasks = fs.readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return true;
+  }
+  return tasks.every((t) => {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${t}/stat`, 'utf8');
+      const state = stat.charAt(stat.lastIndexOf(')') + 2);
+      return state === 'Z' || state === 'X';
+    } catch {
+      return true;
+    }
+  });
+}
+
 export function readPidFile(file: string): number | undefined {
   try {
     const n = parseInt(fs.readFileSync(file, 'utf8').trim(), 10);

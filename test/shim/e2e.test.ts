@@ -65,7 +65,10 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), [], 'no katavol socket left');
     for (const id of ids) {
       assert.equal(fs.existsSync(bundleOf(id)), false, `bundle of ${id} removed`);
-      assert.equal(fs.existsSync(runcSocket(id)), false, `runc shim socket of ${id} removed`);
+      if (fs.existsSync(runcSocket(id))) {
+        const cleanup = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.includes(id) || l.includes('katavol:')).slice(-15).join('\n');
+        assert.fail(`runc shim socket of ${id} left behind; containerd log:\n${cleanup}`);
+      }
     }
   }
 
