@@ -1,6 +1,7 @@
 // The long-running shim process: accepts containerd's connections on the socket `start` bound (in this
-// same process after an inline start, else inherited as fd 3), pairs each with its own downstream connection, and exits only when the downstream shim has gone and
-// no containerd connection remains (so it survives containerd restarts).
+// same process after an inline start, else inherited as fd 3), pairs each with its own downstream
+// connection, and exits only when the downstream shim has gone and no containerd connection remains
+// (so it survives containerd restarts).
 import * as fs from 'fs';
 import * as net from 'net';
 import type { ShimArgs } from './args';
