@@ -99,6 +99,16 @@ describe('shim launcher: delete fast path', () => {
     writeState({ daemonPid: fakeDaemon(), downstream: path.join(dir, 'a"b') });
     handedToNode(del());
   });
+  it('start: a Node process that ends without an address is a clear failure, not an empty answer', () => {
+    // The fake node prints nothing, like a process killed before it could answer.
+    const r = spawnSync(SHIM, ['-namespace', 'ns', '-address', '/c.sock', '-id', 'c1', 'start'], {
+      cwd: bundle, encoding: 'utf8', input: '', env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` },
+    });
+    assert.equal(r.status, 1);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, 'containerd-shim-katavol-v2: start ended without printing an address');
+    assert.match(fs.readFileSync(marker, 'utf8'), /dist\/src\/shim\/bin\.js -namespace ns .* start/);
+  });
   it('runs Node for every other action', () => {
     const r = spawnSync(SHIM, ['-v'], { encoding: 'utf8', env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` } });
     assert.equal(r.status, 0);
