@@ -6,7 +6,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
-import { readState, socketPath } from './state';
+import { daemonPidFile, readState, socketPath } from './state';
 import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
@@ -57,7 +57,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
   }
   server.on('error', (err) => log.error('listener error', { error: err.message }));
-  const pidFile = ourSock.replace(/\.sock$/, '.pid');
+  const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
 

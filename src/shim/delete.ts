@@ -6,8 +6,8 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
-import { pidAlive, readPidFile, readState, socketPath } from './state';
-import { HELD_FILE } from './held';
+import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './state';
+import { HELD_FILE, releaseHeld } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
 
@@ -36,12 +36,11 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     else await removeIfDeadSocket(downSock);
     const ours = socketPath(state.address);
     await removeIfDeadSocket(ours);
-    const pidFile = ours.replace(/\.sock$/, '.pid');
+    const pidFile = daemonPidFile(ours);
     if (!pidAlive(readPidFile(pidFile))) fs.rmSync(pidFile, { force: true });
   }
   // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
   if (fs.existsSync(path.join(bundle, HELD_FILE))) {
-    const { releaseHeld } = await import('./held');
     try {
       await releaseHeld(bundle);
     } catch (e) {

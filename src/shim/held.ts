@@ -40,9 +40,6 @@ export async function releaseHeld(bundle: string): Promise<void> {
   clearHeld(bundle);
 }
 
-const consoleLogger = {
-  debug: () => undefined,
-  info: () => undefined,
-  warn: (m: string, meta?: Record<string, unknown>) => process.stderr.write(`katavol: ${m} ${meta ? JSON.stringify(meta) : ''}\n`),
-  error: (m: string, meta?: Record<string, unknown>) => process.stderr.write(`katavol: ${m} ${meta ? JSON.stringify(meta) : ''}\n`),
-};
+// `delete` has no log fifo: problems go to stderr, which containerd logs as cleanup warnings.
+const toStderr = (m: string, meta?: Record<string, unknown>): void => void process.stderr.write(`katavol: ${m} ${meta ? JSON.stringify(meta) : ''}\n`);
+const consoleLogger = { debug: () => undefined, info: () => undefined, warn: toStderr, error: toStderr };

@@ -8,7 +8,7 @@ import * as crypto from 'crypto';
 import { spawn, spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { checkDownstream, loadConfig } from './config';
-import { readPidFile, socketPath, writeFileAtomic, writeState } from './state';
+import { daemonPidFile, readPidFile, socketPath, writeFileAtomic, writeState } from './state';
 import { canConnect } from './sockets';
 
 export class StartError extends Error {}
@@ -103,7 +103,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
       server.on('connection', (c) => early.push(c));
       writeState(bundle, { ...state, daemonPid: process.pid });
       // Written now, not when the daemon part starts: a pod's next start may look for it right away.
-      fs.writeFileSync(socketPath(address).replace(/\.sock$/, '.pid'), `${process.pid}\n`);
+      fs.writeFileSync(daemonPidFile(socketPath(address)), `${process.pid}\n`);
       return { address, serve: { server, early } };
     }
     if (server) {
@@ -118,8 +118,8 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
       child.unref();
       writeState(bundle, { ...state, daemonPid: child.pid });
     } else {
-      const prev = findDaemonPid(socketPath(address));
-      writeState(bundle, { ...state, daemonPid: prev });
+      // A pod's existing daemon serves this container too; it recorded its pid next to its socket.
+      writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(socketPath(address))) });
     }
     return { address };
   } catch (e) {
@@ -139,9 +139,4 @@ function readAllStdin(): Buffer {
     if (code === 'EAGAIN' || code === 'EOF' || code === 'ENXIO' || code === 'EINVAL') return Buffer.alloc(0);
     throw e;
   }
-}
-
-/** The daemon serving an existing socket records its pid next to it. */
-function findDaemonPid(sock: string): number | undefined {
-  return readPidFile(sock.replace(/\.sock$/, '.pid'));
 }

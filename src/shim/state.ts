@@ -83,6 +83,11 @@ export function fullyExited(pid: number): boolean {
   });
 }
 
+/** Where a katavol daemon records its pid: next to its socket (found by the next start of a pod). */
+export function daemonPidFile(sock: string): string {
+  return sock.replace(/\.sock$/, '.pid');
+}
+
 export function readPidFile(file: string): number | undefined {
   try {
     const n = parseInt(fs.readFileSync(file, 'utf8').trim(), 10);
