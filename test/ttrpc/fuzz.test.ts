@@ -18,7 +18,7 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeer, prng, removeDir, scratchDir, until } from './helpers';
+import { RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
 const CONNECTIONS = 25;
@@ -118,7 +118,7 @@ describe('ttrpc fuzz (seeded)', function () {
   this.timeout(120000);
   let dir: string;
   let server: Server;
-  const peers: RawPeer[] = [];
+  const peers = new RawPeers();
   const unhandled: unknown[] = [];
   const onUnhandled = (e: unknown) => unhandled.push(e);
 
@@ -129,7 +129,7 @@ describe('ttrpc fuzz (seeded)', function () {
     dir = scratchDir('ttrpc-fuzz-');
   });
   afterEach(() => {
-    for (const p of peers) p.destroy();
+    peers.destroyAll();
     server?.close();
     removeDir(dir);
   });
@@ -196,8 +196,7 @@ describe('ttrpc fuzz (seeded)', function () {
     const codes = new Map<number, number>();
     let dataFrames = 0;
     for (let c = 0; c < CONNECTIONS; c++) {
-      const peer = await RawPeer.connect(sock);
-      peers.push(peer);
+      const peer = await peers.connect(sock);
       const frames = generate(rnd, FRAMES_PER_CONNECTION, c < 4 ? 1 : 0);
       totalFrames += frames.length;
       await writeInPieces(rnd, peer, Buffer.concat(frames));

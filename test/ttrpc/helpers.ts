@@ -84,6 +84,21 @@ export class RawPeer {
 }
 
 /** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
+/** The raw peers a test opens, destroyed together when it ends. */
+export class RawPeers {
+  private readonly open: RawPeer[] = [];
+
+  async connect(sock: string): Promise<RawPeer> {
+    const p = await RawPeer.connect(sock);
+    this.open.push(p);
+    return p;
+  }
+
+  destroyAll(): void {
+    for (const p of this.open.splice(0)) p.destroy();
+  }
+}
+
 export class RawListener {
   private readonly server: net.Server;
   private readonly all: RawPeer[] = [];

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { CallContext, Client, Code, FrameType, Server, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { RawPeer, prng, removeDir, scratchDir, until } from './helpers';
+import { RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
 
 const SVC = 'robust.v1.Svc';
 
@@ -10,7 +10,7 @@ describe('ttrpc robustness', () => {
   let sock: string;
   let server: Server;
   let errors: Error[];
-  let peers: RawPeer[];
+  let peers: RawPeers;
   let contexts: CallContext[];
   let release: (() => void)[];
   const unhandled: unknown[] = [];
@@ -27,7 +27,7 @@ describe('ttrpc robustness', () => {
     dir = scratchDir();
     sock = path.join(dir, 'r.sock');
     errors = [];
-    peers = [];
+    peers = new RawPeers();
     contexts = [];
     release = [];
     unhandled.length = 0;
@@ -52,16 +52,12 @@ describe('ttrpc robustness', () => {
   });
 
   afterEach(async () => {
-    for (const p of peers) p.destroy();
+    peers.destroyAll();
     server.close();
     removeDir(dir);
   });
 
-  async function connect(): Promise<RawPeer> {
-    const p = await RawPeer.connect(sock);
-    peers.push(p);
-    return p;
-  }
+  const connect = (): Promise<RawPeer> => peers.connect(sock);
 
   async function serverStillAnswers(): Promise<void> {
     const c = await Client.connect(sock);

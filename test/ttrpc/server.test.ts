@@ -14,7 +14,7 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeer, removeDir, scratchDir, until } from './helpers';
+import { RawPeer, RawPeers, removeDir, scratchDir, until } from './helpers';
 
 const SVC = 'test.v1.Svc';
 
@@ -38,7 +38,7 @@ describe('ttrpc Server', () => {
   let dir: string;
   let sock: string;
   let server: Server;
-  let peers: RawPeer[];
+  let peers: RawPeers;
   let errors: Error[];
   let contexts: CallContext[];
   let aborts: TtrpcError[];
@@ -47,7 +47,7 @@ describe('ttrpc Server', () => {
   beforeEach(async () => {
     dir = scratchDir();
     sock = path.join(dir, 's.sock');
-    peers = [];
+    peers = new RawPeers();
     errors = [];
     contexts = [];
     aborts = [];
@@ -91,16 +91,12 @@ describe('ttrpc Server', () => {
   });
 
   afterEach(async () => {
-    for (const p of peers) p.destroy();
+    peers.destroyAll();
     server.close();
     removeDir(dir);
   });
 
-  async function connect(): Promise<RawPeer> {
-    const p = await RawPeer.connect(sock);
-    peers.push(p);
-    return p;
-  }
+  const connect = (): Promise<RawPeer> => peers.connect(sock);
 
   it('creates the socket with mode 0600 and answers a call', async () => {
     assert.equal(fs.statSync(sock).mode & 0o777, 0o600);

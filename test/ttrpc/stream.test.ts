@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { CallContext, Client, Code, FrameType, Server, ServerStream, TtrpcError, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { RawListener, RawPeer, hex, removeDir, scratchDir, until } from './helpers';
+import { RawListener, RawPeer, RawPeers, hex, removeDir, scratchDir, until } from './helpers';
 
 const SVC = 'stream.v1.Svc';
 
@@ -16,13 +16,13 @@ describe('ttrpc streaming (ttrpc >= 1.2 wire rules)', () => {
   let sock: string;
   let server: Server;
   let client: Client | undefined;
-  let peers: RawPeer[];
+  let peers: RawPeers;
   let seen: { ctx: CallContext; stream: ServerStream }[];
 
   beforeEach(async () => {
     dir = scratchDir();
     sock = path.join(dir, 'st.sock');
-    peers = [];
+    peers = new RawPeers();
     seen = [];
     server = new Server();
     // Server stream: the request payload is a count; sends that many messages, returns nothing.
@@ -85,7 +85,7 @@ describe('ttrpc streaming (ttrpc >= 1.2 wire rules)', () => {
   afterEach(async () => {
     client?.close();
     client = undefined;
-    for (const p of peers) p.destroy();
+    peers.destroyAll();
     server.close();
     removeDir(dir);
   });
@@ -95,11 +95,7 @@ describe('ttrpc streaming (ttrpc >= 1.2 wire rules)', () => {
     return client;
   }
 
-  async function rawPeer(): Promise<RawPeer> {
-    const p = await RawPeer.connect(sock);
-    peers.push(p);
-    return p;
-  }
+  const rawPeer = (): Promise<RawPeer> => peers.connect(sock);
 
   it('server-streaming: messages arrive in order, the stream ends, response resolves empty', async () => {
     const c = await newClient();
