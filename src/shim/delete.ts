@@ -30,7 +30,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     // after a crash it is orphaned: nobody else will ever tell it to exit.
     const downSock = socketPath(state.downstreamAddress);
     if (await canConnect(downSock)) {
-      const did = await stopDownstream(args.id, state.downstreamAddress, { pid: state.downstreamPid, force: true });
+      const did = await stopDownstream(args.id, state.downstreamAddress, { pid: state.downstreamPid, force: true, version: state.bootstrap?.version });
       result.stderr += `katavol: shim daemon ${state.daemonPid} is gone: ${did}\n`; // containerd logs it as a cleanup warning
     }
     else await removeIfDeadSocket(downSock);

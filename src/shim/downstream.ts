@@ -3,12 +3,31 @@
 import * as fs from 'fs';
 import { fullyExited, pidAlive, socketPath } from './state';
 import { removeIfDeadSocket } from './sockets';
+import type { Client } from '../ttrpc';
+
+const V2 = 'containerd.task.v2.Task';
+const V3 = 'containerd.task.v3.Task';
+
+/**
+ * A task call of katavol's own, in the API version the downstream announced at start (a containerd
+ * 2.x runc shim serves only v3, Kata only v2); on Unimplemented (code 12) the other version is tried,
+ * for state written before the version was recorded or a downstream that changed under us.
+ */
+export async function callTask(c: Client, version: number | undefined, method: string, payload: Buffer, timeoutMs = 2000): Promise<Buffer> {
+  const [first, second] = (version ?? 2) >= 3 ? [V3, V2] : [V2, V3];
+  try {
+    return await c.call(first, method, payload, { timeoutMs });
+  } catch (e) {
+    if ((e as { code?: number }).code !== 12) throw e;
+    return c.call(second, method, payload, { timeoutMs });
+  }
+}
 
 /**
  * Asks the downstream to shut down. With `force`, a daemon that stays (runc's shim answers Shutdown as a
  * no-op while it still tracks a task; runtime-rs ignores SIGTERM) is SIGKILLed by pid.
  */
-export async function stopDownstream(id: string, address: string, opts: { pid?: number; force: boolean }): Promise<string> {
+export async function stopDownstream(id: string, address: string, opts: { pid?: number; force: boolean; version?: number }): Promise<string> {
   const sock = socketPath(address);
   const { Client } = await import('../ttrpc');
   const msgs = await import('./messages');
@@ -18,10 +37,10 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
     const c = await Client.connect(sock);
     try {
       if (!pid && opts.force) {
-        const r = await c.call('containerd.task.v2.Task', 'Connect', msgs.encodeConnectRequest(id), { timeoutMs: 2000 });
+        const r = await callTask(c, opts.version, 'Connect', msgs.encodeConnectRequest(id));
         pid = msgs.decodeConnectResponse(r).shimPid || undefined;
       }
-      await c.call('containerd.task.v2.Task', 'Shutdown', msgs.encodeShutdownRequest(id, opts.force), { timeoutMs: 2000 }).catch(() => undefined);
+      await callTask(c, opts.version, 'Shutdown', msgs.encodeShutdownRequest(id, opts.force)).catch(() => undefined);
       did.push(`sent Shutdown to downstream shim${pid ? ` pid ${pid}` : ''}`);
     } finally {
       c.close();

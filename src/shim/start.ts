@@ -124,7 +124,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
     // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
     // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
     const { stopDownstream } = await import('./downstream');
-    await stopDownstream(args.id, downstreamAddress, { force: false }).catch(() => undefined);
+    await stopDownstream(args.id, downstreamAddress, { force: false, version: boot.version }).catch(() => undefined);
     throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
   }
 }

@@ -87,6 +87,31 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
       });
     }
 
+    for (const kind of ['kata', 'runc-1.7', 'runc-2.0', 'runc-2.3'] as Kind[]) {
+      const { service } = KINDS[kind];
+      it(`${kind}: after our daemon is SIGKILLed, delete stops the orphaned downstream in its own API version`, async () => {
+        env[KIND_ENV] = kind;
+        const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c4', 'start']);
+        const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', timeout: 30000 });
+        assert.equal(r.status, 0, r.stderr.toString());
+        const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+        const down = await Client.connect(state.downstreamAddress.replace('unix://', ''));
+        const downPid = decodeConnectResponse(await down.call(service, 'Connect', encodeConnectRequest('c4'))).shimPid;
+        down.close();
+        assert.ok(pidAlive(downPid));
+        process.kill(state.daemonPid, 'SIGKILL');
+        for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(20);
+        const d = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c4', '-bundle', bundle, 'delete']);
+        const dr = spawnSync(d[0], d[1], { cwd: bundle, env, encoding: 'utf8', timeout: 30000 });
+        assert.equal(dr.status, 0, dr.stderr);
+        assert.match(dr.stderr, /shim daemon \d+ is gone: sent Shutdown to downstream shim/);
+        for (let i = 0; i < 100 && pidAlive(downPid); i++) await sleep(20);
+        assert.equal(pidAlive(downPid), false, 'the downstream daemon was stopped');
+        assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).filter((x) => x.method === 'Shutdown').map((x) => x.service), [service]);
+        assert.deepEqual(fs.readdirSync(sockDir), [], 'our socket and pid file removed');
+      });
+    }
+
     it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', () => {
       const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start']);
       delete env[RECORDER_DIR_ENV]; // the recorder refuses to start without its record directory
