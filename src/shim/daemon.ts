@@ -13,6 +13,7 @@ import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { resolveVolumeRoot } from '../volumes/registry';
 import { createBackend } from '../backends';
+import { DaemonHolds, daemonHoldsFile } from './held';
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
 export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }): Promise<void> {
@@ -22,11 +23,12 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const cfg = loadConfig();
   const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id }, loadAfterIdleMs: 300 });
   const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
+  const ourSock = socketPath(state.address);
   const interceptor = new CreateInterceptor({
     volumeRoot, log,
     makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
+    holds: new DaemonHolds(daemonHoldsFile(ourSock, process.pid)),
   });
-  const ourSock = socketPath(state.address);
   const downSock = socketPath(state.downstreamAddress);
   const conns = new Set<ProxyConnection>();
   let exiting = false;

@@ -7,7 +7,7 @@ import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './state';
-import { HELD_FILE, releaseHeld } from './held';
+import { HELD_FILE, daemonHoldsFile, readDaemonHolds, releaseHeld } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
 
@@ -38,6 +38,19 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     await removeIfDeadSocket(ours);
     const pidFile = daemonPidFile(ours);
     if (!pidAlive(readPidFile(pidFile))) fs.rmSync(pidFile, { force: true });
+    // Every container that daemon held volumes for, this pod's app containers included: containerd 2.x
+    // runs no `delete` of their own for them.
+    if (state.daemonPid) {
+      const holds = daemonHoldsFile(ours, state.daemonPid);
+      for (const b of readDaemonHolds(holds)) {
+        try {
+          await releaseHeld(b);
+        } catch (e) {
+          result.stderr += `katavol: releasing volumes of ${b}: ${(e as Error).message}\n`;
+        }
+      }
+      fs.rmSync(holds, { force: true });
+    }
   }
   // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
   if (fs.existsSync(path.join(bundle, HELD_FILE))) {

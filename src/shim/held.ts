@@ -1,5 +1,8 @@
 // A bundle's record that a Create took host resources through a backend. Written before the backend
 // acts, removed after it released everything, so a crashed daemon's `delete` knows what to undo.
+// The daemon also lists every bundle it holds for in one file of its own (DaemonHolds): containerd 2.x
+// runs no `start`/`delete` for a pod's app containers (reference §3.4), so after a crash only the pod's
+// `delete` runs, and it must release them all.
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from './state';
@@ -29,15 +32,70 @@ export function clearHeld(bundle: string): void {
   fs.rmSync(path.join(bundle, HELD_FILE), { force: true });
 }
 
-/** Crash path: release through the backend named in the record, from bundle state alone. */
+/**
+ * Crash path: release through the backend named in the record, from bundle state alone. The record is
+ * claimed first by an atomic rename, so the concurrent deletes containerd runs for a pod's containers
+ * never release one bundle twice; on failure it is put back for a later delete to retry.
+ */
 export async function releaseHeld(bundle: string): Promise<void> {
-  const held = readHeld(bundle);
-  if (!held) return;
-  const { createBackend } = await import('../backends');
-  const { loadConfig } = await import('./config');
-  const backend = createBackend(held.backend, { config: loadConfig(), volumeRoot: held.volumeRoot });
-  await backend.releaseBundle(bundle, consoleLogger);
-  clearHeld(bundle);
+  const file = path.join(bundle, HELD_FILE);
+  const claimed = `${file}.releasing.${process.pid}`;
+  try {
+    fs.renameSync(file, claimed);
+  } catch {
+    return; // nothing held, or another delete is releasing it
+  }
+  let held: Held;
+  try {
+    held = JSON.parse(fs.readFileSync(claimed, 'utf8')) as Held;
+  } catch {
+    fs.rmSync(claimed, { force: true }); // torn by a crash mid-write: the backend had not acted yet
+    return;
+  }
+  try {
+    const { createBackend } = await import('../backends');
+    const { loadConfig } = await import('./config');
+    const backend = createBackend(held.backend, { config: loadConfig(), volumeRoot: held.volumeRoot });
+    await backend.releaseBundle(bundle, consoleLogger);
+  } catch (e) {
+    try { fs.renameSync(claimed, file); } catch { /* bundle gone */ }
+    throw e;
+  }
+  fs.rmSync(claimed, { force: true });
+}
+
+/** Where a daemon lists the bundles it holds for: next to its socket, named by its pid. */
+export function daemonHoldsFile(sock: string, pid: number): string {
+  return sock.replace(/\.sock$/, `.${pid}.holds.json`);
+}
+
+export function readDaemonHolds(file: string): string[] {
+  try {
+    const v = JSON.parse(fs.readFileSync(file, 'utf8')) as unknown;
+    return Array.isArray(v) ? v.filter((b): b is string => typeof b === 'string') : [];
+  } catch {
+    return [];
+  }
+}
+
+/** The daemon's list of bundles whose Create took something; the file exists only while non-empty. */
+export class DaemonHolds {
+  private readonly bundles = new Set<string>();
+  constructor(readonly file: string) {}
+
+  add(bundle: string): void {
+    this.bundles.add(bundle);
+    this.save();
+  }
+
+  remove(bundle: string): void {
+    if (this.bundles.delete(bundle)) this.save();
+  }
+
+  private save(): void {
+    if (this.bundles.size === 0) fs.rmSync(this.file, { force: true });
+    else writeFileAtomic(this.file, JSON.stringify([...this.bundles]) + '\n', 0o600);
+  }
 }
 
 // `delete` has no log fifo: problems go to stderr, which containerd logs as cleanup warnings.

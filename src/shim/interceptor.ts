@@ -8,7 +8,7 @@ import { MountVolumeError, resolveVolumes } from '../volumes/resolver';
 import { VolumeError } from '../volumes/types';
 import type { Logger } from './logger';
 import { ORIGINAL_SPEC, writeFileAtomic } from './state';
-import { clearHeld, writeHeld } from './held';
+import { clearHeld, writeHeld, type DaemonHolds } from './held';
 
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 
@@ -30,7 +30,7 @@ export class CreateInterceptor {
   private readonly held = new Map<string, PrepareContext>();
 
   constructor(
-    private readonly opts: { volumeRoot: string; makeBackend: () => Backend; log: Logger },
+    private readonly opts: { volumeRoot: string; makeBackend: () => Backend; log: Logger; holds?: DaemonHolds },
   ) {
     this.registry = new Registry(opts.volumeRoot);
   }
@@ -67,11 +67,12 @@ export class CreateInterceptor {
     const ctx: PrepareContext = { containerId, bundle, sandboxId, log };
     const backend = this.getBackend();
     writeHeld(bundle, { containerId, sandboxId, backend: backend.name, volumeRoot: this.opts.volumeRoot });
+    this.opts.holds?.add(bundle);
     let prepared;
     try {
       prepared = await backend.prepare(ctx, spec, volumes);
     } catch (e) {
-      clearHeld(bundle);
+      this.unhold(bundle);
       if (e instanceof VolumeError) {
         // Name the container and mount unless the backend's message already names the mount.
         const v = volumes.find((x) => x.volumePath === e.volumePath);
@@ -86,7 +87,7 @@ export class CreateInterceptor {
       writeFileAtomic(specFile, JSON.stringify(prepared.spec));
     } catch (e) {
       await backend.release(ctx);
-      clearHeld(bundle);
+      this.unhold(bundle);
       restore(specFile, orig);
       throw new CreateRefused(`katavol: container "${containerId}": cannot rewrite ${specFile}: ${(e as Error).message}`);
     }
@@ -97,7 +98,7 @@ export class CreateInterceptor {
       rollback: async () => {
         this.held.delete(containerId);
         await backend.release(ctx);
-        clearHeld(bundle);
+        this.unhold(bundle);
         restore(specFile, orig);
         log.info('create rolled back: downstream refused it');
       },
@@ -110,13 +111,18 @@ export class CreateInterceptor {
     if (!ctx) return;
     this.held.delete(containerId);
     await this.getBackend().release(ctx);
-    clearHeld(ctx.bundle);
+    this.unhold(ctx.bundle);
     ctx.log.info('released volumes on task delete');
   }
 
   /** Releases everything still held (daemon exit). */
   async releaseAll(): Promise<void> {
     for (const id of [...this.held.keys()]) await this.deleted(id);
+  }
+
+  private unhold(bundle: string): void {
+    clearHeld(bundle);
+    this.opts.holds?.remove(bundle);
   }
 
   private getBackend(): Backend {
