@@ -19,8 +19,8 @@ export class CreateRefused extends Error {
 
 export interface Prepared {
   ctx: PrepareContext;
-  /** Undo: release the backend and restore the original config.json. */
-  rollback(): Promise<void>;
+  /** Undo: release the backend and restore the original config.json; `reason` is why (the downstream's error). */
+  rollback(reason: string): Promise<void>;
 }
 
 export class CreateInterceptor {
@@ -94,12 +94,12 @@ export class CreateInterceptor {
     this.held.set(containerId, ctx);
     return {
       ctx,
-      rollback: async () => {
+      rollback: async (reason: string) => {
         this.held.delete(containerId);
         await backend.release(ctx);
         clearHeld(bundle);
         restore(specFile, orig);
-        log.info('create rolled back: downstream refused it');
+        log.warn('create rolled back', { reason });
       },
     };
   }

@@ -27,7 +27,11 @@ export function runTool(volumePath: string, cmd: string, args: string[], pkg: st
 
 /** "major:minor" of a block device node. */
 export function devNumber(blockDev: string): string {
-  const rdev = fs.statSync(blockDev, { bigint: true }).rdev;
+  return devNumberOf(fs.statSync(blockDev, { bigint: true }).rdev);
+}
+
+/** "major:minor" of a dev_t (glibc's encoding). */
+export function devNumberOf(rdev: bigint): string {
   const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
   const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
   return `${major}:${minor}`;
@@ -56,6 +60,8 @@ export interface HostMount {
   fstype: string;
   /** The device node this mount is of (one of the devices looked for). */
   device: string;
+  /** Mounted read-only (the mount's or the superblock's options say ro). */
+  readOnly: boolean;
 }
 
 const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
@@ -92,7 +98,8 @@ export function findHostMounts(devices: string[]): HostMount[] {
       const device = byNumber.get(f[2]);
       if (!device) continue;
       const sep = f.indexOf('-', 6);
-      out.push({ pid, ownNamespace: ns === ownNs, mountPoint: unescapeMount(f[4]), fstype: f[sep + 1], source: unescapeMount(f[sep + 2] ?? ''), device });
+      const readOnly = [f[5], f[sep + 3]].some((o) => (o ?? '').split(',').includes('ro'));
+      out.push({ pid, ownNamespace: ns === ownNs, mountPoint: unescapeMount(f[4]), fstype: f[sep + 1], source: unescapeMount(f[sep + 2] ?? ''), device, readOnly });
     }
   }
   return out;
@@ -160,3 +167,26 @@ export function hasExtSuperblock(file: string): boolean {
 }
 
 export const isExtFs = (fstype: string): boolean => /^ext[234]$/.test(fstype);
+
+/** Whether this process holds an effective capability (bit number as in linux/capability.h). */
+export function hasEffectiveCapability(bit: number): boolean {
+  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return !!m && (BigInt('0x' + m[1]) & (1n << BigInt(bit))) !== 0n;
+}
+
+export const CAP_SYS_RESOURCE = 24;
+
+/** The absolute path of a host tool, or undefined when it is not installed. */
+export function findTool(cmd: string): string | undefined {
+  for (const dir of TOOL_PATH.split(':')) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}

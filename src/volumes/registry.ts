@@ -8,6 +8,7 @@ import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolume
 import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
 import { normalizeDevice, validateDevice } from './device';
 import { withLock } from './lock';
+import { fsTypeProblem, superblockMismatch } from './fstype';
 import { TEMP_PREFIX, fsyncDir, tempName, writeFileAtomicSync, writeNewFileSync } from './atomic-write';
 
 export { encodeVolumePath, decodeVolumeDirName } from './encoding';
@@ -256,7 +257,15 @@ export class Registry {
     if (parsed.fsType === '') {
       throw new VolumeError(volumePath, '"fstype" is empty (the guest could not mount the volume)', 'set "fstype" to the filesystem on the device, e.g. "fstype":"ext4"');
     }
+    const fsProblem = fsTypeProblem(parsed.fsType);
+    if (fsProblem) throw new VolumeError(volumePath, fsProblem.problem, fsProblem.fix);
     validateDevice(parsed, volumePath);
+    if (parsed.volumeType === 'directvol') {
+      const mismatch = superblockMismatch(parsed.device, parsed.fsType);
+      // A blank device may be formatted after it is registered (Create checks again); another filesystem is a mistake now.
+      if (mismatch && mismatch.found !== 'none') throw new VolumeError(volumePath, mismatch.problem, mismatch.fix);
+      if (mismatch) notes.push(`${mismatch.problem}; containers using it will be refused until it holds ${parsed.fsType}`);
+    }
     const info: MountInfo = { ...parsed, device: normalizeDevice(parsed) };
     if (info.device !== parsed.device) notes.push(`stored PCI address "${parsed.device}" as "${info.device}" (sysfs names are lower case)`);
     const data = serializeMountInfo(info);

@@ -5,6 +5,7 @@ import type { ResolvedVolume, OciSpec } from '../backends/backend';
 import type { OciMount } from './types';
 import { VolumeError } from './types';
 import type { Registry } from './registry';
+import { superblockMismatch } from './fstype';
 
 export const DIRECT_MOUNT_TYPES = new Set(['directvol', 'vfiovol', 'spdkvol', 'spoolvol']);
 
@@ -44,6 +45,11 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
         throw new VolumeError(source, 'is not registered', `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
       }
       const { info, file, dir } = registry.read(source);
+      if (info.volumeType === 'directvol') {
+        // Both backends: runc would fail with "no such device", a guest with a mount error naming neither.
+        const mismatch = superblockMismatch(info.device, info.fsType);
+        if (mismatch) throw new VolumeError(source, mismatch.problem, mismatch.fix, file);
+      }
       const readOnly = optionsOf(mount).includes('ro') || info.options.includes('ro');
       out.push({ index, mount, volumePath: source, entryDir: dir, file, info, readOnly });
     } catch (e) {

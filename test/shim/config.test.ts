@@ -90,6 +90,7 @@ describe('shim config', () => {
     ['unknown key', { backnd: 'runc' }, /key "backnd": unknown key/],
     ['relative downstream', { downstream: 'shim' }, /key "downstream": must be an absolute path/],
     ['bad log level', { logLevel: 'loud' }, /key "logLevel": "loud" is not a level/],
+    ['bad log format', { logFormat: 'logfmt' }, /key "logFormat": "logfmt" is not a log format; use "text" \(containerd's logrus format\) or "json"/],
     ['non-string', { volumeRoot: 3 }, /key "volumeRoot": must be a non-empty string/],
     ['long socketDir', { socketDir: '/' + 'x'.repeat(60) }, /key "socketDir": .* too long/],
   ] as Array<[string, unknown, RegExp]>) {
