@@ -11,7 +11,7 @@ import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
-import { resolveVolumeRoot } from '../volumes/registry';
+import { resolveVolumeRoot, volumeRootInEffect } from '../volumes/registry';
 import { createBackend } from '../backends';
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
@@ -27,7 +27,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   });
   const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
   const interceptor = new CreateInterceptor({
-    volumeRoot, log,
+    volumeRoot, log, volumeRootOrigin: volumeRootInEffect(process.env, { root: cfg.volumeRoot, file: cfg.file }).origin,
     makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
   });
   const ourSock = socketPath(state.address);

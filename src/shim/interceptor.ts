@@ -30,7 +30,7 @@ export class CreateInterceptor {
   private readonly held = new Map<string, PrepareContext>();
 
   constructor(
-    private readonly opts: { volumeRoot: string; makeBackend: () => Backend; log: Logger },
+    private readonly opts: { volumeRoot: string; volumeRootOrigin?: string; makeBackend: () => Backend; log: Logger },
   ) {
     this.registry = new Registry(opts.volumeRoot);
   }
@@ -55,7 +55,7 @@ export class CreateInterceptor {
     }
     let volumes;
     try {
-      volumes = resolveVolumes(containerId, spec, this.registry);
+      volumes = resolveVolumes(containerId, spec, this.registry, this.opts.volumeRootOrigin);
     } catch (e) {
       throw refusal(e);
     }

@@ -154,7 +154,13 @@ describe('shim end to end (private containerd, runc backend)', function () {
 
   it('refuses unregistered volumes, bad mountInfo and missing images with a clear error and no leftovers', async function () {
     const cases: Array<{ vol: string; setup?: () => void; expect: RegExp }> = [
-      { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered .*katavol direct-volume add/ },
+      { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered in the registry root .*\/volumes \(from \$KATAVOL_VOLUME_ROOT\) .*katavol direct-volume add/ },
+      {
+        // Differs from a registered path only by a trailing slash.
+        vol: '/kubelet/e2e/slash/',
+        setup: () => register('/kubelet/e2e/slash', image('slash.img')),
+        expect: /volume "\/kubelet\/e2e\/slash\/": is not registered, but \/kubelet\/e2e\/slash is .*did you mean src=\/kubelet\/e2e\/slash\?/,
+      },
       {
         vol: '/kubelet/e2e/badjson',
         setup: () => {
@@ -259,7 +265,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.equal(runD(a, 'rw').status, 0);
     let r = runD(b, 'rw');
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /volume "\/kubelet\/e2e\/shared": image ".*" is already in use \(\/dev\/loop\d+, read-write\); a read-write volume can be held by one container at a time/);
+    assert.match(r.stderr, new RegExp(`volume "/kubelet/e2e/shared": image ".*" is already in use by sandbox ${a} \\(runc, read-write\\) through /dev/loop\\d+ \\(read-write\\); a read-write volume can be held by one container at a time`));
     r = runD(c, 'ro');
     assert.notEqual(r.status, 0, 'no read-only user while a writer holds it');
     await stopAndDelete(a);

@@ -258,6 +258,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     });
     try {
       const img = rawImage(`cfg${n}.img`);
+      makeExt4Image(img, 8); // room for an ext3 journal
       assert.equal(spawnSync('mkfs.ext3', ['-q', '-F', img], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }).status, 0);
       register(`/kubelet/rr/cfg${n}`, { 'volume-type': 'directvol', device: img, fstype: 'ext3' });
       const id = `cfg${n}`;
