@@ -58,14 +58,21 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
       for (const kind of DOWNSTREAMS) {
         for (const variant of ['normal', 'crash']) {
           const img = path.join(work, `${backend}-${kind}-${variant}.img`);
-          if (backend === 'runc') makeExt4Image(img, 4);
-          else fs.writeFileSync(img, Buffer.alloc(1 << 20));
+          makeExt4Image(img, 4);
           images.push(img);
           const r = katavol('direct-volume', 'add', volumeOf(backend, kind, variant), JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
           assert.equal(r.status, 0, r.stderr);
         }
       }
     }
+  });
+
+  // A failed cell leaves its daemons behind: stop every process this suite started (they all run in a
+  // bundle under `work`), so nothing outlives the test.
+  afterEach(async function () {
+    const mine = pidsUnder(work);
+    for (const p of mine) try { process.kill(p, 'SIGKILL'); } catch { /* gone */ }
+    for (let i = 0; i < 100 && mine.some(pidAlive); i++) await sleep(20);
   });
 
   after(function () {
@@ -231,6 +238,17 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
 function startsFor(version: Version, kind: Kind): number {
   const v3 = KINDS[kind].form !== 'plain';
   return version === '2.0' || (v3 && version >= '2.1') ? 1 : 2;
+}
+
+function pidsUnder(dir: string): number[] {
+  const out: number[] = [];
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      if (fs.readlinkSync(`/proc/${d}/cwd`).startsWith(dir + '/')) out.push(Number(d));
+    } catch { /* exited, or not ours to read */ }
+  }
+  return out;
 }
 
 /** Stops a recorder started directly (no katavol in front): Shutdown in the API it serves. */
