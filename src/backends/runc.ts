@@ -3,12 +3,12 @@
 // a block device is mounted directly. vfiovol/spdkvol need a VM and are refused (see README).
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from './backend';
-import type { OciMount } from '../volumes/types';
+import type { Backend, BackendLogger, PrepareContext, Prepared } from './backend';
+import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
-import { writeFileAtomic } from '../shim/state';
+import { writeFileAtomic } from '../volumes/files';
 
 export const RUNC_STATE_FILE = 'katavol-runc.json';
 
@@ -43,7 +43,7 @@ export class RuncBackend implements Backend {
             return loop.attach(p.device, p.v.readOnly);
           });
           state.loops.push({ device, file: p.realFile });
-          writeFileAtomic(stateFile, JSON.stringify(state), 0o600); // before anything else can fail
+          writeFileAtomic(stateFile, JSON.stringify(state)); // before anything else can fail
         }
         mounts[p.v.index] = rewriteMount(p.v, device);
         summary.push({ destination: p.v.mount.destination, volumePath: p.v.volumePath, device: p.device, source: device, fstype: mounts[p.v.index].type, readOnly: p.v.readOnly });
@@ -62,7 +62,7 @@ export class RuncBackend implements Backend {
           (others) => plan.isFile || this.refuseSharedBlockDevice({ ...plan.v, readOnly: mode }, others));
         state.volumes.push(volumePath);
       }
-      writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+      writeFileAtomic(stateFile, JSON.stringify(state));
     } catch (e) {
       await this.releaseState(state, ctx.log, ctx.bundle);
       fs.rmSync(stateFile, { force: true });

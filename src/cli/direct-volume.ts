@@ -1,11 +1,11 @@
 // `katavol direct-volume ...`: kata-ctl's subcommands (add, remove, stats, resize) with its positional
 // syntax and the Go runtime's flags, plus list and inspect. Success prints one line (Kata prints nothing).
 import * as fs from 'fs';
-import { CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
+import { type CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 import { noMore, parseArgs, take } from './args';
 import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, type SandboxUse } from '../volumes/registry';
 import { serializeMountInfo } from '../volumes/mountinfo';
-import { MountInfo } from '../volumes/types';
+import { type MountInfo } from '../volumes/types';
 
 const USAGE = `usage: katavol direct-volume <command> [arguments]
 

@@ -29,8 +29,8 @@ export function main(argv: string[]): void {
   switch (args.action) {
     case 'start': {
       const inline = process.env.KATAVOL_START_INLINE === '1';
-      require('./start').start(args, self, inline).then(
-        (r: import('./start').Started) => {
+      (require('./start') as typeof import('./start')).start(args, self, inline).then(
+        (r) => {
           if (!r.serve) {
             // Exit without closing the bound socket (the daemon has it) and before any stray output.
             process.stdout.write(r.address, () => process.exit(0));
@@ -39,15 +39,15 @@ export function main(argv: string[]): void {
           // Inline: answer on stdout, hand stdio back (the launcher waits for EOF), become the daemon.
           fs.writeSync(1, `${r.address}\n`);
           detachStdio();
-          require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: Error) => fail(e));
         },
         (e: Error) => fail(e),
       );
       return;
     }
     case 'delete':
-      require('./delete').del(args).then(
-        (r: { stdout: Buffer; stderr: string; status: number }) => {
+      (require('./delete') as typeof import('./delete')).del(args).then(
+        (r) => {
           if (r.stderr) process.stderr.write(r.stderr);
           process.stdout.write(r.stdout, () => process.exit(r.status));
         },
@@ -55,7 +55,7 @@ export function main(argv: string[]): void {
       );
       return;
     default:
-      require('./daemon').runDaemon(args).catch((e: Error) => fail(e));
+      (require('./daemon') as typeof import('./daemon')).runDaemon(args).catch((e: Error) => fail(e));
   }
 }
 

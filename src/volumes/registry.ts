@@ -3,12 +3,12 @@
 // per-volume lock with temp file/dir + fsync + rename, so readers never see a partial entry.
 import * as fs from 'fs';
 import * as path from 'path';
-import { MountInfo, VolumeError } from './types';
+import { type MountInfo, VolumeError } from './types';
 import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolumeDirName, encodeVolumePath } from './encoding';
 import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
 import { normalizeDevice, validateDevice } from './device';
 import { withLock } from './lock';
-import { TEMP_PREFIX, fsyncDir, tempName, writeFileAtomicSync, writeNewFileSync } from './atomic-write';
+import { TEMP_PREFIX, errnoOf, fsyncDir, lstatOrUndefined, tempName, writeFileAtomic, writeNewFileSync } from './files';
 
 export { encodeVolumePath, decodeVolumeDirName } from './encoding';
 export { parseMountInfo, serializeMountInfo } from './mountinfo';
@@ -91,10 +91,6 @@ export function volumePathWarnings(volumePath: string): string[] {
   return w;
 }
 
-function errnoOf(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException)?.code;
-}
-
 /** Turns a file-system error into a VolumeError that says what to do. */
 function fsFailure(volumePath: string, doing: string, file: string, e: unknown): VolumeError {
   if (e instanceof VolumeError) return e;
@@ -106,15 +102,6 @@ function fsFailure(volumePath: string, doing: string, file: string, e: unknown):
     : code === 'ENOSPC' ? 'free some space on the file system of the registry root'
     : 'check the registry root and try again';
   return new VolumeError(volumePath, `cannot ${doing}: ${msg}`, fix, file);
-}
-
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch (e) {
-    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return undefined;
-    throw e;
-  }
 }
 
 export class Registry {
@@ -280,7 +267,7 @@ export class Registry {
           if (errnoOf(e) !== 'ENOENT') throw e;
         }
         if (old === data) return 'unchanged';
-        writeFileAtomicSync(file, data, this.root);
+        writeFileAtomic(file, data, { tempDir: this.root });
         return old === undefined ? 'repaired' : 'replaced';
       } catch (e) {
         throw fsFailure(volumePath, 'write the registry entry', file, e);
@@ -341,7 +328,7 @@ export class Registry {
       const r = this.read(volumePath);
       if (r.canonical) return false;
       try {
-        writeFileAtomicSync(r.file, serializeMountInfo(r.info), this.root);
+        writeFileAtomic(r.file, serializeMountInfo(r.info), { tempDir: this.root });
       } catch (e) {
         throw fsFailure(volumePath, `rewrite ${MOUNT_INFO_FILE}`, r.file, e);
       }
@@ -408,7 +395,7 @@ export class Registry {
       this.requireEntryDir(volumePath);
       check(this.sandboxesOf(volumePath).filter((u) => u.id !== sandboxId));
       try {
-        writeFileAtomicSync(file, formatSandboxRecord(backend, readOnly), this.root);
+        writeFileAtomic(file, formatSandboxRecord(backend, readOnly), { tempDir: this.root });
       } catch (e) {
         throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
       }

@@ -4,9 +4,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Registry } from './registry';
+import { type Registry } from './registry';
 import { VolumeError } from './types';
-import { HostMount, findHostMounts, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
+import { type HostMount, findHostMounts, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
 
 /** Backend name the runc host backend records; any other recorded sandbox is a VM. */
 export const HOST_BACKEND = 'runc';
