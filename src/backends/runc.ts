@@ -120,18 +120,32 @@ export class RuncBackend implements Backend {
       }
       return podLoop;
     }
-    const clash = loop.loopsOf(v.info.device).find((h) => !v.readOnly || !h.readOnly);
-    if (!clash) return undefined;
-    const others = this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId && (!v.readOnly || !s.readOnly));
-    const who = others.length
-      ? `pod ${others.map((u) => `${u.id} (${u.readOnly ? 'read-only' : 'read-write'})`).join(', ')}`
-      : 'a loop device no pod of this registry recorded';
-    const stale = others.length
-      ? `if that pod no longer exists, detach its loop device (losetup -d ${clash.device}) and remove its stale record: rm ${others.map((u) => path.join(this.registry.entryDir(v.volumePath), u.id)).join(' ')}`
-      : `if nothing uses it any more, detach it: losetup -d ${clash.device}`;
+    const clashes = loop.loopsOf(v.info.device).filter((h) => !v.readOnly || !h.readOnly);
+    if (!clashes.length) return undefined;
+    // Who holds them: our other bundles name their pod (whatever volume path that pod registered the
+    // image under: with CSI each pod has its own target path), else this volume's records.
+    const holders = new Map<string, { device: string; readOnly: boolean }>();
+    for (const { state } of bundlesBeside(ctx.bundle)) {
+      for (const l of state.loops) {
+        const c = clashes.find((x) => x.device === l.device);
+        if (c && l.file === realFile && state.sandboxId !== ctx.sandboxId) holders.set(state.sandboxId, c);
+      }
+    }
+    if (!holders.size) {
+      for (const u of this.registry.sandboxesOf(v.volumePath)) {
+        if (u.id !== ctx.sandboxId && (!v.readOnly || !u.readOnly)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
+      }
+    }
+    const pods = [...holders].map(([id, h]) => `${id} (${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
+    const devices = [...new Set(holders.size ? [...holders.values()].map((h) => h.device) : clashes.map((c) => c.device))].join(' ');
+    const who = pods.length ? `pod ${pods.join(', ')}` : `loop device ${devices}, which no pod of ours recorded`;
+    const records = this.registry.sandboxesOf(v.volumePath).filter((u) => holders.has(u.id)).map((u) => path.join(this.registry.entryDir(v.volumePath), u.id));
+    const stale = pods.length
+      ? `if that pod no longer exists, detach its loop device (losetup -d ${devices})${records.length ? ` and remove its stale record: rm ${records.join(' ')}` : ''}`
+      : `if nothing uses it any more, detach it: losetup -d ${devices}`;
     throw new VolumeError(v.volumePath, v.readOnly
-      ? `image "${v.info.device}" is already used read-write by ${who} through ${clash.device}; a read-only mount would see it change underneath`
-      : `image "${v.info.device}" is already in use by ${who} through ${clash.device} (${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume belongs to one pod at a time`,
+      ? `image "${v.info.device}" is already used read-write by ${who}; a read-only mount would see it change underneath`
+      : `image "${v.info.device}" is already in use by ${who}; a read-write volume belongs to one pod at a time`,
     `stop that pod first, or mount the volume read-only in every pod (options=rbind:ro); ${stale}`, v.file);
   }
 

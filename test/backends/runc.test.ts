@@ -162,8 +162,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
         assert.strictEqual(e.volumePath, IMG_VOL);
         assert.strictEqual(e.file, reg.mountInfoFile(IMG_VOL));
         assert.match(e.problem, mode === 'rw'
-          ? new RegExp(`^image "${img}" is already in use by pod pod-a \\(read-write\\) through ${dev} \\(read-write\\); a read-write volume belongs to one pod at a time$`)
-          : new RegExp(`^image "${img}" is already used read-write by pod pod-a \\(read-write\\) through ${dev}; a read-only mount would see it change underneath$`));
+          ? new RegExp(`^image "${img}" is already in use by pod pod-a \\(read-write, ${dev}\\); a read-write volume belongs to one pod at a time$`)
+          : new RegExp(`^image "${img}" is already used read-write by pod pod-a \\(read-write, ${dev}\\); a read-only mount would see it change underneath$`));
         assert.match(e.fix, new RegExp(`^stop that pod first, or mount the volume read-only in every pod \\(options=rbind:ro\\); if that pod no longer exists, detach its loop device \\(losetup -d ${dev}\\) and remove its stale record: rm ${path.join(reg.entryDir(IMG_VOL), 'pod-a')}$`));
         return true;
       });
@@ -180,7 +180,7 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.notStrictEqual(b1, a1);
     assert.deepStrictEqual(loops().sort(), [`${a1.split(' ')[0]} 1`, `${b1.split(' ')[0]} 1`].sort());
     assert.deepStrictEqual(ids(), ['pod-a ro', 'pod-b ro']);
-    await assert.rejects(prepare(ctx('c1', 'pod-c'), 'rw'), /is already in use by pod pod-a \(read-only\), pod-b \(read-only\) through \/dev\/loop\d+ \(read-only\)/);
+    await assert.rejects(prepare(ctx('c1', 'pod-c'), 'rw'), /is already in use by pod pod-a \(read-only, \/dev\/loop\d+\), pod-b \(read-only, \/dev\/loop\d+\); a read-write volume belongs/);
   });
 
   it('a read-only container joins the pod\'s read-write device; a read-write one cannot join a read-only device', async () => {
@@ -274,7 +274,7 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
     })));
     try {
       assert.strictEqual(runs.filter((r) => r === 'OK').length, 1, runs.join('\n'));
-      const refusal = kind === 'image file' ? /image ".*" is already in use by pod c\d \(read-write\) through \/dev\/loop\d+ \(read-write\); a read-write volume belongs to one pod at a time/ : /already used by sandbox c\d \(read-write\); a read-write volume can be held by one sandbox at a time/;
+      const refusal = kind === 'image file' ? /image ".*" is already in use by pod c\d \(read-write, \/dev\/loop\d+\); a read-write volume belongs to one pod at a time/ : /already used by sandbox c\d \(read-write\); a read-write volume can be held by one sandbox at a time/;
       for (const r of runs.filter((x) => x !== 'OK')) assert.match(r, refusal);
     } finally {
       const reg = new Registry(root);

@@ -246,7 +246,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     let r = runD(b, 'rw');
     assert.notEqual(r.status, 0);
     // Without a pod annotation each container is its own sandbox.
-    assert.match(r.stderr, new RegExp(`volume "/kubelet/e2e/shared": image ".*" is already in use by pod ${a} \\(read-write\\) through /dev/loop\\d+ \\(read-write\\); a read-write volume belongs to one pod at a time`));
+    assert.match(r.stderr, new RegExp(`volume "/kubelet/e2e/shared": image ".*" is already in use by pod ${a} \\(read-write, /dev/loop\\d+\\); a read-write volume belongs to one pod at a time`));
     r = runD(c, 'ro');
     assert.notEqual(r.status, 0, 'no read-only user while a writer holds it');
     await stopAndDelete(a);
