@@ -138,15 +138,15 @@ export class RuncBackend implements Backend {
     }
     const pods = [...holders].map(([id, h]) => `${id} (${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
     const devices = [...new Set(holders.size ? [...holders.values()].map((h) => h.device) : clashes.map((c) => c.device))].join(' ');
-    const who = pods.length ? `pod ${pods.join(', ')}` : `loop device ${devices}, which no pod of ours recorded`;
+    if (!pods.length) {
+      throw new VolumeError(v.volumePath, `image "${v.info.device}" is already in use through ${devices} by something with no sandbox record (a container still being created, or a process outside katavol)`,
+        `find the user with losetup -j ${v.info.device}; detach it, or mount the volume read-only everywhere (options=rbind:ro)`, v.file);
+    }
     const records = this.registry.sandboxesOf(v.volumePath).filter((u) => holders.has(u.id)).map((u) => path.join(this.registry.entryDir(v.volumePath), u.id));
-    const stale = pods.length
-      ? `if that pod no longer exists, detach its loop device (losetup -d ${devices})${records.length ? ` and remove its stale record: rm ${records.join(' ')}` : ''}`
-      : `if nothing uses it any more, detach it: losetup -d ${devices}`;
     throw new VolumeError(v.volumePath, v.readOnly
-      ? `image "${v.info.device}" is already used read-write by ${who}; a read-only mount would see it change underneath`
-      : `image "${v.info.device}" is already in use by ${who}; a read-write volume belongs to one pod at a time`,
-    `stop that pod first, or mount the volume read-only in every pod (options=rbind:ro); ${stale}`, v.file);
+      ? `image "${v.info.device}" is already used read-write by pod ${pods.join(', ')}; a read-only mount would see it change underneath`
+      : `image "${v.info.device}" is already in use by pod ${pods.join(', ')}; a read-write volume belongs to one pod at a time`,
+    `stop that pod first, or mount the volume read-only in every pod (options=rbind:ro); if that pod no longer exists, detach its loop device (losetup -d ${devices})${records.length ? ` and remove its stale record: rm ${records.join(' ')}` : ''}`, v.file);
   }
 
   /** Mount namespaces of this containerd namespace's containers that hold the volume through us. */
