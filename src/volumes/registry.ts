@@ -436,10 +436,19 @@ export class Registry {
   }
 
   releaseSandbox(volumePath: string, sandboxId: string): void {
-    const file = this.sandboxFile(volumePath, sandboxId);
     if (!this.isRegistered(volumePath)) return;
+    this.releaseSandboxIf(volumePath, sandboxId, () => true);
+  }
+
+  /**
+   * Runs `decide` under the volume's lock (also when the volume is no longer registered) and drops the
+   * sandbox's record if it returns true: a backend's "is this the pod's last user?" and the release
+   * are then one step against every process using this registry.
+   */
+  releaseSandboxIf(volumePath: string, sandboxId: string, decide: () => boolean): void {
+    const file = this.sandboxFile(volumePath, sandboxId);
     this.locked(volumePath, () => {
-      if (!this.isRegistered(volumePath)) return;
+      if (!decide() || !this.isRegistered(volumePath)) return;
       try {
         fs.rmSync(file, { force: true });
       } catch (e) {
