@@ -5,9 +5,8 @@
 // `delete` runs, and it must release them all.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomic } from './state';
-
-export const HELD_FILE = 'katavol-held.json';
+import { writeFileAtomic } from '../volumes/files';
+import { HELD_FILE } from '../backends/backend';
 
 export interface Held {
   containerId: string;
@@ -17,7 +16,7 @@ export interface Held {
 }
 
 export function writeHeld(bundle: string, held: Held): void {
-  writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n', 0o600);
+  writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n');
 }
 
 export function readHeld(bundle: string): Held | undefined {
@@ -94,7 +93,7 @@ export class DaemonHolds {
 
   private save(): void {
     if (this.bundles.size === 0) fs.rmSync(this.file, { force: true });
-    else writeFileAtomic(this.file, JSON.stringify([...this.bundles]) + '\n', 0o600);
+    else writeFileAtomic(this.file, JSON.stringify([...this.bundles]) + '\n');
   }
 }
 

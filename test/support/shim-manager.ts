@@ -106,7 +106,7 @@ export class ShimManager {
       if (this.o.version !== '1.6') {
         try {
           const j = JSON.parse(text) as Record<string, unknown>;
-          if (Number.isInteger(j.version) && (j.version as number) >= 2) b = { version: j.version as number, address: String(j.address ?? ''), protocol: String(j.protocol ?? '') };
+          if (Number.isInteger(j.version) && (j.version as number) >= 2) b = { version: j.version as number, address: typeof j.address === 'string' ? j.address : '', protocol: typeof j.protocol === 'string' ? j.protocol : '' };
         } catch { /* a plain address */ }
       }
     }
