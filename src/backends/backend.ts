@@ -38,6 +38,12 @@ export interface Prepared {
  */
 export interface Backend {
   readonly name: string;
+  /**
+   * Whether a mount with no type and a bind/rbind option counts as a bind of a registered volume. runc
+   * bind-mounts it (the option decides), so the runc backend realises it; runtime-rs does not detect it
+   * as a direct volume (get_mount_type maps a missing type to ""; only "none" + bind|rbind is "bind").
+   */
+  readonly typelessBind: boolean;
   prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared>;
   release(ctx: PrepareContext): Promise<void>;
   releaseBundle(bundle: string, log: BackendLogger): Promise<void>;

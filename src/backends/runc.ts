@@ -29,6 +29,7 @@ const DROP_OPTIONS = new Set(['bind', 'rbind', 'ro', 'rw']);
 
 export class RuncBackend implements Backend {
   readonly name = 'runc';
+  readonly typelessBind = true;
   constructor(private readonly registry: Registry) {}
 
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {

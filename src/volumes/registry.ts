@@ -19,6 +19,14 @@ export const KATA_VOLUME_ROOT = '/run/kata-containers/shared/direct-volumes';
 export const MOUNT_INFO_FILE = 'mountInfo.json';
 /** Lock files live here, inside the root; the leading dot keeps it apart from base64 names. */
 export const LOCK_DIR_NAME = `${TEMP_PREFIX}locks`;
+/**
+ * katavol's own part of a sandbox record (backend, read-only) lives here, as
+ * <root>/.katavol-sandboxes/<entry name>/<sandbox id>, never in the volume's directory: there Kata writes
+ * the bare `<sandbox id>` file empty (Go's RecordSandboxID; runtime-rs once kata PR #13443 lands, which
+ * truncates whatever was there), and kata-ctl takes the first entry other than mountInfo.json as the
+ * sandbox id, so nothing else of ours may sit beside it.
+ */
+export const SANDBOX_MODES_DIR_NAME = `${TEMP_PREFIX}sandboxes`;
 /** Environment override of the root, used by every test. */
 export const VOLUME_ROOT_ENV = 'KATAVOL_VOLUME_ROOT';
 
@@ -352,6 +360,8 @@ export class Registry {
         throw fsFailure(volumePath, 'remove the registry entry', dir, e);
       }
       fs.rmSync(trash, { recursive: true, force: true });
+      fs.rmSync(path.join(this.root, SANDBOX_MODES_DIR_NAME, path.basename(dir)), { recursive: true, force: true });
+      try { fs.rmdirSync(path.join(this.root, SANDBOX_MODES_DIR_NAME)); } catch { /* other volumes' records remain */ }
       return users;
     });
   }
@@ -402,6 +412,11 @@ export class Registry {
     return out.sort((a, b) => Buffer.compare(Buffer.from(a.volumePath), Buffer.from(b.volumePath)) || (a.name < b.name ? -1 : 1));
   }
 
+  /** Where katavol keeps its part of a sandbox's record (see SANDBOX_MODES_DIR_NAME). */
+  sandboxModeFile(volumePath: string, sandboxId: string): string {
+    return path.join(this.root, SANDBOX_MODES_DIR_NAME, path.basename(this.entryDir(volumePath)), path.basename(this.sandboxFile(volumePath, sandboxId)));
+  }
+
   private sandboxFile(volumePath: string, sandboxId: string): string {
     if (typeof sandboxId !== 'string' || !SANDBOX_ID.test(sandboxId) || Buffer.byteLength(sandboxId) > MAX_NAME_BYTES || sandboxId === MOUNT_INFO_FILE) {
       throw new VolumeError(volumePath, `sandbox id ${JSON.stringify(sandboxId)} is not valid`, 'use a containerd-style id: letters, digits, ".", "_" and "-", starting with a letter or digit');
@@ -427,8 +442,12 @@ export class Registry {
     this.locked(volumePath, () => {
       this.requireEntryDir(volumePath);
       check(this.sandboxesOf(volumePath).filter((u) => u.id !== sandboxId));
+      // Our mode first, then Kata's form of the record: an empty <sandbox id> file, 0600, as Go writes it.
+      const mode = this.sandboxModeFile(volumePath, sandboxId);
       try {
-        writeFileAtomic(file, formatSandboxRecord(backend, readOnly), { tempDir: this.root });
+        fs.mkdirSync(path.dirname(mode), { recursive: true, mode: 0o700 });
+        writeFileAtomic(mode, formatSandboxRecord(backend, readOnly), { tempDir: this.root });
+        fs.writeFileSync(file, '', { mode: 0o600 });
       } catch (e) {
         throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
       }
@@ -451,10 +470,20 @@ export class Registry {
       if (!decide() || !this.isRegistered(volumePath)) return;
       try {
         fs.rmSync(file, { force: true });
+        this.dropMode(this.sandboxModeFile(volumePath, sandboxId));
       } catch (e) {
         throw fsFailure(volumePath, `release sandbox ${sandboxId}`, file, e);
       }
     });
+  }
+
+  /** Removes our part of a record, and the volume's mode directory once empty. */
+  private dropMode(mode: string): void {
+    fs.rmSync(mode, { force: true });
+    try {
+      fs.rmdirSync(path.dirname(mode));
+      fs.rmdirSync(path.dirname(path.dirname(mode)));
+    } catch { /* other sandboxes' or volumes' records remain, or already gone */ }
   }
 
   sandboxesOf(volumePath: string): SandboxUse[] {
@@ -475,6 +504,10 @@ export class Registry {
         content = fs.readFileSync(path.join(dir, d.name), 'utf8');
       } catch {
         continue; // released meanwhile
+      }
+      // Kata's empty file; our mode beside it when we recorded it (a record of an older katavol holds it inline).
+      if (content.trim() === '') {
+        try { content = fs.readFileSync(this.sandboxModeFile(volumePath, d.name), 'utf8'); } catch { /* written by Kata */ }
       }
       out.push({ id: d.name, ...parseSandboxRecord(content) });
     }

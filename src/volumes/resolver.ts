@@ -21,9 +21,10 @@ function optionsOf(m: OciMount): string[] {
   return Array.isArray(m.options) ? m.options.filter((o): o is string => typeof o === 'string') : [];
 }
 
-function isBind(m: OciMount): boolean {
+/** A bind mount: type "bind", or "none" with bind/rbind; a missing type only when `typeless` (see Backend.typelessBind). */
+function isBind(m: OciMount, typeless: boolean): boolean {
   if (m.type === 'bind') return true;
-  return (!m.type || m.type === 'none') && optionsOf(m).some((o) => o === 'bind' || o === 'rbind');
+  return (m.type === 'none' || (typeless && !m.type)) && optionsOf(m).some((o) => o === 'bind' || o === 'rbind');
 }
 
 /** Mount types that are near misses of ours (runc would fail on them with "no such device"). */
@@ -45,7 +46,8 @@ function slashTwin(registry: Registry, source: string): string | undefined {
  * Returns the resolved volumes (empty when the spec has none); throws MountVolumeError.
  * `rootOrigin` says where the registry root came from ($KATAVOL_VOLUME_ROOT, the config, Kata's default).
  */
-export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry, rootOrigin?: string): ResolvedVolume[] {
+export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry, rootOrigin?: string, opts: { typelessBind?: boolean } = {}): ResolvedVolume[] {
+  const typeless = opts.typelessBind ?? true;
   const out: ResolvedVolume[] = [];
   const mounts: unknown[] = Array.isArray(spec.mounts) ? spec.mounts : [];
   mounts.forEach((m, index) => {
@@ -58,7 +60,7 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
         `did you mean type=${meant}? e.g. --mount type=${meant},src=${source || '/kubelet/vol1'},dst=${mount.destination}`));
     }
     const direct = DIRECT_MOUNT_TYPES.has(typeof mount.type === 'string' ? mount.type : '');
-    if (!direct && !(isBind(mount) && source && safeIsRegistered(registry, source))) return;
+    if (!direct && !(isBind(mount, typeless) && source && safeIsRegistered(registry, source))) return;
     try {
       if (!source) {
         throw new VolumeError(source, `a ${mount.type} mount needs a source`, 'pass the volume path as src=, e.g. --mount type=directvol,src=/kubelet/vol1,dst=/disk');

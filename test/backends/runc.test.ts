@@ -63,7 +63,8 @@ describe('runc backend: block device sharing (runc.ts)', () => {
   it('lets read-only sandboxes share the device and records them read-only; a writer is refused', async () => {
     await prepare(ctx('c1', 'pod-a'), 'ro');
     await prepare(ctx('c2', 'pod-b'), 'ro');
-    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'pod-a'), 'utf8'), 'runc ro');
+    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'pod-a'), 'utf8'), '', 'Kata\'s form: an empty file');
+    assert.strictEqual(fs.readFileSync(reg.sandboxModeFile(VOL, 'pod-a'), 'utf8'), 'runc ro');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [
       { id: 'pod-a', backend: 'runc', readOnly: true }, { id: 'pod-b', backend: 'runc', readOnly: true },
     ]);

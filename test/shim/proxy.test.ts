@@ -19,6 +19,7 @@ const str = (field: number, s: string) => Buffer.concat([Buffer.from([(field << 
 
 class FakeBackend implements Backend {
   readonly name = 'fake';
+  readonly typelessBind = true;
   prepared: string[] = [];
   released: string[] = [];
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {

@@ -2,7 +2,7 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { type ChildProcess, spawn } from 'child_process';
-import { LOCK_DIR_NAME, Registry } from '../../src/volumes/registry';
+import { LOCK_DIR_NAME, SANDBOX_MODES_DIR_NAME, Registry } from '../../src/volumes/registry';
 import { encodeVolumePath } from '../../src/volumes/encoding';
 import { imageFile, scratchDir } from './helpers';
 
@@ -41,9 +41,10 @@ describe('volumes/registry under concurrent processes', () => {
     assert.deepStrictEqual(writerProblems, [[], [], [], []]);
     assert.deepStrictEqual(readerProblems, []);
 
-    // Only the entry (or nothing) and the empty lock directory remain: no temp or trash names.
+    // Only the entry (or nothing), the empty lock directory and katavol's part of the sandbox records
+    // remain: no temp or trash names.
     const left = fs.readdirSync(root).sort();
-    assert.ok(left.every((n) => n === LOCK_DIR_NAME || n === encodeVolumePath(vol)), `leftovers: ${left.join(',')}`);
+    assert.ok(left.every((n) => n === LOCK_DIR_NAME || n === SANDBOX_MODES_DIR_NAME || n === encodeVolumePath(vol)), `leftovers: ${left.join(',')}`);
     assert.deepStrictEqual(fs.readdirSync(path.join(root, LOCK_DIR_NAME)), []);
     const reg = new Registry(root);
     if (reg.isRegistered(vol)) {

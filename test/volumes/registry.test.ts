@@ -243,8 +243,11 @@ describe('volumes/registry', () => {
     reg.recordSandbox(VOL, 'sb-b', 'runc');
     reg.recordSandbox(VOL, 'sb-a', 'runtime-rs');
     fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-go-sandbox'), ''); // what Kata's Go runtime writes
-    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'sb-b'), 'utf8'), 'runc');
+    // Kata's form in the volume's directory (empty, 0600, as Go's RecordSandboxID); ours elsewhere.
+    assert.strictEqual(fs.readFileSync(path.join(reg.entryDir(VOL), 'sb-b'), 'utf8'), '');
     assert.strictEqual(fs.statSync(path.join(reg.entryDir(VOL), 'sb-b')).mode & 0o777, 0o600);
+    assert.strictEqual(fs.readFileSync(reg.sandboxModeFile(VOL, 'sb-b'), 'utf8'), 'runc');
+    assert.deepStrictEqual(fs.readdirSync(reg.entryDir(VOL)).sort(), ['kata-go-sandbox', MOUNT_INFO_FILE, 'sb-a', 'sb-b'], 'nothing but mountInfo.json and sandbox ids, so kata-ctl\'s lookup finds a sandbox');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [
       { id: 'kata-go-sandbox', backend: '', readOnly: false },
       { id: 'sb-a', backend: 'runtime-rs', readOnly: false },
@@ -261,6 +264,29 @@ describe('volumes/registry', () => {
     assert.deepStrictEqual(reg.sandboxesOf('/not/registered'), []);
   });
 
+  it('Kata writing its empty <sandbox-id> file over our record (Go RecordSandboxID, runtime-rs after kata PR #13443) loses nothing of ours', () => {
+    reg.add(VOL, json(img));
+    const dir = reg.entryDir(VOL);
+    reg.recordSandbox(VOL, 'pod-ro', 'runtime-rs', true);
+    reg.recordSandbox(VOL, 'pod-rw', 'runc', false);
+    // What Kata does at Create: os.WriteFile(<dir>/<sandbox id>, "", 0600), truncating whatever was there.
+    for (const sb of ['pod-ro', 'pod-rw']) fs.writeFileSync(path.join(dir, sb), '', { mode: 0o600 });
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), [
+      { id: 'pod-ro', backend: 'runtime-rs', readOnly: true },
+      { id: 'pod-rw', backend: 'runc', readOnly: false },
+    ]);
+    // A record written by an older katavol (mode inline) still reads back, and is rewritten in Kata's form.
+    fs.writeFileSync(path.join(dir, 'pod-old'), 'runtime-rs ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).find((s) => s.id === 'pod-old'), { id: 'pod-old', backend: 'runtime-rs', readOnly: true });
+    reg.recordSandbox(VOL, 'pod-old', 'runtime-rs', true);
+    assert.strictEqual(fs.readFileSync(path.join(dir, 'pod-old'), 'utf8'), '');
+    // Released: both parts go; removing the volume drops what is left of ours.
+    reg.releaseSandbox(VOL, 'pod-ro');
+    assert.strictEqual(fs.existsSync(reg.sandboxModeFile(VOL, 'pod-ro')), false);
+    reg.remove(VOL, { force: true });
+    assert.strictEqual(fs.existsSync(path.dirname(reg.sandboxModeFile(VOL, 'pod-rw'))), false);
+  });
+
   it('records whether a sandbox uses the volume read-only; an empty Kata record reads back read-write', () => {
     reg.add(VOL, json(img));
     const dir = reg.entryDir(VOL);
@@ -268,9 +294,10 @@ describe('volumes/registry', () => {
     reg.recordSandbox(VOL, 'sb-rw', 'runc', false);
     reg.recordSandbox(VOL, 'sb-bare', '', true);
     fs.writeFileSync(path.join(dir, 'kata-go-sandbox'), ''); // Kata's Go runtime: empty, mode unknown
-    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-ro'), 'utf8'), 'runtime-rs ro');
-    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-rw'), 'utf8'), 'runc');
-    assert.strictEqual(fs.readFileSync(path.join(dir, 'sb-bare'), 'utf8'), 'ro');
+    for (const sb of ['sb-ro', 'sb-rw', 'sb-bare']) assert.strictEqual(fs.readFileSync(path.join(dir, sb), 'utf8'), '', `${sb}: Kata's form`);
+    assert.strictEqual(fs.readFileSync(reg.sandboxModeFile(VOL, 'sb-ro'), 'utf8'), 'runtime-rs ro');
+    assert.strictEqual(fs.readFileSync(reg.sandboxModeFile(VOL, 'sb-rw'), 'utf8'), 'runc');
+    assert.strictEqual(fs.readFileSync(reg.sandboxModeFile(VOL, 'sb-bare'), 'utf8'), 'ro');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [
       { id: 'kata-go-sandbox', backend: '', readOnly: false },
       { id: 'sb-bare', backend: '', readOnly: true },
@@ -287,9 +314,9 @@ describe('volumes/registry', () => {
     // Hand-edited records: surrounding white space and newlines are ignored.
     fs.writeFileSync(path.join(dir, 'sb-ro'), '  runtime-rs \t ro\n\n');
     fs.writeFileSync(path.join(dir, 'sb-rw'), 'runc\n');
-    fs.writeFileSync(path.join(dir, 'sb-bare'), '\n');
+    fs.writeFileSync(path.join(dir, 'sb-bare'), '\n'); // blank, as Kata writes it: our mode beside it still counts
     assert.deepStrictEqual(reg.sandboxesOf(VOL).filter((s) => s.id.startsWith('sb-')), [
-      { id: 'sb-bare', backend: '', readOnly: false },
+      { id: 'sb-bare', backend: '', readOnly: true },
       { id: 'sb-ro', backend: 'runtime-rs', readOnly: true },
       { id: 'sb-rw', backend: 'runc', readOnly: false },
     ]);

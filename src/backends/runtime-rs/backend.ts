@@ -53,6 +53,7 @@ interface Held {
 
 export class RuntimeRsBackend implements Backend {
   readonly name = BACKEND_NAME;
+  readonly typelessBind = false;
   /** Containers prepared by this process and not yet released. */
   private readonly held = new Map<string, Held>();
 

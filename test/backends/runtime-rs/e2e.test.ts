@@ -9,7 +9,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeExt4Image, makeRootfs, sleep, tmpDir } from '../../support/containerd';
 import { RECORDER, RECORDER_DIR_ENV, createdSpecs, readRecords, rpcCalls } from '../../peers/recorder/record';
-import { encodeVolumePath } from '../../../src/volumes/registry';
+import { Registry, encodeVolumePath } from '../../../src/volumes/registry';
 import type { OciMount } from '../../../src/volumes/types';
 import { buildSysfs } from './fixtures';
 
@@ -56,11 +56,17 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     return path.join(volRoot, encodeVolumePath(vol));
   }
 
-  /** Sandbox records (Kata's are empty; ours hold the backend name, then " ro" for read-only) in the volume's directory. */
+  /**
+   * Sandbox records of the volume: each `<sandbox id>` file in the volume's directory is empty, exactly as
+   * Kata writes it; katavol's part (backend, then " ro" for read-only) is read from its own directory.
+   */
   function sandboxFiles(vol: string): Record<string, string> {
     const out: Record<string, string> = {};
+    const reg = new Registry(volRoot);
     for (const f of fs.readdirSync(entryDir(vol))) {
-      if (f !== 'mountInfo.json' && !f.startsWith('.')) out[f] = fs.readFileSync(path.join(entryDir(vol), f), 'utf8');
+      if (f === 'mountInfo.json') continue;
+      assert.equal(fs.readFileSync(path.join(entryDir(vol), f), 'utf8'), '', `${f}: Kata's form of the record`);
+      out[f] = fs.readFileSync(reg.sandboxModeFile(vol, f), 'utf8');
     }
     return out;
   }

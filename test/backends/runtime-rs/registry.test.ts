@@ -7,6 +7,10 @@ import { RuntimeRsBackend } from '../../../src/backends/runtime-rs/backend';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { encodeVolumePath, Registry } from '../../../src/volumes/registry';
 import { resolveVolumes } from '../../../src/volumes/resolver';
+import { RuncBackend } from '../../../src/backends/runc';
+import { CreateInterceptor } from '../../../src/shim/interceptor';
+import { createLogger } from '../../../src/shim/logger';
+import { Writable } from 'stream';
 import { recordingLog, scratchDir } from './fixtures';
 import { makeExt4Image } from '../../support/containerd';
 
@@ -29,6 +33,27 @@ describe('runtime-rs backend with the real registry', () => {
 
   const spec = (mode = 'rw'): OciSpec => ({ mounts: [{ destination: '/data', type: 'bind', source: vol, options: ['rbind', mode] }] });
   const ctx = (containerId: string, sandboxId: string) => ({ containerId, sandboxId, bundle: path.join(dir, 'bundles', containerId), log: recordingLog() });
+
+  it('a mount without a type is a direct volume only where the runtime bind-mounts it: not for runtime-rs, yes for runc', async () => {
+    const registry = new Registry(root);
+    const rs = new RuntimeRsBackend(parseRuntimeRsConfig(undefined, 't'), registry);
+    const runc = new RuncBackend(registry);
+    const typeless: OciSpec = { mounts: [{ destination: '/data', source: vol, options: ['rbind', 'rw'] }] };
+    const none: OciSpec = { mounts: [{ destination: '/data', type: 'none', source: vol, options: ['rbind', 'rw'] }] };
+    // runtime-rs's get_mount_type: "none" + bind|rbind is "bind"; a missing type is "", never a direct volume.
+    assert.deepStrictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: rs.typelessBind }), []);
+    assert.strictEqual(resolveVolumes('c1', none, registry, undefined, { typelessBind: rs.typelessBind }).length, 1);
+    // runc bind-mounts a typeless mount with bind/rbind, so the runc backend realises it.
+    assert.strictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: runc.typelessBind }).length, 1);
+    // Wired through the Create interceptor: with runtime-rs the container is forwarded untouched.
+    const bundle = path.join(dir, 'bundles', 'c1');
+    fs.mkdirSync(bundle, { recursive: true });
+    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify(typeless));
+    const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+    const icp = new CreateInterceptor({ volumeRoot: root, log, makeBackend: () => rs });
+    assert.strictEqual(await icp.create('c1', bundle), undefined);
+    assert.deepStrictEqual(registry.sandboxesOf(vol), []);
+  });
 
   it('leaves the entry canonical for runtime-rs, records the sandbox, and releases it', async () => {
     const registry = new Registry(root);
@@ -61,7 +86,8 @@ describe('runtime-rs backend with the real registry', () => {
       const s = spec('ro');
       await backend.prepare(ctx(c, pod), s, resolveVolumes(c, s, registry));
     }
-    assert.strictEqual(fs.readFileSync(path.join(registry.entryDir(vol), 'pod-a'), 'utf8'), 'runtime-rs ro');
+    assert.strictEqual(fs.readFileSync(path.join(registry.entryDir(vol), 'pod-a'), 'utf8'), '', 'Kata\'s form: an empty file');
+    assert.strictEqual(fs.readFileSync(registry.sandboxModeFile(vol, 'pod-a'), 'utf8'), 'runtime-rs ro');
     assert.deepStrictEqual(registry.sandboxesOf(vol), [
       { id: 'pod-a', backend: 'runtime-rs', readOnly: true }, { id: 'pod-b', backend: 'runtime-rs', readOnly: true },
     ]);
