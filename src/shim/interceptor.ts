@@ -57,7 +57,7 @@ export class CreateInterceptor {
     }
     let volumes;
     try {
-      volumes = resolveVolumes(containerId, spec, this.registry, this.opts.volumeRootOrigin, { typelessBind: this.getBackend().typelessBind });
+      volumes = resolveVolumes(containerId, spec, this.registry, this.opts.volumeRootOrigin, { typelessBind: () => this.getBackend().typelessBind });
     } catch (e) {
       throw refusal(e);
     }

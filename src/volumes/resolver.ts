@@ -21,10 +21,11 @@ function optionsOf(m: OciMount): string[] {
   return Array.isArray(m.options) ? m.options.filter((o): o is string => typeof o === 'string') : [];
 }
 
-/** A bind mount: type "bind", or "none" with bind/rbind; a missing type only when `typeless` (see Backend.typelessBind). */
-function isBind(m: OciMount, typeless: boolean): boolean {
+/** A bind mount: type "bind", or "none" with bind/rbind; a missing type only when `typeless()` (see Backend.typelessBind). */
+function isBind(m: OciMount, typeless: () => boolean): boolean {
   if (m.type === 'bind') return true;
-  return (m.type === 'none' || (typeless && !m.type)) && optionsOf(m).some((o) => o === 'bind' || o === 'rbind');
+  if (!optionsOf(m).some((o) => o === 'bind' || o === 'rbind')) return false;
+  return m.type === 'none' || (!m.type && typeless());
 }
 
 /** Mount types that are near misses of ours (runc would fail on them with "no such device"). */
@@ -46,8 +47,8 @@ function slashTwin(registry: Registry, source: string): string | undefined {
  * Returns the resolved volumes (empty when the spec has none); throws MountVolumeError.
  * `rootOrigin` says where the registry root came from ($KATAVOL_VOLUME_ROOT, the config, Kata's default).
  */
-export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry, rootOrigin?: string, opts: { typelessBind?: boolean } = {}): ResolvedVolume[] {
-  const typeless = opts.typelessBind ?? true;
+export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry, rootOrigin?: string, opts: { typelessBind?: () => boolean } = {}): ResolvedVolume[] {
+  const typeless = opts.typelessBind ?? (() => true);
   const out: ResolvedVolume[] = [];
   const mounts: unknown[] = Array.isArray(spec.mounts) ? spec.mounts : [];
   mounts.forEach((m, index) => {

@@ -3,7 +3,8 @@
 // the recording shim as Kata (plain, task v2, shim.pid) and as the runc shims of 1.7 (plain, v2), 2.0-2.2
 // (JSON v3, v3 only) and 2.3 (protobuf v3, v3 only). Each cell runs a pod (sandbox + an app container with a
 // direct volume) through start, Create, Start, Kill, Delete, Shutdown and delete, with the runtime-rs and
-// the runc backend; and the crash variant: our daemon SIGKILLed, then that release's dead-shim clean-up.
+// the runc backend; the crash variant: our daemon SIGKILLed, then that release's dead-shim clean-up; and a
+// containerd restart: it reloads the pod's shims through what it stored (bootstrap.json or ./address).
 // Cells the release itself cannot use (e.g. 1.7 refuses a version-3 shim) must fail the same way with
 // and without katavol.
 import { strict as assert } from 'assert';
@@ -56,7 +57,7 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
     sockDir = fs.mkdtempSync('/tmp/kvv-');
     for (const backend of ['runtime-rs', 'runc']) {
       for (const kind of DOWNSTREAMS) {
-        for (const variant of ['normal', 'crash']) {
+        for (const variant of ['normal', 'crash', 'restart']) {
           const img = path.join(work, `${backend}-${kind}-${variant}.img`);
           makeExt4Image(img, 4);
           images.push(img);
@@ -190,6 +191,19 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
     assertPassedThrough(c, startsFor(version, kind));
   }
 
+  /** containerd restarts with the pod running: it reloads the shims through what it stored (our address), then deletes as usual. */
+  async function restart(version: Version, kind: Kind, backend: string): Promise<void> {
+    const c = cell(version, kind, backend, 'restart');
+    const up = await podUp(c, backend);
+    const [sandbox, app] = await c.mgr.restart([up.sandbox, up.app]);
+    assert.ok(pidAlive(up.daemonPid), 'our daemon outlived containerd\'s connections');
+    await c.mgr.kill(app);
+    await c.mgr.deleteTask(app);
+    await c.mgr.kill(sandbox);
+    await c.mgr.deleteTask(sandbox);
+    await assertReleased(c, [up.daemonPid, up.downstreamPid]);
+  }
+
   /** A release that cannot use the downstream fails identically without katavol; then clean up as an operator would. */
   async function refused(version: Version, kind: Kind): Promise<void> {
     const direct = cell(version, kind, 'runc', 'normal', RECORDER);
@@ -221,8 +235,12 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
   for (const version of VERSIONS) {
     for (const backend of ['runtime-rs', 'runc']) {
       const kinds = DOWNSTREAMS.filter((k) => usable(version, k));
-      it(`${version} x {${kinds.join(', ')}} x ${backend} backend: pod start, Create with a direct volume, Start, Delete, Shutdown, delete; and after a daemon crash`, async () => {
-        await all(kinds.flatMap((k) => [[`${k} normal`, () => normal(version, k, backend)], [`${k} crash`, () => crash(version, k, backend)]] as Array<[string, () => Promise<void>]>));
+      it(`${version} x {${kinds.join(', ')}} x ${backend} backend: pod start, Create with a direct volume, Start, Delete, Shutdown, delete; after a daemon crash; across a containerd restart`, async () => {
+        await all(kinds.flatMap((k) => [
+          [`${k} normal`, () => normal(version, k, backend)],
+          [`${k} crash`, () => crash(version, k, backend)],
+          [`${k} containerd restart`, () => restart(version, k, backend)],
+        ] as Array<[string, () => Promise<void>]>));
       });
     }
     const unusable = DOWNSTREAMS.filter((k) => !usable(version, k));

@@ -89,7 +89,9 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
 
     for (const kind of ['kata', 'runc-1.7', 'runc-2.0', 'runc-2.3'] as Kind[]) {
       const { service } = KINDS[kind];
-      it(`${kind}: after our daemon is SIGKILLed, delete stops the orphaned downstream in its own API version`, async () => {
+      // The harness (containerd-versions.test.ts) runs this with the version katavol.json records; here the
+      // record is taken away, as in a bundle of an older katavol, so the Unimplemented fallback does it.
+      it(`${kind}: after our daemon is SIGKILLed, delete stops the orphaned downstream in its own API version, even with no version recorded`, async () => {
         env[KIND_ENV] = kind;
         const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c4', 'start']);
         const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', timeout: 30000 });
@@ -101,12 +103,15 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
         assert.ok(pidAlive(downPid));
         process.kill(state.daemonPid, 'SIGKILL');
         for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(20);
+        delete state.bootstrap;
+        fs.writeFileSync(path.join(bundle, 'katavol.json'), JSON.stringify(state));
         const d = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c4', '-bundle', bundle, 'delete']);
         const dr = spawnSync(d[0], d[1], { cwd: bundle, env, encoding: 'utf8', timeout: 30000 });
         assert.equal(dr.status, 0, dr.stderr);
         assert.match(dr.stderr, /shim daemon \d+ is gone: sent Shutdown to downstream shim/);
         for (let i = 0; i < 100 && pidAlive(downPid); i++) await sleep(20);
         assert.equal(pidAlive(downPid), false, 'the downstream daemon was stopped');
+        // Only calls the downstream serves reach its records: Connect (for the pid) and Shutdown, in its API.
         assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).filter((x) => x.method === 'Shutdown').map((x) => x.service), [service]);
         assert.deepEqual(fs.readdirSync(sockDir), [], 'our socket and pid file removed');
       });

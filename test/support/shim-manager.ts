@@ -156,6 +156,31 @@ export class ShimManager {
     return { id, bundle, sandboxId, client, version: b.version, ownStart: !reuse, closed };
   }
 
+  /**
+   * containerd restarted (SP §2 "Restart recovery", CV §3.3 Reload): its connections closed with it (no
+   * clean-up runs: the process was gone), the shims stay. On start it reloads each bundle: 2.0+ from
+   * bootstrap.json, 1.6/1.7 from ./address as version 2; dials it, asks Connect for the pid (a failure
+   * would mean cleanupAfterDeadShim) and, 1.7+, Pids (a non-sandbox shim with none is reaped as leaked).
+   */
+  async restart(tasks: ShimTask[]): Promise<ShimTask[]> {
+    for (const t of tasks) t.client.close();
+    await Promise.all(tasks.map((t) => t.closed));
+    const out: ShimTask[] = [];
+    for (const t of tasks) {
+      const file = path.join(t.bundle, 'bootstrap.json');
+      const b: Bootstrap = at(this.o.version, '2.0') && fs.existsSync(file)
+        ? JSON.parse(fs.readFileSync(file, 'utf8')) as Bootstrap
+        : { version: 2, address: fs.readFileSync(path.join(t.bundle, 'address'), 'utf8').trim(), protocol: 'ttrpc' };
+      const client = await Client.connect(b.address.startsWith('unix://') ? b.address.slice(7) : '\0' + b.address);
+      const closed = new Promise<void>((resolve) => client.onClose(() => resolve()));
+      const re: ShimTask = { ...t, client, closed, version: b.version };
+      await this.call(re, 'Connect', idRequest(t.id));
+      if (this.o.version !== '1.6') await this.call(re, 'Pids', idRequest(t.id));
+      out.push(re);
+    }
+    return out;
+  }
+
   /** The task API of the announced version (CV §1.3: 2 -> task.v2, 3 -> task.v3). */
   service(t: ShimTask): string {
     return t.version >= 3 ? 'containerd.task.v3.Task' : 'containerd.task.v2.Task';

@@ -41,10 +41,10 @@ describe('runtime-rs backend with the real registry', () => {
     const typeless: OciSpec = { mounts: [{ destination: '/data', source: vol, options: ['rbind', 'rw'] }] };
     const none: OciSpec = { mounts: [{ destination: '/data', type: 'none', source: vol, options: ['rbind', 'rw'] }] };
     // runtime-rs's get_mount_type: "none" + bind|rbind is "bind"; a missing type is "", never a direct volume.
-    assert.deepStrictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: rs.typelessBind }), []);
-    assert.strictEqual(resolveVolumes('c1', none, registry, undefined, { typelessBind: rs.typelessBind }).length, 1);
+    assert.deepStrictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: () => rs.typelessBind }), []);
+    assert.strictEqual(resolveVolumes('c1', none, registry, undefined, { typelessBind: () => rs.typelessBind }).length, 1);
     // runc bind-mounts a typeless mount with bind/rbind, so the runc backend realises it.
-    assert.strictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: runc.typelessBind }).length, 1);
+    assert.strictEqual(resolveVolumes('c1', typeless, registry, undefined, { typelessBind: () => runc.typelessBind }).length, 1);
     // Wired through the Create interceptor: with runtime-rs the container is forwarded untouched.
     const bundle = path.join(dir, 'bundles', 'c1');
     fs.mkdirSync(bundle, { recursive: true });
