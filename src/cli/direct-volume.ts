@@ -38,7 +38,12 @@ export function run(argv: string[], ctx: CliContext): number {
   }
   // Same rule as the shim (env, then the shim config's volumeRoot, then Kata's root), so one
   // config serves both; with the environment of this invocation.
-  return handler(rest, ctx, new Registry(ctx.env[VOLUME_ROOT_ENV] || configuredRoot(ctx) || KATA_VOLUME_ROOT));
+  return handler(rest, ctx, new Registry(volumeRootFor(ctx)));
+}
+
+/** The registry root for this invocation: env, then the shim config's volumeRoot, then Kata's root. */
+export function volumeRootFor(ctx: CliContext): string {
+  return ctx.env[VOLUME_ROOT_ENV] || configuredRoot(ctx) || KATA_VOLUME_ROOT;
 }
 
 function configuredRoot(ctx: CliContext): string | undefined {
