@@ -16,6 +16,8 @@ if [ ! -x /usr/bin/busybox ] || ldd /usr/bin/busybox >/dev/null 2>&1; then need+
 # csi.proto imports google/protobuf/{descriptor,wrappers,timestamp}.proto; a test compares protobufjs's copies with these.
 [ -f /usr/include/google/protobuf/wrappers.proto ] || need+=(libprotobuf-dev)
 [ -f /usr/share/gocode/src/github.com/containerd/ttrpc/server.go ] || need+=(golang-github-containerd-ttrpc-dev)
+# The CRI client loads the upstream api.proto, which imports gogoproto/gogo.proto.
+[ -f /usr/share/gocode/src/github.com/gogo/protobuf/gogoproto/gogo.proto ] || need+=(golang-github-gogo-protobuf-dev)
 [ -f /usr/share/gocode/src/github.com/containerd/containerd/runtime/v2/task/shim.proto ] \
                                  || need+=(golang-github-containerd-containerd-dev)
 
