@@ -1,6 +1,8 @@
 // The whole life of a volume through `katavol csi`, driven over gRPC on the unmodified csi.proto the way
 // csi-provisioner, csi-resizer and kubelet drive it, with the plugin process restarted before every step:
-// whatever a step relies on must come from disk, never from the previous process's memory.
+// whatever a step relies on must come from disk, never from the previous process's memory. The published
+// target is used the way kubelet uses it: as a CRI mount's host_path of a pod with runtime handler katavol,
+// on a private containerd 1.6 whose katavol shims share the plugin's registry.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -8,6 +10,7 @@ import { spawnSync } from 'child_process';
 import * as grpc from '@grpc/grpc-js';
 import { CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
 import { debugfsCat, tmpDir } from '../support/containerd';
+import { CriContainerd } from '../support/cri';
 import { Registry } from '../../src/volumes/registry';
 import { hasExtSuperblock } from '../../src/volumes/host-device';
 
@@ -30,9 +33,12 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
   let target: string;
   let volumeId = '';
   let image = '';
+  let cri: CriContainerd;
 
   before(async function () {
-    const dirs = csiDirs(tmpDir('katavol-csi-life-'));
+    cri = await CriContainerd.start();
+    // The plugin registers targets where the shims look them up.
+    const dirs = { ...csiDirs(tmpDir('katavol-csi-life-')), volumeRoot: cri.volumeRoot };
     plugin = new CsiPlugin(dirs);
     reg = new Registry(dirs.volumeRoot);
     staging = path.join(dirs.kubelet, 'plugins/kubernetes.io/csi/directvolume.katavol.io/0a1b2c/globalmount');
@@ -46,8 +52,25 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
 
   after(async function () {
     await plugin?.stop();
+    await cri?.stop();
     if (plugin) fs.rmSync(plugin.dirs.root, { recursive: true, force: true });
   });
+
+  /** Runs `script` in a busybox container of a new katavol pod with the target at /disk; removes the pod. */
+  async function inPod(podName: string, script: string, whileRunning?: (sandboxId: string) => Promise<void>): Promise<string> {
+    const pod = await cri.runPod(podName);
+    const ctr = await cri.runContainer(pod, 'c', { mounts: [{ container_path: '/disk', host_path: target }] });
+    try {
+      const r = await cri.client.execSync(ctr, ['sh', '-c', script]);
+      assert.equal(r.exit_code, 0, r.stderr);
+      await whileRunning?.(pod.id);
+      return r.stdout;
+    } finally {
+      await cri.stopAndRemoveContainer(ctr);
+      await cri.removePod(pod);
+      assert.deepEqual(await cri.leftovers({ pods: [pod.id], containers: [ctr] }, [image]), []);
+    }
+  }
 
   const stage = { staging_target_path: '', volume_capability: SINGLE_WRITER };
   const publishReq = (): object => ({ volume_id: volumeId, staging_target_path: staging, target_path: target, volume_capability: SINGLE_WRITER, readonly: false, volume_context: {} });
@@ -112,12 +135,19 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
     assert.equal(fs.readFileSync(entry.file, 'utf8'), before);
   });
 
-  it('(a writer puts data into the published volume)', async () => {
-    // Interim: replaced by a CRI pod through katavol once the CRI test support is on main.
-    const src = path.join(plugin.dirs.root, 'hello');
-    fs.writeFileSync(src, 'hello from the volume\n');
-    const r = spawnSync('debugfs', ['-w', '-R', `write ${src} hello`, image], { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
+  it('a CRI pod (runtime handler katavol) writes into the volume; unpublish is refused while it runs', async () => {
+    const mounts = await inPod('csi-writer', 'echo hello from the volume > /disk/hello && sync && grep " /disk " /proc/mounts', async (sandboxId) => {
+      const during = await plugin.restart();
+      const e = await expectCode(during.node.NodeUnpublishVolume({ volume_id: volumeId, target_path: target }), grpc.status.FAILED_PRECONDITION);
+      assert.match(e.details, new RegExp(`sandbox ${sandboxId} still holds the volume at ${target}`));
+      assert.ok(reg.isRegistered(target));
+      const stats = await during.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path: target });
+      const bytes = stats.usage.find((u: any) => u.unit === 'BYTES');
+      assert.ok(Number(bytes.used) > 0 && Number(bytes.total) > 48 * MiB, JSON.stringify(stats.usage));
+      assert.ok(stats.usage.some((u: any) => u.unit === 'INODES'), 'a mounted volume reports inodes (statfs)');
+    });
+    // The pod saw the image itself (through a loop device), not the empty target directory.
+    assert.match(mounts, /^\/dev\/loop\d+ \/disk ext4 rw/m);
     assert.equal(debugfsCat(image, '/hello'), 'hello from the volume\n');
   });
 
@@ -156,6 +186,13 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
     assert.equal(fs.statSync(image).size, 96 * MiB);
     assert.ok(ext4Blocks(image) > blocks, `ext4 not grown: ${blocks} -> ${ext4Blocks(image)} blocks`);
     assert.equal(debugfsCat(image, '/hello'), 'hello from the volume\n');
+  });
+
+  it('a second pod reads the data back from the grown volume', async () => {
+    const out = await inPod('csi-reader', 'cat /disk/hello; df -k /disk | tail -1');
+    assert.match(out, /^hello from the volume\n/);
+    const kib = Number(out.split('\n')[1].trim().split(/\s+/)[1]);
+    assert.ok(kib * 1024 > 64 * MiB, `df sees ${kib} KiB`);
   });
 
   it('NodeGetVolumeStats: bytes of the grown filesystem, some of them used', async () => {
