@@ -9,8 +9,10 @@ import { CapacityRange, VolumeCapability, capabilityProblem, requireCapabilities
 import { VolumeRecord, VolumeStore, isValidVolumeId } from './state';
 import { PARAM_VOLUME_TYPE, readParams, volumeContext } from './volume-params';
 
-/** Smallest image: mkfs.ext4 and mkfs.xfs both need room for their metadata. */
+/** Smallest image: room for ext2/3/4 metadata and a journal. */
 export const MIN_IMAGE_SIZE = 16 * 2 ** 20;
+/** mkfs.xfs (xfsprogs >= 5.19) refuses filesystems under 300 MiB. */
+export const MIN_XFS_SIZE = 300 * 2 ** 20;
 
 export interface Topology {
   segments: Record<string, string>;
@@ -46,7 +48,7 @@ export class ControllerService {
     requireCapabilities(name, req.volume_capabilities);
     if (req.volume_content_source) throw invalidArgument(name, 'volume_content_source is set, but katavol cannot clone volumes or restore snapshots', 'create the PVC without dataSource');
     const params = readParams(name, req.parameters, req.volume_capabilities.map((c) => c.mount?.fs_type ?? ''));
-    const min = params.volumeType === 'directvol' ? MIN_IMAGE_SIZE : 1;
+    const min = params.volumeType !== 'directvol' ? 1 : params.fsType === 'xfs' ? MIN_XFS_SIZE : MIN_IMAGE_SIZE;
     const size = sizeFor(name, req.capacity_range, min, this.o.maxVolumeSize);
     const requisite = req.accessibility_requirements?.requisite ?? [];
     const key = topologyKey(this.o);

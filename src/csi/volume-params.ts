@@ -2,7 +2,7 @@
 // by either driver reads the same (csi-kata-directvolume utils.go: volumetype, fstype, is_directvolume,
 // direct_volume_name, capacity_in_bytes). `device` is katavol's addition for spdkvol/vfiovol.
 import * as path from 'path';
-import { isPciAddress } from '../volumes/device';
+import { isPciAddress, normalizeDevice } from '../volumes/device';
 import { invalidArgument } from './errors';
 import { FS_TYPES } from './image';
 import type { CsiVolumeType } from './state';
@@ -49,7 +49,9 @@ export function readParams(name: string, params: Record<string, string>, capFsTy
   } else if (type === 'vfiovol' && !isPciAddress(device) && !/^\/dev\/vfio\/[0-9]+$/.test(device)) {
     throw invalidArgument(name, `a vfiovol volume needs ${PARAM_DEVICE}, a PCI address or /dev/vfio/N (got ${JSON.stringify(device)})`, fix(`set ${PARAM_DEVICE}, e.g. 0000:3b:00.1`));
   }
-  return { volumeType: type as CsiVolumeType, fsType, device };
+  // Stored as the registry stores it (PCI addresses lower case), so publish finds its own entry again.
+  const stored = normalizeDevice({ volumeType: type as CsiVolumeType, device, fsType, metadata: {}, options: [] });
+  return { volumeType: type as CsiVolumeType, fsType, device: stored };
 }
 
 /** The volume_context of a new volume: Kata's keys, so Kata's node plugin would read it too. */
