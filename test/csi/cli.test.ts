@@ -4,7 +4,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, tmpDir } from '../support/containerd';
-import { CsiPlugin, csiDirs } from '../support/csi';
+import * as grpc from '@grpc/grpc-js';
+import { CsiPlugin, csiDirs, expectCode } from '../support/csi';
 
 const run = (args: string[]): { status: number | null; stdout: string; stderr: string } => spawnSync(KATAVOL, args, { encoding: 'utf8', timeout: 30000 });
 
@@ -57,5 +58,19 @@ describe('katavol csi (command line)', () => {
       await plugin.stop();
     }
     assert.equal(fs.existsSync(dirs.socket), false);
+  });
+
+  it('Probe fails (FAILED_PRECONDITION, naming the flag) once its storage directory is gone', async () => {
+    const dirs = csiDirs(path.join(root, 'q'));
+    const plugin = new CsiPlugin(dirs);
+    try {
+      const c = await plugin.start();
+      assert.deepEqual((await c.identity.Probe({})).ready, { value: true });
+      fs.rmSync(dirs.storage, { recursive: true });
+      const e = await expectCode(c.identity.Probe({}), grpc.status.FAILED_PRECONDITION);
+      assert.match(e.details, /the --storage directory .* is not writable.*mount it into the plugin container/);
+    } finally {
+      await plugin.stop();
+    }
   });
 });
