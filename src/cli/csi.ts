@@ -1,10 +1,10 @@
 // `katavol csi`: runs the CSI plugin (src/csi) until SIGTERM/SIGINT. Flags only; the services get
 // everything from CsiOptions, so the edge that reads argv and the environment is this file.
 import * as path from 'path';
-import { CliContext, EXIT_FAILURE, EXIT_OK, UsageError } from './context';
+import { type CliContext, EXIT_FAILURE, EXIT_OK, UsageError } from './context';
 import { noMore, parseArgs } from './args';
 import { volumeRootFor } from './direct-volume';
-import { CsiOptions, DEFAULT_DRIVER_NAME, DEFAULT_KUBELET_DIR, DEFAULT_MAX_VOLUME_SIZE, socketPathOf } from '../csi/options';
+import { type CsiOptions, DEFAULT_DRIVER_NAME, DEFAULT_KUBELET_DIR, DEFAULT_MAX_VOLUME_SIZE, socketPathOf } from '../csi/options';
 import { parseSize } from '../volumes/resize';
 
 export const CSI_VALUE_FLAGS = ['endpoint', 'node-id', 'storage', 'state', 'kubelet-dir', 'driver-name', 'max-volume-size'];

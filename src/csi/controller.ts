@@ -4,9 +4,9 @@ import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted } from './errors';
 import { imagePath } from './image';
-import { CsiOptions } from './options';
-import { CapacityRange, VolumeCapability, capabilityProblem, requireCapabilities, requireId, sizeFor } from './requests';
-import { VolumeRecord, VolumeStore, isValidVolumeId } from './state';
+import { type CsiOptions } from './options';
+import { type CapacityRange, type VolumeCapability, capabilityProblem, requireCapabilities, requireId, sizeFor } from './requests';
+import { type VolumeRecord, type VolumeStore, isValidVolumeId } from './state';
 import { PARAM_VOLUME_TYPE, readParams, volumeContext } from './volume-params';
 
 /** Smallest image: room for ext2/3/4 metadata and a journal. */

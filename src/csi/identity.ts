@@ -1,7 +1,7 @@
 // CSI Identity service: who the plugin is, what it offers, and whether it can work right now.
 import * as fs from 'fs';
 import { failedPrecondition } from './errors';
-import { CsiOptions } from './options';
+import { type CsiOptions } from './options';
 
 export class IdentityService {
   constructor(private readonly o: CsiOptions) {}

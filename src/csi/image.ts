@@ -3,6 +3,7 @@
 // cannot identify, is never overwritten.
 import * as fs from 'fs';
 import * as path from 'path';
+import { errnoOf } from '../volumes/files';
 import { runTool } from '../volumes/host-device';
 import { failedPrecondition, internal, volumeStep, Status } from './errors';
 
@@ -31,7 +32,7 @@ export function ensureImage(volumeId: string, file: string, size: number): { cre
     fs.closeSync(fd);
     return { created: true, size };
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') {
+    if (errnoOf(e) !== 'EEXIST') {
       throw internal(volumeId, `cannot create the image ${file}: ${(e as Error).message}`, 'check that the --storage directory exists, is writable and has space', e);
     }
   }

@@ -3,17 +3,18 @@
 // library; unpublish unregisters it unless a sandbox still holds the volume; unstage keeps the data.
 // Everything is decided from the state records and the registry on disk, so it is correct after a restart.
 import * as fs from 'fs';
-import { Registry } from '../volumes/registry';
+import { type Registry } from '../volumes/registry';
 import { volumeStats } from '../volumes/stats';
 import { HOST_BACKEND, resizeVolume } from '../volumes/resize';
 import { validateDevice } from '../volumes/device';
-import { MountInfo } from '../volumes/types';
+import { errnoOf, lstatOrUndefined } from '../volumes/files';
+import { type MountInfo } from '../volumes/types';
 import { Status, alreadyExists, failedPrecondition, invalidArgument, notFound, outOfRange, volumeStep } from './errors';
 import { ensureFilesystem, ensureImage } from './image';
-import { CsiOptions } from './options';
+import { type CsiOptions } from './options';
 import { checkKubeletPath } from './paths';
-import { CapacityRange, VolumeCapability, capabilityProblem, requireId, sizeFor } from './requests';
-import { VolumeRecord, VolumeStore } from './state';
+import { type CapacityRange, type VolumeCapability, capabilityProblem, requireId, sizeFor } from './requests';
+import { type VolumeRecord, type VolumeStore } from './state';
 import { nodeTopology, MIN_IMAGE_SIZE } from './controller';
 
 interface StageRequest { volume_id: string; staging_target_path: string; volume_capability: VolumeCapability | null; volume_context: Record<string, string> }
@@ -110,8 +111,7 @@ export class NodeService {
       if (have && !have.info.options.includes(readOnly ? 'ro' : 'rw')) {
         throw alreadyExists(id, `is already published at ${target} ${readOnly ? 'read-write' : 'read-only'}`, 'unpublish it first to change the mode');
       }
-      let st: fs.Stats | undefined;
-      try { st = fs.lstatSync(target); } catch { st = undefined; }
+      const st = lstatOrUndefined(target);
       if (st && !st.isDirectory()) throw failedPrecondition(id, `target ${target} exists and is not a directory`, 'remove it; kubelet expects the plugin to create the target directory');
       // Record first, then register: a crash in between leaves a record that unpublish cleans up.
       r.published[target] = { readOnly, stagingPath: staging };
@@ -139,7 +139,7 @@ export class NodeService {
       try {
         fs.rmdirSync(target); // only when empty: whatever is inside is someone's data
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' && (e as NodeJS.ErrnoException).code !== 'ENOTEMPTY') throw e;
+        if (errnoOf(e) !== 'ENOENT' && errnoOf(e) !== 'ENOTEMPTY') throw e;
       }
       if (r.published[target]) {
         delete r.published[target];

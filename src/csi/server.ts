@@ -11,7 +11,7 @@ import { ControllerService } from './controller';
 import { toStatus } from './errors';
 import { IdentityService } from './identity';
 import { NodeService } from './node';
-import { CsiOptions, socketPathOf } from './options';
+import { type CsiOptions, socketPathOf } from './options';
 import { loadCsi } from './proto';
 import { VolumeStore } from './state';
 
@@ -34,7 +34,8 @@ function handlers(service: grpc.ServiceDefinition, impl: object, log: CsiLogger)
     if (typeof fn !== 'function') continue;
     out[method] = (call: grpc.ServerUnaryCall<Record<string, unknown>, object>, cb: grpc.sendUnaryData<object>) => {
       const started = process.hrtime.bigint();
-      const volumeId = String(call.request.volume_id ?? call.request.name ?? '');
+      const id = call.request.volume_id ?? call.request.name;
+      const volumeId = typeof id === 'string' ? id : '';
       const ms = (): number => Number((process.hrtime.bigint() - started) / 1000n) / 1000;
       try {
         const reply = fn.call(impl, call.request as never);

@@ -3,7 +3,7 @@
 // (or a second one) answers exactly as the first would have; nothing is kept in process memory.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomicSync, TEMP_PREFIX } from '../volumes/atomic-write';
+import { TEMP_PREFIX, errnoOf, writeFileAtomic } from '../volumes/files';
 import { withLock } from '../volumes/lock';
 import { internal } from './errors';
 
@@ -58,7 +58,7 @@ export class VolumeStore {
     try {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      if (errnoOf(e) === 'ENOENT') return undefined;
       throw internal(id, `cannot read the plugin's record ${file}: ${(e as Error).message}`, 'check the --state directory', e);
     }
     try {
@@ -77,7 +77,7 @@ export class VolumeStore {
     try {
       names = fs.readdirSync(this.dir);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      if (errnoOf(e) === 'ENOENT') return [];
       throw e;
     }
     return names
@@ -93,7 +93,7 @@ export class VolumeStore {
 
   put(rec: VolumeRecord): void {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    writeFileAtomicSync(this.file(rec.id), JSON.stringify(rec, null, 2) + '\n');
+    writeFileAtomic(this.file(rec.id), JSON.stringify(rec, null, 2) + '\n');
   }
 
   delete(id: string): void {

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as grpc from '@grpc/grpc-js';
-import { CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
+import { type CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
 import { tmpDir } from '../support/containerd';
 import { Registry } from '../../src/volumes/registry';
 

@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import * as grpc from '@grpc/grpc-js';
-import { CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
+import { type CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
 import { tmpDir } from '../support/containerd';
 import { Registry } from '../../src/volumes/registry';
 

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import * as grpc from '@grpc/grpc-js';
-import { CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
+import { type CsiClient, CsiPlugin, csiDirs, expectCode } from '../support/csi';
 import { debugfsCat, tmpDir } from '../support/containerd';
 import { CriContainerd } from '../support/cri';
 import { Registry } from '../../src/volumes/registry';
@@ -79,10 +79,10 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
     const info = await c.identity.GetPluginInfo({});
     assert.equal(info.name, 'directvolume.katavol.io');
     assert.match(info.vendor_version, /^\d+\.\d+\.\d+/);
-    const caps = (await c.identity.GetPluginCapabilities({})).capabilities.map((x: any) => x.service?.type ?? `expansion ${x.volume_expansion?.type}`);
+    const caps = (await c.identity.GetPluginCapabilities({})).capabilities.map((x: { service?: { type: string }; volume_expansion?: { type: string } }) => x.service?.type ?? `expansion ${x.volume_expansion?.type}`);
     assert.deepEqual(caps, ['CONTROLLER_SERVICE', 'VOLUME_ACCESSIBILITY_CONSTRAINTS', 'expansion ONLINE']);
-    assert.deepEqual((await c.controller.ControllerGetCapabilities({})).capabilities.map((x: any) => x.rpc.type), ['CREATE_DELETE_VOLUME', 'EXPAND_VOLUME', 'GET_CAPACITY']);
-    assert.deepEqual((await c.node.NodeGetCapabilities({})).capabilities.map((x: any) => x.rpc.type), ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME']);
+    assert.deepEqual((await c.controller.ControllerGetCapabilities({})).capabilities.map((x: { rpc: { type: string } }) => x.rpc.type), ['CREATE_DELETE_VOLUME', 'EXPAND_VOLUME', 'GET_CAPACITY']);
+    assert.deepEqual((await c.node.NodeGetCapabilities({})).capabilities.map((x: { rpc: { type: string } }) => x.rpc.type), ['STAGE_UNSTAGE_VOLUME', 'GET_VOLUME_STATS', 'EXPAND_VOLUME']);
     const node = await c.node.NodeGetInfo({});
     assert.equal(node.node_id, 'node-a');
     assert.deepEqual(node.accessible_topology.segments, { 'directvolume.katavol.io/node': 'node-a' });
@@ -97,7 +97,7 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
       is_directvolume: 'True', 'katacontainers.direct.volume/volumetype': 'directvol', 'katacontainers.direct.volume/fstype': 'ext4',
       direct_volume_name: name, capacity_in_bytes: String(64 * MiB + 512),
     });
-    assert.deepEqual(r.volume.accessible_topology.map((t: any) => t.segments), [{ 'directvolume.katavol.io/node': 'node-a' }]);
+    assert.deepEqual(r.volume.accessible_topology.map((t: { segments: object }) => t.segments), [{ 'directvolume.katavol.io/node': 'node-a' }]);
     image = path.join(plugin.dirs.storage, `${volumeId}.img`);
     assert.equal(fs.existsSync(image), false);
   });
@@ -142,9 +142,9 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
       assert.match(e.details, new RegExp(`sandbox ${sandboxId} still holds the volume at ${target}`));
       assert.ok(reg.isRegistered(target));
       const stats = await during.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path: target });
-      const bytes = stats.usage.find((u: any) => u.unit === 'BYTES');
+      const bytes = stats.usage.find((u: { unit: string }) => u.unit === 'BYTES');
       assert.ok(Number(bytes.used) > 0 && Number(bytes.total) > 48 * MiB, JSON.stringify(stats.usage));
-      assert.ok(stats.usage.some((u: any) => u.unit === 'INODES'), 'a mounted volume reports inodes (statfs)');
+      assert.ok(stats.usage.some((u: { unit: string }) => u.unit === 'INODES'), 'a mounted volume reports inodes (statfs)');
     });
     // The pod saw the image itself (through a loop device), not the empty target directory.
     assert.match(mounts, /^\/dev\/loop\d+ \/disk ext4 rw/m);
@@ -197,7 +197,7 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
 
   it('NodeGetVolumeStats: bytes of the grown filesystem, some of them used', async () => {
     const r = await c.node.NodeGetVolumeStats({ volume_id: volumeId, volume_path: target });
-    const bytes = r.usage.find((u: any) => u.unit === 'BYTES');
+    const bytes = r.usage.find((u: { unit: string }) => u.unit === 'BYTES');
     assert.ok(Number(bytes.total) > 64 * MiB && Number(bytes.total) <= 96 * MiB, `total ${bytes.total}`);
     assert.ok(Number(bytes.used) > 0 && Number(bytes.available) > 0 && Number(bytes.used) + Number(bytes.available) <= Number(bytes.total));
   });

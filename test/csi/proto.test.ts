@@ -23,7 +23,7 @@ describe('csi.proto copy', () => {
   it('is byte-identical to the reference copy in shared/reference/upstream', function () {
     const ref = [path.join(REPO, '..', 'shared'), '/work/shared'].map((d) => path.join(d, 'reference', 'upstream', 'csi.proto')).find((f) => fs.existsSync(f));
     if (!ref) this.skip(); // the digest above still pins the content
-    assert.ok(fs.readFileSync(ours).equals(fs.readFileSync(ref!)), `${ours} differs from ${ref}`);
+    assert.ok(fs.readFileSync(ours).equals(fs.readFileSync(ref)), `${ours} differs from ${ref}`);
   });
 
   it('loads with the three services the plugin serves (and GroupController, which it does not offer)', () => {

@@ -3,7 +3,7 @@
 // between calls proves the plugin keeps nothing it needs in memory.
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawn, ChildProcess } from 'child_process';
+import { spawn, type ChildProcess } from 'child_process';
 import * as grpc from '@grpc/grpc-js';
 import { KATAVOL } from './containerd';
 import { loadCsi } from '../../src/csi/proto';
