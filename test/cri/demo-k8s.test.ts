@@ -14,7 +14,7 @@ describe('make demo-k8s (scripts/demo-k8s.ts)', () => {
     assert.equal(seen.length, 2, r.stdout);
     assert.equal(seen[0][2], seen[1][2], 'app and sidecar mount the same loop device');
     assert.match(r.stdout, /ExecSync in the sidecar: cat \/data\/log\.txt -> written by the app/);
-    assert.match(r.stdout, /StartContainer: code 9: .*is already in use by pod [0-9a-f]+ \(read-write, \/dev\/loop\d+\); a read-write volume belongs to one pod at a time/);
+    assert.match(r.stdout, /StartContainer: code 9: .*is already in use by pod default\/demo \(sandbox [0-9a-f]{64}, read-write, \/dev\/loop\d+\); a read-write volume belongs to one pod at a time/);
     assert.match(r.stdout, /debugfs -R 'cat \/log\.txt' pvc-data\.img\n {5}written by the app\n {5}and by the sidecar\n/);
     assert.match(r.stdout, /nothing left: /);
     const dir = /everything lives under (\S+)/.exec(r.stdout)?.[1];
