@@ -2,10 +2,15 @@
 // `delete` run on containerd's critical path for every container.
 import * as fs from 'fs';
 import { parseArgs, UsageError, USAGE } from './args';
+import { WARM_FLAG } from './pool';
 
 export const VERSION = '0.1.0';
 
 export function main(argv: string[]): void {
+  if (argv[0] === WARM_FLAG) {
+    require('./warm').runWarm(process.argv[1]);
+    return;
+  }
   let args;
   try {
     args = parseArgs(argv);
@@ -40,6 +45,11 @@ export function main(argv: string[]): void {
           fs.writeSync(1, `${r.address}\n`);
           detachStdio();
           require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          // The pool was empty (or is off): boot warm daemons for the next starts, niced, now that
+          // containerd has its answer.
+          setImmediate(() => {
+            try { require('./pool').refillPool(require('./config').loadConfig()); } catch { /* the next start tries again */ }
+          });
         },
         (e: Error) => fail(e),
       );

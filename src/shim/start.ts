@@ -68,11 +68,11 @@ export interface Started {
  * waits for the address), which saves starting a second Node process on every container start.
  * Otherwise a detached daemon is spawned with the bound socket as fd 3, as Go shims do.
  */
-export async function start(args: ShimArgs, self: string, inline = false): Promise<Started> {
+export async function start(args: ShimArgs, self: string, inline = false, stdinBytes?: Buffer): Promise<Started> {
   const cfg = loadConfig();
   checkDownstream(cfg, self);
   const bundle = args.bundle || process.cwd();
-  const stdin = readAllStdin();
+  const stdin = stdinBytes ?? readAllStdin(); // a warm daemon got the launcher's through /proc
 
   // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes.
   const ds = spawnSync(cfg.downstream, args.argv, { cwd: bundle, env: process.env, input: stdin, maxBuffer: 1 << 20 });
