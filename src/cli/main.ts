@@ -15,7 +15,8 @@ interface CommandEntry {
 export const COMMANDS: Record<string, CommandEntry> = {
   'direct-volume': { summary: 'manage Kata direct volumes (kata-ctl compatible)', load: async () => (await import('./direct-volume')).run },
   'install-runtime': { summary: 'register katavol as the io.containerd.kata.v2 runtime (in front of Kata)', load: async () => (await import('./install')).run },
-  'uninstall-runtime': { summary: 'undo install-runtime exactly', load: async () => (await import('./install')).runUninstall },
+  'uninstall-runtime': { summary: 'undo install-runtime exactly (and stop the warm shim daemons)', load: async () => (await import('./install')).runUninstall },
+  daemons: { summary: 'list the shim daemons: warm (pre-booted) and serving (one per pod)', load: async () => (await import('./daemons')).run },
 };
 
 function usage(): string {

@@ -47,7 +47,7 @@ export function procStart(pid: number): string | undefined {
 }
 
 export interface PoolEntry {
-  /** w.<pid>.<start>.<generation> (a waiting daemon's directory) or b.<pid>.<start> (one still booting). */
+  /** w.<pid>.<start>.<generation>: a waiting daemon's directory; b.<pid>.<start> or .w.<...>: one booting. */
   name: string;
   path: string;
   pid: number;
@@ -68,7 +68,7 @@ export function listPool(socketDir: string): PoolEntry[] {
   }
   const out: PoolEntry[] = [];
   for (const name of names.sort()) {
-    const m = /^([wb])\.(\d+)\.(\d+)(?:\.\d+)?$/.exec(name);
+    const m = /^(w|b|\.w)\.(\d+)\.(\d+)(?:\.\d+)?$/.exec(name);
     if (!m) continue;
     const pid = Number(m[2]);
     const p = path.join(dir, name);
@@ -132,7 +132,7 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
   if (!unlock) return 0;
   try {
     sweepPool(cfg.socketDir);
-    const have = listPool(cfg.socketDir).filter((e) => e.alive && !e.claimed).length;
+    const have = new Set(listPool(cfg.socketDir).filter((e) => e.alive && !e.claimed).map((e) => e.pid)).size;
     let started = 0;
     for (let i = have; i < cfg.warmDaemons; i++) {
       const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, path.join(__dirname, 'bin.js'), WARM_FLAG], {

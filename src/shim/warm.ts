@@ -4,7 +4,8 @@
 //   1. claim: create <dir>/claim with O_EXCL (sh: `set -C`); the loser tries the next daemon or goes cold
 //   2. open <dir>/ans for reading (this daemon holds its write end, so the launcher sees EOF if we die)
 //   3. write "<launcher pid>\0<build root>\0<argc>\0<argv...>\0" into the <dir>/req fifo
-//   4. we read the launcher's environment, cwd and stdin through /proc/<pid>, run the downstream start
+//   4. we read the launcher's environment, cwd and stdin through /proc/<pid> (stdin from <dir>/stdin.in
+//      when it is a socket, which /proc cannot reopen: the launcher copies it), run the downstream start
 //      exactly as a cold start does, and answer on ans: "<exit status>\n" then the bytes for stdout
 //      (status 0) or stderr (status 1); "R\n" means "not for you" (other build or config): try another daemon.
 // A daemon of another build or config is never used: it answers R and retires, and retires on its own
@@ -57,15 +58,18 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
   const dir = path.join(pool, name);
   const req = path.join(dir, 'req');
   const ans = path.join(dir, 'ans');
-  fs.mkdirSync(dir, { mode: 0o700 });
-  const mk = spawnSync('mkfifo', ['-m', '0600', req, ans]);
+  // Made under a name no launcher looks at, then renamed: a claimable directory always has its fifos.
+  const building = path.join(pool, `.${name}`);
+  fs.mkdirSync(building, { mode: 0o700 });
+  const mk = spawnSync('mkfifo', ['-m', '0600', path.join(building, 'req'), path.join(building, 'ans')]);
   if (mk.status !== 0) {
-    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(building, { recursive: true, force: true });
     return Promise.resolve('retire');
   }
   // O_RDWR: opening never blocks, and we never see EOF on req while waiting.
-  const reqFd = fs.openSync(req, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
-  const ansFd = fs.openSync(ans, fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  const reqFd = fs.openSync(path.join(building, 'req'), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  let ansFd: number | undefined = fs.openSync(path.join(building, 'ans'), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
+  fs.renameSync(building, dir);
   // Announce ourselves only now: the boot marker goes once the directory is usable.
   for (const e of listPool(cfg.socketDir)) if (e.kind === 'booting' && e.pid === process.pid) fs.rmSync(e.path, { force: true });
 
@@ -80,7 +84,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       clearInterval(poll);
       process.removeListener('SIGTERM', onTerm);
       reqStream.destroy();
-      try { fs.closeSync(ansFd); } catch { /* closed by answer() */ }
+      closeAns();
       if (removeDir) fs.rmSync(dir, { recursive: true, force: true });
       resolve(o);
     };
@@ -118,7 +122,12 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       void serveClaim(Number(pid), root, fields.slice(3, 3 + Number(argc))).then((o) => finish(o, o !== 'serving'));
     });
 
+    const closeAns = (): void => {
+      if (ansFd !== undefined) fs.closeSync(ansFd);
+      ansFd = undefined;
+    };
     const answer = (status: string, payload: Buffer | string): void => {
+      if (ansFd === undefined) return;
       const data = Buffer.concat([Buffer.from(`${status}\n`), Buffer.from(payload)]);
       // The launcher reads as we write; a full pipe (EAGAIN) only means it has not caught up yet.
       for (let off = 0, tries = 0; off < data.length && tries < 2000;) {
@@ -130,7 +139,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
           Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 5);
         }
       }
-      fs.closeSync(ansFd); // EOF for the launcher
+      closeAns(); // EOF for the launcher
     };
 
     const refuse = (o: Outcome): Outcome => {
@@ -148,7 +157,8 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       let stdin: Buffer;
       try {
         cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-        stdin = fs.readFileSync(`/proc/${pid}/fd/0`);
+        const given = path.join(dir, 'stdin.in'); // the launcher's copy when its stdin is a socket
+        stdin = fs.readFileSync(fs.existsSync(given) ? given : `/proc/${pid}/fd/0`);
       } catch {
         return refuse('again'); // e.g. stdin is a socket: the launcher goes cold with it intact
       }
