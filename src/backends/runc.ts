@@ -9,6 +9,7 @@ import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
 import { writeFileAtomic } from '../shim/state';
+import { refuseHostUse } from '../volumes/in-use';
 
 export const RUNC_STATE_FILE = 'katavol-runc.json';
 
@@ -88,6 +89,10 @@ export class RuncBackend implements Backend {
       throw new VolumeError(v.volumePath, `device "${info.device}" is neither a regular file nor a block device`,
         `a directvol device must be a raw image file or a block device; re-register the volume with the right "device"`, v.file);
     }
+    // Mounts, holders, swap: what the host itself does with the device. Our own containers' mounts
+    // of this volume are judged from the sandbox records below, not as host mounts.
+    refuseHostUse({ volumePath: v.volumePath, device: info.device, readOnly: v.readOnly, file: v.file },
+      { skipLoops: st.isFile(), ownNamespaces: st.isFile() ? undefined : this.containerNamespaces(ctx.bundle, v.volumePath) });
     if (st.isFile()) {
       const holders = loop.loopsOf(info.device);
       const clash = holders.find((h) => !v.readOnly || !h.readOnly);
@@ -99,6 +104,20 @@ export class RuncBackend implements Backend {
       this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
     }
     return { v, device: info.device, realFile: st.isFile() ? fs.realpathSync(info.device) : '', isFile: st.isFile() };
+  }
+
+  /** Mount namespaces of this containerd namespace's containers that hold the volume through us. */
+  private containerNamespaces(bundle: string, volumePath: string): Set<string> {
+    const out = new Set<string>();
+    for (const { dir, state } of bundlesBeside(bundle)) {
+      if (!state.volumes.includes(volumePath)) continue;
+      try {
+        // runc's shim writes the container's init pid into the bundle.
+        const pid = Number(fs.readFileSync(path.join(dir, 'init.pid'), 'utf8').trim());
+        if (pid > 0) out.add(fs.readlinkSync(`/proc/${pid}/ns/mnt`));
+      } catch { /* not started, or exited */ }
+    }
+    return out;
   }
 
   /** Like loop devices for images: a writer excludes every other user, readers exclude writers. */
@@ -132,20 +151,8 @@ export class RuncBackend implements Backend {
   /** Volumes held by the sandbox's other containers (their bundles sit next to this one). */
   private siblingHolders(bundle: string, sandboxId: string): Set<string> {
     const out = new Set<string>();
-    const parent = path.dirname(bundle);
-    let names: string[] = [];
-    try {
-      names = fs.readdirSync(parent);
-    } catch {
-      return out;
-    }
-    for (const name of names) {
-      const other = path.join(parent, name);
-      if (other === bundle) continue;
-      try {
-        const st = JSON.parse(fs.readFileSync(path.join(other, RUNC_STATE_FILE), 'utf8')) as RuncState;
-        if (st.sandboxId === sandboxId) for (const v of st.volumes) out.add(v);
-      } catch { /* not a bundle of ours */ }
+    for (const { state } of bundlesBeside(bundle)) {
+      if (state.sandboxId === sandboxId) for (const v of state.volumes) out.add(v);
     }
     return out;
   }
@@ -169,6 +176,26 @@ export class RuncBackend implements Backend {
       }
     }
   }
+}
+
+/** Our state in the other bundles of the same containerd namespace (containerd keeps them side by side). */
+function bundlesBeside(bundle: string): Array<{ dir: string; state: RuncState }> {
+  const parent = path.dirname(bundle);
+  let names: string[] = [];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return [];
+  }
+  const out: Array<{ dir: string; state: RuncState }> = [];
+  for (const name of names) {
+    const dir = path.join(parent, name);
+    if (dir === bundle) continue;
+    try {
+      out.push({ dir, state: JSON.parse(fs.readFileSync(path.join(dir, RUNC_STATE_FILE), 'utf8')) as RuncState });
+    } catch { /* not a bundle of ours */ }
+  }
+  return out;
 }
 
 /** type=<fstype> source=<device>; bind/rbind dropped (a block device is mounted, not bound). */

@@ -64,6 +64,14 @@ function add(argv: string[], ctx: CliContext, reg: Registry): number {
   noMore(a, USAGE);
   const r = reg.addWithResult(volumePath, json);
   for (const n of r.notes) ctx.err(`katavol: note: ${n}\n`);
+  if (r.info.volumeType === 'directvol') {
+    // Registering a device the host still uses is allowed (it may be unmounted before a pod starts);
+    // using it is not, so say now what Create will refuse.
+    const { conflictingUses, describeUses, fixOf, hostUsesOf } = require('../volumes/in-use') as typeof import('../volumes/in-use');
+    const ro = r.info.options.includes('ro');
+    const uses = conflictingUses(hostUsesOf(volumePath, r.info.device), ro);
+    if (uses.length) ctx.err(`katavol: warning: ${describeUses(r.info.device, uses, ro)}; containers will be refused this volume${ro ? '' : ' read-write'} until then: ${fixOf(uses, ro)}\n`);
+  }
   const verb = { added: 'added', replaced: 'replaced', repaired: 'completed the incomplete entry of', unchanged: 'unchanged:' }[r.action];
   ctx.out(`${verb} direct volume ${volumePath} (${describe(r.info)}) in ${r.file}\n`);
   return EXIT_OK;

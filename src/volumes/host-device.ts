@@ -51,9 +51,13 @@ export interface HostMount {
   pid: number;
   /** True when that namespace is ours (tools such as resize2fs see the mount directly). */
   ownNamespace: boolean;
+  /** The namespace's identity, as /proc/<pid>/ns/mnt reads ("mnt:[4026531841]"). */
+  namespace: string;
   mountPoint: string;
   source: string;
   fstype: string;
+  /** The superblock is read-only (a read-write superblock can be written through any of its mounts). */
+  readOnly: boolean;
   /** The device node this mount is of (one of the devices looked for). */
   device: string;
 }
@@ -64,6 +68,11 @@ const unescapeMount = (s: string): string => s.replace(/\\([0-7]{3})/g, (_, o: s
 export function findHostMounts(devices: string[]): HostMount[] {
   const byNumber = new Map<string, string>();
   for (const d of devices) byNumber.set(devNumber(d), d);
+  return findMountsByNumber(byNumber);
+}
+
+/** Same, by "major:minor" (a device's partitions have their own numbers); the map's values name them. */
+export function findMountsByNumber(byNumber: Map<string, string>): HostMount[] {
   if (byNumber.size === 0) return [];
   let ownNs = '';
   try {
@@ -92,7 +101,11 @@ export function findHostMounts(devices: string[]): HostMount[] {
       const device = byNumber.get(f[2]);
       if (!device) continue;
       const sep = f.indexOf('-', 6);
-      out.push({ pid, ownNamespace: ns === ownNs, mountPoint: unescapeMount(f[4]), fstype: f[sep + 1], source: unescapeMount(f[sep + 2] ?? ''), device });
+      const superOptions = (f[sep + 3] ?? '').split(',');
+      out.push({
+        pid, ownNamespace: ns === ownNs, namespace: ns, mountPoint: unescapeMount(f[4]), fstype: f[sep + 1],
+        source: unescapeMount(f[sep + 2] ?? ''), readOnly: superOptions.includes('ro'), device,
+      });
     }
   }
   return out;

@@ -7,6 +7,7 @@ import * as path from 'path';
 import { Registry } from './registry';
 import { VolumeError } from './types';
 import { HostMount, findHostMounts, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
+import { describeUses, hostUsesOf } from './in-use';
 
 /** Backend name the runc host backend records; any other recorded sandbox is a VM. */
 export const HOST_BACKEND = 'runc';
@@ -58,6 +59,13 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
     if (vms.length) {
       const who = vms.map((s) => `${s.id} (${s.backend || 'recorded by Kata'})`).join(', ');
       throw bad(`is in use by VM sandbox ${who}; a running VM does not see its disk grow and Kata's agent cannot resize it`, 'stop those sandboxes first, then resize');
+    }
+    // Mounts are grown online below; swap, or a dm/md device over the image, would not see it grow
+    // (or would be corrupted by a filesystem resize underneath).
+    const blocking = hostUsesOf(volumePath, info.device).filter((u) => u.kind === 'swap' || u.kind === 'holder' || u.beyond?.some((b) => b.kind !== 'mount'));
+    if (blocking.length) {
+      const fixes = [...new Set(blocking.map((u) => u.fix))];
+      throw bad(`${describeUses(info.device, blocking, false)}; katavol does not resize a device something else builds on`, `${fixes.join('; ')}; then resize again`);
     }
     const oldSize = st.size;
     if (newSize < oldSize) throw bad(`new size ${newSize} is smaller than the current ${oldSize} bytes of ${info.device}; katavol never shrinks a volume`, `give a size of at least ${oldSize}`);

@@ -270,6 +270,42 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
     await assertNoLeftovers([a, b, c, d], [img]);
   });
 
+  it('refuses a block device the host has mounted; once unmounted, one pod\'s containers share it read-write and other pods are refused', async function () {
+    const img = image(`hm${n}.img`);
+    const dev = spawnSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).stdout.trim();
+    const mnt = path.join(work, `hostmnt${n}`);
+    fs.mkdirSync(mnt);
+    const ids = [`hma${n}`, `hmb${n}`, `hmc${n}`, `hmd${n}`];
+    try {
+      assert.equal(spawnSync('mount', [dev, mnt]).status, 0);
+      const add = katavol('direct-volume', 'add', '/kubelet/e2e/hostmounted', JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' }));
+      assert.equal(add.status, 0, add.stderr);
+      assert.match(add.stderr, /katavol: warning: block device .* is mounted at /);
+      const pod = (id: string, sandbox: string) => runDetached(id, '/kubelet/e2e/hostmounted', 'rw', `echo ${id} > /disk/${id}; sync; sleep 600`, ['--annotation', `io.kubernetes.cri.sandbox-id=${sandbox}`]);
+      let r = pod(ids[0], `hmpod${n}`);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /failed precondition/);
+      assert.match(r.stderr, new RegExp(`container "${ids[0]}": mount "/disk": volume "/kubelet/e2e/hostmounted": block device "${dev}" is in use on the host: it is mounted at ${mnt} \\(ext4, read-write\\); a read-write volume needs the device to itself.*unmount it first \\(umount ${mnt}\\)`));
+      assert.equal(ctd.ctr(['container', 'delete', ids[0]]).status, 0);
+      assert.equal(spawnSync('umount', [mnt]).status, 0);
+      // Our own containers' mounts are not host mounts: a sibling of the pod shares the device.
+      assert.equal(pod(ids[1], `hmpod${n}`).status, 0);
+      r = pod(ids[2], `hmpod${n}`);
+      assert.equal(r.status, 0, r.stderr);
+      r = pod(ids[3], `other${n}`);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /is already used by sandbox hmpod\d+ \(read-write\)/);
+      ctd.ctr(['container', 'delete', ids[3]]);
+      await stopAndDelete(ids[1]);
+      await stopAndDelete(ids[2]);
+      for (const id of ids.slice(1, 3)) assert.equal(debugfsCat(dev, `/${id}`), `${id}\n`);
+      await assertNoLeftovers(ids, []);
+    } finally {
+      spawnSync('umount', [mnt]);
+      spawnSync('losetup', ['-d', dev]);
+    }
+  });
+
   it('a start that fails after the downstream started leaves no downstream daemon behind', async function () {
     const good = fs.readFileSync(config, 'utf8');
     const blocker = path.join(work, 'not-a-dir');

@@ -31,16 +31,18 @@ export class LoopFixture {
   private loops: string[] = [];
   private mounts: string[] = [];
   private children: ChildProcess[] = [];
+  private swaps: string[] = [];
 
-  attach(file: string): string {
-    const dev = sh('losetup', ['-f', '--show', file]).trim();
+  /** Attaches a file (or a block device: loop over loop) to a free loop device. */
+  attach(file: string, readOnly = false): string {
+    const dev = sh('losetup', ['-f', '--show', ...(readOnly ? ['--read-only'] : []), file]).trim();
     this.loops.push(dev);
     return dev;
   }
 
-  mount(dev: string, dir: string): void {
+  mount(dev: string, dir: string, options?: string): void {
     fs.mkdirSync(dir, { recursive: true });
-    sh('mount', [dev, dir]);
+    sh('mount', [...(options ? ['-o', options] : []), dev, dir]);
     this.mounts.push(dir);
   }
 
@@ -54,6 +56,13 @@ export class LoopFixture {
       child.on('exit', (code) => reject(new Error(`unshare mount exited ${code}`)));
     });
     return child.pid!;
+  }
+
+  /** mkswap + swapon (swapoff in cleanup). */
+  swapOn(dev: string): void {
+    sh('mkswap', [dev]);
+    sh('swapon', [dev]);
+    this.swaps.push(dev);
   }
 
   loopSizeBytes(dev: string): number {
@@ -77,9 +86,11 @@ export class LoopFixture {
         errors.push(e);
       }
     };
+    for (const s of this.swaps.splice(0)) attempt(() => sh('swapoff', [s]));
     for (const m of this.mounts.splice(0).reverse()) attempt(() => sh('umount', [m]));
     // A namespace's mount goes away with its last process; detach waits for that (autoclear otherwise).
-    for (const l of this.loops.splice(0)) attempt(() => sh('losetup', ['-d', l]));
+    // Newest first: a loop device over another loop device goes before the one beneath it.
+    for (const l of this.loops.splice(0).reverse()) attempt(() => sh('losetup', ['-d', l]));
     if (errors.length) throw errors[0];
   }
 }

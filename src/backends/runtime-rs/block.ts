@@ -2,6 +2,8 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { kindOf } from '../../volumes/device';
+import { refuseHostUse } from '../../volumes/in-use';
+import { VolumeError } from '../../volumes/types';
 import type { BackendLogger } from '../backend';
 import type { RuntimeRsConfig } from './config';
 import { rateLimiterFor, type BlockDeviceConfigInfo } from './dragonball';
@@ -43,11 +45,18 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
       : `cannot stat directvol device ${device} (${err.code ?? err.message})`;
     throw volumeError(v, problem, err.code === 'ENOENT' ? `create the image or attach the disk, or ${reAdd}` : reAdd);
   }
-  if (st.isFile()) return { kind: 'file', hostReadOnly: false };
-  if (!st.isBlockDevice()) {
+  if (!st.isFile() && !st.isBlockDevice()) {
     throw volumeError(v, `directvol device ${device} is ${kindOf(st)}, not a regular file or block device`, reAdd);
   }
-  const ro = probe(device);
+  const ro = st.isFile() ? false : probe(device);
+  // The guest kernel mounts what the VM is given: nothing on the host may write it meanwhile.
+  try {
+    refuseHostUse({ volumePath: v.volumePath, device, readOnly: v.readOnly || ro === true });
+  } catch (e) {
+    if (e instanceof VolumeError) throw volumeError(v, e.problem, e.fix);
+    throw e;
+  }
+  if (st.isFile()) return { kind: 'file', hostReadOnly: false };
   if (ro === undefined) {
     // runtime-rs also only warns: the device is still usable, just without the host's read-only hint.
     log?.warn('cannot read the read-only flag (BLKROGET) of a directvol block device; assuming writable', { volume: v.volumePath, device });

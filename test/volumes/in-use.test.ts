@@ -1,0 +1,185 @@
+// Devices in use on the host are refused before Create (both backends), warned about by `add`, and
+// refused by `resize` where growing them underneath their user would be wrong. Real loop devices,
+// mounts (ours and another mount namespace's), swap and loop-over-loop; holders through a real
+// device-mapper target where the kernel has one, else through a sysfs tree laid out as the kernel does.
+import * as assert from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { execFileSync, spawnSync } from 'child_process';
+import { hostUsesOf, refuseHostUse } from '../../src/volumes/in-use';
+import { Registry } from '../../src/volumes/registry';
+import { resizeVolume } from '../../src/volumes/resize';
+import { VolumeError } from '../../src/volumes/types';
+import { RuncBackend } from '../../src/backends/runc';
+import { checkBlockDevice } from '../../src/backends/runtime-rs/block';
+import type { BackendLogger } from '../../src/backends/backend';
+import { mountInfo, volumeInput } from '../backends/runtime-rs/fixtures';
+import { KATAVOL } from '../support/containerd';
+import { scratchDir, snapshot } from './helpers';
+import { LoopFixture, mkExt4, sh } from './loop-fixture';
+
+const VOL = '/kubelet/in-use';
+const MiB = 1 << 20;
+const quiet: BackendLogger = { debug() {}, info() {}, warn() {}, error() {} };
+
+function refusal(fn: () => unknown): VolumeError {
+  try {
+    fn();
+  } catch (e) {
+    assert.ok(e instanceof VolumeError, String(e));
+    return e;
+  }
+  assert.fail('expected a refusal');
+}
+
+describe('volumes/in-use: devices the host uses are refused', function () {
+  let scratch: string;
+  let img: string;
+  const fx = new LoopFixture();
+  const check = (device: string, readOnly: boolean) => () => refuseHostUse({ volumePath: VOL, device, readOnly, file: '/x/mountInfo.json' });
+
+  beforeEach(() => {
+    scratch = scratchDir('in-use');
+    img = mkExt4(scratch, 'vol.img', 16 * MiB);
+  });
+  afterEach(async () => {
+    await fx.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('refuses a block device mounted read-write on the host, naming volume, device, mount point and fix; read-only too', () => {
+    const dev = fx.attach(img);
+    const mnt = path.join(scratch, 'mnt');
+    check(dev, false)(); // free: accepted
+    fx.mount(dev, mnt);
+    const e = refusal(check(dev, false));
+    assert.strictEqual(e.volumePath, VOL);
+    assert.strictEqual(e.file, '/x/mountInfo.json');
+    assert.strictEqual(e.problem, `block device "${dev}" is in use on the host: it is mounted at ${mnt} (ext4, read-write); a read-write volume needs the device to itself: two kernels mounting one filesystem corrupt it`);
+    assert.match(e.fix, new RegExp(`^unmount it first \\(umount ${mnt}\\); or, if the other users only read it, mount the volume read-only`));
+    assert.match(refusal(check(dev, true)).problem, /a read-only volume may share its device with read-only users only/);
+  });
+
+  it('lets a read-only volume share a device mounted read-only, and refuses a read-write one', () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'ro'), 'ro');
+    check(dev, true)();
+    assert.match(refusal(check(dev, false)).problem, /is mounted at .*\/ro \(ext4, read-only\)/);
+  });
+
+  it('finds a mount that only another mount namespace has, and says which', async () => {
+    const dev = fx.attach(img);
+    const pid = await fx.mountInOtherNamespace(dev, path.join(scratch, 'ns'));
+    const e = refusal(check(dev, false));
+    assert.match(e.problem, new RegExp(`is mounted at ${scratch}/ns \\(ext4, read-write, in the mount namespace of pid ${pid}\\)`));
+    assert.match(e.fix, new RegExp(`nsenter -t ${pid} -m umount ${scratch}/ns`));
+  });
+
+  it('refuses a device in use as swap, even read-only', function () {
+    const dev = fx.attach(img);
+    try {
+      fx.swapOn(dev);
+    } catch (e) {
+      return this.skip(); // swapon not permitted in this sandbox
+    }
+    const e = refusal(check(dev, true));
+    assert.match(e.problem, /it is in use as swap \(\/proc\/swaps\)/);
+    assert.match(e.fix, new RegExp(`swapoff ${dev} first`));
+  });
+
+  it('refuses an image attached read-write to a loop device that is not ours, with what uses that loop device', () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'm'));
+    const e = refusal(check(img, false));
+    assert.strictEqual(e.problem.split(':')[0], `image "${img}" is in use on the host`);
+    assert.match(e.problem, new RegExp(`it is attached read-write to loop device ${dev}, which is mounted at ${scratch}/m \\(ext4, read-write\\)`));
+    assert.match(e.fix, new RegExp(`umount ${scratch}/m\\), then detach it \\(losetup -d ${dev}\\)`));
+  });
+
+  it('lets a read-only volume share an image with a read-only loop device; a read-write one is refused', () => {
+    const dev = fx.attach(img, true);
+    check(img, true)();
+    assert.match(refusal(check(img, false)).problem, new RegExp(`attached read-only to loop device ${dev}`));
+  });
+
+  it('refuses a block device that backs another loop device (loop over loop)', () => {
+    const lower = fx.attach(img);
+    const upper = fx.attach(lower);
+    assert.match(refusal(check(lower, false)).problem, new RegExp(`block device "${lower}" is in use on the host: it is attached read-write to loop device ${upper}`));
+  });
+
+  it('refuses a holder-backed device (device-mapper linear target, or the kernel\'s holders layout where dm is absent)', function () {
+    const dev = fx.attach(img);
+    const dm = spawnSync('dmsetup', ['create', `katavol-test-${process.pid}`, '--table', `0 ${(16 * MiB) / 512} linear ${dev} 0`], { encoding: 'utf8' });
+    if (dm.status === 0) {
+      try {
+        assert.match(refusal(check(dev, true)).problem, new RegExp(`it is held by dm-\\d+ \\(device-mapper "katavol-test-${process.pid}"\\)`));
+      } finally {
+        execFileSync('dmsetup', ['remove', `katavol-test-${process.pid}`]);
+      }
+      return;
+    }
+    // No device-mapper in this kernel (dmsetup: "${dm.stderr.split('\n')[0]}"): a sysfs tree in the
+    // kernel's layout for this loop device's number, with a dm holder, through the sysRoot option.
+    const num = fs.readFileSync(`/sys/block/${path.basename(dev)}/dev`, 'utf8').trim();
+    const sys = path.join(scratch, 'sys');
+    fs.mkdirSync(path.join(sys, 'dev', 'block', num, 'holders', 'dm-3'), { recursive: true });
+    fs.mkdirSync(path.join(sys, 'class', 'block', 'dm-3', 'dm'), { recursive: true });
+    fs.writeFileSync(path.join(sys, 'class', 'block', 'dm-3', 'dm', 'name'), 'vg0-data\n');
+    const uses = hostUsesOf(VOL, dev, { sysRoot: sys });
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly]), [['holder', false]]);
+    assert.strictEqual(uses[0].what, `is held by dm-3 (device-mapper "vg0-data") (${sys}/class/block/${path.basename(dev)}/holders)`);
+    assert.match(uses[0].fix, /dmsetup remove, vgchange -an, mdadm --stop/);
+  });
+
+  it('runc backend: refuses a mounted block device before anything is attached or recorded', async () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'host'));
+    const reg = new Registry(path.join(scratch, 'root'));
+    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' }));
+    const bundle = path.join(scratch, 'bundles', 'c1');
+    fs.mkdirSync(bundle, { recursive: true });
+    const mount = { destination: '/disk', type: 'directvol', source: VOL, options: ['rw'] };
+    const before = snapshot(reg.root);
+    await assert.rejects(new RuncBackend(reg).prepare({ containerId: 'c1', sandboxId: 'c1', bundle, log: quiet }, { mounts: [mount] },
+      [{ index: 0, mount, volumePath: VOL, entryDir: reg.entryDir(VOL), file: reg.mountInfoFile(VOL), info: reg.read(VOL).info, readOnly: false }]),
+    (e: Error) => e instanceof VolumeError && e.problem.includes(`is mounted at ${scratch}/host`) && e.file === reg.mountInfoFile(VOL));
+    assert.deepStrictEqual(snapshot(reg.root), before);
+    assert.deepStrictEqual(fs.readdirSync(bundle), []);
+  });
+
+  it('runtime-rs backend: refuses a mounted device and an image on a foreign loop device, naming the mount', () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'h'));
+    for (const device of [dev, img]) {
+      const e = refusal(() => checkBlockDevice(volumeInput(mountInfo('directvol', device)), quiet, () => false));
+      assert.match(e.problem, new RegExp(`^mount /data: (block device|image) "${device}" is in use on the host: it (is mounted|is attached read-write to loop device ${dev}, which is mounted) at ${scratch}/h`));
+    }
+  });
+
+  it('`direct-volume add` registers a mounted device but warns what Create will refuse', () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'w'));
+    const root = path.join(scratch, 'root');
+    const r = spawnSync(KATAVOL, ['direct-volume', 'add', VOL, JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' })],
+      { encoding: 'utf8', env: { ...process.env, KATAVOL_VOLUME_ROOT: root } });
+    assert.strictEqual(r.status, 0, r.stderr);
+    assert.match(r.stderr, new RegExp(`^katavol: warning: block device "${dev}" is in use on the host: it is mounted at ${scratch}/w \\(ext4, read-write\\);.*containers will be refused this volume read-write until then: unmount it first`, 'm'));
+    assert.ok(new Registry(root).isRegistered(VOL));
+  });
+
+  it('`direct-volume resize` refuses an image whose loop device is swap, changing nothing', function () {
+    const dev = fx.attach(img);
+    try {
+      fx.swapOn(dev);
+    } catch {
+      return this.skip();
+    }
+    const reg = new Registry(path.join(scratch, 'root'));
+    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const e = refusal(() => resizeVolume(reg, VOL, 32 * MiB));
+    assert.match(e.problem, new RegExp(`it is attached read-write to loop device ${dev}, which is in use as swap.*katavol does not resize a device something else builds on`));
+    assert.match(e.fix, new RegExp(`swapoff ${dev} first, then detach it`));
+    assert.strictEqual(fs.statSync(img).size, 16 * MiB);
+  });
+});
