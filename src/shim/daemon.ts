@@ -15,7 +15,7 @@ import { resolveVolumeRoot } from '../volumes/registry';
 import { createBackend } from '../backends';
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
-export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }): Promise<void> {
+export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, fromPool = false): Promise<void> {
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
@@ -59,7 +59,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   server.on('error', (err) => log.error('listener error', { error: err.message }));
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
-  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
 
   async function maybeExit(afterShutdown: boolean): Promise<void> {
     if (exiting || conns.size > 0) return;

@@ -193,7 +193,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       process.removeListener('uncaughtException', bail);
       process.removeListener('unhandledRejection', bail);
       const { runDaemon } = await import('./daemon');
-      runDaemon(args, r.serve).catch(() => process.exit(1));
+      runDaemon(args, r.serve, true).catch(() => process.exit(1));
       // Off the critical path: the answer is out; the replacement boots niced.
       setImmediate(() => { try { refillPool(cfg); } catch { /* a later start refills */ } });
       return 'serving';
