@@ -36,19 +36,28 @@ export function main(argv: string[]): void {
       const inline = process.env.KATAVOL_START_INLINE === '1';
       require('./start').start(args, self, inline).then(
         (r: import('./start').Started) => {
+          // Through the launcher the answer goes to its file: it may hold any byte (the protobuf form
+          // has newlines and NULs), so it is never parsed by the shell.
+          const answerFile = process.env.KATAVOL_START_ANSWER;
           if (!r.serve) {
+            if (answerFile) fs.writeFileSync(answerFile, r.answer);
             // Exit without closing the bound socket (the daemon has it) and before any stray output.
-            process.stdout.write(r.address, () => process.exit(0));
+            process.stdout.write(answerFile ? '' : r.answer, () => process.exit(0));
             return;
           }
-          // Inline: answer on stdout, hand stdio back (the launcher waits for EOF), become the daemon.
-          fs.writeSync(1, `${r.address}\n`);
+          // Inline: answer, hand stdio back (the launcher waits for EOF), become the daemon.
+          if (answerFile) fs.writeFileSync(answerFile, r.answer);
+          else fs.writeSync(1, r.answer);
           detachStdio();
           require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
           // The pool was empty (or is off): boot warm daemons for the next starts, niced, now that
           // containerd has its answer.
           setImmediate(() => {
-            try { require('./pool').refillPool(require('./config').loadConfig()); } catch { /* the next start tries again */ }
+            try {
+              const env = { ...process.env };
+              for (const k of require('./start').LAUNCHER_ENV as string[]) delete env[k];
+              require('./pool').refillPool(require('./config').loadConfig(), env);
+            } catch { /* the next start tries again */ }
           });
         },
         (e: Error) => fail(e),

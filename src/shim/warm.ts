@@ -187,7 +187,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
         refillPool(cfg);
         return 'retire';
       }
-      answer('0', r.address);
+      answer('0', r.answer);
       if (!r.serve) return 'again';
       fs.rmSync(dir, { recursive: true, force: true });
       process.removeListener('uncaughtException', bail);

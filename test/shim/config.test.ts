@@ -5,7 +5,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { parseArgs, UsageError } from '../../src/shim/args';
 import { checkDownstream, ConfigError, KATA_DOWNSTREAM, loadConfig } from '../../src/shim/config';
-import { parseStartOutput, ourAddress } from '../../src/shim/start';
+import { ourAddress } from '../../src/shim/start';
 import { SHIM, tmpDir } from '../support/containerd';
 
 describe('shim args', () => {
@@ -123,10 +123,6 @@ describe('shim config', () => {
 });
 
 describe('shim start helpers', () => {
-  it('reads plain and JSON start outputs', () => {
-    assert.equal(parseStartOutput('unix:///run/containerd/s/abc'), 'unix:///run/containerd/s/abc');
-    assert.equal(parseStartOutput('{"version":3,"address":"unix:///x","protocol":"ttrpc"}\n'), 'unix:///x');
-  });
   it('derives one address per downstream address, short enough for sun_path', () => {
     const a = ourAddress('/run/katavol', 'unix:///run/containerd/s/0123');
     assert.equal(a, ourAddress('/run/katavol', 'unix:///run/containerd/s/0123'));

@@ -1,26 +1,42 @@
 // `start` in both of its modes, without containerd: through the launcher (the Node process that ran the
 // downstream start becomes the daemon), and Node started directly (a detached daemon gets the socket as
-// fd 3). Downstream: the recording shim from test/peers/recorder.
+// fd 3). Downstreams: the recording shim from test/peers/recorder, as Kata and as each runc shim
+// generation, so every bootstrap form (plain, JSON, protobuf) is answered in kind.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { Client } from '../../src/ttrpc';
+import { Client, TtrpcError } from '../../src/ttrpc';
 import { decodeConnectResponse, encodeConnectRequest, encodeShutdownRequest } from '../../src/shim/messages';
 import { pidAlive } from '../../src/shim/state';
 import { listPool, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
-import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
+import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } from '../peers/recorder/record';
+import { KIND_ENV, KINDS, type Kind } from '../peers/recorder/main';
+import { decodeBootstrapResult, printBootstrap } from '../peers/bootstrap-forms';
 import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
 
-const TASK = 'containerd.task.v2.Task';
+const OTHER = { 'containerd.task.v2.Task': 'containerd.task.v3.Task', 'containerd.task.v3.Task': 'containerd.task.v2.Task' } as const;
 
-for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'] as const) {
+for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)', 'launcher (warm daemon)'] as const) {
   describe(`shim start: ${mode}`, () => {
     let dir: string;
     let sockDir: string;
     let bundle: string;
     let env: NodeJS.ProcessEnv;
+    const warm = mode === 'launcher (warm daemon)';
+    const command = (argv: string[]) => mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
+    /** Warm mode: the pool's booted daemon (the start must be handed to it); else undefined. */
+    const warmDaemon = async (): Promise<number | undefined> => {
+      if (!warm) return undefined;
+      refillPool(loadConfig(env), env);
+      const ready = () => listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed).map((e) => e.pid);
+      for (let i = 0; i < 400 && ready().length === 0; i++) await sleep(50);
+      assert.equal(ready().length, 1, 'a warm daemon waits');
+      return ready()[0];
+    };
+    /** What a start leaves in socketDir besides the pool (stopped after each test). */
+    const sockets = () => fs.readdirSync(sockDir).filter((f) => f !== '.warm');
     beforeEach(() => {
       dir = tmpDir('katavol-start-');
       sockDir = fs.mkdtempSync('/tmp/kvs-');
@@ -28,116 +44,99 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
       fs.mkdirSync(bundle);
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));
       const cfg = path.join(dir, 'katavol.json');
-      fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir, warmDaemons: 0 }));
+      fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir, warmDaemons: warm ? 1 : 0 }));
       env = { ...process.env, KATAVOL_CONFIG: cfg, [RECORDER_DIR_ENV]: path.join(dir, 'rec'), KATAVOL_VOLUME_ROOT: path.join(dir, 'vol') };
     });
-    afterEach(() => {
+    afterEach(async () => {
+      await stopPool(sockDir);
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(sockDir, { recursive: true, force: true });
     });
 
-    it('prints only our address, points ./address at it, and the daemon forwards to the downstream until Shutdown', async () => {
-      const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
-      const cmd = mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
-      const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`^unix://${sockDir}/[0-9a-f]{64}\\.sock$`));
-      assert.equal(r.stderr, '');
-      assert.equal(fs.readFileSync(path.join(bundle, 'address'), 'utf8'), r.stdout);
-      const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
-      assert.notEqual(state.downstreamAddress, state.address);
-      assert.ok(pidAlive(state.daemonPid), 'daemon running');
-      assert.match(fs.readFileSync(`/proc/${state.daemonPid}/cmdline`, 'utf8'), /dist\/src\/shim\/bin\.js/);
-      assert.deepEqual(fs.readlinkSync(`/proc/${state.daemonPid}/fd/1`), '/dev/null', 'the daemon holds none of containerd\'s pipes');
+    for (const kind of ['kata', 'runc-1.7', 'runc-2.0', 'runc-2.3'] as Kind[]) {
+      const { form, service } = KINDS[kind];
+      it(`${kind}: answers in the downstream's form (${form}) with our address; the daemon serves its API (${service.split('.')[2]}) until Shutdown`, async () => {
+        env[KIND_ENV] = kind;
+        const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
+        const stdin = Buffer.from([0x0a, 0x02, 0x63, 0x31, 0x00, 0x0a]); // arbitrary bytes: must arrive unchanged
+        const cmd = command(argv);
+        const pooled = await warmDaemon();
+        const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: stdin, timeout: 30000 });
+        assert.equal(r.status, 0, r.stderr.toString());
+        assert.equal(r.stderr.toString(), '');
+        const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+        const ours = fs.readFileSync(path.join(bundle, 'address'), 'utf8');
+        assert.match(ours, new RegExp(`^unix://${sockDir}/[0-9a-f]{64}\\.sock$`));
+        assert.equal(state.address, ours);
+        // Byte for byte what the downstream would have said, only with our address.
+        assert.ok(r.stdout.equals(printBootstrap(form, ours)), `answer ${r.stdout.toString('hex')}`);
+        if (form === 'protobuf') assert.equal(decodeBootstrapResult(r.stdout).metadata['fake.bytes'], 'a\nb\0c');
+        // katavol.json records exactly what the downstream printed, and how it read it.
+        assert.ok(Buffer.from(state.bootstrap.output, 'base64').equals(printBootstrap(form, state.downstreamAddress)));
+        assert.deepEqual([state.bootstrap.form, state.bootstrap.version], [form === 'plain' ? 'plain' : form === 'protobuf' ? 'protobuf' : 'json', form === 'plain' ? 2 : 3]);
+        // The downstream start got containerd's argv, environment and stdin bytes, nothing of ours.
+        const starts = readRecords(env[RECORDER_DIR_ENV]!).filter((x): x is ActionRecord => x.kind === 'action' && x.action === 'start');
+        assert.equal(starts.length, 1);
+        assert.deepEqual(starts[0].argv, argv);
+        assert.equal(starts[0].stdin, stdin.toString('hex'));
+        assert.equal(starts[0].cwd, bundle);
+        const { _: _u, ...want } = env as Record<string, string>;
+        const { _: _g, ...got } = starts[0].env!;
+        // The one variable a POSIX shell sets itself: PWD, to the directory it runs in (the bundle). A warm
+        // daemon reads the launcher's environment as containerd gave it, before the shell set anything.
+        if (mode === 'launcher (inline daemon)') want.PWD = bundle;
+        assert.deepEqual(got, want);
+        assert.ok(pidAlive(state.daemonPid), 'daemon running');
+        if (warm) assert.equal(state.daemonPid, pooled, 'the warm daemon serves it');
+        assert.match(fs.readFileSync(`/proc/${state.daemonPid}/cmdline`, 'utf8'), /dist\/src\/shim\/bin\.js/);
+        assert.deepEqual(fs.readlinkSync(`/proc/${state.daemonPid}/fd/1`), '/dev/null', 'the daemon holds none of containerd\'s pipes');
 
-      const c = await Client.connect(r.stdout.replace('unix://', ''));
-      const got = decodeConnectResponse(await c.call(TASK, 'Connect', encodeConnectRequest('c1')));
-      assert.equal(got.version, 'recorder');
-      assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect']);
-      await c.call(TASK, 'Shutdown', encodeShutdownRequest('c1', false));
-      c.close();
-      for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
-      assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
-      assert.deepEqual(fs.readdirSync(sockDir), [], 'socket and pid file removed');
-    });
+        const c = await Client.connect(ours.replace('unix://', ''));
+        const got2 = decodeConnectResponse(await c.call(service, 'Connect', encodeConnectRequest('c1')));
+        assert.equal(got2.version, 'recorder');
+        // The other API version is not served: we announced only what the downstream did.
+        await assert.rejects(c.call(OTHER[service], 'Connect', encodeConnectRequest('c1')), (e: TtrpcError) => e.code === 12);
+        assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect']);
+        await c.call(service, 'Shutdown', encodeShutdownRequest('c1', false));
+        c.close();
+        for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
+        assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
+        assert.deepEqual(sockets(), [], 'socket and pid file removed');
+      });
+    }
 
-    it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', () => {
-      const argv = ['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start'];
-      const cmd = mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
+    it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', async () => {
+      const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start']);
       delete env[RECORDER_DIR_ENV]; // the recorder refuses to start without its record directory
+      const pooled = await warmDaemon();
       const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
       assert.equal(r.status, 1);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /downstream shim .*recorder-v2 start failed \(exit 1\): .*KATAVOL_RECORDER_DIR/);
       assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
-      assert.deepEqual(fs.readdirSync(sockDir), []);
+      assert.deepEqual(sockets(), []);
+      if (pooled) {
+        // The claimed daemon answered the failure and exited (a fresh one replaces it).
+        for (let i = 0; i < 100 && pidAlive(pooled); i++) await sleep(50);
+        assert.equal(pidAlive(pooled), false);
+      }
+    });
+
+    it('refuses a downstream that announces gRPC, naming it and the fix', async () => {
+      env[KIND_ENV] = 'grpc';
+      const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c3', 'start']);
+      const pooled = await warmDaemon();
+      const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
+      assert.equal(r.status, 1);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^containerd-shim-katavol-v2: downstream shim .*recorder-v2 announced protocol "grpc" at unix:\/\/.* katavol proxies TTRPC only; configure the downstream to serve TTRPC/);
+      assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
+      assert.deepEqual(sockets(), []);
+      if (pooled) {
+        // The claimed daemon answered the failure and exited (a fresh one replaces it).
+        for (let i = 0; i < 100 && pidAlive(pooled); i++) await sleep(50);
+        assert.equal(pidAlive(pooled), false);
+      }
     });
   });
 }
-
-describe('shim start: launcher (warm daemon)', () => {
-  let dir: string;
-  let sockDir: string;
-  let bundle: string;
-  let env: NodeJS.ProcessEnv;
-  beforeEach(() => {
-    dir = tmpDir('katavol-start-');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
-    bundle = path.join(dir, 'bundle');
-    fs.mkdirSync(bundle);
-    fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));
-    // A downstream that notes exactly what its `start` got, then is the recorder.
-    const wrapper = path.join(dir, 'downstream');
-    fs.writeFileSync(wrapper, `#!/bin/sh\nprintf '%s\\n' "$@" > ${dir}/argv; pwd -P > ${dir}/cwd; printf %s "$CUSTOM_VAR" > ${dir}/env; cat > ${dir}/stdin\nexec ${RECORDER} "$@" < /dev/null\n`, { mode: 0o755 });
-    const cfg = path.join(dir, 'katavol.json');
-    fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: wrapper, socketDir: sockDir, warmDaemons: 1 }));
-    env = { ...process.env, KATAVOL_CONFIG: cfg, [RECORDER_DIR_ENV]: path.join(dir, 'rec'), KATAVOL_VOLUME_ROOT: path.join(dir, 'vol') };
-  });
-  afterEach(async () => {
-    await stopPool(sockDir);
-    fs.rmSync(dir, { recursive: true, force: true });
-    fs.rmSync(sockDir, { recursive: true, force: true });
-  });
-
-  it('hands argv, environment, cwd and stdin bytes to the downstream start exactly, and serves the container', async () => {
-    refillPool(loadConfig(env), env);
-    const warm = async () => listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed).map((e) => e.pid);
-    for (let i = 0; i < 400 && (await warm()).length === 0; i++) await sleep(50);
-    const [pid] = await warm();
-    assert.ok(pid, 'a warm daemon');
-    const argv = ['-namespace', 'ns1', '-address', '/run/fake containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
-    const input = Buffer.from([0x0a, 0x00, 0xff, 0x41, 0x0a, 0x00]);
-    const r = spawnSync(SHIM, argv, { cwd: bundle, env: { ...env, CUSTOM_VAR: 'a b\nc' }, input, timeout: 30000 });
-    assert.equal(r.status, 0, r.stderr.toString());
-    assert.match(r.stdout.toString(), new RegExp(`^unix://${sockDir}/[0-9a-f]{64}\\.sock$`));
-    assert.equal(r.stderr.toString(), '');
-    assert.equal(fs.readFileSync(path.join(dir, 'argv'), 'utf8'), argv.join('\n') + '\n');
-    assert.equal(fs.readFileSync(path.join(dir, 'cwd'), 'utf8'), fs.realpathSync(bundle) + '\n');
-    assert.equal(fs.readFileSync(path.join(dir, 'env'), 'utf8'), 'a b\nc');
-    assert.deepEqual(fs.readFileSync(path.join(dir, 'stdin')), input);
-    const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
-    assert.equal(state.daemonPid, pid, 'served by the warm daemon');
-    assert.equal(fs.readlinkSync(`/proc/${pid}/cwd`), fs.realpathSync(bundle));
-    const c = await Client.connect(r.stdout.toString().replace('unix://', ''));
-    assert.equal(decodeConnectResponse(await c.call(TASK, 'Connect', encodeConnectRequest('c1'))).version, 'recorder');
-    await c.call(TASK, 'Shutdown', encodeShutdownRequest('c1', false));
-    c.close();
-    for (let i = 0; i < 100 && pidAlive(pid); i++) await sleep(50);
-    assert.equal(pidAlive(pid), false, 'the daemon exits with its downstream');
-  });
-
-  it('a start failure is answered through the hand-off: stderr and exit 1, no daemon left', async () => {
-    refillPool(loadConfig(env), env);
-    for (let i = 0; i < 400 && !listPool(sockDir).some((e) => e.kind === 'warm' && e.alive); i++) await sleep(50);
-    const [pid] = listPool(sockDir).filter((e) => e.kind === 'warm').map((e) => e.pid);
-    delete env[RECORDER_DIR_ENV]; // the recorder refuses to start without its record directory
-    const r = spawnSync(SHIM, ['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start'], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
-    assert.equal(r.status, 1);
-    assert.equal(r.stdout, '');
-    assert.match(r.stderr, /^containerd-shim-katavol-v2: downstream shim .*downstream start failed \(exit 1\): .*KATAVOL_RECORDER_DIR/);
-    for (let i = 0; i < 100 && pidAlive(pid); i++) await sleep(50);
-    assert.equal(pidAlive(pid), false, 'the claimed daemon exited');
-    assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
-    assert.deepEqual(fs.readdirSync(sockDir).filter((f) => f !== '.warm'), []);
-  });
-});
