@@ -97,8 +97,12 @@ export class RuncBackend implements Backend {
       const holders = loop.loopsOf(info.device);
       const clash = holders.find((h) => !v.readOnly || !h.readOnly);
       if (clash) {
-        throw new VolumeError(v.volumePath, `image "${info.device}" is already in use (${clash.device}, ${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume can be held by one container at a time`,
-          'stop the container that uses it, or mount it read-only everywhere (options=rbind:ro)', v.file);
+        // Name the holder: the sandbox records of the volume, else the loop device is not ours.
+        const users = this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId);
+        const who = users.length ? `by sandbox ${users.map((u) => `${u.id} (${u.backend || 'Kata'}, ${u.readOnly ? 'read-only' : 'read-write'})`).join(', ')}`
+          : 'by something with no sandbox record (a container still being created, or a process outside katavol)';
+        throw new VolumeError(v.volumePath, `image "${info.device}" is already in use ${who} through ${clash.device} (${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume can be held by one container at a time`,
+          users.length ? 'stop that container, or mount it read-only everywhere (options=rbind:ro)' : `find the user with losetup -j ${info.device}; detach it, or mount the volume read-only everywhere (options=rbind:ro)`, v.file);
       }
     } else {
       this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
