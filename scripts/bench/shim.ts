@@ -14,6 +14,7 @@ import { Writable } from 'stream';
 import { spawn, spawnSync } from 'child_process';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { sleep } from '../../test/support/containerd';
+import { katavolLogLines } from '../../test/support/logrus';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? '15');
 const CALLS = 2000;
@@ -122,7 +123,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
       b2b.push(Number(process.hrtime.bigint() - t0) / 1e6);
       if (r.status !== 0) throw new Error(`back to back: ${r.stderr}`);
     }
-    warmHits = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.includes('katavol shim daemon serving') && /"id":"bb\d+"/.test(l) && l.includes('"fromPool":true')).length;
+    warmHits = katavolLogLines(ctd.logFile).filter((l) => l.msg === 'katavol shim daemon serving' && /^bb\d+$/.test(l.id) && l.fromPool === 'true').length;
     process.stdout.write(`\nkatavol warm (pool of 1), ${RUNS} ctr run --rm back to back (no wait for the refill): median ${fmt(median(b2b), 1)} ms, min ${fmt(Math.min(...b2b), 1)}, max ${fmt(Math.max(...b2b), 1)}; ${warmHits} of ${RUNS} found a warm daemon\n`);
 
     // 1d. Eight concurrent ctr run --rm: direct, katavol with 8 warm daemons, with the default 1, cold.
@@ -254,6 +255,48 @@ async function measure(work: string, sockDir: string): Promise<void> {
   }
   fs.rmSync(path.dirname(template), { recursive: true, force: true });
   printTable(['backend', 'volumes', 'median ms', 'ms per volume'], rows);
+
+  await criPod();
+}
+
+/** Kubernetes' path: RunPodSandbox + CreateContainer + StartContainer through containerd's CRI plugin. */
+async function criPod(): Promise<void> {
+  const { CriContainerd, KATAVOL_HANDLER } = await import('../../test/support/cri');
+  const cri = await CriContainerd.start();
+  try {
+    const base = JSON.parse(fs.readFileSync(cri.katavolConfig, 'utf8')) as Record<string, unknown>;
+    const rows: Array<Array<string | number>> = [];
+    let runcMedian = 0;
+    for (const warmDaemons of [1, 0]) {
+      fs.writeFileSync(cri.katavolConfig, JSON.stringify({ ...base, warmDaemons }));
+      const untimed = await cri.runPod(undefined, KATAVOL_HANDLER); // fills the pool (its start is cold)
+      await cri.runContainer(untimed, 'prime');
+      await cri.removePod(untimed);
+      const times = new Map<string, number[]>([['runc', []], [KATAVOL_HANDLER, []]]);
+      for (let i = 0; i < RUNS + 1; i++) {
+        for (const handler of times.keys()) {
+          if (handler === KATAVOL_HANDLER && warmDaemons) {
+            for (let k = 0; k < 200 && !listPool(cri.socketDir).some((e) => e.kind === 'warm' && e.alive && !e.claimed); k++) await sleep(25);
+          }
+          const t0 = process.hrtime.bigint();
+          const pod = await cri.runPod(undefined, handler);
+          await cri.runContainer(pod, 'app');
+          const ms = Number(process.hrtime.bigint() - t0) / 1e6;
+          await cri.removePod(pod);
+          if (i >= 1) times.get(handler)!.push(ms);
+        }
+      }
+      const r = median(times.get('runc')!);
+      runcMedian ||= r;
+      const k = median(times.get(KATAVOL_HANDLER)!);
+      if (warmDaemons) rows.push(['runc handler', fmt(r, 1), '1.00']);
+      rows.push([`katavol handler, ${warmDaemons ? 'warm (warmDaemons 1)' : 'cold (warmDaemons 0)'}`, fmt(k, 1), fmt(k / r, 2)]);
+    }
+    process.stdout.write(`\nCRI pod: RunPodSandbox + CreateContainer + StartContainer (host network), median of ${RUNS} interleaved runs per mode:\n`);
+    printTable(['path', 'median ms', 'ratio vs runc handler (same rounds)'], rows);
+  } finally {
+    await cri.stop();
+  }
 }
 
 export const section: Section = { name: 'shim', title: 'katavol shim overhead vs the direct runc shim (private containerd)', run };

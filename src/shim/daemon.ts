@@ -65,6 +65,17 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
 
+  // Later containers of the pod may hand their start to us directly (no Node start-up, no warm daemon).
+  let podChannel: import('./pod-channel').PodChannel | undefined;
+  setImmediate(() => {
+    if (exiting) return;
+    try {
+      podChannel = require('./pod-channel').openPodChannel({ cfg, bundle, self: process.argv[1], log });
+    } catch (e) {
+      log.warn('pod start channel not opened', { error: String(e) });
+    }
+  });
+
   async function maybeExit(afterShutdown: boolean): Promise<void> {
     if (exiting || conns.size > 0) return;
     // The downstream exits after its last Shutdown; give it a moment, then see if it still answers.
@@ -79,6 +90,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     if (exiting || conns.size > 0) return;
     exiting = true;
     log.info('katavol shim daemon exiting', { reason });
+    podChannel?.close();
     server.close();
     await interceptor.releaseAll().catch((e) => log.error('release on exit failed', { error: String(e) }));
     fs.rmSync(ourSock, { force: true });

@@ -63,9 +63,7 @@ export function main(argv: string[]): void {
           // containerd has its answer.
           setImmediate(() => {
             try {
-              const env = { ...process.env };
-              for (const k of require('./start').LAUNCHER_ENV as string[]) delete env[k];
-              require('./pool').refillPool(require('./config').loadConfig(), env);
+              require('./pool').refillPool(require('./config').loadConfig(), require('./start').containerdEnv());
             } catch { /* the next start tries again */ }
           });
         },

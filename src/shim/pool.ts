@@ -68,7 +68,7 @@ export function listPool(socketDir: string): PoolEntry[] {
   }
   const out: PoolEntry[] = [];
   for (const name of names.sort()) {
-    const m = /^(w|b|\.w)\.(\d+)\.(\d+)(?:\.\d+)?$/.exec(name);
+    const m = /^(w|b|\.w)\.(\d+)\.(\d+)(?:\.\d+)?(?:\.\d+\.new)?$/.exec(name);
     if (!m) continue;
     const pid = Number(m[2]);
     const p = path.join(dir, name);

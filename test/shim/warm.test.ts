@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeRootfs, pidsWithEnv, sleep, tmpDir } from '../support/containerd';
 import { listPool, poolDir, procStart, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
+import { katavolLogLines } from '../support/logrus';
 
 const RUNC_SHIM = '/usr/bin/containerd-shim-runc-v2';
 
@@ -202,23 +203,37 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.equal(state(`r${n}-1`).daemonPid, warm);
   });
 
-  it('a pod\'s containers share one serving daemon; the later ones give their claim back to the pool', async function () {
+  it('a pod\'s later containers start through the pod\'s own daemon: no Node, no warm daemon consumed', async function () {
     const pod = ['--annotation', `io.kubernetes.cri.sandbox-id=pod${n}`];
     await fill(1);
     const first = await runDetached(`p${n}-0`, pod);
     assert.equal(first.status, 0, first.stderr);
     const serving = state(`p${n}-0`).daemonPid;
     await waitFor('a replacement warm daemon', () => warmPids().length === 1 && !warmPids().includes(serving));
+    await waitFor('the pod\'s start channel', () => fs.existsSync(path.join(sockDir, '.pods', `pod${n}`, 'req')));
+    const warmDir = () => listPool(sockDir).filter((e) => e.kind === 'warm').map((e) => e.name);
     const [warm] = warmPids();
+    const before = warmDir();
     for (const i of [1, 2]) {
       const r = await runDetached(`p${n}-${i}`, pod);
       assert.equal(r.status, 0, r.stderr);
       assert.equal(state(`p${n}-${i}`).daemonPid, serving, 'the pod\'s daemon serves it');
-      await waitFor('the claimed daemon back in the pool', () => warmPids().length === 1);
-      assert.deepEqual(warmPids(), [warm], 'the same warm daemon, not consumed');
+      const logged = () => katavolLogLines(ctd.logFile).some((l) => l.msg === 'pod container started through its daemon' && l.container === `p${n}-${i}`);
+      await waitFor('the pod daemon\'s log line', logged);
     }
+    assert.deepEqual(warmDir(), before, 'the warm daemon was not even claimed');
     assert.deepEqual(nodeRuns(), []);
     assert.equal(fs.readdirSync(sockDir).filter((f) => f.endsWith('.sock')).length, 1, 'one katavol socket for the pod');
+
+    // Without the channel (say the pod's daemon has not opened it yet), a warm daemon is claimed, finds
+    // the pod served and goes back to the pool: same process, a new directory.
+    fs.rmSync(path.join(sockDir, '.pods', `pod${n}`), { recursive: true });
+    const r = await runDetached(`p${n}-3`, pod);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(state(`p${n}-3`).daemonPid, serving);
+    await waitFor('the claimed daemon back in the pool', () => warmPids().length === 1 && !before.includes(warmDir()[0] ?? before[0]));
+    assert.deepEqual(warmPids(), [warm], 'the same warm daemon, not consumed');
+    assert.deepEqual(nodeRuns(), []);
   });
 
   it('katavol daemons lists warm and serving daemons (pid, state, pod, RSS, uptime); --stop-warm stops the pool', async function () {

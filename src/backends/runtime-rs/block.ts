@@ -16,10 +16,24 @@ export interface BlockHostFacts {
   hostReadOnly: boolean;
 }
 
-/** BLKROGET through util-linux; undefined when the probe itself failed. */
-export type ReadOnlyProbe = (device: string) => boolean | undefined;
+/** The host's read-only flag of a block device (what BLKROGET returns); undefined when it cannot be read. */
+export type ReadOnlyProbe = (device: string, rdev: number) => boolean | undefined;
 
-export const blockdevGetRo: ReadOnlyProbe = (device) => {
+/** Linux dev_t split (glibc's gnu_dev_major/minor): 12 bits of major and 20 of minor, interleaved. */
+export function devNumbers(rdev: number): [number, number] {
+  const low32 = (n: number) => n % 2 ** 32 >>> 0;
+  const major = ((low32(rdev) >>> 8) & 0xfff) | (low32(Math.floor(rdev / 2 ** 32)) & ~0xfff);
+  const minor = (rdev & 0xff) | (low32(Math.floor(rdev / 2 ** 12)) & ~0xff);
+  return [major >>> 0, minor >>> 0];
+}
+
+/** BLKROGET without an exec: the kernel's /sys/dev/block/<major>:<minor>/ro says the same (blockdev as fallback). */
+export const hostReadOnly: ReadOnlyProbe = (device, rdev) => {
+  const [major, minor] = devNumbers(rdev);
+  try {
+    const v = fs.readFileSync(`/sys/dev/block/${major}:${minor}/ro`, 'utf8').trim();
+    if (v === '0' || v === '1') return v === '1';
+  } catch { /* no sysfs here: ask the device */ }
   try {
     const out = execFileSync('blockdev', ['--getro', device], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return out.trim() === '1';
@@ -29,7 +43,7 @@ export const blockdevGetRo: ReadOnlyProbe = (device) => {
 };
 
 /** Host checks runtime-rs makes (stat: regular file or block device; BLKROGET), with errors that say the fix. */
-export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = blockdevGetRo): BlockHostFacts {
+export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = hostReadOnly): BlockHostFacts {
   const device = v.info.device;
   const reAdd = `fix the device and re-register the volume: katavol direct-volume add ${v.volumePath} '{"volume-type":"directvol","device":"<image file or block device>","fstype":"${v.info.fsType || 'ext4'}"}'`;
   if (!device.startsWith('/')) {
@@ -48,7 +62,7 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
   if (!st.isFile() && !st.isBlockDevice()) {
     throw volumeError(v, `directvol device ${device} is ${kindOf(st)}, not a regular file or block device`, reAdd);
   }
-  const ro = st.isFile() ? false : probe(device);
+  const ro = st.isFile() ? false : probe(device, st.rdev);
   // The guest kernel mounts what the VM is given: nothing on the host may write it meanwhile.
   try {
     refuseHostUse({ volumePath: v.volumePath, device, readOnly: v.readOnly || ro === true });
