@@ -166,10 +166,10 @@ function checkHostSpace(image: string, oldSize: number, newSize: number, bad: Ba
 }
 
 /** Mounts m's device at a fresh directory in a private mount namespace and runs cmd there (the mount dies with it). */
-function mountAndRun(volumePath: string, m: HostMount, cmd: string[]): ToolResult {
+export function mountAndRun(volumePath: string, m: HostMount, cmd: string[]): ToolResult {
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-resize-'));
   try {
-    const script = `mount -t "$0" "$1" "$2" || exit 1; ${cmd.length ? 'shift 3; exec "$@"' : 'exit 0'}`;
+    const script = `mount -t "$0" "$1" "$2" || exit 1; ${cmd.length ? 'shift 2; exec "$@"' : 'exit 0'}`;
     return runTool(volumePath, 'unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, m.fstype, m.device, tmp, ...cmd], 'util-linux');
   } finally {
     fs.rmdirSync(tmp);

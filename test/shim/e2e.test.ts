@@ -162,6 +162,34 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
     await assertNoLeftovers([id], [img]);
   });
 
+  it('resizes a volume a running container uses online, or (without CAP_SYS_RESOURCE) refuses and changes nothing', async function () {
+    const img = image(`rs${n}.img`);
+    register('/kubelet/e2e/resize', img);
+    const id = `rs${n}`;
+    const r = runDetached(id, '/kubelet/e2e/resize', 'rw');
+    assert.equal(r.status, 0, r.stderr);
+    const before = fs.statSync(img).size;
+    const df = () => ctd.ctr(['task', 'exec', '--exec-id', `df${n}-${Date.now()}`, id, '/bin/df', '-k', '/disk']).stdout;
+    const dfBefore = df();
+    const resize = katavol('direct-volume', 'resize', '/kubelet/e2e/resize', '32M');
+    const capable = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (capable && (BigInt('0x' + capable[1]) & (1n << 24n)) !== 0n) {
+      // This host's root has CAP_SYS_RESOURCE: the container sees its filesystem grow.
+      assert.equal(resize.status, 0, resize.stderr);
+      assert.match(resize.stdout, /grown online through \/dev\/loop\d+ \(mounted at \/disk in the mount namespace of pid \d+\)/);
+      assert.notEqual(df(), dfBefore);
+    } else {
+      // No CAP_SYS_RESOURCE here: refused before anything changed, saying what to do.
+      assert.equal(resize.status, 1, resize.stdout);
+      assert.match(resize.stderr, /is mounted \(\/dev\/loop\d+ at \/disk in the mount namespace of pid \d+\) and growing a mounted ext4 needs CAP_SYS_RESOURCE.*nothing was changed/);
+      assert.doesNotMatch(resize.stderr, /nsenter|mkfs/);
+      assert.equal(fs.statSync(img).size, before);
+      assert.equal(df(), dfBefore);
+    }
+    await stopAndDelete(id);
+    await assertNoLeftovers([id], [img]);
+  });
+
   it('refuses unregistered volumes, bad mountInfo and missing images with a clear error and no leftovers', async function () {
     const cases: Array<{ vol: string; setup?: () => void; expect: RegExp }> = [
       { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered in the registry root .*\/volumes \(from \$KATAVOL_VOLUME_ROOT\) .*katavol direct-volume add/ },

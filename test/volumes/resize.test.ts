@@ -2,7 +2,8 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Registry } from '../../src/volumes/registry';
-import { formatSize, parseSize, resizeVolume } from '../../src/volumes/resize';
+import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volumes/resize';
+import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from './helpers';
 import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from './loop-fixture';
@@ -173,6 +174,33 @@ describe('volumes/resize', () => {
     assert.ok(s.blocks * s.bsize > 48 * MiB, 'the container sees the filesystem grown');
     assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'no temporary mount here');
     assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directory removed');
+  });
+
+  it('the online mechanism, on any host: in katavol\'s private namespace resize2fs finds the container\'s filesystem mounted and takes the online path; outside it cannot even open the device', async () => {
+    add(img);
+    const loop = loops.attach(img);
+    await loops.mountInOtherNamespace(loop, path.join(scratch, 'ns-mnt'));
+    fs.truncateSync(img, 64 * MiB);
+    sh('losetup', ['-c', loop]);
+    const outside = runTool(VOL, 'resize2fs', [loop], 'e2fsprogs');
+    assert.notStrictEqual(outside.status, 0);
+    assert.match(outside.stderr, /Device or resource busy/, 'offline resizing of a filesystem mounted elsewhere is impossible, not merely avoided');
+    const tmpdir = path.join(scratch, 'tmp');
+    fs.mkdirSync(tmpdir);
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmpdir;
+    let inside;
+    try {
+      inside = mountAndRun(VOL, findHostMounts([loop])[0], ['resize2fs', loop]);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    assert.match(inside.stdout + inside.stderr, new RegExp(`Filesystem at ${loop} is mounted on ${tmpdir}/katavol-resize-\\w+; on-line resizing required`));
+    if (canResizeOnline()) assert.strictEqual(inside.status, 0, inside.stderr);
+    else assert.match(inside.stderr, /Permission denied|Operation not permitted/, 'the kernel refuses EXT4_IOC_RESIZE_FS without CAP_SYS_RESOURCE');
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directory removed');
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'the extra mount lived only in the private namespace');
   });
 
   it('refuses a volume mounted only read-only, and a growth its host file system has no room for, before changing anything', async () => {
