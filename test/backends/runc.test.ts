@@ -145,7 +145,7 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
 describe('loop devices of an image (loop.ts)', () => {
   let dir: string;
   const attached: string[] = [];
-  before(() => { dir = scratchDir(); });
+  before(() => { dir = scratchDir('loops'); });
   after(() => {
     for (const d of attached) try { execFileSync('losetup', ['-d', d]); } catch { /* gone */ }
     fs.rmSync(dir, { recursive: true, force: true });
