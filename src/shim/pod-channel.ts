@@ -82,6 +82,7 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
     close: () => {
       closed = true;
       ch?.remove();
+      try { fs.rmdirSync(parent); } catch { /* other pods' channels are in it */ }
     },
   };
 }
