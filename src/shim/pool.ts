@@ -12,8 +12,6 @@ export const POOL_DIR = '.warm';
 export const WARM_FLAG = '-katavol-warm';
 /** Nice value a warm daemon boots and waits at, so a refill never takes CPU from a container start. */
 export const WARM_NICE = 10;
-/** Memory flags for every daemon process: a small young generation is most of the RSS a Node idle keeps. */
-export const DAEMON_NODE_FLAGS = ['--max-semi-space-size=1', '--max-old-space-size=256'];
 
 export function poolDir(socketDir: string): string {
   return path.join(socketDir, POOL_DIR);
@@ -135,7 +133,7 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
     const have = new Set(listPool(cfg.socketDir).filter((e) => e.alive && !e.claimed).map((e) => e.pid)).size;
     let started = 0;
     for (let i = have; i < cfg.warmDaemons; i++) {
-      const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, path.join(__dirname, 'bin.js'), WARM_FLAG], {
+      const child = spawn(process.execPath, [path.join(__dirname, 'bin.js'), WARM_FLAG], {
         cwd: '/', detached: true, stdio: 'ignore', env,
       });
       child.on('error', () => undefined);

@@ -117,7 +117,8 @@ describe('warm daemons (private containerd, runc shim)', function () {
   it('8 concurrent starts against a pool of 2: all succeed, each on its own daemon, pool refilled to 2', async function () {
     const pool = await fill(2);
     const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => runDetached(`c${n}-${i}`)));
-    rs.forEach((r, i) => assert.equal(r.status, 0, `start ${i}: ${r.stderr}`));
+    const shimLog = () => katavolLogLines(ctd.logFile).filter((l) => /^c\d+-\d$/.test(l.id ?? '')).map((l) => JSON.stringify(l)).join('\n');
+    rs.forEach((r, i) => assert.equal(r.status, 0, `start ${i}: ${r.stderr}\nshim log:\n${shimLog()}`));
     const daemons = rs.map((_, i) => state(`c${n}-${i}`).daemonPid as number);
     assert.equal(new Set(daemons).size, 8, 'eight distinct serving daemons');
     assert.deepEqual(daemons.filter((p) => pool.includes(p)).sort(), pool, 'both warm daemons were used');
@@ -261,6 +262,9 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /^PID +STATE +RSS +UPTIME +POD/);
     assert.match(r.stdout, new RegExp(`\\n${st.daemonPid} +serving +[\\d.]+ MiB +\\d+s +${st.downstreamAddress}: l${n}-0,l${n}-1\\n`));
+    const bad = spawnSync(KATAVOL, ['daemons'], { encoding: 'utf8', env: { ...env, KATAVOL_CONFIG: path.join(work, 'missing.json') } });
+    assert.equal(bad.status, 1);
+    assert.match(bad.stderr, /^katavol: katavol config .*missing\.json: cannot read: ENOENT.*; create it or fix KATAVOL_CONFIG\n$/);
     r = katavol('daemons', '--stop-warm');
     assert.equal(r.status, 0, r.stderr);
     assert.equal(r.stdout, `stopped 1 warm daemon(s): ${list[0].pid}\n`);
