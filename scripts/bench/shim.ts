@@ -1,5 +1,6 @@
 // Shim section: what katavol adds to containerd's critical path, measured through a private containerd
 // with the runc backend (the runtime-rs path differs only in the backend's spec building, measured last).
+import type { BundleState } from '../../src/shim/state';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fmt, median, printTable, type Section } from './section';
@@ -58,7 +59,6 @@ async function measure(work: string, sockDir: string): Promise<void> {
   makeExt4Image(img, 16);
   new Registry(volRoot).add('/bench/vol', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
   const ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: cfgFile, KATAVOL_VOLUME_ROOT: volRoot } });
-  const envFor = (cfg: string) => ({ ...process.env, KATAVOL_CONFIG: cfg, KATAVOL_VOLUME_ROOT: volRoot });
   const socketDirs = [path.join(sockDir, 'c'), `${warmDir}1`, `${warmDir}8`];
   /** Waits (untimed) until the pool holds a booted daemon: "warm" rows measure a start that finds one. */
   const poolReady = async (dir: string, count = 1) => {
@@ -156,7 +156,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
     const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
     if (r.status !== 0) throw new Error(`ctr run -d: ${r.stderr}`);
     const bundle = ctd.bundleOf(id);
-    const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+    const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8')) as BundleState;
     const stateReq = Buffer.concat([Buffer.from([0x0a, id.length]), Buffer.from(id)]);
     const lat = async (sock: string): Promise<number[]> => {
       const c = await Client.connect(sock.replace('unix://', ''));
@@ -185,7 +185,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
 
     // 3. Daemon memory: one container, a pod of 8 sharing the daemon, and a warm daemon waiting.
     const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-    const rss1 = rss(st.daemonPid);
+    const rss1 = rss(st.daemonPid!);
     const podIds: string[] = [];
     for (let i = 0; i < 8; i++) {
       const pid = `bench-pod-${i}`;
@@ -193,8 +193,8 @@ async function measure(work: string, sockDir: string): Promise<void> {
       if (pr.status !== 0) throw new Error(`pod container: ${pr.stderr}`);
       podIds.push(pid);
     }
-    const podState = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(podIds[0]), 'katavol.json'), 'utf8'));
-    const rss8 = rss(podState.daemonPid);
+    const podState = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(podIds[0]), 'katavol.json'), 'utf8')) as BundleState;
+    const rss8 = rss(podState.daemonPid!);
     await poolReady(`${warmDir}1`);
     await sleep(3000); // settled: the warm daemon has been idle a while
     const warmPid = listPool(`${warmDir}1`).find((e) => e.kind === 'warm' && e.alive && !e.claimed)?.pid;
@@ -204,7 +204,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
     const wr = ctd.ctr(['run', '-d', '--runtime', warm, '--rootfs', rootfs, wid, '/bin/sh', '-c', 'sleep 600']);
     if (wr.status !== 0) throw new Error(`warm serving: ${wr.stderr}`);
     await sleep(1000);
-    const rssWarmServing = rss(JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(wid), 'katavol.json'), 'utf8')).daemonPid);
+    const rssWarmServing = rss((JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(wid), 'katavol.json'), 'utf8')) as BundleState).daemonPid!);
     const bare = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 5000)'], { stdio: 'ignore' });
     await sleep(1000);
     const rssNode = rss(bare.pid!);

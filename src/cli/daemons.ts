@@ -2,7 +2,7 @@
 // (one per pod), found under the config's socketDir. `--stop-warm` stops the pool (make uninstall).
 import * as fs from 'fs';
 import * as path from 'path';
-import { CliContext, EXIT_FAILURE, EXIT_OK } from './context';
+import { EXIT_FAILURE, EXIT_OK, type CliContext } from './context';
 import { noMore, parseArgs } from './args';
 import { ConfigError, loadConfig } from '../shim/config';
 import { listPool, procStart, stopPool } from '../shim/pool';

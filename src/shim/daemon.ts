@@ -70,7 +70,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   setImmediate(() => {
     if (exiting) return;
     try {
-      podChannel = require('./pod-channel').openPodChannel({ cfg, bundle, self: process.argv[1], log });
+      podChannel = (require('./pod-channel') as typeof import('./pod-channel')).openPodChannel({ cfg, bundle, self: process.argv[1], log });
     } catch (e) {
       log.warn('pod start channel not opened', { error: String(e) });
     }

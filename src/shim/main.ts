@@ -8,7 +8,7 @@ export const VERSION = '0.1.0';
 
 export function main(argv: string[]): void {
   if (argv[0] === WARM_FLAG) {
-    require('./warm').runWarm(process.argv[1]);
+    void (require('./warm') as typeof import('./warm')).runWarm(process.argv[1]);
     return;
   }
   let args;
@@ -43,8 +43,8 @@ export function main(argv: string[]): void {
   switch (args.action) {
     case 'start': {
       const inline = process.env.KATAVOL_START_INLINE === '1';
-      require('./start').start(args, self, inline).then(
-        (r: import('./start').Started) => {
+      (require('./start') as typeof import('./start')).start(args, self, inline).then(
+        (r) => {
           // Through the launcher the answer goes to its file: it may hold any byte (the protobuf form
           // has newlines and NULs), so it is never parsed by the shell.
           const answerFile = process.env.KATAVOL_START_ANSWER;
@@ -58,12 +58,14 @@ export function main(argv: string[]): void {
           if (answerFile) fs.writeFileSync(answerFile, r.answer);
           else fs.writeSync(1, r.answer);
           detachStdio();
-          require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: Error) => fail(e));
           // The pool was empty (or is off): boot warm daemons for the next starts, niced, now that
           // containerd has its answer.
           setImmediate(() => {
             try {
-              require('./pool').refillPool(require('./config').loadConfig(), require('./start').containerdEnv());
+              const { refillPool } = require('./pool') as typeof import('./pool');
+              const { loadConfig } = require('./config') as typeof import('./config');
+              refillPool(loadConfig(), (require('./start') as typeof import('./start')).containerdEnv());
             } catch { /* the next start tries again */ }
           });
         },
@@ -72,8 +74,8 @@ export function main(argv: string[]): void {
       return;
     }
     case 'delete':
-      require('./delete').del(args).then(
-        (r: { stdout: Buffer; stderr: string; status: number }) => {
+      (require('./delete') as typeof import('./delete')).del(args).then(
+        (r) => {
           if (r.stderr) process.stderr.write(r.stderr);
           process.stdout.write(r.stdout, () => process.exit(r.status));
         },
@@ -81,7 +83,7 @@ export function main(argv: string[]): void {
       );
       return;
     default:
-      require('./daemon').runDaemon(args).catch((e: Error) => fail(e));
+      (require('./daemon') as typeof import('./daemon')).runDaemon(args).catch((e: Error) => fail(e));
   }
 }
 

@@ -253,7 +253,7 @@ describe('warm daemons (private containerd, runc shim)', function () {
     const list = JSON.parse(r.stdout) as Array<Record<string, unknown>>;
     assert.deepEqual(list.map((d) => [d.pid, d.state]), [[warmPids()[0], 'warm'], [st.daemonPid, 'serving']]);
     for (const d of list) {
-      assert.ok((d.rssBytes as number) > 10 << 20, `rssBytes of ${d.pid}`);
+      assert.ok((d.rssBytes as number) > 10 << 20, `rssBytes of ${String(d.pid)}`);
       assert.ok(Number.isInteger(d.uptimeSeconds) && (d.uptimeSeconds as number) >= 0);
     }
     assert.equal(list[1].address, st.address);
@@ -267,7 +267,7 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.match(bad.stderr, /^katavol: katavol config .*missing\.json: cannot read: ENOENT.*; create it or fix KATAVOL_CONFIG\n$/);
     r = katavol('daemons', '--stop-warm');
     assert.equal(r.status, 0, r.stderr);
-    assert.equal(r.stdout, `stopped 1 warm daemon(s): ${list[0].pid}\n`);
+    assert.equal(r.stdout, `stopped 1 warm daemon(s): ${String(list[0].pid)}\n`);
     assert.deepEqual(listPool(sockDir), []);
     assert.deepEqual(JSON.parse(katavol('daemons', '--json').stdout).map((d: { state: string }) => d.state), ['serving']);
   });

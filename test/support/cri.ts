@@ -127,15 +127,26 @@ export class CriContainerd {
     }
   }
 
+  /** Until Status reports RuntimeReady and NetworkReady (after a start, the CRI plugin first answers "not initialized"). */
   private async waitReady(): Promise<void> {
-    let last = {};
-    for (let i = 0; i < 100; i++) {
-      last = await this.client.conditions();
-      const c = last as Record<string, { status: boolean }>;
-      if (c.RuntimeReady?.status && c.NetworkReady?.status) return;
+    let last: unknown = {};
+    for (let i = 0; i < 300; i++) {
+      try {
+        last = await this.client.conditions();
+        const c = last as Record<string, { status: boolean }>;
+        if (c.RuntimeReady?.status && c.NetworkReady?.status) return;
+      } catch (e) {
+        last = (e as Error).message;
+      }
       await sleep(100);
     }
     throw new Error(`CRI did not become ready: ${JSON.stringify(last)}`);
+  }
+
+  /** Restarts containerd alone (pods, shims and katavol daemons keep running), as a node's containerd upgrade would. */
+  async restart(): Promise<void> {
+    await this.ctd.restart();
+    await this.waitReady();
   }
 
   /** A host-network pod, as kubelet configures one (no hostname: runc refuses it without a UTS namespace). */
