@@ -1,6 +1,7 @@
 // Loop devices through util-linux losetup (the kernel's loop ioctls have no Node binding).
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
+import { loopsBacking } from '../volumes/host-device';
 
 function losetupPath(): string {
   for (const p of ['/usr/sbin/losetup', '/sbin/losetup', '/usr/bin/losetup']) {
@@ -23,30 +24,9 @@ export function attach(file: string, readOnly: boolean): string {
   return run(['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]);
 }
 
-/**
- * Loop devices currently backed by the file (same inode), with their read-only flag, from sysfs:
- * the same answer as `losetup --associated`, without an exec per volume on the Create path.
- */
-export function loopsOf(file: string, sysBlock = '/sys/block'): Array<{ device: string; readOnly: boolean }> {
-  let target: fs.Stats;
-  try {
-    target = fs.statSync(file);
-  } catch {
-    return [];
-  }
-  const out: Array<{ device: string; readOnly: boolean }> = [];
-  let names: string[] = [];
-  try { names = fs.readdirSync(sysBlock); } catch { /* no sysfs: nothing can be attached either */ }
-  for (const name of names) {
-    if (!/^loop\d+$/.test(name)) continue;
-    try {
-      const back = fs.readFileSync(`${sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
-      const st = fs.statSync(back);
-      if (st.ino !== target.ino || st.dev !== target.dev) continue;
-      out.push({ device: `/dev/${name}`, readOnly: fs.readFileSync(`${sysBlock}/${name}/ro`, 'utf8').trim() === '1' });
-    } catch { /* not attached, or detached meanwhile */ }
-  }
-  return out.sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+/** Loop devices currently backed by the file, with their read-only flag (sysfs, no exec). */
+export function loopsOf(file: string): Array<{ device: string; readOnly: boolean }> {
+  return loopsBacking(file);
 }
 
 /** The file backing a loop device, from sysfs ('' when not attached). */

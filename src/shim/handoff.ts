@@ -116,14 +116,26 @@ export class HandoffChannel {
     this.ansFd = undefined; // EOF for the launcher
   }
 
-  /** The launcher's environment, cwd and stdin; undefined when they cannot be read (it goes elsewhere). */
-  async inputs(pid: number): Promise<LauncherInputs | undefined> {
+  /** The launcher's environment as containerd gave it; undefined when it cannot be read. */
+  environ(pid: number): NodeJS.ProcessEnv | undefined {
     try {
       const env: NodeJS.ProcessEnv = {};
       for (const kv of splitNul(fs.readFileSync(`/proc/${pid}/environ`))) {
         const eq = kv.indexOf('=');
         if (eq > 0) env[kv.slice(0, eq)] = kv.slice(eq + 1);
       }
+      return env;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /**
+   * The launcher's cwd and stdin (with its environment). Reading stdin consumes it: only once the
+   * start is surely ours to run (after this, answer with a result, never "R").
+   */
+  async inputs(pid: number, env: NodeJS.ProcessEnv): Promise<LauncherInputs | undefined> {
+    try {
       const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
       const given = path.join(this.dir, 'stdin.in');
       const stdin = await fs.promises.readFile(fs.existsSync(given) ? given : `/proc/${pid}/fd/0`);

@@ -55,8 +55,8 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
   const serve = async (r: HandoffRequest): Promise<void> => {
     const c = ch!;
     if (r.root !== buildRoot()) return c.answer('R');
-    const got = await c.inputs(r.pid);
-    if (!got || configPath(got.env) !== cfg.file) return c.answer('R');
+    const env = c.environ(r.pid);
+    if (!env || configPath(env) !== cfg.file) return c.answer('R');
     const { parseArgs } = await import('./args');
     let args;
     try {
@@ -65,6 +65,8 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
       return c.answer('R');
     }
     if (args.action !== 'start') return c.answer('R');
+    const got = await c.inputs(r.pid, env);
+    if (!got) return c.answer('R');
     const { start } = await import('./start');
     try {
       const started = await start(args, opts.self, false, { ...got, runDownstream });
@@ -101,4 +103,25 @@ function runDownstream(file: string, argv: string[], opts: { cwd: string; env: N
     p.stdin.on('error', () => undefined);
     p.stdin.end(opts.input);
   });
+}
+
+/** Removes the channels of daemons that died (a SIGKILLed daemon cannot), and .pods once empty. */
+export function sweepPodChannels(socketDir: string): void {
+  const parent = path.join(socketDir, PODS_DIR);
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return;
+  }
+  for (const name of names) {
+    const dir = path.join(parent, name);
+    let owner = '';
+    try { owner = fs.readFileSync(path.join(dir, 'owner'), 'utf8'); } catch { /* a half-built one: judged by its name */ }
+    const [pid, start] = owner.split(' ');
+    const building = /^\..*\.(\d+)\.new$/.exec(name);
+    const alive = building ? procStart(Number(building[1])) !== undefined : procStart(Number(pid)) === start;
+    if (!alive) fs.rmSync(dir, { recursive: true, force: true });
+  }
+  try { fs.rmdirSync(parent); } catch { /* live channels in it */ }
 }

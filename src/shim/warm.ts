@@ -95,10 +95,11 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     const serve = async (r: HandoffRequest): Promise<Outcome> => {
       // Not ours to serve: another build's launcher, or a start with another config file.
       if (r.root !== buildRoot() || buildId() !== build) return refuse('retire');
-      const got = await ch.inputs(r.pid);
-      if (!got) return refuse('again'); // the launcher goes cold with its stdin intact
-      if (configPath(got.env) !== cfg.file) return refuse('again');
+      const env = ch.environ(r.pid);
+      if (!env || configPath(env) !== cfg.file) return refuse('again');
       if (readText(cfg.file) !== cfgText) return refuse('retire');
+      const got = await ch.inputs(r.pid, env);
+      if (!got) return refuse('again'); // cwd or stdin unreadable (before anything was read from it)
       replaceEnv(got.env);
       process.chdir(got.cwd);
       try { os.setPriority(0); } catch { /* stays niced */ }

@@ -2,6 +2,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { kindOf } from '../../volumes/device';
+import { devNumberOf } from '../../volumes/host-device';
 import { refuseHostUse } from '../../volumes/in-use';
 import { VolumeError } from '../../volumes/types';
 import type { BackendLogger } from '../backend';
@@ -19,19 +20,10 @@ export interface BlockHostFacts {
 /** The host's read-only flag of a block device (what BLKROGET returns); undefined when it cannot be read. */
 export type ReadOnlyProbe = (device: string, rdev: number) => boolean | undefined;
 
-/** Linux dev_t split (glibc's gnu_dev_major/minor): 12 bits of major and 20 of minor, interleaved. */
-export function devNumbers(rdev: number): [number, number] {
-  const low32 = (n: number) => n % 2 ** 32 >>> 0;
-  const major = ((low32(rdev) >>> 8) & 0xfff) | (low32(Math.floor(rdev / 2 ** 32)) & ~0xfff);
-  const minor = (rdev & 0xff) | (low32(Math.floor(rdev / 2 ** 12)) & ~0xff);
-  return [major >>> 0, minor >>> 0];
-}
-
 /** BLKROGET without an exec: the kernel's /sys/dev/block/<major>:<minor>/ro says the same (blockdev as fallback). */
 export const hostReadOnly: ReadOnlyProbe = (device, rdev) => {
-  const [major, minor] = devNumbers(rdev);
   try {
-    const v = fs.readFileSync(`/sys/dev/block/${major}:${minor}/ro`, 'utf8').trim();
+    const v = fs.readFileSync(`/sys/dev/block/${devNumberOf(BigInt(rdev))}/ro`, 'utf8').trim();
     if (v === '0' || v === '1') return v === '1';
   } catch { /* no sysfs here: ask the device */ }
   try {
