@@ -122,7 +122,9 @@ describe('warm daemons (private containerd, runc shim)', function () {
     const daemons = rs.map((_, i) => state(`c${n}-${i}`).daemonPid as number);
     assert.equal(new Set(daemons).size, 8, 'eight distinct serving daemons');
     assert.deepEqual(daemons.filter((p) => pool.includes(p)).sort(), pool, 'both warm daemons were used');
-    assert.equal(nodeRuns().length, 6, 'the other six went cold');
+    // The others went cold, unless a replacement had booted by the time a slow one looked.
+    const fromPool = daemons.filter((p) => cmdline(p).includes('-katavol-warm'));
+    assert.equal(fromPool.length + nodeRuns().length, 8, 'each start either claimed a warm daemon or booted Node once');
     await waitFor('the pool back at exactly 2', () => warmPids().length === 2 && listPool(sockDir).every((e) => e.kind === 'warm' && e.alive), 30000);
   });
 
