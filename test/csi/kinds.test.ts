@@ -124,3 +124,33 @@ describe('katavol csi: volume kinds and modes', function () {
     assert.equal(r.minimum_volume_size.value, String(16 * MiB));
   });
 });
+
+describe('katavol csi: two plugin processes on one state directory', function () {
+  it('racing CreateVolume, NodeStageVolume and NodePublishVolume of one volume: one record, one image, every target recorded', async () => {
+    const root = tmpDir('katavol-csi-race-');
+    const a = new CsiPlugin(csiDirs(root));
+    const b = new CsiPlugin({ ...a.dirs, socket: path.join(root, 'csi-b.sock') }, [], {});
+    try {
+      const [ca, cb] = [await a.start(), await b.start()];
+      const create = { name: 'pvc-race', capacity_range: { required_bytes: String(16 * MiB) }, volume_capabilities: [RWO] };
+      const made = await Promise.all([ca, cb, ca, cb].map((c) => c.controller.CreateVolume(create)));
+      assert.deepEqual(new Set(made.map((r) => r.volume.volume_id)), new Set([v('pvc-race')]));
+      assert.deepEqual(fs.readdirSync(path.join(root, 'state', 'volumes')), [`${v('pvc-race')}.json`]);
+      const staging = path.join(a.dirs.kubelet, 'plugins/race/globalmount');
+      await Promise.all([ca, cb].map((c) => c.node.NodeStageVolume({ volume_id: v('pvc-race'), staging_target_path: staging, volume_capability: RWO })));
+      // Each publish is a read-modify-write of the volume's record: without the lock, targets get lost.
+      const targets = Array.from({ length: 8 }, (_, i) => path.join(a.dirs.kubelet, `pods/r${i}/volumes/kubernetes.io~csi/pvc-race/mount`));
+      await Promise.all(targets.map((target, i) => [ca, cb][i % 2].node.NodePublishVolume({ volume_id: v('pvc-race'), staging_target_path: staging, target_path: target, volume_capability: RWO })));
+      const reg = new Registry(a.dirs.volumeRoot);
+      for (const target of targets) assert.equal(reg.read(target).info.device, path.join(a.dirs.storage, `${v('pvc-race')}.img`));
+      assert.deepEqual(fs.readdirSync(a.dirs.storage), [`${v('pvc-race')}.img`]);
+      const rec = JSON.parse(fs.readFileSync(path.join(root, 'state', 'volumes', `${v('pvc-race')}.json`), 'utf8'));
+      assert.deepEqual(rec.staged, [staging]);
+      assert.deepEqual(Object.keys(rec.published).sort(), [...targets].sort());
+    } finally {
+      await a.stop();
+      await b.stop();
+      fs.rmSync(root, { recursive: true, force: true });
+    }
+  });
+});
