@@ -3,7 +3,7 @@
 // a block device is mounted directly. vfiovol/spdkvol need a VM and are refused (see README).
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, BackendLogger, PrepareContext, Prepared } from './backend';
+import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from './backend';
 import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
@@ -31,7 +31,7 @@ export class RuncBackend implements Backend {
   readonly name = 'runc';
   constructor(private readonly registry: Registry) {}
 
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     // A volume is read-write for this container if any of its mounts is; each mount keeps its own ro/rw.
     const readOnlyOf = new Map<string, boolean>();
     for (const v of volumes) readOnlyOf.set(v.volumePath, (readOnlyOf.get(v.volumePath) ?? true) && v.readOnly);

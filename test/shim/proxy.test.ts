@@ -9,7 +9,7 @@ import { Channel, Client, Code, FrameType, type Frame, Server, TtrpcError, decod
 import { ProxyConnection } from '../../src/shim/proxy';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
-import type { Backend, PrepareContext, Prepared } from '../../src/backends/backend';
+import type { Backend, PrepareContext, PreparedSpec } from '../../src/backends/backend';
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
@@ -21,7 +21,7 @@ class FakeBackend implements Backend {
   readonly name = 'fake';
   prepared: string[] = [];
   released: string[] = [];
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     this.prepared.push(ctx.containerId);
     const mounts = [...(spec.mounts ?? [])];
     for (const v of volumes) mounts[v.index] = { ...v.mount, type: 'ext4', source: '/dev/fake0' };

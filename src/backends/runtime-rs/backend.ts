@@ -2,7 +2,7 @@
 // specs runtime-rs will hand to the VMM, and rewrites the OCI spec so runtime-rs detects each volume
 // exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
-import type { Backend, BackendLogger, PrepareContext, Prepared } from '../backend';
+import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from '../backend';
 import { VolumeError, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
@@ -46,7 +46,7 @@ export function deviceKey(info: MountInfo): string {
   }
 }
 
-interface Held {
+interface ContainerVolumes {
   sandboxId: string;
   volumes: string[];
 }
@@ -54,11 +54,11 @@ interface Held {
 export class RuntimeRsBackend implements Backend {
   readonly name = BACKEND_NAME;
   /** Containers prepared by this process and not yet released. */
-  private readonly held = new Map<string, Held>();
+  private readonly held = new Map<string, ContainerVolumes>();
 
   constructor(readonly config: RuntimeRsConfig, private readonly registry: RegistryPort) {}
 
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     const ordered = [...volumes].sort((a, b) => a.index - b.index);
 
     // 1. Every host check and spec first; any failure leaves everything untouched.
