@@ -200,6 +200,21 @@ describe('shim proxy (fake downstream)', function () {
     down.close();
   });
 
+  it('intercepts Create on the task v3 API (containerd 2.x) as on v2: refused with code 9, never forwarded', async () => {
+    const TASK3 = 'containerd.task.v3.Task';
+    const down = new Server();
+    const calls: string[] = [];
+    down.register(TASK3, { Create: () => { calls.push('Create'); return Buffer.from([8, 42]); } });
+    await down.listen(downSock);
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/none', options: ['rbind', 'rw'] }]);
+    const c = await client();
+    await assert.rejects(c.call(TASK3, 'Create', Buffer.concat([str(1, 'c3'), str(2, b)])), (e: TtrpcError) =>
+      e.code === Code.FailedPrecondition && /^katavol: container "c3": mount "\/disk": volume "\/vol\/none": is not registered/.test(e.message));
+    assert.deepEqual(calls, []);
+    assert.deepEqual(fs.readdirSync(b), ['config.json']);
+    down.close();
+  });
+
   it('rewrites config.json before forwarding Create, and releases on task Delete', async () => {
     const img = path.join(dir, 'disk.img');
     makeExt4Image(img, 1);
