@@ -105,11 +105,11 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       replaceEnv(got.env);
       process.chdir(got.cwd);
 
-      const { parseArgs } = await import('./args');
+      const { parseShimArgs } = await import('./args');
       const { start } = await import('./start');
       let args;
       try {
-        args = parseArgs(r.argv);
+        args = parseShimArgs(r.argv);
         if (args.action !== 'start') throw new Error(`a warm daemon only serves start, not ${JSON.stringify(args.action)}`);
       } catch (e) {
         ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error).message}`);
