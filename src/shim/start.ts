@@ -13,7 +13,9 @@ import { writeFileAtomic } from '../volumes/files';
 import { canConnect } from './sockets';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
-export class StartError extends Error {}
+export class StartError extends Error {
+  override readonly name = 'StartError';
+}
 
 /** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
 export function ourAddress(socketDir: string, downstreamAddress: string): string {
