@@ -5,7 +5,8 @@ import * as path from 'path';
 import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
-import { mountInfo, recordingLog, scratchDir, volumeInput } from './fixtures';
+import { mountInfo, recordingLog, volumeInput } from './fixtures';
+import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
 const PLACE = { index: 1, driveId: '0123456789abcdef' };
