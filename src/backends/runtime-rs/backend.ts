@@ -7,7 +7,7 @@ import { VolumeError, type MountInfo, type OciMount, type OciSpec, type Resolved
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
-import { clashingUsers, readOnlyByVolume, sandboxReadOnly } from '../sharing';
+import { clashingUsers, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from '../sharing';
 import type { RuntimeRsConfig } from './config';
 import { parseVfioDevice } from './pci';
 import { buildSpdkDevice, spdkSocketPath } from './spdk';
@@ -118,7 +118,7 @@ export class RuntimeRsBackend implements Backend {
    */
   private refuseShared(ctx: PrepareContext, ordered: ResolvedVolume[], entries: DeviceEntry[]): void {
     entries.forEach((e, i) => {
-      const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
+      const others = otherSandboxes(this.registry.sandboxesOf(e.volumePath), ctx.sandboxId);
       const clash = clashingUsers(e.readOnly, others);
       if (clash.length === 0) return;
       const who = clash.map(describeUse).join(', ');
