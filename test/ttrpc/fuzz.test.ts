@@ -18,7 +18,8 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { type RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
+import { type RawPeer, RawPeers, prng, until } from './helpers';
+import { removeDir, scratchDir } from '../support/scratch';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
 const CONNECTIONS = 25;
@@ -126,7 +127,7 @@ describe('ttrpc fuzz (seeded)', function () {
   after(() => process.removeListener('unhandledRejection', onUnhandled));
 
   beforeEach(() => {
-    dir = scratchDir('ttrpc-fuzz-');
+    dir = scratchDir('ttrpc-fuzz');
   });
   afterEach(() => {
     peers.destroyAll();

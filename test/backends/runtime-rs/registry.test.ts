@@ -11,7 +11,8 @@ import { RuncBackend } from '../../../src/backends/runc';
 import { CreateInterceptor } from '../../../src/shim/interceptor';
 import { createLogger } from '../../../src/shim/logger';
 import { Writable } from 'stream';
-import { recordingLog, scratchDir } from './fixtures';
+import { recordingLog } from './fixtures';
+import { scratchDir } from '../../support/scratch';
 import { makeExt4Image } from '../../support/containerd';
 
 describe('runtime-rs backend with the real registry', () => {
