@@ -6,7 +6,11 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build test demo bench install uninstall clean
+.PHONY: all deps build test demo bench soak fuzz install uninstall clean
+
+# make soak N=1000 P=16 scales the churn.
+N ?= 200
+P ?= 8
 
 all: build
 
@@ -28,6 +32,9 @@ demo: build
 
 bench: build
 	@node dist/scripts/bench.js
+
+soak: build
+	@node dist/scripts/soak.js --containers $(N) --parallel $(P)
 
 install: build
 	@scripts/install.sh "$(PREFIX)"
