@@ -1,9 +1,10 @@
 // The long-running shim process: accepts containerd's connections on the socket `start` bound (in this
 // same process after an inline start, else inherited as fd 3), pairs each with its own downstream
 // connection, and exits only when the downstream shim has gone and no containerd connection remains
-// (so it survives containerd restarts).
+// (so it survives containerd restarts). A daemon nobody will ever use again exits too (see watchOrphan).
 import * as fs from 'fs';
 import * as net from 'net';
+import * as path from 'path';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, readState, socketPath } from './state';
@@ -13,6 +14,27 @@ import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { resolveVolumeRoot } from '../volumes/registry';
 import { createBackend } from '../backends';
+
+export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
+const DEFAULT_ORPHAN_TIMEOUT_MS = 30000;
+
+/** True while some bundle beside ours (a pod's containers share us) still names our address. */
+function servesABundle(bundle: string, address: string): boolean {
+  const parent = path.dirname(path.resolve(bundle));
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return false;
+  }
+  return names.some((n) => {
+    try {
+      return fs.readFileSync(path.join(parent, n, 'address'), 'utf8').trim() === address;
+    } catch {
+      return false;
+    }
+  });
+}
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
 export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }): Promise<void> {
@@ -30,6 +52,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const downSock = socketPath(state.downstreamAddress);
   const conns = new Set<ProxyConnection>();
   let exiting = false;
+  let everConnected = bound ? bound.early.length > 0 : false;
 
   // Nothing containerd, the downstream or a user file sends may take the shim down.
   process.on('uncaughtException', (err) => log.error('uncaught exception (kept running)', { error: err.stack ?? String(err) }));
@@ -43,6 +66,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
       void maybeExit(sawShutdown);
     } });
     conns.add(p);
+    everConnected = true;
     log.debug('containerd connected', { connections: conns.size });
   };
   let server: net.Server;
@@ -60,6 +84,42 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
+
+  watchOrphan();
+
+  /**
+   * containerd killed while our `start` was in flight never connects, and after a restart it deletes
+   * the bundle of a task it does not know without telling us (its own runc shim is orphaned the same
+   * way). Without a connection, such a daemon and its downstream would run forever: give containerd
+   * KATAVOL_ORPHAN_TIMEOUT_MS (default 30 s) to connect once, and look for the bundles we serve while
+   * no connection remains; a containerd restart keeps both, so a running task is never abandoned.
+   */
+  function watchOrphan(): void {
+    const limit = Number(process.env[ORPHAN_TIMEOUT_ENV]) > 0 ? Number(process.env[ORPHAN_TIMEOUT_ENV]) : DEFAULT_ORPHAN_TIMEOUT_MS;
+    const since = Date.now();
+    const timer = setInterval(() => {
+      if (exiting || conns.size > 0) return;
+      if (!everConnected && Date.now() - since >= limit) {
+        clearInterval(timer);
+        return void orphaned(`containerd never connected within ${limit} ms of start (it was probably stopped while the start was in flight)`);
+      }
+      if (!servesABundle(bundle, state!.address)) {
+        clearInterval(timer);
+        return void orphaned(`containerd removed the bundle (${bundle}) of every task of this daemon and no connection remains`);
+      }
+    }, Math.min(1000, limit));
+    timer.unref();
+  }
+
+  async function orphaned(reason: string): Promise<void> {
+    log.warn('katavol shim daemon is orphaned: stopping its downstream shim and exiting', { reason });
+    const { stopDownstream } = await import('./downstream');
+    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true }).catch((e: Error) => e.message);
+    log.info('downstream shim stopped', { result: did });
+    const { releaseHeld } = await import('./held');
+    await releaseHeld(bundle).catch((e: Error) => log.error('releasing the bundle\'s volumes failed', { error: e.message }));
+    await exit(reason);
+  }
 
   async function maybeExit(afterShutdown: boolean): Promise<void> {
     if (exiting || conns.size > 0) return;
