@@ -34,7 +34,7 @@ bench: build
 	@node dist/scripts/bench.js
 
 soak: build
-	@node dist/scripts/soak.js --containers $(N) --parallel $(P)
+	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
 
 install: build
 	@scripts/install.sh "$(PREFIX)"

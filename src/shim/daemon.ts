@@ -18,22 +18,47 @@ import { createBackend } from '../backends';
 export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
 const DEFAULT_ORPHAN_TIMEOUT_MS = 30000;
 
-/** True while some bundle beside ours (a pod's containers share us) still names our address. */
-function servesABundle(bundle: string, address: string): boolean {
+/** Ids of the bundles beside ours (a pod's containers share us) that name our address. */
+function bundlesServed(bundle: string, address: string): string[] {
   const parent = path.dirname(path.resolve(bundle));
   let names: string[];
   try {
     names = fs.readdirSync(parent);
   } catch {
-    return false;
+    return [];
   }
-  return names.some((n) => {
+  return names.filter((n) => {
     try {
       return fs.readFileSync(path.join(parent, n, 'address'), 'utf8').trim() === address;
     } catch {
       return false;
     }
   });
+}
+
+/** True only when the downstream answers State with NotFound for every id (any doubt: false). */
+async function downstreamKnowsNone(downSock: string, ids: string[]): Promise<boolean> {
+  const { Client, Code } = await import('../ttrpc');
+  const { encodeStateRequest } = await import('./messages');
+  let c;
+  try {
+    c = await Client.connect(downSock);
+  } catch {
+    return false; // gone: the normal exit path sees it
+  }
+  try {
+    for (const id of ids) {
+      try {
+        await c.call('containerd.task.v2.Task', 'State', encodeStateRequest(id), { timeoutMs: 2000 });
+        return false;
+      } catch (e) {
+        if ((e as { code?: number }).code !== Code.NotFound) return false;
+      }
+    }
+    return true;
+  } finally {
+    c.close();
+  }
 }
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
@@ -88,25 +113,40 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   watchOrphan();
 
   /**
-   * containerd killed while our `start` was in flight never connects, and after a restart it deletes
-   * the bundle of a task it does not know without telling us (its own runc shim is orphaned the same
-   * way). Without a connection, such a daemon and its downstream would run forever: give containerd
-   * KATAVOL_ORPHAN_TIMEOUT_MS (default 30 s) to connect once, and look for the bundles we serve while
-   * no connection remains; a containerd restart keeps both, so a running task is never abandoned.
+   * A daemon containerd will never use again must not run forever with its downstream (containerd's own
+   * runc shim leaks this way, containerd#6860): containerd stopped while our `start` was in flight never
+   * connects; one restarted while a task was being created reconnects (Connect only) to a shim that has
+   * no task and never uses it; after a restart it may remove the bundle without telling us. So exit when
+   * containerd has not connected within KATAVOL_ORPHAN_TIMEOUT_MS (default 30 s) of start, when no bundle
+   * names our address any more while no connection remains, or when, that long after start, the
+   * downstream knows none of the tasks whose bundles name us (State answers NotFound for each: checked
+   * once per timeout). A containerd that is down changes none of these, so a restart abandons nothing.
    */
   function watchOrphan(): void {
     const limit = Number(process.env[ORPHAN_TIMEOUT_ENV]) > 0 ? Number(process.env[ORPHAN_TIMEOUT_ENV]) : DEFAULT_ORPHAN_TIMEOUT_MS;
     const since = Date.now();
+    let lastTaskCheck = since;
+    let busy = false;
     const timer = setInterval(() => {
-      if (exiting || conns.size > 0) return;
+      if (busy || exiting) return;
+      const stop = (reason: string): void => {
+        clearInterval(timer);
+        void orphaned(reason);
+      };
       if (!everConnected && Date.now() - since >= limit) {
-        clearInterval(timer);
-        return void orphaned(`containerd never connected within ${limit} ms of start (it was probably stopped while the start was in flight)`);
+        return stop(`containerd never connected within ${limit} ms of start (it was probably stopped while the start was in flight)`);
       }
-      if (!servesABundle(bundle, state!.address)) {
-        clearInterval(timer);
-        return void orphaned(`containerd removed the bundle (${bundle}) of every task of this daemon and no connection remains`);
+      const ids = bundlesServed(bundle, state!.address);
+      if (conns.size === 0 && ids.length === 0) {
+        return stop(`containerd removed the bundle (${bundle}) of every task of this daemon and no connection remains`);
       }
+      if (Date.now() - lastTaskCheck < limit || ids.length === 0) return;
+      lastTaskCheck = Date.now();
+      busy = true;
+      void downstreamKnowsNone(downSock, ids).then((none) => {
+        busy = false;
+        if (none && !exiting) stop(`the downstream shim has none of the tasks ${ids.join(', ')} ${limit} ms after start (containerd was restarted while creating it and no longer uses this shim)`);
+      });
     }, Math.min(1000, limit));
     timer.unref();
   }
@@ -118,7 +158,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     log.info('downstream shim stopped', { result: did });
     const { releaseHeld } = await import('./held');
     await releaseHeld(bundle).catch((e: Error) => log.error('releasing the bundle\'s volumes failed', { error: e.message }));
-    await exit(reason);
+    await exit(reason, true);
   }
 
   async function maybeExit(afterShutdown: boolean): Promise<void> {
@@ -131,9 +171,11 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     }
   }
 
-  async function exit(reason: string): Promise<void> {
-    if (exiting || conns.size > 0) return;
+  /** `force`: an orphan closes the connections containerd keeps but will never use. */
+  async function exit(reason: string, force = false): Promise<void> {
+    if (exiting || (conns.size > 0 && !force)) return;
     exiting = true;
+    for (const c of [...conns]) c.close();
     log.info('katavol shim daemon exiting', { reason });
     server.close();
     await interceptor.releaseAll().catch((e) => log.error('release on exit failed', { error: String(e) }));

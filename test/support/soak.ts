@@ -12,9 +12,17 @@ import { Registry } from '../../src/volumes/registry';
 export type Kind = 'none' | 'rw' | 'ro' | 'pod';
 export const KINDS: readonly Kind[] = ['none', 'rw', 'ro', 'pod'];
 
+/** Injected once the churn is a third done (kill-* repeat through the rest of it). */
+export type Fault = 'containerd-sigterm' | 'containerd-sigkill' | 'start-in-flight' | 'kill-daemons' | 'kill-downstreams';
+export const FAULTS: readonly Fault[] = ['containerd-sigterm', 'containerd-sigkill', 'start-in-flight', 'kill-daemons', 'kill-downstreams'];
+
+/** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
+export const FAULT_ERRORS = /ttrpc: closed|transport is closing|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+
 export interface SoakOptions {
   containers: number;
   parallel: number;
+  fault?: Fault;
   /** Progress lines (make soak prints them; the test stays quiet). */
   log?: (line: string) => void;
 }
@@ -30,6 +38,11 @@ export interface SoakResult {
   tokensChecked: number;
   imagesChecked: number;
   byKind: Record<Kind, number>;
+  /** Runs that failed while a fault was injected, with what ctr printed (judged by the caller). */
+  faultFailures: string[];
+  /** How often the fault was injected, and the containers a user had to clean up afterwards. */
+  faultsInjected: number;
+  userCleaned: number;
   /** Every problem found; empty means the soak passed. */
   problems: string[];
 }
@@ -77,7 +90,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   };
   register(SHARED_VOLUME, sharedImg);
 
-  const ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot } });
+  // A short orphan timeout, so a daemon whose start containerd lost is gone before the leak checks.
+  const ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_ORPHAN_TIMEOUT_MS: '4000' } });
   const ctrArgs = (args: string[]) => ['-a', ctd.sock, '-n', ctd.namespace, ...args];
   const ctrRun = (args: string[]): Promise<Run> => new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
@@ -117,10 +131,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
   const latencies: number[] = [];
   const byKind: Record<Kind, number> = { none: 0, rw: 0, ro: 0, pod: 0 };
-  const expectOk = (id: string, r: Run, out: RegExp): void => {
-    if (r.status !== 0) problems.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`);
-    else if (!out.test(r.stdout)) problems.push(`${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`);
+  const faultFailures: string[] = [];
+  let faultActive = false;
+  /** True when the run succeeded with the expected output; a failure during a fault is noted, not a problem. */
+  const expectOk = (id: string, r: Run, out: RegExp): boolean => {
     if (r.firstOutputMs >= 0) latencies.push(r.firstOutputMs);
+    if (r.status === 0 && out.test(r.stdout)) return true;
+    const what = r.status !== 0 ? `${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}` : `${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`;
+    (faultActive ? faultFailures : problems).push(what);
+    return false;
   };
   const newImage = (name: string): string => {
     const img = path.join(work, `${name}.img`);
@@ -141,15 +160,15 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const img = newImage(id);
       const token = `token-${id}-${process.pid}`;
       register(`/soak/${id}`, img);
-      tokens.set(img, token);
-      expectOk(id, await run(id, `echo started; echo ${token} > /disk/token && sync && cat /disk/token`, [`type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`]), new RegExp(`^started\\n${token}\\n$`));
+      const ok = expectOk(id, await run(id, `echo started; echo ${token} > /disk/token && sync && cat /disk/token`, [`type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`]), new RegExp(`^started\\n${token}\\n$`));
+      // A run a fault cut short may not have written it; one that printed it back must have it on disk.
+      if (ok) tokens.set(img, token);
     } else {
       // A pod: two containers on one runc shim (grouped by the sandbox annotation), so on one katavol
       // daemon; the first writes its own image and outlives the second, which reads the shared volume.
       const img = newImage(`${id}-a`);
       const token = `token-${id}-${process.pid}`;
       register(`/soak/${id}`, img);
-      tokens.set(img, token);
       const pod = ['--annotation', `io.kubernetes.cri.sandbox-id=${id}`];
       const first = run(`${id}-a`, `echo started; echo ${token} > /disk/token && sync; i=0; while [ ! -e /disk/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat /disk/token`,
         [`type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`], pod);
@@ -157,13 +176,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       for (let k = 0; k < 600 && !fs.existsSync(path.join(ctd.bundleOf(`${id}-a`), 'init.pid')); k++) await sleep(50);
       const second = await run(`${id}-b`, 'echo started; cat /disk/hello', [`type=directvol,src=${SHARED_VOLUME},dst=/disk,options=rbind:ro`], pod);
       expectOk(`${id}-b`, second, new RegExp(`^started\\n${SHARED_TEXT}$`));
-      // Both are served by one daemon: containerd has one address for the pod's shim.
-      const addr = (c: string) => { try { return fs.readFileSync(path.join(ctd.bundleOf(c), 'address'), 'utf8'); } catch { return ''; } };
-      if (addr(`${id}-a`) === '' || addr(`${id}-a`) !== addr(`${id}-b`) && fs.existsSync(ctd.bundleOf(`${id}-b`))) problems.push(`${id}: the pod's containers do not share one shim address`);
       // The first waits for a flag in its volume: exec the touch through the proxy, as a user would.
       const ex = spawnSync('ctr', ctrArgs(['task', 'exec', '--exec-id', 'go', `${id}-a`, '/bin/touch', '/disk/go']), { encoding: 'utf8' });
-      if (ex.status !== 0) problems.push(`${id}-a: exec failed: ${ex.stderr.trim()}`);
-      expectOk(`${id}-a`, await first, new RegExp(`^started\\n${token}\\n$`));
+      if (ex.status !== 0) (faultActive ? faultFailures : problems).push(`${id}-a: exec failed: ${ex.stderr.trim()}`);
+      if (expectOk(`${id}-a`, await first, new RegExp(`^started\\n${token}\\n$`))) tokens.set(img, token);
     }
   };
 
@@ -178,29 +194,72 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       if (done % 50 === 0) log(`soak: ${done}/${opts.containers} containers, ${problems.length} problems`);
     }
   });
+  let faultsInjected = 0;
+  const daemonPids = (needle: string) => ctd.shimPids().filter((p) => safeCmdline(p).includes(needle));
+  const injector = (async () => {
+    if (!opts.fault) return;
+    const third = Math.floor(opts.containers / 3);
+    while (done < third && next < opts.containers) await sleep(100);
+    faultActive = true;
+    const f = opts.fault;
+    if (f === 'containerd-sigterm' || f === 'containerd-sigkill') {
+      log(`soak: restarting containerd with ${f === 'containerd-sigterm' ? 'SIGTERM' : 'SIGKILL'} while containers start and stop`);
+      await ctd.kill(f === 'containerd-sigterm' ? 'SIGTERM' : 'SIGKILL');
+      await ctd.launch();
+      faultsInjected++;
+    } else if (f === 'start-in-flight') {
+      // A start containerd forgets: ctr run, then containerd is stopped 150-300 ms later and restarted.
+      for (let k = 0; k < 3; k++) {
+        const id = `inflight${k}`;
+        const pending = run(id, 'echo started; sleep 2');
+        await sleep(150 + Math.floor(Math.random() * 150));
+        log(`soak: SIGTERM to containerd while ${id} starts`);
+        await ctd.kill('SIGTERM');
+        await ctd.launch();
+        faultsInjected++;
+        const r = await pending;
+        if (r.status !== 0) faultFailures.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`);
+      }
+    } else {
+      const needle = f === 'kill-daemons' ? 'shim/bin.js' : 'containerd-shim-runc-v2';
+      while (next < opts.containers) {
+        const victims = daemonPids(needle);
+        if (victims.length) {
+          const pid = victims[Math.floor(Math.random() * victims.length)];
+          try {
+            process.kill(pid, 'SIGKILL');
+            faultsInjected++;
+          } catch { /* exited */ }
+        }
+        await sleep(1500);
+      }
+    }
+    // Failures may still come from runs that were in flight; the fault window ends with the churn.
+  })();
   await Promise.all(workers);
+  await injector;
   const seconds = (Date.now() - t0) / 1000;
   sampling = false;
   await sampler;
   // Pods count two containers each.
   const containers = opts.containers + byKind.pod;
 
-  // Nothing lost: every token is in its image, every image is a clean ext4.
-  let tokensChecked = 0;
-  for (const [img, token] of tokens) {
-    const got = debugfsCat(img, '/token');
-    if (got !== `${token}\n`) problems.push(`token lost: ${img} holds ${JSON.stringify(got)}, expected ${token}`);
-    else tokensChecked++;
-  }
-  let imagesChecked = 0;
-  for (const img of images) {
-    const r = spawnSync('e2fsck', ['-fn', img], { encoding: 'utf8' });
-    if (r.status !== 0) problems.push(`e2fsck -fn ${img} exited ${r.status}: ${r.stdout.slice(-300)}`);
-    else imagesChecked++;
+  // After a fault, a user cleans up what ctr left behind, as they would: kill and delete tasks, then
+  // delete containers. Everything else must go by itself.
+  let userCleaned = 0;
+  if (opts.fault) {
+    const ls = (what: string) => spawnSync('ctr', ctrArgs([what, 'ls', '-q']), { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    for (const t of ls('task')) {
+      spawnSync('ctr', ctrArgs(['task', 'kill', '-s', 'SIGKILL', t]));
+      for (let k = 0; k < 50 && spawnSync('ctr', ctrArgs(['task', 'delete', t])).status !== 0; k++) await sleep(100);
+    }
+    for (const c of ls('container')) {
+      if (spawnSync('ctr', ctrArgs(['container', 'delete', c])).status === 0) userCleaned++;
+    }
   }
 
-  // Nothing left.
-  for (let i = 0; i < 50 && ctd.shimPids().length > 0; i++) await sleep(100);
+  // Nothing left (an orphaned daemon takes up to its orphan timeout to go).
+  for (let i = 0; i < 150 && ctd.shimPids().length > 0; i++) await sleep(100);
   const left = ctd.shimPids().map((p) => `${p} ${safeCmdline(p)}`);
   if (left.length) problems.push(`processes left: ${left.join('; ')}`);
   for (const img of images) {
@@ -219,6 +278,20 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     if (out) problems.push(`ctr ${what.slice(0, 2).join(' ')} not empty: ${out.split('\n').join(', ')}`);
   }
 
+  // Nothing lost: every token is in its image, every image is a clean ext4.
+  let tokensChecked = 0;
+  for (const [img, token] of tokens) {
+    const got = debugfsCat(img, '/token');
+    if (got !== `${token}\n`) problems.push(`token lost: ${img} holds ${JSON.stringify(got)}, expected ${token}`);
+    else tokensChecked++;
+  }
+  let imagesChecked = 0;
+  for (const img of images) {
+    const r = spawnSync('e2fsck', ['-fn', img], { encoding: 'utf8' });
+    if (r.status !== 0) problems.push(`e2fsck -fn ${img} exited ${r.status}: ${r.stdout.slice(-300)}`);
+    else imagesChecked++;
+  }
+
   await ctd.stop();
   fs.rmSync(sockDir, { recursive: true, force: true });
   if (!problems.length) fs.rmSync(work, { recursive: true, force: true });
@@ -228,7 +301,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : NaN);
   return {
     containers, seconds, perSecond: containers / seconds, p50Ms: pct(50), p99Ms: pct(99), peakDaemonRssKiB: peakRss,
-    tokensChecked, imagesChecked, byKind, problems,
+    tokensChecked, imagesChecked, byKind, problems, faultFailures, faultsInjected, userCleaned,
   };
 }
 
@@ -246,6 +319,8 @@ export function formatSoak(r: SoakResult): string {
     `start latency (ctr run -> first output): p50 ${r.p50Ms.toFixed(0)} ms, p99 ${r.p99Ms.toFixed(0)} ms`,
     `peak katavol daemon RSS: ${(r.peakDaemonRssKiB / 1024).toFixed(1)} MiB`,
     `tokens read back with debugfs: ${r.tokensChecked}; images clean under e2fsck -fn: ${r.imagesChecked}`,
+    ...(r.faultsInjected ? [`fault injected ${r.faultsInjected} time(s); runs it failed: ${r.faultFailures.length}; containers a user deleted afterwards: ${r.userCleaned}`] : []),
+    ...r.faultFailures.map((p) => `  ~ ${p}`),
     `problems: ${r.problems.length}`,
     ...r.problems.map((p) => `  - ${p}`),
   ].join('\n');
