@@ -178,7 +178,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       expectOk(`${id}-b`, second, new RegExp(`^started\\n${SHARED_TEXT}$`));
       // The first waits for a flag in its volume: exec the touch through the proxy, as a user would.
       const ex = spawnSync('ctr', ctrArgs(['task', 'exec', '--exec-id', 'go', `${id}-a`, '/bin/touch', '/disk/go']), { encoding: 'utf8' });
-      if (ex.status !== 0) (faultActive ? faultFailures : problems).push(`${id}-a: exec failed: ${ex.stderr.trim()}`);
+      if (ex.status !== 0) {
+        (faultActive ? faultFailures : problems).push(`${id}-a: exec failed: ${ex.stderr.trim()}`);
+        spawnSync('ctr', ctrArgs(['task', 'kill', '-s', 'SIGKILL', `${id}-a`])); // rather than wait out its 30 s
+      }
       if (expectOk(`${id}-a`, await first, new RegExp(`^started\\n${token}\\n$`))) tokens.set(img, token);
     }
   };
@@ -244,6 +247,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   // Pods count two containers each.
   const containers = opts.containers + byKind.pod;
 
+  log(`soak: churn done after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   // After a fault, a user cleans up what ctr left behind, as they would: kill and delete tasks, then
   // delete containers. Everything else must go by itself.
   let userCleaned = 0;
@@ -259,7 +263,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   }
 
   // Nothing left (an orphaned daemon takes up to its orphan timeout to go).
+  log(`soak: checking for leftovers after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   for (let i = 0; i < 150 && ctd.shimPids().length > 0; i++) await sleep(100);
+  log(`soak: leftovers checked after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const left = ctd.shimPids().map((p) => `${p} ${safeCmdline(p)}`);
   if (left.length) problems.push(`processes left: ${left.join('; ')}`);
   for (const img of images) {
