@@ -134,6 +134,9 @@ async function measure(work: string, sockDir: string): Promise<void> {
   const rows: Array<Array<string | number>> = [];
   const sink = new Writable({ write: (_c, _e, cb) => cb() });
   const log = createLogger({ level: 'info', stream: sink });
+  // Create checks each image's superblock against its fstype: copy one real ext4 image.
+  const template = path.join(tmpDir('katavol-bench-template-'), 'ext4.img');
+  makeExt4Image(template, 1);
   for (const backend of ['runc', 'runtime-rs'] as const) {
     for (const count of [1, 64]) {
       const ms: number[] = [];
@@ -143,7 +146,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
         const mounts = [];
         for (let i = 0; i < count; i++) {
           const f = path.join(dir, `v${i}.img`);
-          fs.writeFileSync(f, ''); fs.truncateSync(f, 1 << 20);
+          fs.copyFileSync(template, f);
           reg.add(`/bench/v${i}`, JSON.stringify({ 'volume-type': 'directvol', device: f, fstype: 'ext4' }));
           mounts.push({ destination: `/d${i}`, type: 'directvol', source: `/bench/v${i}`, options: ['rbind', 'rw'] });
         }
@@ -155,12 +158,13 @@ async function measure(work: string, sockDir: string): Promise<void> {
         const t0 = process.hrtime.bigint();
         const prepared = await icp.create(`c${rep}`, bundle);
         ms.push(Number(process.hrtime.bigint() - t0) / 1e6);
-        await prepared?.rollback();
+        await prepared?.rollback('benchmark');
         fs.rmSync(dir, { recursive: true, force: true });
       }
       rows.push([backend, count, fmt(median(ms), 2), fmt(median(ms) / count, 3)]);
     }
   }
+  fs.rmSync(path.dirname(template), { recursive: true, force: true });
   printTable(['backend', 'volumes', 'median ms', 'ms per volume'], rows);
 }
 

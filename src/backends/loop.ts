@@ -49,3 +49,12 @@ export function detach(device: string, realFile: string): boolean {
   run(['--detach', device]);
   return true;
 }
+
+/** Whether the loop device is read-only, from sysfs. */
+export function isReadOnly(device: string): boolean {
+  try {
+    return fs.readFileSync(`/sys/block/${device.replace(/^\/dev\//, '')}/ro`, 'utf8').trim() === '1';
+  } catch {
+    return false;
+  }
+}

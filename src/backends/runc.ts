@@ -13,10 +13,15 @@ import { refuseHostUse } from '../volumes/in-use';
 
 export const RUNC_STATE_FILE = 'katavol-runc.json';
 
+/**
+ * What a container took, kept in its bundle. A loop device is the pod's: every container of the sandbox
+ * that mounts the image lists the same device, and the last one released detaches it.
+ */
 interface RuncState {
   containerId: string;
   sandboxId: string;
-  loops: Array<{ device: string; file: string }>;
+  /** `volume` is absent in state written before loop devices were shared per pod. */
+  loops: Array<{ device: string; file: string; volume?: string }>;
   volumes: string[];
 }
 
@@ -27,43 +32,43 @@ export class RuncBackend implements Backend {
   constructor(private readonly registry: Registry) {}
 
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+    // A volume is read-write for this container if any of its mounts is; each mount keeps its own ro/rw.
+    const readOnlyOf = new Map<string, boolean>();
+    for (const v of volumes) readOnlyOf.set(v.volumePath, (readOnlyOf.get(v.volumePath) ?? true) && v.readOnly);
     // Host checks for every volume first: a bad one must fail before anything is attached.
-    const plans = volumes.map((v) => this.plan(ctx, v));
+    const plans = [...readOnlyOf].map(([volumePath, readOnly]) =>
+      this.plan(ctx, { ...volumes.find((v) => v.volumePath === volumePath)!, readOnly }));
     const stateFile = path.join(ctx.bundle, RUNC_STATE_FILE);
     const state: RuncState = { containerId: ctx.containerId, sandboxId: ctx.sandboxId, loops: [], volumes: [] };
     const mounts = [...(spec.mounts ?? [])];
     const summary: Record<string, unknown>[] = [];
     try {
       for (const p of plans) {
-        let device = p.device;
-        if (p.isFile) {
-          // Check again and attach under the volume's registry lock: two Creates racing for one
-          // read-write image must not both see it free (the loop device is what marks it taken).
-          device = this.registry.locked(p.v.volumePath, () => {
-            this.plan(ctx, p.v);
-            return loop.attach(p.device, p.v.readOnly);
-          });
-          state.loops.push({ device, file: p.realFile });
-          writeFileAtomic(stateFile, JSON.stringify(state), 0o600); // before anything else can fail
-        }
-        mounts[p.v.index] = rewriteMount(p.v, device);
-        summary.push({ destination: p.v.mount.destination, volumePath: p.v.volumePath, device: p.device, source: device, fstype: mounts[p.v.index].type, readOnly: p.v.readOnly });
-      }
-      // One record per volume: read-write if any of its mounts here is, or if this sandbox
-      // already holds it read-write (another of its containers may be writing).
-      const readOnlyOf = new Map<string, boolean>();
-      for (const p of plans) readOnlyOf.set(p.v.volumePath, (readOnlyOf.get(p.v.volumePath) ?? true) && p.v.readOnly);
-      for (const [volumePath, readOnly] of readOnlyOf) {
+        const volumePath = p.v.volumePath;
+        // One record per volume and sandbox: read-write if this container writes it, or if the
+        // sandbox already holds it read-write (another of its containers may be writing).
         const mine = this.registry.sandboxesOf(volumePath).find((s) => s.id === ctx.sandboxId);
-        const plan = plans.find((p) => p.v.volumePath === volumePath)!;
-        const mode = readOnly && (mine?.readOnly ?? true);
-        // Block devices have no loop device to mark them taken: the records are the truth, so check
-        // them again under the volume's lock while recording (images were claimed by losetup above).
-        this.registry.recordSandboxIf(volumePath, ctx.sandboxId, 'runc', mode,
-          (others) => plan.isFile || this.refuseSharedBlockDevice({ ...plan.v, readOnly: mode }, others));
+        const mode = p.v.readOnly && (mine?.readOnly ?? true);
+        let device = p.device;
+        // Check again and record in one step under the volume's lock. Block devices: the other pods'
+        // records are the truth. Images: reuse the pod's loop device or attach one, and name it in the
+        // bundle's state before the lock goes, so racing Creates never both see the image free and
+        // the pod's next container finds the device.
+        this.registry.recordSandboxIf(volumePath, ctx.sandboxId, 'runc', mode, (others) => {
+          if (!p.isFile) return this.refuseSharedBlockDevice({ ...p.v, readOnly: mode }, others);
+          const again = this.plan(ctx, p.v);
+          device = again.podLoop ?? loop.attach(p.device, p.v.readOnly);
+          state.loops.push({ device, file: p.realFile, volume: volumePath });
+          writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+          if (again.podLoop) ctx.log.info('sharing the pod\'s loop device', { volume: volumePath, device, sandboxId: ctx.sandboxId });
+        });
         state.volumes.push(volumePath);
+        writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+        for (const v of volumes.filter((x) => x.volumePath === volumePath)) {
+          mounts[v.index] = rewriteMount(v, device);
+          summary.push({ destination: v.mount.destination, volumePath, device: p.device, source: device, fstype: mounts[v.index].type, readOnly: v.readOnly });
+        }
       }
-      writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
     } catch (e) {
       await this.releaseState(state, ctx.log, ctx.bundle);
       fs.rmSync(stateFile, { force: true });
@@ -72,7 +77,7 @@ export class RuncBackend implements Backend {
     return { spec: { ...spec, mounts }, summary };
   }
 
-  private plan(ctx: PrepareContext, v: ResolvedVolume): { v: ResolvedVolume; device: string; realFile: string; isFile: boolean } {
+  private plan(ctx: PrepareContext, v: ResolvedVolume): { v: ResolvedVolume; device: string; realFile: string; isFile: boolean; podLoop?: string } {
     const { info } = v;
     if (info.volumeType !== 'directvol') {
       throw new VolumeError(v.volumePath, `volume type "${info.volumeType}" needs a VM: the runc host backend realises only directvol volumes`,
@@ -94,16 +99,54 @@ export class RuncBackend implements Backend {
     refuseHostUse({ volumePath: v.volumePath, device: info.device, readOnly: v.readOnly, file: v.file },
       { skipLoops: st.isFile(), ownNamespaces: st.isFile() ? undefined : this.containerNamespaces(ctx.bundle, v.volumePath) });
     if (st.isFile()) {
-      const holders = loop.loopsOf(info.device);
-      const clash = holders.find((h) => !v.readOnly || !h.readOnly);
-      if (clash) {
-        throw new VolumeError(v.volumePath, `image "${info.device}" is already in use (${clash.device}, ${clash.readOnly ? 'read-only' : 'read-write'}); a read-write volume can be held by one container at a time`,
-          'stop the container that uses it, or mount it read-only everywhere (options=rbind:ro)', v.file);
-      }
-    } else {
-      this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
+      const realFile = fs.realpathSync(info.device);
+      return { v, device: info.device, realFile, isFile: true, podLoop: this.claimImage(ctx, v, realFile) };
     }
-    return { v, device: info.device, realFile: st.isFile() ? fs.realpathSync(info.device) : '', isFile: st.isFile() };
+    this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
+    return { v, device: info.device, realFile: '', isFile: false };
+  }
+
+  /**
+   * A read-write image belongs to one pod: its containers share one loop device, other pods are
+   * refused; read-only pods share the image, each through its own read-only loop device. Returns the
+   * pod's loop device to reuse, or undefined when one may be attached; throws when the image is taken.
+   */
+  private claimImage(ctx: PrepareContext, v: ResolvedVolume, realFile: string): string | undefined {
+    const podLoop = podLoopOf(ctx.bundle, ctx.sandboxId, realFile);
+    if (podLoop) {
+      if (!v.readOnly && loop.isReadOnly(podLoop)) {
+        throw new VolumeError(v.volumePath, `pod ${ctx.sandboxId} already mounts image "${v.info.device}" read-only (${podLoop}); its containers share that loop device, so a read-write mount cannot join them`,
+          'start the pod\'s writing container before its read-only ones, or mount the volume read-write in all of them', v.file);
+      }
+      return podLoop;
+    }
+    const clashes = loop.loopsOf(v.info.device).filter((h) => !v.readOnly || !h.readOnly);
+    if (!clashes.length) return undefined;
+    // Who holds them: our other bundles name their pod (whatever volume path that pod registered the
+    // image under: with CSI each pod has its own target path), else this volume's records.
+    const holders = new Map<string, { device: string; readOnly: boolean }>();
+    for (const { state } of bundlesBeside(ctx.bundle)) {
+      for (const l of state.loops) {
+        const c = clashes.find((x) => x.device === l.device);
+        if (c && l.file === realFile && state.sandboxId !== ctx.sandboxId) holders.set(state.sandboxId, c);
+      }
+    }
+    if (!holders.size) {
+      for (const u of this.registry.sandboxesOf(v.volumePath)) {
+        if (u.id !== ctx.sandboxId && (!v.readOnly || !u.readOnly)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
+      }
+    }
+    const pods = [...holders].map(([id, h]) => `${id} (${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
+    const devices = [...new Set(holders.size ? [...holders.values()].map((h) => h.device) : clashes.map((c) => c.device))].join(' ');
+    if (!pods.length) {
+      throw new VolumeError(v.volumePath, `image "${v.info.device}" is already in use through ${devices} by something with no sandbox record (a container still being created, or a process outside katavol)`,
+        `find the user with losetup -j ${v.info.device}; detach it, or mount the volume read-only everywhere (options=rbind:ro)`, v.file);
+    }
+    const records = this.registry.sandboxesOf(v.volumePath).filter((u) => holders.has(u.id)).map((u) => path.join(this.registry.entryDir(v.volumePath), u.id));
+    throw new VolumeError(v.volumePath, v.readOnly
+      ? `image "${v.info.device}" is already used read-write by pod ${pods.join(', ')}; a read-only mount would see it change underneath`
+      : `image "${v.info.device}" is already in use by pod ${pods.join(', ')}; a read-write volume belongs to one pod at a time`,
+    `stop that pod first, or mount the volume read-only in every pod (options=rbind:ro); if that pod no longer exists, detach its loop device (losetup -d ${devices})${records.length ? ` and remove its stale record: rm ${records.join(' ')}` : ''}`, v.file);
   }
 
   /** Mount namespaces of this containerd namespace's containers that hold the volume through us. */
@@ -148,34 +191,56 @@ export class RuncBackend implements Backend {
     fs.rmSync(stateFile, { force: true });
   }
 
-  /** Volumes held by the sandbox's other containers (their bundles sit next to this one). */
-  private siblingHolders(bundle: string, sandboxId: string): Set<string> {
-    const out = new Set<string>();
-    for (const { state } of bundlesBeside(bundle)) {
-      if (state.sandboxId === sandboxId) for (const v of state.volumes) out.add(v);
+  /**
+   * Per volume, under its lock: detach this container's loop devices unless another container of the
+   * pod still lists them, take the volume off this bundle's state (so a sibling released at the same
+   * moment sees this one gone), and drop the pod's record when no sibling holds the volume.
+   */
+  private async releaseState(state: RuncState, log: BackendLogger, bundle: string): Promise<void> {
+    const stateFile = path.join(bundle, RUNC_STATE_FILE);
+    for (const l of state.loops.filter((x) => x.volume === undefined)) this.detach(l, log);
+    state.loops = state.loops.filter((x) => x.volume !== undefined);
+    const volumes = [...new Set([...state.loops.map((l) => l.volume!), ...state.volumes])];
+    for (const v of volumes) {
+      try {
+        this.registry.releaseSandboxIf(v, state.sandboxId, () => {
+          const siblings = bundlesBeside(bundle).filter((b) => b.state.sandboxId === state.sandboxId);
+          for (const l of state.loops.filter((x) => x.volume === v)) {
+            if (siblings.some((b) => b.state.loops.some((x) => x.device === l.device && x.file === l.file))) {
+              log.info('loop device still used by another container of the pod', { device: l.device, file: l.file, sandboxId: state.sandboxId });
+            } else {
+              this.detach(l, log);
+            }
+          }
+          state.loops = state.loops.filter((x) => x.volume !== v);
+          state.volumes = state.volumes.filter((x) => x !== v);
+          if (fs.existsSync(stateFile)) writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+          // Another container of the same pod still holds it: the pod's record stays.
+          return !siblings.some((b) => b.state.volumes.includes(v) || b.state.loops.some((x) => x.volume === v));
+        });
+      } catch (e) {
+        log.warn('releasing volume failed', { volume: v, error: (e as Error).message });
+      }
     }
-    return out;
   }
 
-  private async releaseState(state: RuncState, log: BackendLogger, bundle?: string): Promise<void> {
-    for (const l of state.loops) {
-      try {
-        if (loop.detach(l.device, l.file)) log.info('detached loop device', { device: l.device, file: l.file });
-      } catch (e) {
-        log.warn('detaching loop device failed', { device: l.device, error: (e as Error).message });
-      }
-    }
-    const siblings = bundle ? this.siblingHolders(bundle, state.sandboxId) : new Set<string>();
-    for (const v of state.volumes) {
-      // Another container of the same pod still holds it: the pod's record stays.
-      if (siblings.has(v)) continue;
-      try {
-        this.registry.releaseSandbox(v, state.sandboxId);
-      } catch (e) {
-        log.warn('releasing sandbox record failed', { volume: v, error: (e as Error).message });
-      }
+  private detach(l: { device: string; file: string }, log: BackendLogger): void {
+    try {
+      if (loop.detach(l.device, l.file)) log.info('detached loop device', { device: l.device, file: l.file });
+    } catch (e) {
+      log.warn('detaching loop device failed', { device: l.device, error: (e as Error).message });
     }
   }
+}
+
+/** The pod's loop device over the image: listed by another container of the sandbox and still backed by it. */
+function podLoopOf(bundle: string, sandboxId: string, realFile: string): string | undefined {
+  for (const { state } of bundlesBeside(bundle)) {
+    if (state.sandboxId !== sandboxId) continue;
+    const l = state.loops.find((x) => x.file === realFile && loop.backingFile(x.device).replace(/ \(deleted\)$/, '') === realFile);
+    if (l) return l.device;
+  }
+  return undefined;
 }
 
 /** Our state in the other bundles of the same containerd namespace (containerd keeps them side by side). */

@@ -3,13 +3,12 @@
 import * as fs from 'fs';
 import { CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 import { noMore, parseArgs, take } from './args';
-import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, type SandboxUse } from '../volumes/registry';
+import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, volumeRootInEffect, type SandboxUse } from '../volumes/registry';
+import { closest } from '../volumes/fstype';
 import { serializeMountInfo } from '../volumes/mountinfo';
 import { MountInfo } from '../volumes/types';
 
-const USAGE = `usage: katavol direct-volume <command> [arguments]
-
-commands (kata-ctl syntax; the kata-runtime flags in brackets work too):
+const COMMANDS_TEXT = `commands (kata-ctl syntax; the kata-runtime flags in brackets work too):
   add <volume-path> '<mount-info-json>'   [--volume-path P --mount-info J]   register or replace a volume
   remove <volume-path>                     [--volume-path P]                  unregister a volume
   stats <volume-path>                      [--volume-path P]                  host-side size and usage, as JSON
@@ -17,36 +16,101 @@ commands (kata-ctl syntax; the kata-runtime flags in brackets work too):
   list [--json]                                                               every registered volume
   inspect <volume-path>                                                       stored mountInfo, directory, sandboxes (JSON)
 
-The registry root is /run/kata-containers/shared/direct-volumes, or $KATAVOL_VOLUME_ROOT.
-Example: katavol direct-volume add /kubelet/vol1 '{"volume-type":"directvol","device":"/srv/vol1.img","fstype":"ext4"}'`;
+Run "katavol direct-volume <command> --help" for its arguments (add --help: the mountInfo fields).`;
+
+const USAGE = `usage: katavol direct-volume <command> [arguments]\n\n${COMMANDS_TEXT}`;
+
+const MOUNT_INFO_REFERENCE = `mount info: one JSON object (single-quote it in the shell)
+  "volume-type"  required  directvol (raw image file or block device), spdkvol (SPDK vhost-user socket,
+                           also as spdk://PATH), vfiovol (PCI address BB:DD.F / DDDD:BB:DD.F, or /dev/vfio/N),
+                           spoolvol (accepted as Kata does; Dragonball cannot use it)
+  "device"       required  directvol: absolute path of an existing image file or block device
+  "fstype"       required  the filesystem on the device, as Linux names it (ext4, xfs, btrfs, ...);
+                           a directvol device holding another filesystem is refused
+  "metadata"     optional  object of string values, e.g. {"num_queues":"4","queue_size":"128"} (spdkvol),
+                           {"fsGroup":"1000"}; the legacy form "metadata":"{}" is accepted
+  "options"      optional  list of mount options, e.g. ["ro"] or ["noatime","discard"]
+  (legacy keys volume_type and fs_type are read and stored as volume-type and fstype)
+
+examples:
+  katavol direct-volume add /kubelet/vol1 '{"volume-type":"directvol","device":"/srv/vol1.img","fstype":"ext4"}'
+  katavol direct-volume add /kubelet/ro1 '{"volume-type":"directvol","device":"/dev/sdb","fstype":"xfs","options":["ro"]}'
+  katavol direct-volume add /kubelet/spdk1 '{"volume-type":"spdkvol","device":"/var/tmp/vhost.0","fstype":"ext4","metadata":{"num_queues":"4"}}'
+  katavol direct-volume add /kubelet/gpu1 '{"volume-type":"vfiovol","device":"0000:3b:00.0","fstype":"ext4"}'`;
+
+const SUB_HELP: Record<string, string> = {
+  add: `usage: katavol direct-volume add [--force] <volume-path> '<mount-info-json>'
+       katavol direct-volume add [--force] --volume-path P --mount-info J
+
+Registers the volume: <volume-path> is the path containers mount it from (the OCI mount source, matched
+byte for byte), the JSON says what it is. Adding it again with the same JSON prints "unchanged:";
+with other JSON it replaces the entry, which is refused while a sandbox is recorded as using the
+volume (--force overrides, e.g. for a stale record).
+
+${MOUNT_INFO_REFERENCE}`,
+  remove: `usage: katavol direct-volume remove [--force] <volume-path>   [--volume-path P]
+
+Unregisters the volume. Refused while a sandbox is recorded as using it (the message names them);
+--force removes it anyway (for records left by a sandbox that is gone).`,
+  stats: `usage: katavol direct-volume stats <volume-path>   [--volume-path P]
+
+Prints host-side facts as JSON: device kind and size, loop devices, mounts in any mount namespace,
+filesystem usage (statfs when mounted, the ext2/3/4 superblock otherwise), sandboxes.`,
+  resize: `usage: katavol direct-volume resize <volume-path> <size>   [--volume-path P --size N]
+
+Grows a directvol image file to <size> (bytes, or K/M/G/T/P with optional i/iB: 10G, 512MiB) and its
+ext2/3/4 filesystem: offline, or online when a runc-backend container has it mounted (that needs
+CAP_SYS_RESOURCE). Never shrinks. Every precondition is checked first; a refusal changes nothing.`,
+  list: `usage: katavol direct-volume list [--json]
+
+One row per registry entry: volume path, type, device, fstype, options, state (ok; MISSING: the device is
+not on this host; BROKEN: Kata cannot use the entry, reason below the table) and sandboxes ((ro):
+read-only use). --json prints everything, including each entry's mountInfo.`,
+  inspect: `usage: katavol direct-volume inspect <volume-path>
+
+Prints JSON: the stored mountInfo as Kata reads it, its directory and file, whether the bytes are canonical
+(if not, what is stored), and the sandboxes recorded as using it.`,
+};
 
 type Sub = (argv: string[], ctx: CliContext, reg: Registry) => number;
 
 const SUBCOMMANDS: Record<string, Sub> = { add, remove, stats, resize, list, inspect };
 
+/** The registry root for this invocation and where it came from (env, then the shim config's volumeRoot, then Kata's). */
+function rootInEffect(ctx: CliContext): { root: string; origin: string } {
+  return volumeRootInEffect(ctx.env, ctx.env[VOLUME_ROOT_ENV] ? undefined : configuredRoot(ctx));
+}
+
+const rootLine = (ctx: CliContext): string => {
+  const r = rootInEffect(ctx);
+  return `Registry root in effect: ${r.root} (from ${r.origin}; $${VOLUME_ROOT_ENV} > "volumeRoot" of the shim config > ${KATA_VOLUME_ROOT}).`;
+};
+
 export function run(argv: string[], ctx: CliContext): number {
   const [sub, ...rest] = argv;
   if (sub === undefined || sub === 'help' || sub === '--help' || sub === '-h') {
-    ctx.out(USAGE + '\n');
+    ctx.out(`${USAGE}\n\n${rootLine(ctx)}\n`);
     return sub === undefined ? EXIT_USAGE : EXIT_OK;
   }
   const handler = Object.prototype.hasOwnProperty.call(SUBCOMMANDS, sub) ? SUBCOMMANDS[sub] : undefined;
-  if (!handler) throw new UsageError(`unknown direct-volume command ${JSON.stringify(sub)}`, USAGE);
+  if (!handler) {
+    const meant = closest(sub, Object.keys(SUBCOMMANDS));
+    throw new UsageError(`unknown direct-volume command ${JSON.stringify(sub)}${meant ? `; did you mean "${meant}"?` : ''}`, USAGE);
+  }
   if (rest.includes('--help') || rest.includes('-h')) {
-    ctx.out(USAGE + '\n');
+    ctx.out(`${SUB_HELP[sub]}\n\n${rootLine(ctx)}\n`);
     return EXIT_OK;
   }
-  // Same rule as the shim (env, then the shim config's volumeRoot, then Kata's root), so one
-  // config serves both; with the environment of this invocation.
-  return handler(rest, ctx, new Registry(ctx.env[VOLUME_ROOT_ENV] || configuredRoot(ctx) || KATA_VOLUME_ROOT));
+  // Same rule as the shim, so one config serves both; with the environment of this invocation.
+  return handler(rest, ctx, new Registry(rootInEffect(ctx).root));
 }
 
-function configuredRoot(ctx: CliContext): string | undefined {
+function configuredRoot(ctx: CliContext): { root?: string; file: string } | undefined {
   const { configPath, loadConfig } = require('../shim/config') as typeof import('../shim/config');
   const file = configPath(ctx.env);
   if (!ctx.env.KATAVOL_CONFIG && !fs.existsSync(file)) return undefined;
   try {
-    return loadConfig(ctx.env).volumeRoot;
+    return { root: loadConfig(ctx.env).volumeRoot, file };
   } catch (e) {
     ctx.err(`katavol: warning: ignoring the shim config for the volume root: ${(e as Error).message}\n`);
     return undefined;
@@ -58,11 +122,14 @@ const describe = (i: MountInfo): string => `${i.volumeType} ${i.device}${i.fsTyp
 const sandboxLabel = (s: SandboxUse): string => `${s.id}${s.readOnly ? '(ro)' : ''}`;
 
 function add(argv: string[], ctx: CliContext, reg: Registry): number {
-  const a = parseArgs(argv, ['volume-path', 'mount-info'], [], USAGE);
+  const a = parseArgs(argv, ['volume-path', 'mount-info'], ['force'], USAGE);
   const volumePath = take(a, 'volume-path', 'the volume path', USAGE);
   const json = take(a, 'mount-info', 'the mount info JSON', USAGE);
   noMore(a, USAGE);
-  const r = reg.addWithResult(volumePath, json);
+  if (/^\s*\{/.test(volumePath) && !/^\s*\{/.test(json)) {
+    throw new UsageError(`the arguments look swapped: ${JSON.stringify(volumePath.slice(0, 40))} is JSON and ${JSON.stringify(json)} is not; the volume path comes first`, `usage: katavol direct-volume add <volume-path> '<mount-info-json>'`);
+  }
+  const r = reg.addWithResult(volumePath, json, { force: a.switches.has('force') });
   for (const n of r.notes) ctx.err(`katavol: note: ${n}\n`);
   if (r.info.volumeType === 'directvol') {
     // Registering a device the host still uses is allowed (it may be unmounted before a pod starts);
@@ -78,13 +145,12 @@ function add(argv: string[], ctx: CliContext, reg: Registry): number {
 }
 
 function remove(argv: string[], ctx: CliContext, reg: Registry): number {
-  const a = parseArgs(argv, ['volume-path'], [], USAGE);
+  const a = parseArgs(argv, ['volume-path'], ['force'], USAGE);
   const volumePath = take(a, 'volume-path', 'the volume path', USAGE);
   noMore(a, USAGE);
-  const users = reg.isRegistered(volumePath) ? reg.sandboxesOf(volumePath) : [];
   const dir = reg.entryDir(volumePath);
-  reg.remove(volumePath);
-  if (users.length) ctx.err(`katavol: note: it was recorded as used by sandbox ${users.map(sandboxLabel).join(', ')}\n`);
+  const users = reg.remove(volumePath, { force: a.switches.has('force') });
+  if (users.length) ctx.err(`katavol: note: --force: removed it although it was recorded as used by sandbox ${users.map(sandboxLabel).join(', ')}\n`);
   ctx.out(`removed direct volume ${volumePath} (${dir})\n`);
   return EXIT_OK;
 }
@@ -110,15 +176,27 @@ function resize(argv: string[], ctx: CliContext, reg: Registry): number {
   return EXIT_OK;
 }
 
+/** Where a volume's device should be on this host; undefined when it cannot be told from a path. */
+function devicePresent(info: MountInfo): boolean {
+  const { spdkSocketPath, isPciAddress } = require('../volumes/device') as typeof import('../volumes/device');
+  switch (info.volumeType) {
+    case 'directvol': return fs.existsSync(info.device);
+    case 'vfiovol': return fs.existsSync(isPciAddress(info.device) ? `/sys/bus/pci/devices/${/^[0-9a-f]{4}:/i.test(info.device) ? '' : '0000:'}${info.device.toLowerCase()}` : info.device);
+    default: return fs.existsSync(spdkSocketPath(info.device));
+  }
+}
+
 function list(argv: string[], ctx: CliContext, reg: Registry): number {
   const a = parseArgs(argv, [], ['json'], USAGE);
   noMore(a, USAGE);
   const entries = reg.list();
+  const stateOf = (e: (typeof entries)[number]): 'ok' | 'MISSING' | 'BROKEN' => (!e.info ? 'BROKEN' : devicePresent(e.info) ? 'ok' : 'MISSING');
   if (a.switches.has('json')) {
     const rows = entries.map((e) => ({
       volumePath: e.volumePath,
       directory: e.dir,
       ...(e.info ? { mountInfo: JSON.parse(serializeMountInfo(e.info)) as unknown } : {}),
+      state: stateOf(e),
       sandboxes: e.info ? reg.sandboxesOf(e.volumePath) : [],
       ...(e.error ? { error: e.error } : {}),
     }));
@@ -129,16 +207,23 @@ function list(argv: string[], ctx: CliContext, reg: Registry): number {
     ctx.out(`no direct volumes registered in ${reg.root}\n`);
     return EXIT_OK;
   }
-  const table = [['VOLUME PATH', 'TYPE', 'DEVICE', 'FSTYPE', 'SANDBOXES']];
+  // Every cell is short; reasons go below the table, one line each, so the columns stay aligned.
+  const table = [['VOLUME PATH', 'TYPE', 'DEVICE', 'FSTYPE', 'OPTIONS', 'STATE', 'SANDBOXES']];
+  const notes: string[] = [];
   for (const e of entries) {
     const shown = e.volumePath || `(${e.name})`;
-    if (e.info) table.push([shown, e.info.volumeType, e.info.device, e.info.fsType || '-', reg.sandboxesOf(e.volumePath).map(sandboxLabel).join(',') || '-']);
-    else table.push([shown, 'BROKEN', e.error ?? '', '', '']);
+    const state = stateOf(e);
+    if (e.info) {
+      table.push([shown, e.info.volumeType, e.info.device, e.info.fsType || '-', e.info.options.join(',') || '-', state, reg.sandboxesOf(e.volumePath).map(sandboxLabel).join(',') || '-']);
+      if (state === 'MISSING') notes.push(`${shown}: MISSING: device ${e.info.device} is not on this host; containers using the volume will be refused`);
+    } else {
+      table.push([shown, '-', '-', '-', '-', state, '-']);
+      notes.push(`${shown}: BROKEN: ${e.error ?? ''}`);
+    }
   }
-  const widths = table[0].map((_, c) => Math.max(...table.map((r) => (r[1] === 'BROKEN' && c >= 2 ? 0 : r[c].length))));
-  for (const row of table) {
-    ctx.out(row.map((cell, c) => (c === row.length - 1 || (row[1] === 'BROKEN' && c === 2) ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd() + '\n');
-  }
+  const widths = table[0].map((_, c) => Math.max(...table.map((r) => r[c].length)));
+  for (const row of table) ctx.out(row.map((cell, c) => (c === row.length - 1 ? cell : cell.padEnd(widths[c]))).join('  ').trimEnd() + '\n');
+  if (notes.length) ctx.out(`\n${notes.join('\n')}\n`);
   return EXIT_OK;
 }
 

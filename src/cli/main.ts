@@ -16,12 +16,22 @@ export const COMMANDS: Record<string, CommandEntry> = {
   'direct-volume': { summary: 'manage Kata direct volumes (kata-ctl compatible)', load: async () => (await import('./direct-volume')).run },
   'install-runtime': { summary: 'register katavol as the io.containerd.kata.v2 runtime (in front of Kata)', load: async () => (await import('./install')).run },
   'uninstall-runtime': { summary: 'undo install-runtime exactly', load: async () => (await import('./install')).runUninstall },
+  config: { summary: 'config check [FILE]: check the shim config as the shim reads it', load: async () => (await import('./config-check')).run },
 };
+
+/** package.json's version (the CLI and the shim are released together). */
+export function version(): string {
+  try {
+    return (require('../../../package.json') as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
 
 function usage(): string {
   const names = Object.keys(COMMANDS);
   const w = Math.max(...names.map((n) => n.length));
-  return `usage: katavol <command> [arguments]\n\ncommands:\n${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n].summary}`).join('\n')}\n\nRun "katavol <command> --help" for details.`;
+  return `usage: katavol <command> [arguments]   (katavol --version: the version)\n\ncommands:\n${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n].summary}`).join('\n')}\n\nRun "katavol <command> --help" for details.`;
 }
 
 /** Runs one command line and returns the exit status; errors are printed, never thrown. */
@@ -32,8 +42,19 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
       ctx.out(usage() + '\n');
       return cmd === undefined ? EXIT_USAGE : EXIT_OK;
     }
+    if (cmd === '--version' || cmd === '-v' || cmd === 'version') {
+      ctx.out(`katavol ${version()}\n`);
+      return EXIT_OK;
+    }
     const entry = Object.prototype.hasOwnProperty.call(COMMANDS, cmd) ? COMMANDS[cmd] : undefined;
-    if (!entry) throw new UsageError(`unknown command ${JSON.stringify(cmd)}`, usage());
+    if (!entry) {
+      const { closest } = require('../volumes/fstype') as typeof import('../volumes/fstype');
+      // kata-ctl users type the subcommand without "direct-volume" (katavol add ...).
+      const subs = ['add', 'remove', 'stats', 'resize', 'list', 'inspect'];
+      const sub = closest(cmd, subs);
+      const meant = closest(cmd, Object.keys(COMMANDS)) ?? (sub ? `direct-volume ${sub}` : undefined);
+      throw new UsageError(`unknown command ${JSON.stringify(cmd)}${meant ? `; did you mean "katavol ${meant}"?` : ''}`, usage());
+    }
     return await (await entry.load())(rest, ctx);
   } catch (e) {
     if (e instanceof UsageError) {

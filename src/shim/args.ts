@@ -11,6 +11,8 @@ export interface ShimArgs {
   debug: boolean;
   version: boolean;
   info: boolean;
+  /** -h / -help: print the usage and exit 0. */
+  help: boolean;
   /** start | delete | '' (daemon) | anything else (also the daemon, as in Go shims). */
   action: string;
   /** The exact argv, passed through to the downstream verbatim. */
@@ -31,7 +33,12 @@ const BOOL_FLAGS: Record<string, keyof ShimArgs> = {
   v: 'version',
   version: 'version',
   info: 'info',
+  h: 'help',
+  help: 'help',
 };
+
+/** Actions a shim binary knows; none means "run the daemon" (how start launches it). */
+export const ACTIONS = ['start', 'delete'];
 
 export class UsageError extends Error {}
 
@@ -39,19 +46,21 @@ export const USAGE = `Usage of containerd-shim-katavol-v2:
   -address string        grpc address back to main containerd
   -bundle string         path to the bundle if not workdir
   -debug                 enable debug output in logs
+  -h, -help              show this usage and exit
   -id string             id of the task
   -info                  get the runtime info of the downstream shim
   -namespace string      namespace that owns the shim
   -publish-binary string path to publish binary (used for publishing events)
   -socket string         socket path to serve
   -v                     show the shim version and exit
-actions: start | delete (no action: run the shim daemon)
+actions: start | delete (flags and no action: run the shim daemon, as start does)
+containerd runs this binary; see katavol's README for how to register it as a runtime.
 `;
 
 export function parseArgs(argv: string[]): ShimArgs {
   const out: ShimArgs = {
     namespace: '', address: '', publishBinary: '', id: '', bundle: '', socket: '',
-    debug: false, version: false, info: false, action: '', argv: argv.slice(),
+    debug: false, version: false, info: false, help: false, action: '', argv: argv.slice(),
   };
   let i = 0;
   for (; i < argv.length; i++) {

@@ -19,6 +19,8 @@ export interface ShimConfig {
   /** Explicit volumeRoot from the file (env KATAVOL_VOLUME_ROOT still wins, see volume registry). */
   volumeRoot?: string;
   logLevel?: string;
+  /** Shim log lines: logrus text as containerd's own (default) or JSON. */
+  logFormat: 'text' | 'json';
   socketDir: string;
   /** Backend-specific section, parsed by the runtime-rs backend. */
   runtimeRs?: unknown;
@@ -31,7 +33,7 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = new Set(['backend', 'downstream', 'volumeRoot', 'logLevel', 'socketDir', 'runtimeRs']);
+const KNOWN_KEYS = new Set(['backend', 'downstream', 'volumeRoot', 'logLevel', 'logFormat', 'socketDir', 'runtimeRs']);
 
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.KATAVOL_CONFIG || DEFAULT_CONFIG_PATH;
@@ -82,6 +84,10 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
   if (logLevel !== undefined && !LOG_LEVELS.includes(logLevel)) {
     throw new ConfigError(file, 'logLevel', `"${logLevel}" is not a level; use one of ${LOG_LEVELS.join(', ')}`);
   }
+  const logFormat = str('logFormat') ?? 'text';
+  if (logFormat !== 'text' && logFormat !== 'json') {
+    throw new ConfigError(file, 'logFormat', `"${logFormat}" is not a log format; use "text" (containerd's logrus format) or "json"`);
+  }
   const volumeRoot = str('volumeRoot');
   if (volumeRoot !== undefined && !path.isAbsolute(volumeRoot)) {
     throw new ConfigError(file, 'volumeRoot', `must be an absolute path, got "${volumeRoot}"`);
@@ -100,7 +106,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
   if (downstream === undefined) {
     downstream = backend === 'runc' ? lookPath(RUNC_DOWNSTREAM, env) ?? RUNC_DOWNSTREAM : KATA_DOWNSTREAM;
   }
-  return { file, backend, downstream, volumeRoot, logLevel, socketDir, runtimeRs: raw.runtimeRs };
+  return { file, backend, downstream, volumeRoot, logLevel, logFormat, socketDir, runtimeRs: raw.runtimeRs };
 }
 
 /** Checks the downstream is runnable and is not katavol itself (which would recurse forever). */

@@ -12,7 +12,7 @@ import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
-import { resolveVolumeRoot } from '../volumes/registry';
+import { resolveVolumeRoot, volumeRootInEffect } from '../volumes/registry';
 import { createBackend } from '../backends';
 
 export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
@@ -67,10 +67,14 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
   const cfg = loadConfig();
-  const log = createLogger({ file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), meta: { namespace: args.namespace, id: args.id }, loadAfterIdleMs: 300 });
+  const log = createLogger({
+    file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), format: cfg.logFormat,
+    // The fields containerd's own shims log with (runtime: our name, as a Go shim logs its own).
+    meta: { namespace: args.namespace, id: args.id, runtime: 'io.containerd.katavol.v2' }, loadAfterIdleMs: 300,
+  });
   const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
   const interceptor = new CreateInterceptor({
-    volumeRoot, log,
+    volumeRoot, log, volumeRootOrigin: volumeRootInEffect(process.env, { root: cfg.volumeRoot, file: cfg.file }).origin,
     makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
   });
   const ourSock = socketPath(state.address);

@@ -19,8 +19,8 @@ export class CreateRefused extends Error {
 
 export interface Prepared {
   ctx: PrepareContext;
-  /** Undo: release the backend and restore the original config.json. */
-  rollback(): Promise<void>;
+  /** Undo: release the backend and restore the original config.json; `reason` is why (the downstream's error). */
+  rollback(reason: string): Promise<void>;
 }
 
 export class CreateInterceptor {
@@ -30,7 +30,7 @@ export class CreateInterceptor {
   private readonly held = new Map<string, PrepareContext>();
 
   constructor(
-    private readonly opts: { volumeRoot: string; makeBackend: () => Backend; log: Logger },
+    private readonly opts: { volumeRoot: string; volumeRootOrigin?: string; makeBackend: () => Backend; log: Logger },
   ) {
     this.registry = new Registry(opts.volumeRoot);
   }
@@ -55,7 +55,7 @@ export class CreateInterceptor {
     }
     let volumes;
     try {
-      volumes = resolveVolumes(containerId, spec, this.registry);
+      volumes = resolveVolumes(containerId, spec, this.registry, this.opts.volumeRootOrigin);
     } catch (e) {
       throw refusal(e);
     }
@@ -94,12 +94,12 @@ export class CreateInterceptor {
     this.held.set(containerId, ctx);
     return {
       ctx,
-      rollback: async () => {
+      rollback: async (reason: string) => {
         this.held.delete(containerId);
         await backend.release(ctx);
         clearHeld(bundle);
         restore(specFile, orig);
-        log.info('create rolled back: downstream refused it');
+        log.warn('create rolled back', { reason });
       },
     };
   }

@@ -1,5 +1,6 @@
-// Structured (JSON lines) winston logger writing to the bundle's `log` fifo, which containerd reads and
-// copies into its own log. The fifo is opened non-blocking and re-opened after containerd restarts;
+// Structured winston logger writing to the bundle's `log` fifo, which containerd reads and copies into
+// its own log: in logrus's text format (time=… level=… msg=… key=value), as every other line of
+// containerd's log is, or as JSON lines by config. The fifo is opened non-blocking and re-opened after containerd restarts;
 // a log line that cannot be written is dropped rather than ever blocking or crashing the shim.
 import * as fs from 'fs';
 import { Writable } from 'stream';
@@ -52,6 +53,26 @@ export type Logger = BackendLogger & {
 };
 
 type Level = 'error' | 'warn' | 'info' | 'debug';
+export type LogFormat = 'text' | 'json';
+export const LOG_FORMATS: readonly LogFormat[] = ['text', 'json'];
+
+/** logrus quotes a value unless every character is one of these (TextFormatter.needsQuoting). */
+const BARE = /^[A-Za-z0-9\-._/@^+]+$/;
+function logrusValue(v: unknown): string {
+  const text = typeof v === 'string' ? v : v instanceof Error ? v.message : JSON.stringify(v) ?? String(v);
+  return BARE.test(text) ? text : JSON.stringify(text);
+}
+
+/** ISO time with nanoseconds, as containerd's RFC3339NanoFixed ("2006-01-02T15:04:05.000000000Z07:00"). */
+const nanoTime = (iso: string): string => iso.replace(/\.(\d{3})Z$/, '.$1000000Z');
+
+/** One logrus text line: time, level, msg first, then the other fields sorted by key. */
+export function formatLogrus(info: Record<string, unknown>): string {
+  const { timestamp, level, message, ...rest } = info;
+  const lvl = level === 'warn' ? 'warning' : String(level);
+  const fields = Object.keys(rest).sort().map((k) => `${k}=${logrusValue(rest[k])}`);
+  return [`time=${logrusValue(nanoTime(String(timestamp)))}`, `level=${lvl}`, `msg=${logrusValue(message)}`, ...fields].join(' ');
+}
 type Entry = [Level, string, Record<string, unknown> | undefined, Record<string, unknown>];
 const MAX_BUFFERED = 1000;
 
@@ -61,7 +82,7 @@ const MAX_BUFFERED = 1000;
  * flush() is called (the proxy does before forwarding a task Delete or Shutdown, while containerd still
  * reads the fifo), keeping it off the container's start path. Entries keep their original timestamps.
  */
-export function createLogger(opts: { file?: string; level: string; meta?: Record<string, unknown>; stream?: Writable; loadAfterIdleMs?: number }): Logger {
+export function createLogger(opts: { file?: string; level: string; format?: LogFormat; meta?: Record<string, unknown>; stream?: Writable; loadAfterIdleMs?: number }): Logger {
   const stream = opts.stream ?? new FifoWriter(opts.file ?? 'log');
   let w: Winston.Logger | undefined;
   let buffered: Entry[] = [];
@@ -75,7 +96,7 @@ export function createLogger(opts: { file?: string; level: string; meta?: Record
       // Buffered entries carry the time they were logged; others get it now.
       format: winston.format.combine(
         winston.format((info) => { info.timestamp ??= new Date().toISOString(); return info; })(),
-        winston.format.json(),
+        opts.format === 'json' ? winston.format.json() : winston.format.printf((info) => formatLogrus(info)),
       ),
       transports: [new winston.transports.Stream({ stream })],
       exitOnError: false,

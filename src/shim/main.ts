@@ -1,7 +1,7 @@
 // Entry point of containerd-shim-katavol-v2. Each action loads only what it needs: `start` and
 // `delete` run on containerd's critical path for every container.
 import * as fs from 'fs';
-import { parseArgs, UsageError, USAGE } from './args';
+import { ACTIONS, parseArgs, UsageError, USAGE } from './args';
 
 export const VERSION = '0.1.0';
 
@@ -9,6 +9,11 @@ export function main(argv: string[]): void {
   let args;
   try {
     args = parseArgs(argv);
+    // Run by hand without arguments, or with an action containerd never passes: not a daemon.
+    if (argv.length === 0) throw new UsageError('no arguments: containerd runs this binary with flags and an action');
+    if (args.action && !ACTIONS.includes(args.action) && !args.help && !args.version && !args.info) {
+      throw new UsageError(`unknown action "${args.action}" (actions: ${ACTIONS.join(', ')})`);
+    }
   } catch (e) {
     if (e instanceof UsageError) {
       process.stderr.write(`${e.message}\n${USAGE}`);
@@ -16,6 +21,10 @@ export function main(argv: string[]): void {
       return;
     }
     throw e;
+  }
+  if (args.help) {
+    process.stdout.write(USAGE);
+    return;
   }
   const self = process.argv[1];
   if (args.version) {
@@ -31,13 +40,18 @@ export function main(argv: string[]): void {
       const inline = process.env.KATAVOL_START_INLINE === '1';
       require('./start').start(args, self, inline).then(
         (r: import('./start').Started) => {
+          // Through the launcher the answer goes to its file: it may hold any byte (the protobuf form
+          // has newlines and NULs), so it is never parsed by the shell.
+          const answerFile = process.env.KATAVOL_START_ANSWER;
           if (!r.serve) {
+            if (answerFile) fs.writeFileSync(answerFile, r.answer);
             // Exit without closing the bound socket (the daemon has it) and before any stray output.
-            process.stdout.write(r.address, () => process.exit(0));
+            process.stdout.write(answerFile ? '' : r.answer, () => process.exit(0));
             return;
           }
-          // Inline: answer on stdout, hand stdio back (the launcher waits for EOF), become the daemon.
-          fs.writeSync(1, `${r.address}\n`);
+          // Inline: answer, hand stdio back (the launcher waits for EOF), become the daemon.
+          if (answerFile) fs.writeFileSync(answerFile, r.answer);
+          else fs.writeSync(1, r.answer);
           detachStdio();
           require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
         },
@@ -68,7 +82,11 @@ async function runInfo(argv: string[]): Promise<void> {
     let input: Buffer = Buffer.alloc(0);
     try { input = fs.readFileSync(0); } catch { /* no stdin */ }
     const r = spawnSync(cfg.downstream, argv, { input, maxBuffer: 1 << 20 });
-    if (r.error) throw r.error;
+    if (r.error) throw new Error(`-info: cannot run the downstream shim ${cfg.downstream} (config ${cfg.file}): ${r.error.message}`);
+    if (r.status !== 0 && /flag provided but not defined: -info/.test(r.stderr.toString())) {
+      // Its usage text would read as ours: say what happened instead.
+      throw new Error(`-info: the downstream shim ${cfg.downstream} does not support -info (it came with containerd 2.2's shims); katavol answers -info with the downstream's runtime info, so there is none to give`);
+    }
     process.stderr.write(r.stderr);
     process.stdout.write(r.stdout, () => process.exit(r.status ?? 1));
   } catch (e) {

@@ -128,7 +128,7 @@ export class ProxyConnection {
     if (this.up.closed && prepared) {
       // containerd went away while we prepared: nobody will Delete this task.
       this.watched.delete(streamId);
-      await prepared.rollback().catch(() => undefined);
+      await prepared.rollback('containerd hung up before Create was forwarded').catch(() => undefined);
       return;
     }
     this.forward(raw, false);
@@ -138,11 +138,13 @@ export class ProxyConnection {
     const w = f.type === FrameType.Response ? this.watched.get(f.streamId) : undefined;
     if (w) {
       this.watched.delete(f.streamId);
-      const ok = safeDecode(() => (decodeResponse(f.data).status?.code ?? 0) === 0) ?? false;
+      const status = safeDecode(() => decodeResponse(f.data).status ?? { code: 0, message: '' });
+      const ok = (status?.code ?? 1) === 0;
       if (w.kind === 'create' && !ok) {
         // Release before containerd hears of the failure, then pass its error through unchanged.
         const raw = Buffer.from(f.raw);
-        void w.prepared.rollback().catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.toUpstream(raw));
+        const reason = status ? `downstream Create failed (code ${status.code}): ${status.message}` : 'downstream Create answered with an undecodable response';
+        void w.prepared.rollback(reason).catch((e) => this.hooks.log.error('rollback failed', { error: String(e) })).then(() => this.toUpstream(raw));
         return;
       }
       if (w.kind === 'start') {
@@ -162,7 +164,7 @@ export class ProxyConnection {
   private downstreamClosed(): void {
     for (const [id, w] of this.watched) {
       if (w.kind === 'shutdown') this.up.send(id, FrameType.Response, 0, encodeResponse({}));
-      else if (w.kind === 'create') void w.prepared.rollback().catch(() => undefined);
+      else if (w.kind === 'create') void w.prepared.rollback('the downstream shim exited before answering Create').catch(() => undefined);
     }
     this.watched.clear();
     this.up.close(); // pending calls see EOF (ttrpc: closed), never a hang

@@ -10,22 +10,9 @@ import type { ShimArgs } from './args';
 import { checkDownstream, loadConfig } from './config';
 import { daemonPidFile, readPidFile, socketPath, writeFileAtomic, writeState } from './state';
 import { canConnect } from './sockets';
+import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
 export class StartError extends Error {}
-
-/** Parses what a downstream `start` printed: a plain address, or the JSON bootstrap form (1.7-2.2 shims). */
-export function parseStartOutput(out: string): string {
-  const text = out.trim();
-  if (text.startsWith('{')) {
-    try {
-      const j = JSON.parse(text) as { address?: string };
-      if (j.address) return j.address;
-    } catch { /* fall through: treat as text */ }
-  }
-  // Take the last line: some shims log to stderr, which CombinedOutput mixes in; we keep them apart.
-  const lines = text.split('\n').map((l) => l.trim()).filter(Boolean);
-  return lines[lines.length - 1] ?? '';
-}
 
 /** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
 export function ourAddress(socketDir: string, downstreamAddress: string): string {
@@ -56,6 +43,8 @@ async function bindOrReuse(p: string): Promise<net.Server | undefined> {
 
 export interface Started {
   address: string;
+  /** What containerd gets on stdout: the downstream's bootstrap form and version with our address. */
+  answer: Buffer;
   /**
    * Inline mode only: our freshly bound socket, for this process to serve as the daemon once the
    * address is printed, with the connections that arrived meanwhile.
@@ -74,15 +63,22 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
   const bundle = args.bundle || process.cwd();
   const stdin = readAllStdin();
 
-  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes.
-  const ds = spawnSync(cfg.downstream, args.argv, { cwd: bundle, env: process.env, input: stdin, maxBuffer: 1 << 20 });
+  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us.
+  const ds = spawnSync(cfg.downstream, args.argv, { cwd: bundle, env: containerdEnv(), input: stdin, maxBuffer: 1 << 20 });
   if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
-  const dsOut = ds.stdout.toString();
   if (ds.status !== 0) {
-    throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + dsOut).trim()}`);
+    throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + ds.stdout.toString()).trim()}`);
   }
-  const downstreamAddress = parseStartOutput(dsOut);
-  if (!downstreamAddress) throw new StartError(`downstream shim ${cfg.downstream} start printed no address`);
+  let boot: Bootstrap;
+  try {
+    boot = parseBootstrap(ds.stdout, cfg.downstream);
+  } catch (e) {
+    // Nobody will ever talk to what that start may have left running: stop it if it named its pid.
+    const pid = readPidFile(path.join(bundle, 'shim.pid'));
+    if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
+    throw new StartError((e as Error).message);
+  }
+  const downstreamAddress = boot.address;
 
   try {
     // 2. Our socket, bound here and handed to the daemon as fd 3 so containerd can connect at once.
@@ -92,7 +88,9 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
     const state = {
       address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
       downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
+      bootstrap: { form: boot.form, version: boot.version, output: boot.raw.toString('base64') },
     };
+    const answer = answerBootstrap(boot, address);
     writeState(bundle, state);
     // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
     writeFileAtomic(path.join(bundle, 'address'), address);
@@ -104,7 +102,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
       writeState(bundle, { ...state, daemonPid: process.pid });
       // Written now, not when the daemon part starts: a pod's next start may look for it right away.
       fs.writeFileSync(daemonPidFile(socketPath(address)), `${process.pid}\n`);
-      return { address, serve: { server, early } };
+      return { address, answer, serve: { server, early } };
     }
     if (server) {
       const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
@@ -113,7 +111,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
         cwd: bundle,
         detached: true, // own session: containerd's CombinedOutput must not wait on it
         stdio: ['ignore', 'ignore', 'ignore', fd],
-        env: { ...process.env, KATAVOL_LISTEN_FD: '3' },
+        env: { ...containerdEnv(), KATAVOL_LISTEN_FD: '3' },
       });
       child.unref();
       writeState(bundle, { ...state, daemonPid: child.pid });
@@ -121,7 +119,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
       // A pod's existing daemon serves this container too; it recorded its pid next to its socket.
       writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(socketPath(address))) });
     }
-    return { address };
+    return { address, answer };
   } catch (e) {
     // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
     // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
@@ -129,6 +127,15 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
     await stopDownstream(args.id, downstreamAddress, { force: false }).catch(() => undefined);
     throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
   }
+}
+
+/** The launcher's own variables are not containerd's: the downstream must see exactly containerd's env. */
+export const LAUNCHER_ENV = ['KATAVOL_START_INLINE', 'KATAVOL_START_ANSWER'];
+
+function containerdEnv(): NodeJS.ProcessEnv {
+  const env = { ...process.env };
+  for (const k of LAUNCHER_ENV) delete env[k];
+  return env;
 }
 
 function readAllStdin(): Buffer {

@@ -18,6 +18,8 @@ export interface BundleState {
   daemonPid?: number;
   /** The downstream daemon's pid when known (shim.pid or Connect). */
   downstreamPid?: number;
+  /** What the downstream `start` printed (base64, exact bytes), in which form, announcing which version. */
+  bootstrap?: { form: 'plain' | 'json' | 'protobuf'; version: number; output: string };
 }
 
 export function readState(bundle: string): BundleState | undefined {

@@ -41,6 +41,27 @@ export function kindOf(st: fs.Stats): string {
   return 'an unusual file';
 }
 
+/** Trees where a missing path is a device or kernel object that must never be created by hand. */
+const SYSTEM_TREES = ['/dev', '/proc', '/sys', '/run/udev'];
+/** Filesystems whose mkfs tool Debian ships under that name. */
+const MKFS = new Set(['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vfat', 'f2fs']);
+
+/**
+ * What to do about a directvol device that does not exist. Only a new image file in an ordinary
+ * directory gets a command: nothing under /dev (a device node is the kernel's to create), nothing that
+ * could format an existing path.
+ */
+export function missingDeviceAdvice(dev: string, fsType: string): string {
+  const resolved = path.resolve(dev);
+  if (SYSTEM_TREES.some((t) => resolved === t || resolved.startsWith(`${t}/`))) {
+    return `attach the disk (check lsblk for its name) or correct "device"; katavol does not create device nodes`;
+  }
+  const mkfs = MKFS.has(fsType) ? ` && mkfs.${fsType} ${dev}` : '';
+  const parent = statOrUndefined(path.dirname(resolved));
+  const mkdir = parent?.isDirectory() ? '' : `mkdir -p ${path.dirname(resolved)} && `;
+  return `correct "device", or create a new image file there: ${mkdir}truncate -s 1G ${dev}${mkfs}`;
+}
+
 export function validateDevice(info: MountInfo, volumePath: string): void {
   const bad = (problem: string, fix: string): VolumeError => new VolumeError(volumePath, problem, fix);
   const dev = info.device;
@@ -50,7 +71,7 @@ export function validateDevice(info: MountInfo, volumePath: string): void {
     case 'directvol': {
       if (!path.isAbsolute(dev)) throw bad(`device "${dev}" is a relative path (the runtime resolves it from its own directory)`, `give the absolute path, e.g. "${path.resolve(dev)}"`);
       const st = statOrUndefined(dev);
-      if (!st) throw bad(`device "${dev}" does not exist`, `create it (e.g. truncate -s 1G ${dev} && mkfs.ext4 ${dev}) or correct "device"`);
+      if (!st) throw bad(`device "${dev}" does not exist`, missingDeviceAdvice(dev, info.fsType));
       if (!st.isFile() && !st.isBlockDevice()) {
         throw bad(`device "${dev}" is ${kindOf(st)}; a directvol device must be a regular file (disk image) or a block device`, 'point "device" at an image file or a block device such as /dev/sdb');
       }

@@ -27,7 +27,11 @@ export function runTool(volumePath: string, cmd: string, args: string[], pkg: st
 
 /** "major:minor" of a block device node. */
 export function devNumber(blockDev: string): string {
-  const rdev = fs.statSync(blockDev, { bigint: true }).rdev;
+  return devNumberOf(fs.statSync(blockDev, { bigint: true }).rdev);
+}
+
+/** "major:minor" of a dev_t (glibc's encoding). */
+export function devNumberOf(rdev: bigint): string {
   const major = ((rdev >> 8n) & 0xfffn) | ((rdev >> 32n) & ~0xfffn);
   const minor = (rdev & 0xffn) | ((rdev >> 12n) & ~0xffn);
   return `${major}:${minor}`;
@@ -173,3 +177,26 @@ export function hasExtSuperblock(file: string): boolean {
 }
 
 export const isExtFs = (fstype: string): boolean => /^ext[234]$/.test(fstype);
+
+/** Whether this process holds an effective capability (bit number as in linux/capability.h). */
+export function hasEffectiveCapability(bit: number): boolean {
+  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  return !!m && (BigInt('0x' + m[1]) & (1n << BigInt(bit))) !== 0n;
+}
+
+export const CAP_SYS_RESOURCE = 24;
+
+/** The absolute path of a host tool, or undefined when it is not installed. */
+export function findTool(cmd: string): string | undefined {
+  for (const dir of TOOL_PATH.split(':')) {
+    if (!dir) continue;
+    const p = path.join(dir, cmd);
+    try {
+      fs.accessSync(p, fs.constants.X_OK);
+      return p;
+    } catch {
+      /* not here */
+    }
+  }
+  return undefined;
+}

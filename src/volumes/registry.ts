@@ -8,6 +8,7 @@ import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolume
 import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
 import { normalizeDevice, validateDevice } from './device';
 import { withLock } from './lock';
+import { fsTypeProblem, superblockMismatch } from './fstype';
 import { TEMP_PREFIX, fsyncDir, tempName, writeFileAtomicSync, writeNewFileSync } from './atomic-write';
 
 export { encodeVolumePath, decodeVolumeDirName } from './encoding';
@@ -23,6 +24,13 @@ export const VOLUME_ROOT_ENV = 'KATAVOL_VOLUME_ROOT';
 
 export function resolveVolumeRoot(configured?: string): string {
   return process.env[VOLUME_ROOT_ENV] || configured || KATA_VOLUME_ROOT;
+}
+
+/** The registry root in effect and where it came from, for help texts and "not registered" errors. */
+export function volumeRootInEffect(env: NodeJS.ProcessEnv, configured?: { root?: string; file: string }): { root: string; origin: string } {
+  if (env[VOLUME_ROOT_ENV]) return { root: env[VOLUME_ROOT_ENV] as string, origin: `$${VOLUME_ROOT_ENV}` };
+  if (configured?.root) return { root: configured.root, origin: `"volumeRoot" in ${configured.file}` };
+  return { root: KATA_VOLUME_ROOT, origin: "Kata's default" };
 }
 
 /** Sandbox ids as containerd/Kata accept them; they become file names in the entry directory. */
@@ -247,8 +255,11 @@ export class Registry {
     return this.addWithResult(volumePath, mountInfoJson).info;
   }
 
-  /** add() with what was done, for the CLI's one-line report. */
-  addWithResult(volumePath: string, mountInfoJson: string): AddResult {
+  /**
+   * add() with what was done, for the CLI's one-line report. Changing the entry of a volume that a
+   * sandbox is recorded as using is refused unless `force` (the sandbox keeps what it resolved).
+   */
+  addWithResult(volumePath: string, mountInfoJson: string, opts: { force?: boolean } = {}): AddResult {
     // Everything that can be checked without the lock is checked before anything is created.
     const dir = this.entryDir(volumePath);
     const notes = volumePathWarnings(volumePath);
@@ -256,7 +267,15 @@ export class Registry {
     if (parsed.fsType === '') {
       throw new VolumeError(volumePath, '"fstype" is empty (the guest could not mount the volume)', 'set "fstype" to the filesystem on the device, e.g. "fstype":"ext4"');
     }
+    const fsProblem = fsTypeProblem(parsed.fsType);
+    if (fsProblem) throw new VolumeError(volumePath, fsProblem.problem, fsProblem.fix);
     validateDevice(parsed, volumePath);
+    if (parsed.volumeType === 'directvol') {
+      const mismatch = superblockMismatch(parsed.device, parsed.fsType);
+      // A blank device may be formatted after it is registered (Create checks again); another filesystem is a mistake now.
+      if (mismatch && mismatch.found !== 'none') throw new VolumeError(volumePath, mismatch.problem, mismatch.fix);
+      if (mismatch) notes.push(`${mismatch.problem}; containers using it will be refused until it holds ${parsed.fsType}`);
+    }
     const info: MountInfo = { ...parsed, device: normalizeDevice(parsed) };
     if (info.device !== parsed.device) notes.push(`stored PCI address "${parsed.device}" as "${info.device}" (sysfs names are lower case)`);
     const data = serializeMountInfo(info);
@@ -280,6 +299,7 @@ export class Registry {
           if (errnoOf(e) !== 'ENOENT') throw e;
         }
         if (old === data) return 'unchanged';
+        if (old !== undefined && !opts.force) this.refuseWhileUsed(volumePath, 'change it', file);
         writeFileAtomicSync(file, data, this.root);
         return old === undefined ? 'repaired' : 'replaced';
       } catch (e) {
@@ -318,12 +338,24 @@ export class Registry {
     fsyncDir(this.root);
   }
 
-  remove(volumePath: string): void {
+  /** The sandboxes recorded as using the volume (read under its lock): refuse while there are any. */
+  private refuseWhileUsed(volumePath: string, doing: string, file: string): void {
+    const users = this.sandboxesOf(volumePath);
+    if (!users.length) return;
+    const who = users.map((u) => `${u.id} (${u.backend || 'recorded by Kata'}, ${u.readOnly ? 'read-only' : 'read-write'})`).join(', ');
+    throw new VolumeError(volumePath, `is recorded as used by sandbox ${who}; katavol does not ${doing} under a running sandbox`,
+      `stop those sandboxes first; if a record is stale (its sandbox is gone), pass --force`, file);
+  }
+
+  /** Unregisters the volume; refused while a sandbox is recorded as using it, unless `force`. Returns the records removed with it. */
+  remove(volumePath: string, opts: { force?: boolean } = {}): SandboxUse[] {
     const dir = this.requireEntryDir(volumePath);
-    this.locked(volumePath, () => {
+    return this.locked(volumePath, () => {
       const st = lstatOrUndefined(dir);
       if (!st) throw new VolumeError(volumePath, 'is not registered (removed meanwhile)', 'nothing to do', dir);
       this.refuseOddEntry(volumePath, dir, st);
+      const users = this.sandboxesOf(volumePath);
+      if (!opts.force) this.refuseWhileUsed(volumePath, 'remove it', dir);
       // Rename first: the entry disappears atomically, then the contents go.
       const trash = path.join(this.root, tempName('trash'));
       try {
@@ -333,6 +365,7 @@ export class Registry {
         throw fsFailure(volumePath, 'remove the registry entry', dir, e);
       }
       fs.rmSync(trash, { recursive: true, force: true });
+      return users;
     });
   }
 
@@ -416,10 +449,19 @@ export class Registry {
   }
 
   releaseSandbox(volumePath: string, sandboxId: string): void {
-    const file = this.sandboxFile(volumePath, sandboxId);
     if (!this.isRegistered(volumePath)) return;
+    this.releaseSandboxIf(volumePath, sandboxId, () => true);
+  }
+
+  /**
+   * Runs `decide` under the volume's lock (also when the volume is no longer registered) and drops the
+   * sandbox's record if it returns true: a backend's "is this the pod's last user?" and the release
+   * are then one step against every process using this registry.
+   */
+  releaseSandboxIf(volumePath: string, sandboxId: string, decide: () => boolean): void {
+    const file = this.sandboxFile(volumePath, sandboxId);
     this.locked(volumePath, () => {
-      if (!this.isRegistered(volumePath)) return;
+      if (!decide() || !this.isRegistered(volumePath)) return;
       try {
         fs.rmSync(file, { force: true });
       } catch (e) {

@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { Registry } from './registry';
 import { VolumeError } from './types';
-import { HostMount, findHostMounts, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
+import { CAP_SYS_RESOURCE, HostMount, ToolResult, devNumber, devNumberOf, findHostMounts, findTool, hasEffectiveCapability, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
 import { describeUses, hostUsesOf } from './in-use';
 
 /** Backend name the runc host backend records; any other recorded sandbox is a VM. */
@@ -72,12 +72,16 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
 
     const ext = isExtFs(info.fsType);
     if (ext && !hasExtSuperblock(info.device)) {
-      throw bad(`fstype is ${info.fsType} but ${info.device} has no ext2/3/4 superblock`, 'correct "fstype" with katavol direct-volume add, or create the filesystem (mkfs.ext4)');
+      throw bad(`fstype is ${info.fsType} but ${info.device} has no ext2/3/4 superblock`, `correct "fstype" with katavol direct-volume add (blkid -p ${info.device} shows what it holds)`);
     }
     const loops = loopDevicesOf(volumePath, info.device);
     const mounts = findHostMounts(loops);
 
-    // Offline: check the filesystem before changing anything, as resize2fs requires.
+    // Every precondition is checked before the image changes: a refusal leaves everything as it was.
+    const online = ext && mounts.length ? onlinePlan(volumePath, bad, mounts) : undefined;
+    checkHostSpace(info.device, oldSize, newSize, bad);
+    // Offline: check the filesystem before changing anything, as resize2fs requires. Never when the
+    // filesystem is mounted anywhere (findHostMounts looks in every mount namespace).
     const offlineTarget = loops[0] ?? info.device;
     if (ext && !mounts.length) {
       const fsck = runTool(volumePath, 'e2fsck', ['-f', '-p', offlineTarget], 'e2fsprogs');
@@ -96,8 +100,8 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
       return { ...result, filesystem: 'not-ext', summary: `resized direct volume ${volumePath}: ${grown}; ${fsNote}` };
     }
 
-    if (mounts.length) {
-      const m = mounts[0];
+    if (online) {
+      const m = online;
       growOnline(volumePath, dir, m, grown);
       return { ...result, filesystem: 'grown-online', summary: `resized direct volume ${volumePath}: ${grown}; ${info.fsType} grown online through ${m.device} (mounted at ${m.mountPoint}${m.ownNamespace ? '' : ` in the mount namespace of pid ${m.pid}`})` };
     }
@@ -107,34 +111,80 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
   });
 }
 
+type Bad = (problem: string, fix: string) => VolumeError;
+
+const where = (m: HostMount): string => `${m.device} at ${m.mountPoint}${m.ownNamespace ? '' : ` in the mount namespace of pid ${m.pid}`}`;
+
 /**
- * resize2fs finds the mount point through its own mount table. A container's mount lives in another
- * namespace, so bind it into ours for the duration (a private temp mount of the same superblock).
+ * Preconditions of growing a mounted ext2/3/4: the kernel grows it (EXT4_IOC_RESIZE_FS, issued by
+ * resize2fs on a mounted filesystem) only for a caller with CAP_SYS_RESOURCE, on a read-write mount,
+ * and resize2fs must find the mount in its own mount table. Returns the mount to grow through.
+ */
+function onlinePlan(volumePath: string, bad: Bad, mounts: HostMount[]): HostMount {
+  const unchanged = 'nothing was changed';
+  const m = mounts.find((x) => !x.readOnly);
+  if (!m) {
+    throw bad(`is mounted read-only (${mounts.map(where).join(', ')}); a read-only filesystem cannot be grown online`, `${unchanged}; stop the containers using it and resize it offline`);
+  }
+  if (!hasEffectiveCapability(CAP_SYS_RESOURCE)) {
+    throw bad(`is mounted (${where(m)}) and growing a mounted ext4 needs CAP_SYS_RESOURCE, which this process does not have (CapEff in /proc/self/status)`,
+      `${unchanged}; run the resize as root where CAP_SYS_RESOURCE is not dropped (on the host, not inside a restricted container), or stop the container using the volume and resize it offline`);
+  }
+  for (const tool of ['resize2fs', 'unshare', 'mount']) {
+    if (!findTool(tool)) throw bad(`is mounted and growing it online needs ${tool}, which is not installed`, `${unchanged}; install ${tool === 'resize2fs' ? 'e2fsprogs' : 'util-linux'}`);
+  }
+  // The host's view of the mounted filesystem: /proc/<pid>/root/<mount point> must be that device.
+  const hostPath = path.join(`/proc/${m.pid}/root`, m.mountPoint);
+  let reached = '';
+  try {
+    reached = devNumberOf(fs.statSync(hostPath, { bigint: true }).dev);
+  } catch (e) {
+    throw bad(`is mounted (${where(m)}) but its filesystem cannot be reached from the host through ${hostPath}: ${(e as Error).message}`, `${unchanged}; check that pid ${m.pid} still runs, or stop the container and resize offline`);
+  }
+  if (reached !== devNumber(m.device)) {
+    throw bad(`is mounted (${where(m)}) but ${hostPath} is on device ${reached}, not ${m.device}`, `${unchanged}; something is mounted over the volume's mount point; resize it offline`);
+  }
+  // resize2fs needs the mount in its own mount table: a second mount of the same superblock in a
+  // private namespace of our own. Try it before changing anything.
+  const probe = mountAndRun(volumePath, m, []);
+  if (probe.status !== 0) {
+    throw bad(`is mounted (${where(m)}) but mounting ${m.device} again to reach it failed: ${probe.stderr}`, `${unchanged}; stop the container using the volume and resize it offline`);
+  }
+  return m;
+}
+
+/** The image file grows by newSize - oldSize: its file system must have that room (no sparse overcommit). */
+function checkHostSpace(image: string, oldSize: number, newSize: number, bad: Bad): void {
+  const need = newSize - oldSize;
+  if (need <= 0) return;
+  const s = fs.statfsSync(path.dirname(image));
+  const free = s.bavail * s.bsize;
+  if (free < need) {
+    throw bad(`growing ${image} by ${formatSize(need)} needs that much free space on its file system, which has ${formatSize(free)} available`,
+      'nothing was changed; free space there (df ' + path.dirname(image) + ') or choose a smaller size');
+  }
+}
+
+/** Mounts m's device at a fresh directory in a private mount namespace and runs cmd there (the mount dies with it). */
+export function mountAndRun(volumePath: string, m: HostMount, cmd: string[]): ToolResult {
+  const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-resize-'));
+  try {
+    const script = `mount -t "$0" "$1" "$2" || exit 1; ${cmd.length ? 'shift 2; exec "$@"' : 'exit 0'}`;
+    return runTool(volumePath, 'unshare', ['-m', '--propagation', 'private', 'sh', '-c', script, m.fstype, m.device, tmp, ...cmd], 'util-linux');
+  } finally {
+    fs.rmdirSync(tmp);
+  }
+}
+
+/**
+ * resize2fs grows a filesystem online only when it finds it in its own mount table. A container's
+ * mount lives in another namespace (and cannot be bind-mounted from there), so resize2fs runs in a
+ * private namespace where the same device is mounted once more: the same superblock, gone with it.
  */
 function growOnline(volumePath: string, dir: string, m: HostMount, grown: string): void {
-  const fail = (what: string, fix: string): VolumeError => new VolumeError(volumePath, `grew ${grown}, but ${what}`, fix, dir);
-  let tmp: string | undefined;
-  try {
-    if (!m.ownNamespace) {
-      tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-resize-'));
-      const b = runTool(volumePath, 'mount', ['--bind', path.join(`/proc/${m.pid}/root`, m.mountPoint), tmp], 'mount');
-      if (b.status !== 0) {
-        fs.rmdirSync(tmp);
-        tmp = undefined;
-        throw fail(`${b.command} failed: ${b.stderr}`, `grow it from the host with nsenter -t ${m.pid} -m resize2fs ${m.device}`);
-      }
-      runTool(volumePath, 'mount', ['--make-private', tmp], 'mount');
-    }
-    const r = runTool(volumePath, 'resize2fs', [m.device], 'e2fsprogs');
-    if (r.status !== 0) {
-      const cap = /Permission denied/i.test(r.stderr) ? ' (online resize needs CAP_SYS_RESOURCE)' : '';
-      throw fail(`${r.command} failed: ${r.stderr.split('\n').pop()}${cap}`, `the filesystem keeps its old size; run resize2fs ${m.device} as root with CAP_SYS_RESOURCE while it is mounted`);
-    }
-  } finally {
-    if (tmp) {
-      const u = runTool(volumePath, 'umount', [tmp], 'mount');
-      // Only an unmounted directory is removed; a failed umount is left visible rather than hidden.
-      if (u.status === 0) fs.rmdirSync(tmp);
-    }
+  const r = mountAndRun(volumePath, m, ['resize2fs', m.device]);
+  if (r.status !== 0) {
+    throw new VolumeError(volumePath, `grew ${grown}, but growing the mounted filesystem failed: ${r.stderr.split('\n').pop()}`,
+      `the filesystem keeps its old size; resize again once that is fixed (the image and loop device already have the new size)`, dir);
   }
 }

@@ -5,6 +5,7 @@ import type { ResolvedVolume, OciSpec } from '../backends/backend';
 import type { OciMount } from './types';
 import { VolumeError } from './types';
 import type { Registry } from './registry';
+import { superblockMismatch } from './fstype';
 
 export const DIRECT_MOUNT_TYPES = new Set(['directvol', 'vfiovol', 'spdkvol', 'spoolvol']);
 
@@ -26,14 +27,37 @@ function isBind(m: OciMount): boolean {
   return (!m.type || m.type === 'none') && optionsOf(m).some((o) => o === 'bind' || o === 'rbind');
 }
 
-/** Returns the resolved volumes (empty when the spec has none); throws MountVolumeError. */
-export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry): ResolvedVolume[] {
+/** Mount types that are near misses of ours (runc would fail on them with "no such device"). */
+function nearMissType(type: string): string | undefined {
+  if (DIRECT_MOUNT_TYPES.has(type) || ['bind', 'none', ''].includes(type)) return undefined;
+  const squashed = type.toLowerCase().replace(/[-_\s]/g, '');
+  const meant = ['directvol', 'vfiovol', 'spdkvol'].find((t) => squashed === t || squashed === `${t.slice(0, -3)}volume` || squashed === t.slice(0, -3));
+  return meant && meant !== type ? meant : undefined;
+}
+
+/** A registered path that differs from `source` only by trailing slashes. */
+function slashTwin(registry: Registry, source: string): string | undefined {
+  const bare = source.replace(/\/+$/, '');
+  for (const twin of [bare, `${bare}/`]) if (twin && twin !== source && safeIsRegistered(registry, twin)) return twin;
+  return undefined;
+}
+
+/**
+ * Returns the resolved volumes (empty when the spec has none); throws MountVolumeError.
+ * `rootOrigin` says where the registry root came from ($KATAVOL_VOLUME_ROOT, the config, Kata's default).
+ */
+export function resolveVolumes(containerId: string, spec: OciSpec, registry: Registry, rootOrigin?: string): ResolvedVolume[] {
   const out: ResolvedVolume[] = [];
   const mounts: unknown[] = Array.isArray(spec.mounts) ? spec.mounts : [];
   mounts.forEach((m, index) => {
     if (!m || typeof m !== 'object') return; // not a mount katavol could act on; runc will judge it
     const mount = m as OciMount;
     const source = typeof mount.source === 'string' ? mount.source : '';
+    const meant = nearMissType(typeof mount.type === 'string' ? mount.type : '');
+    if (meant) {
+      throw new MountVolumeError(containerId, mount, new VolumeError(source, `mount type "${mount.type}" is not a direct-volume type (runc would fail with "no such device")`,
+        `did you mean type=${meant}? e.g. --mount type=${meant},src=${source || '/kubelet/vol1'},dst=${mount.destination}`));
+    }
     const direct = DIRECT_MOUNT_TYPES.has(typeof mount.type === 'string' ? mount.type : '');
     if (!direct && !(isBind(mount) && source && safeIsRegistered(registry, source))) return;
     try {
@@ -41,9 +65,19 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
         throw new VolumeError(source, `a ${mount.type} mount needs a source`, 'pass the volume path as src=, e.g. --mount type=directvol,src=/kubelet/vol1,dst=/disk');
       }
       if (!registry.isRegistered(source)) {
-        throw new VolumeError(source, 'is not registered', `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
+        const twin = slashTwin(registry, source);
+        if (twin) {
+          throw new VolumeError(source, `is not registered, but ${twin} is (volume paths are matched byte for byte)`, `did you mean src=${twin}?`, registry.entryDir(source));
+        }
+        const where = `in the registry root ${registry.root}${rootOrigin ? ` (from ${rootOrigin})` : ''}`;
+        throw new VolumeError(source, `is not registered ${where}`, `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
       }
       const { info, file, dir } = registry.read(source);
+      if (info.volumeType === 'directvol') {
+        // Both backends: runc would fail with "no such device", a guest with a mount error naming neither.
+        const mismatch = superblockMismatch(info.device, info.fsType);
+        if (mismatch) throw new VolumeError(source, mismatch.problem, mismatch.fix, file);
+      }
       const readOnly = optionsOf(mount).includes('ro') || info.options.includes('ro');
       out.push({ index, mount, volumePath: source, entryDir: dir, file, info, readOnly });
     } catch (e) {

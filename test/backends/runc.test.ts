@@ -1,5 +1,5 @@
-// The runc host backend's sharing rules for block devices, judged from the sandbox records (image
-// files are judged from their loop devices and covered by the shim e2e test).
+// The runc host backend's sharing rules: block devices are judged from the sandbox records, image files
+// from their loop devices (one per pod, shared by the pod's containers), on real loop devices.
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -97,6 +97,150 @@ describe('runc backend: block device sharing (runc.ts)', () => {
   });
 });
 
+describe('runc backend: an image file belongs to one pod (one loop device per volume and sandbox)', () => {
+  const IMG_VOL = '/kubelet/pod-vol';
+  let scratch: string;
+  let reg: Registry;
+  let img: string;
+
+  beforeEach(() => {
+    scratch = scratchDir('runc-pod');
+    reg = new Registry(path.join(scratch, 'root'));
+    img = path.join(scratch, 'disk.img');
+    fs.writeFileSync(img, Buffer.alloc(1 << 20));
+    reg.add(IMG_VOL, JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+  });
+  afterEach(async () => {
+    // Release every bundle this test made, as containerd's `delete` would, then check nothing is attached.
+    for (const b of fs.readdirSync(path.join(scratch, 'bundles'), { withFileTypes: true })) {
+      await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', b.name), quiet);
+    }
+    const left = loops();
+    fs.rmSync(scratch, { recursive: true, force: true });
+    assert.deepStrictEqual(left, [], 'no loop device left on the image');
+  });
+
+  const loops = (): string[] => execFileSync('losetup', ['-j', img, '--noheadings', '-O', 'NAME,RO'], { encoding: 'utf8' })
+    .split('\n').map((l) => l.trim().replace(/\s+/g, ' ')).filter(Boolean);
+  const ctx = (containerId: string, sandboxId: string): PrepareContext => {
+    const bundle = path.join(scratch, 'bundles', containerId);
+    fs.mkdirSync(bundle, { recursive: true });
+    return { containerId, sandboxId, bundle, log: quiet };
+  };
+  const prepare = async (c: PrepareContext, ...modes: Array<'ro' | 'rw'>): Promise<string[]> => {
+    const mounts = modes.map((m, i) => ({ destination: `/data${i}`, type: 'bind', source: IMG_VOL, options: ['rbind', m] }));
+    const volumes = mounts.map((mount, index) => ({
+      index, mount, volumePath: IMG_VOL, entryDir: reg.entryDir(IMG_VOL), file: reg.mountInfoFile(IMG_VOL), info: reg.read(IMG_VOL).info, readOnly: modes[index] === 'ro',
+    }));
+    const out = await new RuncBackend(reg).prepare(c, { mounts }, volumes);
+    return out.spec.mounts!.map((m) => `${m.source} ${m.options!.join(',')}`);
+  };
+  const release = (c: PrepareContext) => new RuncBackend(reg).release(c);
+  const ids = () => reg.sandboxesOf(IMG_VOL).map((u) => `${u.id} ${u.readOnly ? 'ro' : 'rw'}`);
+
+  it('lets every container of the pod mount it read-write through one loop device, detached after the last one', async () => {
+    const [app] = await prepare(ctx('app', 'pod-a'), 'rw');
+    const [sidecar] = await prepare(ctx('sidecar', 'pod-a'), 'rw');
+    assert.match(app, /^\/dev\/loop\d+ rw$/);
+    assert.strictEqual(sidecar, app, 'the sidecar mounts the pod\'s loop device');
+    assert.deepStrictEqual(loops(), [`${app.split(' ')[0]} 0`]);
+    assert.deepStrictEqual(ids(), ['pod-a rw']);
+    // Either may stop first: the device and the pod's record stay until the last one goes.
+    await release(ctx('app', 'pod-a'));
+    assert.deepStrictEqual(loops(), [`${app.split(' ')[0]} 0`]);
+    assert.deepStrictEqual(ids(), ['pod-a rw']);
+    await release(ctx('sidecar', 'pod-a'));
+    assert.deepStrictEqual(loops(), []);
+    assert.deepStrictEqual(ids(), []);
+  });
+
+  it('refuses another pod, read-write or read-only, naming the volume, the pod holding it and the fix; nothing is attached for it', async () => {
+    const [dev] = (await prepare(ctx('app', 'pod-a'), 'rw'))[0].split(' ');
+    for (const mode of ['rw', 'ro'] as const) {
+      await assert.rejects(prepare(ctx(`other-${mode}`, 'pod-b'), mode), (e: Error) => {
+        assert.ok(e instanceof VolumeError);
+        assert.strictEqual(e.volumePath, IMG_VOL);
+        assert.strictEqual(e.file, reg.mountInfoFile(IMG_VOL));
+        assert.match(e.problem, mode === 'rw'
+          ? new RegExp(`^image "${img}" is already in use by pod pod-a \\(read-write, ${dev}\\); a read-write volume belongs to one pod at a time$`)
+          : new RegExp(`^image "${img}" is already used read-write by pod pod-a \\(read-write, ${dev}\\); a read-only mount would see it change underneath$`));
+        assert.match(e.fix, new RegExp(`^stop that pod first, or mount the volume read-only in every pod \\(options=rbind:ro\\); if that pod no longer exists, detach its loop device \\(losetup -d ${dev}\\) and remove its stale record: rm ${path.join(reg.entryDir(IMG_VOL), 'pod-a')}$`));
+        return true;
+      });
+    }
+    assert.deepStrictEqual(loops(), [`${dev} 0`]);
+    assert.deepStrictEqual(ids(), ['pod-a rw']);
+  });
+
+  it('shares read-only across pods, one read-only loop device per pod; a writer pod is refused', async () => {
+    const [a1] = await prepare(ctx('a1', 'pod-a'), 'ro');
+    const [a2] = await prepare(ctx('a2', 'pod-a'), 'ro');
+    const [b1] = await prepare(ctx('b1', 'pod-b'), 'ro');
+    assert.strictEqual(a2, a1);
+    assert.notStrictEqual(b1, a1);
+    assert.deepStrictEqual(loops().sort(), [`${a1.split(' ')[0]} 1`, `${b1.split(' ')[0]} 1`].sort());
+    assert.deepStrictEqual(ids(), ['pod-a ro', 'pod-b ro']);
+    await assert.rejects(prepare(ctx('c1', 'pod-c'), 'rw'), /is already in use by pod pod-a \(read-only, \/dev\/loop\d+\), pod-b \(read-only, \/dev\/loop\d+\); a read-write volume belongs/);
+  });
+
+  it('a read-only container joins the pod\'s read-write device; a read-write one cannot join a read-only device', async () => {
+    const [w] = await prepare(ctx('writer', 'pod-a'), 'rw');
+    const [r] = await prepare(ctx('reader', 'pod-a'), 'ro');
+    assert.strictEqual(r, `${w.split(' ')[0]} ro`, 'same device, mounted read-only');
+    assert.deepStrictEqual(ids(), ['pod-a rw'], 'the pod still writes it');
+
+    const [ro] = (await prepare(ctx('r1', 'pod-b'), 'ro').catch(() => ['refused']));
+    assert.strictEqual(ro, 'refused', 'pod-b cannot read what pod-a writes');
+    await release(ctx('writer', 'pod-a'));
+    await release(ctx('reader', 'pod-a'));
+    await prepare(ctx('r1', 'pod-b'), 'ro');
+    await assert.rejects(prepare(ctx('w1', 'pod-b'), 'rw'), (e: Error) => {
+      assert.match(e.message, /pod pod-b already mounts image ".*" read-only \(\/dev\/loop\d+\); its containers share that loop device, so a read-write mount cannot join them/);
+      assert.match(e.message, /start the pod's writing container before its read-only ones, or mount the volume read-write in all of them/);
+      return true;
+    });
+  });
+
+  it('one container mounting the volume twice, ro and rw, gets one read-write device', async () => {
+    const out = await prepare(ctx('c1', 'pod-a'), 'ro', 'rw');
+    const dev = out[0].split(' ')[0];
+    assert.deepStrictEqual(out, [`${dev} ro`, `${dev} rw`]);
+    assert.deepStrictEqual(loops(), [`${dev} 0`]);
+  });
+
+  it('after a crash, `delete` of each bundle in any order detaches the device with the last one', async () => {
+    const [dev] = (await prepare(ctx('app', 'pod-a'), 'rw'))[0].split(' ');
+    await prepare(ctx('sidecar', 'pod-a'), 'rw');
+    await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'sidecar'), quiet);
+    assert.deepStrictEqual(loops(), [`${dev} 0`]);
+    await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'app'), quiet);
+    assert.deepStrictEqual(loops(), []);
+    assert.deepStrictEqual(ids(), []);
+  });
+
+  it('containers of the pod released at the same moment in separate processes leave nothing', async () => {
+    const { spawn } = await import('child_process');
+    for (let i = 0; i < 3; i++) await prepare(ctx(`c${i}`, 'pod-a'), 'rw');
+    const dist = path.resolve(__dirname, '..', '..', 'src');
+    const worker = `
+      const { RuncBackend } = require(${JSON.stringify(path.join(dist, 'backends', 'runc.js'))});
+      const { Registry } = require(${JSON.stringify(path.join(dist, 'volumes', 'registry.js'))});
+      const log = { debug() {}, info() {}, warn() {}, error() {} };
+      setTimeout(() => new RuncBackend(new Registry(${JSON.stringify(reg.root)})).releaseBundle(process.argv[1], log)
+        .then(() => process.stdout.write('OK'), (e) => process.stdout.write(String(e))), Number(process.argv[2]) - Date.now());`;
+    const startAt = String(Date.now() + 1500);
+    const runs = await Promise.all([0, 1, 2].map((i) => new Promise<string>((resolve) => {
+      const p = spawn(process.execPath, ['-e', worker, path.join(scratch, 'bundles', `c${i}`), startAt]);
+      let out = '';
+      p.stdout.on('data', (d) => (out += d));
+      p.on('close', () => resolve(out));
+    })));
+    assert.deepStrictEqual(runs, ['OK', 'OK', 'OK']);
+    assert.deepStrictEqual(loops(), []);
+    assert.deepStrictEqual(ids(), []);
+  });
+});
+
 for (const kind of ['image file', 'block device'] as const) describe(`runc backend: racing Creates for one read-write ${kind}`, () => {
   it('lets exactly one of several concurrent processes take it', async () => {
     const { spawn } = await import('child_process');
@@ -130,7 +274,7 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
     })));
     try {
       assert.strictEqual(runs.filter((r) => r === 'OK').length, 1, runs.join('\n'));
-      const refusal = kind === 'image file' ? /already in use .* read-write volume can be held by one container at a time/ : /already used by sandbox c\d \(read-write\); a read-write volume can be held by one sandbox at a time/;
+      const refusal = kind === 'image file' ? /image ".*" is already in use by pod c\d \(read-write, \/dev\/loop\d+\); a read-write volume belongs to one pod at a time/ : /already used by sandbox c\d \(read-write\); a read-write volume can be held by one sandbox at a time/;
       for (const r of runs.filter((x) => x !== 'OK')) assert.match(r, refusal);
     } finally {
       const reg = new Registry(root);

@@ -97,16 +97,26 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     katavol('direct-volume', 'add', '/v', mi(img));
     katavol('direct-volume', 'add', '--', '-odd', mi(img));
     fs.writeFileSync(path.join(root, encodeVolumePath('/v'), 'pod-a'), 'runtime-rs ro');
-    const r = katavol('direct-volume', 'remove', '/v');
+    const refused = katavol('direct-volume', 'remove', '/v');
+    assert.deepStrictEqual([refused.code, refused.out], [1, '']);
+    assert.match(refused.err, /volume "\/v": is recorded as used by sandbox pod-a \(runtime-rs, read-only\); katavol does not remove it under a running sandbox .*pass --force/);
+    const again = katavol('direct-volume', 'add', '/v', `{"volume-type":"directvol","device":"${img}","fstype":"ext4","options":["ro"]}`);
+    assert.strictEqual(again.code, 1, 're-add that changes the entry is refused too');
+    assert.match(again.err, /recorded as used by sandbox pod-a .*katavol does not change it/);
+    assert.strictEqual(katavol('direct-volume', 'add', '/v', mi(img)).code, 0, 'an identical re-add is fine');
+    const r = katavol('direct-volume', 'remove', '--force', '/v');
     assert.deepStrictEqual([r.code, r.out], [0, `removed direct volume /v (${path.join(root, encodeVolumePath('/v'))})\n`]);
-    assert.strictEqual(r.err, 'katavol: note: it was recorded as used by sandbox pod-a(ro)\n');
+    assert.strictEqual(r.err, 'katavol: note: --force: removed it although it was recorded as used by sandbox pod-a(ro)\n');
     assert.strictEqual(katavol('direct-volume', 'remove', '--volume-path=-odd').code, 0);
     assert.deepStrictEqual(fs.readdirSync(root).filter((n) => !n.startsWith('.')), []);
   });
 
-  it('list: a table for people, --json for machines, broken entries flagged', () => {
+  it('list: a table for people (options, MISSING devices, reasons below the table), --json for machines, broken entries flagged', () => {
     assert.strictEqual(katavol('direct-volume', 'list').out, `no direct volumes registered in ${root}\n`);
     katavol('direct-volume', 'add', '/b', mi(img));
+    const gone = mkExt4(scratch, 'gone.img', 16 << 20);
+    katavol('direct-volume', 'add', '/d', `{"volume-type":"directvol","device":"${gone}","fstype":"ext4","options":["noatime","discard"]}`);
+    fs.rmSync(gone);
     katavol('direct-volume', 'add', '/a', '{"volume-type":"vfiovol","device":"0000:3b:00.1","fstype":"xfs","options":["ro"]}');
     fs.mkdirSync(path.join(root, encodeVolumePath('/c')));
     // Sandbox records of /b: read-only, read-write, and an empty one as Kata's Go runtime writes.
@@ -116,15 +126,24 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     const t = katavol('direct-volume', 'list');
     assert.strictEqual(t.code, 0);
     const lines = t.out.trimEnd().split('\n');
-    assert.match(lines[0], /^VOLUME PATH\s+TYPE\s+DEVICE\s+FSTYPE\s+SANDBOXES$/);
-    assert.match(lines[1], /^\/a\s+vfiovol\s+0000:3b:00\.1\s+xfs\s+-$/);
-    assert.match(lines[2], new RegExp(`^/b\\s+directvol\\s+${img}\\s+ext4\\s+pod-a\\(ro\\),pod-b,pod-c$`));
-    assert.match(lines[3], /^\/c\s+BROKEN\s+.*has no mountInfo\.json/);
+    assert.match(lines[0], /^VOLUME PATH\s+TYPE\s+DEVICE\s+FSTYPE\s+OPTIONS\s+STATE\s+SANDBOXES$/);
+    assert.match(lines[1], /^\/a\s+vfiovol\s+0000:3b:00\.1\s+xfs\s+ro\s+(MISSING|ok)\s+-$/);
+    assert.match(lines[2], new RegExp(`^/b\\s+directvol\\s+${img}\\s+ext4\\s+-\\s+ok\\s+pod-a\\(ro\\),pod-b,pod-c$`));
+    assert.match(lines[3], /^\/c\s+-\s+-\s+-\s+-\s+BROKEN\s+-$/);
+    assert.match(lines[4], new RegExp(`^/d\\s+directvol\\s+${gone}\\s+ext4\\s+noatime,discard\\s+MISSING\\s+-$`));
+    // Columns line up: every row's STATE starts where the header's does.
+    const col = lines[0].indexOf('STATE');
+    for (const l of lines.slice(1, 5)) assert.match(l.slice(col), /^(ok|MISSING|BROKEN)\b/, l);
+    assert.strictEqual(lines[5], '');
+    assert.ok(lines.slice(6).some((l) => /^\/c: BROKEN: .*has no mountInfo\.json/.test(l)));
+    assert.ok(lines.slice(6).some((l) => new RegExp(`^/d: MISSING: device ${gone} is not on this host`).test(l)));
     const j = JSON.parse(katavol('direct-volume', 'list', '--json').out) as Array<Record<string, unknown>>;
     assert.deepStrictEqual(j[0], {
       volumePath: '/a', directory: path.join(root, encodeVolumePath('/a')),
-      mountInfo: { 'volume-type': 'vfiovol', device: '0000:3b:00.1', fstype: 'xfs', options: ['ro'] }, sandboxes: [],
+      mountInfo: { 'volume-type': 'vfiovol', device: '0000:3b:00.1', fstype: 'xfs', options: ['ro'] }, state: j[0].state, sandboxes: [],
     });
+    assert.ok(['ok', 'MISSING'].includes(String(j[0].state)));
+    assert.strictEqual(j[3].state, 'MISSING');
     assert.deepStrictEqual(j[1].sandboxes, [
       { id: 'pod-a', backend: 'runtime-rs', readOnly: true }, { id: 'pod-b', backend: 'runc', readOnly: false }, { id: 'pod-c', backend: '', readOnly: false },
     ]);
@@ -196,9 +215,89 @@ describe('katavol CLI volume root', () => {
     r = spawnSync(process.execPath, [BIN, 'direct-volume', 'add', '/kubelet/env', mi], { encoding: 'utf8', env: { ...env, KATAVOL_VOLUME_ROOT: fromEnv } });
     assert.strictEqual(r.status, 0, r.stderr);
     assert.ok(fs.existsSync(path.join(fromEnv, encodeVolumePath('/kubelet/env'), 'mountInfo.json')));
+    // The help says which root is in effect and where it came from.
+    r = spawnSync(process.execPath, [BIN, 'direct-volume', 'list', '--help'], { encoding: 'utf8', env });
+    assert.match(r.stdout, new RegExp(`Registry root in effect: ${fromConfig} \\(from "volumeRoot" in ${cfg};`));
+    r = spawnSync(process.execPath, [BIN, 'direct-volume', '--help'], { encoding: 'utf8', env: { ...env, KATAVOL_VOLUME_ROOT: fromEnv } });
+    assert.match(r.stdout, new RegExp(`Registry root in effect: ${fromEnv} \\(from \\$KATAVOL_VOLUME_ROOT;`));
     fs.writeFileSync(cfg, '{broken');
     r = spawnSync(process.execPath, [BIN, 'direct-volume', 'list'], { encoding: 'utf8', env: { ...env, KATAVOL_VOLUME_ROOT: fromEnv } });
     assert.strictEqual(r.status, 0, r.stderr);
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+});
+
+describe('katavol CLI: help, version, mistakes', () => {
+  const run = (args: string[], env: NodeJS.ProcessEnv = process.env) => {
+    const r = spawnSync(process.execPath, [BIN, ...args], { encoding: 'utf8', env });
+    return { code: r.status ?? -1, out: r.stdout, err: r.stderr };
+  };
+
+  it('--version prints the package version', () => {
+    const pkg = JSON.parse(fs.readFileSync(path.join(REPO, 'package.json'), 'utf8')) as { version: string };
+    for (const flag of ['--version', '-v']) assert.deepStrictEqual(run([flag]), { code: 0, out: `katavol ${pkg.version}\n`, err: '' });
+  });
+
+  it('per-subcommand --help: arguments, and for add the mountInfo field reference with examples', () => {
+    const add = run(['direct-volume', 'add', '--help']);
+    assert.strictEqual(add.code, 0);
+    for (const re of [/^usage: katavol direct-volume add \[--force\] <volume-path> '<mount-info-json>'/, /"volume-type"\s+required\s+directvol/, /"device"\s+required/,
+      /"fstype"\s+required/, /"metadata"\s+optional\s+object of string values/, /"options"\s+optional\s+list of mount options/, /legacy keys volume_type and fs_type/,
+      /katavol direct-volume add \/kubelet\/spdk1 '\{"volume-type":"spdkvol"/, /Registry root in effect: /]) assert.match(add.out, re);
+    assert.match(run(['direct-volume', 'remove', '-h']).out, /^usage: katavol direct-volume remove \[--force\][\s\S]*--force removes it anyway/);
+    assert.match(run(['direct-volume', 'resize', '--help']).out, /CAP_SYS_RESOURCE/);
+    assert.match(run(['direct-volume', 'list', '--help']).out, /MISSING/);
+    for (const sub of ['stats', 'inspect']) assert.match(run(['direct-volume', sub, '--help']).out, new RegExp(`^usage: katavol direct-volume ${sub} <volume-path>`));
+  });
+
+  it('"did you mean" for mistyped commands, and kata-ctl habits (katavol add ...)', () => {
+    let r = run(['direct-volume', 'lsit']);
+    assert.strictEqual(r.code, 2);
+    assert.match(r.err, /unknown direct-volume command "lsit"; did you mean "list"\?/);
+    r = run(['direct-volum', 'list']);
+    assert.match(r.err, /unknown command "direct-volum"; did you mean "katavol direct-volume"\?/);
+    r = run(['add', '/x', '{}']);
+    assert.match(r.err, /unknown command "add"; did you mean "katavol direct-volume add"\?/);
+    assert.doesNotMatch(run(['frobnicate']).err, /did you mean/);
+  });
+
+  it('swapped add arguments (JSON first) are named as such, exit 2, nothing written', () => {
+    const scratch = scratchDir('cli-swap');
+    const r = run(['direct-volume', 'add', '{"volume-type":"directvol","device":"/x.img","fstype":"ext4"}', '/kubelet/v'], { ...process.env, KATAVOL_VOLUME_ROOT: path.join(scratch, 'root') });
+    assert.strictEqual(r.code, 2);
+    assert.match(r.err, /the arguments look swapped: .* is JSON and "\/kubelet\/v" is not; the volume path comes first/);
+    assert.ok(!fs.existsSync(path.join(scratch, 'root')));
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('config check [FILE] runs the shim\'s config code: ok with a summary, or exit 1 naming the file and key', () => {
+    const scratch = scratchDir('cli-config');
+    const file = path.join(scratch, 'c.json');
+    const check = (cfg: unknown, env: NodeJS.ProcessEnv = process.env, args = [file]) => {
+      fs.writeFileSync(file, typeof cfg === 'string' ? cfg : JSON.stringify(cfg));
+      return run(['config', 'check', ...args], env);
+    };
+    const envNoRoot = { ...process.env };
+    delete envNoRoot.KATAVOL_VOLUME_ROOT;
+    let r = check({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: '/tmp/kv', volumeRoot: '/srv/volumes', logFormat: 'json' }, envNoRoot);
+    assert.strictEqual(r.code, 0, r.err);
+    assert.strictEqual(r.out, `config ${file}: ok (backend runc, downstream /usr/bin/containerd-shim-runc-v2, socketDir /tmp/kv, volume root /srv/volumes from "volumeRoot" in ${file}, log info json)\n`);
+    r = check({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2' }, { ...envNoRoot, KATAVOL_CONFIG: file }, []);
+    assert.strictEqual(r.code, 0, 'FILE defaults to $KATAVOL_CONFIG');
+    for (const [cfg, re] of [
+      [{ backnd: 'runc' }, /katavol config .*c\.json: key "backnd": unknown key/],
+      ['{"backend": "runc",}', /not valid JSON/],
+      [{ backend: 'runc', downstream: '/nonexistent/shim' }, /key "downstream": downstream shim "\/nonexistent\/shim" is not an executable file/],
+      [{ backend: 'runc', downstream: path.join(REPO, 'bin', 'containerd-shim-katavol-v2') }, /resolves to katavol itself/],
+      [{ backend: 'runtime-rs', downstream: '/usr/bin/containerd-shim-runc-v2', runtimeRs: { blockDeviceDriver: 'virtio-scsi' } }, /key "runtimeRs\.blockDeviceDriver"/],
+    ] as Array<[unknown, RegExp]>) {
+      r = check(cfg);
+      assert.strictEqual(r.code, 1, JSON.stringify(cfg));
+      assert.match(r.err, re);
+      assert.doesNotMatch(r.err, /^katavol: katavol/);
+    }
+    assert.strictEqual(run(['config', 'check', path.join(scratch, 'missing.json')]).code, 1);
+    assert.match(run(['config', 'chek']).err, /did you mean "check"/);
     fs.rmSync(scratch, { recursive: true, force: true });
   });
 });

@@ -5,7 +5,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { parseArgs, UsageError } from '../../src/shim/args';
 import { checkDownstream, ConfigError, KATA_DOWNSTREAM, loadConfig } from '../../src/shim/config';
-import { parseStartOutput, ourAddress } from '../../src/shim/start';
+import { ourAddress } from '../../src/shim/start';
 import { SHIM, tmpDir } from '../support/containerd';
 
 describe('shim args', () => {
@@ -34,6 +34,34 @@ describe('shim binary flags', () => {
     assert.match(r.stderr, /flag provided but not defined: -nope/);
     assert.match(r.stderr, /Usage of containerd-shim-katavol-v2/);
     assert.equal(r.stdout, '');
+  });
+  it('-h and -help print the usage on stdout and exit 0', () => {
+    for (const flag of ['-h', '-help', '--help']) {
+      const r = spawnSync(SHIM, [flag], { encoding: 'utf8' });
+      assert.equal(r.status, 0, flag);
+      assert.match(r.stdout, /^Usage of containerd-shim-katavol-v2:[\s\S]*-h, -help[\s\S]*actions: start \| delete/, flag);
+    }
+  });
+  it('run by hand with no arguments or an unknown action: usage and exit 2, no daemon started', () => {
+    const dir = tmpDir();
+    for (const args of [[], ['stat'], ['-namespace', 'n', '-id', 'i', 'serve']]) {
+      const r = spawnSync(SHIM, args, { encoding: 'utf8', cwd: dir, timeout: 30000 });
+      assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
+      assert.match(r.stderr, args.length ? /unknown action "(stat|serve)" \(actions: start, delete\)/ : /no arguments/);
+      assert.match(r.stderr, /Usage of containerd-shim-katavol-v2/);
+    }
+    assert.deepEqual(fs.readdirSync(dir), [], 'nothing written in the working directory');
+    fs.rmSync(dir, { recursive: true });
+  });
+  it('-info with a downstream that lacks it (containerd 1.6\'s runc shim) says so instead of printing the downstream\'s usage', () => {
+    const dir = tmpDir();
+    const cfg = path.join(dir, 'c.json');
+    fs.writeFileSync(cfg, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2' }));
+    const r = spawnSync(SHIM, ['-info'], { encoding: 'utf8', env: { ...process.env, KATAVOL_CONFIG: cfg }, input: '' });
+    assert.equal(r.status, 1);
+    assert.match(r.stderr, /^containerd-shim-katavol-v2: -info: the downstream shim \/usr\/bin\/containerd-shim-runc-v2 does not support -info/);
+    assert.doesNotMatch(r.stderr, /Usage of/);
+    fs.rmSync(dir, { recursive: true });
   });
   it('start with a bad config fails with the file and key in the message', () => {
     const dir = tmpDir();
@@ -90,6 +118,7 @@ describe('shim config', () => {
     ['unknown key', { backnd: 'runc' }, /key "backnd": unknown key/],
     ['relative downstream', { downstream: 'shim' }, /key "downstream": must be an absolute path/],
     ['bad log level', { logLevel: 'loud' }, /key "logLevel": "loud" is not a level/],
+    ['bad log format', { logFormat: 'logfmt' }, /key "logFormat": "logfmt" is not a log format; use "text" \(containerd's logrus format\) or "json"/],
     ['non-string', { volumeRoot: 3 }, /key "volumeRoot": must be a non-empty string/],
     ['long socketDir', { socketDir: '/' + 'x'.repeat(60) }, /key "socketDir": .* too long/],
   ] as Array<[string, unknown, RegExp]>) {
@@ -113,10 +142,6 @@ describe('shim config', () => {
 });
 
 describe('shim start helpers', () => {
-  it('reads plain and JSON start outputs', () => {
-    assert.equal(parseStartOutput('unix:///run/containerd/s/abc'), 'unix:///run/containerd/s/abc');
-    assert.equal(parseStartOutput('{"version":3,"address":"unix:///x","protocol":"ttrpc"}\n'), 'unix:///x');
-  });
   it('derives one address per downstream address, short enough for sun_path', () => {
     const a = ourAddress('/run/katavol', 'unix:///run/containerd/s/0123');
     assert.equal(a, ourAddress('/run/katavol', 'unix:///run/containerd/s/0123'));

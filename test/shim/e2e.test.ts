@@ -9,6 +9,7 @@ import { spawnSync } from 'child_process';
 import {
   KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsMatching, sleep, tmpDir,
 } from '../support/containerd';
+import { katavolLogLines } from '../support/logrus';
 
 describe('shim end to end (private containerd, runc backend)', function () {
   let work: string;
@@ -99,13 +100,16 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.match(r.stdout, / \/disk .* - ext4 \/dev\/loop\d+ rw/);
     assert.equal(debugfsCat(img, '/f'), 'hello-from-katavol\n');
     await assertNoLeftovers([id], [img]);
-    // The shim logs structured lines into the bundle's log fifo, which containerd copies into its log.
-    const lines = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l));
-    const created = lines.find((l) => l.message === 'create intercepted' && l.container === id);
+    // The shim logs logrus text lines (as containerd's own) into the bundle's log fifo, which containerd copies into its log.
+    const lines = katavolLogLines(ctd.logFile);
+    const created = lines.find((l) => l.msg === 'create intercepted' && l.container === id);
     assert.ok(created, 'containerd log has the intercepted Create');
     assert.equal(created.level, 'info');
     assert.equal(created.backend, 'runc');
-    assert.deepEqual(created.volumes.map((v: { volumePath: string; destination: string; device: string }) => [v.volumePath, v.destination, v.device]), [['/kubelet/e2e/rw', '/disk', img]]);
+    assert.equal(created.namespace, ctd.namespace);
+    assert.equal(created.runtime, 'io.containerd.katavol.v2');
+    assert.equal(created.id, id);
+    assert.deepEqual(JSON.parse(created.volumes).map((v: { volumePath: string; destination: string; device: string }) => [v.volumePath, v.destination, v.device]), [['/kubelet/e2e/rw', '/disk', img]]);
     // The registry no longer lists the container as a user.
     const dir = fs.readdirSync(path.join(volRoot, Buffer.from('/kubelet/e2e/rw').toString('base64').replace(/\+/g, '-').replace(/\//g, '_')));
     assert.deepEqual(dir.filter((f) => !f.startsWith('.')), ['mountInfo.json']);
@@ -148,9 +152,43 @@ describe('shim end to end (private containerd, runc backend)', function () {
     await assertNoLeftovers([id], [img]);
   });
 
+  it('resizes a volume a running container uses online, or (without CAP_SYS_RESOURCE) refuses and changes nothing', async function () {
+    const img = image(`rs${n}.img`);
+    register('/kubelet/e2e/resize', img);
+    const id = `rs${n}`;
+    const r = runDetached(id, '/kubelet/e2e/resize', 'rw');
+    assert.equal(r.status, 0, r.stderr);
+    const before = fs.statSync(img).size;
+    const df = () => ctd.ctr(['task', 'exec', '--exec-id', `df${n}-${Date.now()}`, id, '/bin/df', '-k', '/disk']).stdout;
+    const dfBefore = df();
+    const resize = katavol('direct-volume', 'resize', '/kubelet/e2e/resize', '32M');
+    const capable = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+    if (capable && (BigInt('0x' + capable[1]) & (1n << 24n)) !== 0n) {
+      // This host's root has CAP_SYS_RESOURCE: the container sees its filesystem grow.
+      assert.equal(resize.status, 0, resize.stderr);
+      assert.match(resize.stdout, /grown online through \/dev\/loop\d+ \(mounted at \/disk in the mount namespace of pid \d+\)/);
+      assert.notEqual(df(), dfBefore);
+    } else {
+      // No CAP_SYS_RESOURCE here: refused before anything changed, saying what to do.
+      assert.equal(resize.status, 1, resize.stdout);
+      assert.match(resize.stderr, /is mounted \(\/dev\/loop\d+ at \/disk in the mount namespace of pid \d+\) and growing a mounted ext4 needs CAP_SYS_RESOURCE.*nothing was changed/);
+      assert.doesNotMatch(resize.stderr, /nsenter|mkfs/);
+      assert.equal(fs.statSync(img).size, before);
+      assert.equal(df(), dfBefore);
+    }
+    await stopAndDelete(id);
+    await assertNoLeftovers([id], [img]);
+  });
+
   it('refuses unregistered volumes, bad mountInfo and missing images with a clear error and no leftovers', async function () {
     const cases: Array<{ vol: string; setup?: () => void; expect: RegExp }> = [
-      { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered .*katavol direct-volume add/ },
+      { vol: '/kubelet/e2e/unregistered', expect: /volume "\/kubelet\/e2e\/unregistered": is not registered in the registry root .*\/volumes \(from \$KATAVOL_VOLUME_ROOT\) .*katavol direct-volume add/ },
+      {
+        // Differs from a registered path only by a trailing slash.
+        vol: '/kubelet/e2e/slash/',
+        setup: () => register('/kubelet/e2e/slash', image('slash.img')),
+        expect: /volume "\/kubelet\/e2e\/slash\/": is not registered, but \/kubelet\/e2e\/slash is .*did you mean src=\/kubelet\/e2e\/slash\?/,
+      },
       {
         vol: '/kubelet/e2e/badjson',
         setup: () => {
@@ -166,6 +204,16 @@ describe('shim end to end (private containerd, runc backend)', function () {
         setup: () => { const f = image('gone.img'); register('/kubelet/e2e/missing', f); fs.rmSync(f); },
         expect: /volume "\/kubelet\/e2e\/missing": device ".*gone\.img" cannot be used \(ENOENT\)/,
       },
+      {
+        // fstype checked against the superblock before anything is attached (add refuses this one, so it is written by hand).
+        vol: '/kubelet/e2e/wrongfs',
+        setup: () => {
+          const dir = path.join(volRoot, Buffer.from('/kubelet/e2e/wrongfs').toString('base64').replace(/\+/g, '-').replace(/\//g, '_'));
+          fs.mkdirSync(dir, { recursive: true });
+          fs.writeFileSync(path.join(dir, 'mountInfo.json'), JSON.stringify({ 'volume-type': 'directvol', device: image('wrongfs.img'), fstype: 'xfs' }));
+        },
+        expect: /volume "\/kubelet\/e2e\/wrongfs": declares fstype "xfs" but device .*wrongfs\.img holds ext4 .*register it with "fstype":"ext4"/,
+      },
     ];
     for (const c of cases) {
       c.setup?.();
@@ -176,8 +224,8 @@ describe('shim end to end (private containerd, runc backend)', function () {
       assert.match(r.stderr, new RegExp(`container "${id}": mount "/disk": `));
       assert.match(r.stderr, c.expect);
       await assertNoLeftovers([id], []);
-      const refusedLine = fs.readFileSync(ctd.logFile, 'utf8').split('\n').find((l) => l.includes('"create refused"') && l.includes(`"container":"${id}"`));
-      assert.ok(refusedLine && JSON.parse(refusedLine).level === 'error', `containerd log has the refusal of ${id}`);
+      const refused = katavolLogLines(ctd.logFile).find((l) => l.msg === 'create refused' && l.container === id);
+      assert.ok(refused && refused.level === 'error', `containerd log has the refusal of ${id} (grep level=error finds it)`);
     }
   });
 
@@ -237,7 +285,7 @@ describe('shim end to end (private containerd, runc backend)', function () {
     await assertNoLeftovers([id], [img]);
   });
 
-  it('lets one container at a time hold a rw volume, and any number share it read-only', async function () {
+  it('lets one sandbox at a time hold a rw volume, and any number share it read-only', async function () {
     const img = image(`sh${n}.img`);
     register('/kubelet/e2e/shared', img);
     const runD = (id: string, opt: string) => runDetached(id, '/kubelet/e2e/shared', opt);
@@ -245,7 +293,8 @@ describe('shim end to end (private containerd, runc backend)', function () {
     assert.equal(runD(a, 'rw').status, 0);
     let r = runD(b, 'rw');
     assert.notEqual(r.status, 0);
-    assert.match(r.stderr, /volume "\/kubelet\/e2e\/shared": image ".*" is already in use \(\/dev\/loop\d+, read-write\); a read-write volume can be held by one container at a time/);
+    // Without a pod annotation each container is its own sandbox.
+    assert.match(r.stderr, new RegExp(`volume "/kubelet/e2e/shared": image ".*" is already in use by pod ${a} \\(read-write, /dev/loop\\d+\\); a read-write volume belongs to one pod at a time`));
     r = runD(c, 'ro');
     assert.notEqual(r.status, 0, 'no read-only user while a writer holds it');
     await stopAndDelete(a);
@@ -356,7 +405,7 @@ describe('shim log level (containerd at debug level passes -debug)', function ()
       try {
         const r = ctd.ctr(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, 'dbg', '/bin/true']);
         assert.equal(r.status, 0, r.stderr);
-        return fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.startsWith('{') && JSON.parse(l).level === 'debug' && JSON.parse(l).component === 'katavol-shim').length;
+        return katavolLogLines(ctd.logFile).filter((l) => l.level === 'debug').length;
       } finally {
         await ctd.stop();
       }

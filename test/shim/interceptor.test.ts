@@ -9,7 +9,7 @@ import { createLogger } from '../../src/shim/logger';
 import { createBackend } from '../../src/backends';
 import { loadConfig } from '../../src/shim/config';
 import { Registry } from '../../src/volumes/registry';
-import { tmpDir } from '../support/containerd';
+import { makeExt4Image, tmpDir } from '../support/containerd';
 
 describe('Create interceptor with broken bundles and registry entries', () => {
   let dir: string;
@@ -65,7 +65,7 @@ describe('Create interceptor with broken bundles and registry entries', () => {
 
   it('a registry entry whose mountInfo.json is garbage, a directory, or huge is refused with its file named', async () => {
     const img = path.join(dir, 'd.img');
-    fs.writeFileSync(img, Buffer.alloc(1 << 16));
+    makeExt4Image(img, 1);
     registry.add('/v/ok', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const file = registry.mountInfoFile('/v/ok');
     for (const bad of ['\u0000\u0001garbage', '{"volume-type":"directvol","device":"x","fstype":"ext4","metadata":{"a":1}}', '[]']) {
@@ -78,5 +78,28 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     fs.mkdirSync(file);
     const b = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type: 'directvol', source: '/v/ok' }] }));
     await assert.rejects(icp.create('c3', b), (e: Error) => e instanceof CreateRefused && e.message.includes('mountInfo.json'));
+  });
+
+  it('near misses of our mount types (directvolume, spdk, vfio) are refused with "did you mean", not passed to runc', async () => {
+    for (const [type, meant] of [['directvolume', 'directvol'], ['spdk', 'spdkvol'], ['vfio', 'vfiovol'], ['direct_vol', 'directvol'], ['SPDKVOL', 'spdkvol']]) {
+      const b = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type, source: '/kubelet/v1', options: ['rbind'] }] }));
+      await assert.rejects(icp.create('c4', b), (e: Error) => e instanceof CreateRefused && e.code === 9
+        && e.message.includes(`container "c4": mount "/d": volume "/kubelet/v1": mount type "${type}" is not a direct-volume type`)
+        && e.message.includes(`did you mean type=${meant}? e.g. --mount type=${meant},src=/kubelet/v1,dst=/d`), type);
+      assert.deepEqual(fs.readdirSync(b), ['config.json']);
+    }
+    // Ordinary mounts are not judged.
+    for (const type of ['proc', 'tmpfs', 'ext4', 'bind', 'overlay']) {
+      assert.equal(await icp.create('c5', bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type, source: '/x' }] }))), undefined, type);
+    }
+  });
+
+  it('"not registered" names the registry root and where it came from', async () => {
+    const origin = '"volumeRoot" in /etc/katavol/test.json';
+    const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+    const withOrigin = new CreateInterceptor({ volumeRoot: registry.root, volumeRootOrigin: origin, log, makeBackend: () => { throw new Error('not reached'); } });
+    const b = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type: 'directvol', source: '/kubelet/none' }] }));
+    await assert.rejects(withOrigin.create('c6', b), (e: Error) => e instanceof CreateRefused
+      && e.message.includes(`volume "/kubelet/none": is not registered in the registry root ${registry.root} (from ${origin})`));
   });
 });

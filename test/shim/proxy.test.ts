@@ -11,7 +11,7 @@ import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
 import type { Backend, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../../src/backends/backend';
 import { Registry } from '../../src/volumes/registry';
-import { tmpDir } from '../support/containerd';
+import { makeExt4Image, tmpDir } from '../support/containerd';
 
 const TASK = 'containerd.task.v2.Task';
 const str = (field: number, s: string) => Buffer.concat([Buffer.from([(field << 3) | 2, Buffer.byteLength(s)]), Buffer.from(s)]);
@@ -41,9 +41,10 @@ describe('shim proxy (fake downstream)', function () {
   let registry: Registry;
   let closed: Array<{ sawShutdown: boolean }>;
   let clients: Client[];
+  let logLines: string[];
 
   async function startProxy(): Promise<void> {
-    const log = createLogger({ level: 'debug', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+    const log = createLogger({ level: 'debug', stream: new Writable({ write: (c, _e, cb) => { logLines.push(String(c)); cb(); } }) });
     const interceptor = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => backend });
     upServer = net.createServer((s) => new ProxyConnection(s, downSock, { interceptor, log, onClosed: (_p, sawShutdown) => closed.push({ sawShutdown }) }));
     await new Promise<void>((r) => upServer.listen(upSock, r));
@@ -69,6 +70,7 @@ describe('shim proxy (fake downstream)', function () {
     registry = new Registry(path.join(dir, 'volumes'));
     closed = [];
     clients = [];
+    logLines = [];
     await startProxy();
   });
 
@@ -199,7 +201,7 @@ describe('shim proxy (fake downstream)', function () {
 
   it('rewrites config.json before forwarding Create, and releases on task Delete', async () => {
     const img = path.join(dir, 'disk.img');
-    fs.writeFileSync(img, Buffer.alloc(4096));
+    makeExt4Image(img, 1);
     registry.add('/vol/ok', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const b = bundle([{ destination: '/proc', type: 'proc', source: 'proc' }, { destination: '/disk', type: 'directvol', source: '/vol/ok', options: ['rbind', 'rw'] }]);
     const original = fs.readFileSync(path.join(b, 'config.json'), 'utf8');
@@ -227,7 +229,7 @@ describe('shim proxy (fake downstream)', function () {
 
   it('rolls back when the downstream Create fails and passes its error through unchanged', async () => {
     const img = path.join(dir, 'disk.img');
-    fs.writeFileSync(img, Buffer.alloc(4096));
+    makeExt4Image(img, 1);
     registry.add('/vol/rb', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/rb' }]);
     const original = fs.readFileSync(path.join(b, 'config.json'), 'utf8');
@@ -240,6 +242,11 @@ describe('shim proxy (fake downstream)', function () {
     assert.deepEqual(backend.released, ['c2']);
     assert.equal(fs.readFileSync(path.join(b, 'config.json'), 'utf8'), original, 'original spec restored');
     assert.deepEqual(fs.readdirSync(b).sort(), ['config.json']);
+    // The downstream's reason is in katavol's log at warn, not only in containerd's answer.
+    const line = logLines.find((l) => l.includes('create rolled back'));
+    assert.ok(line, logLines.join(''));
+    assert.match(line, /^time="\d{4}-\d\d-\d\dT[\d:]+\.\d{9}Z" level=warning msg="create rolled back" /);
+    assert.match(line, /reason="downstream Create failed \(code 2\): OCI runtime create failed: boom"/);
     down.close();
   });
 

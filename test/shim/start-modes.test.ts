@@ -1,17 +1,20 @@
 // `start` in both of its modes, without containerd: through the launcher (the Node process that ran the
 // downstream start becomes the daemon), and Node started directly (a detached daemon gets the socket as
-// fd 3). Downstream: the recording shim from test/peers/recorder.
+// fd 3). Downstreams: the recording shim from test/peers/recorder, as Kata and as each runc shim
+// generation, so every bootstrap form (plain, JSON, protobuf) is answered in kind.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { Client } from '../../src/ttrpc';
+import { Client, TtrpcError } from '../../src/ttrpc';
 import { decodeConnectResponse, encodeConnectRequest, encodeShutdownRequest } from '../../src/shim/messages';
 import { pidAlive } from '../../src/shim/state';
-import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
+import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } from '../peers/recorder/record';
+import { KIND_ENV, KINDS, type Kind } from '../peers/recorder/main';
+import { decodeBootstrapResult, printBootstrap } from '../peers/bootstrap-forms';
 import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
 
-const TASK = 'containerd.task.v2.Task';
+const OTHER = { 'containerd.task.v2.Task': 'containerd.task.v3.Task', 'containerd.task.v3.Task': 'containerd.task.v2.Task' } as const;
 
 for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'] as const) {
   describe(`shim start: ${mode}`, () => {
@@ -19,6 +22,7 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
     let sockDir: string;
     let bundle: string;
     let env: NodeJS.ProcessEnv;
+    const command = (argv: string[]) => mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
     beforeEach(() => {
       dir = tmpDir('katavol-start-');
       sockDir = fs.mkdtempSync('/tmp/kvs-');
@@ -34,39 +38,73 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
       fs.rmSync(sockDir, { recursive: true, force: true });
     });
 
-    it('prints only our address, points ./address at it, and the daemon forwards to the downstream until Shutdown', async () => {
-      const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
-      const cmd = mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
-      const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
-      assert.equal(r.status, 0, r.stderr);
-      assert.match(r.stdout, new RegExp(`^unix://${sockDir}/[0-9a-f]{64}\\.sock$`));
-      assert.equal(r.stderr, '');
-      assert.equal(fs.readFileSync(path.join(bundle, 'address'), 'utf8'), r.stdout);
-      const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
-      assert.notEqual(state.downstreamAddress, state.address);
-      assert.ok(pidAlive(state.daemonPid), 'daemon running');
-      assert.match(fs.readFileSync(`/proc/${state.daemonPid}/cmdline`, 'utf8'), /dist\/src\/shim\/bin\.js/);
-      assert.deepEqual(fs.readlinkSync(`/proc/${state.daemonPid}/fd/1`), '/dev/null', 'the daemon holds none of containerd\'s pipes');
+    for (const kind of ['kata', 'runc-1.7', 'runc-2.0', 'runc-2.3'] as Kind[]) {
+      const { form, service } = KINDS[kind];
+      it(`${kind}: answers in the downstream's form (${form}) with our address; the daemon serves its API (${service.split('.')[2]}) until Shutdown`, async () => {
+        env[KIND_ENV] = kind;
+        const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
+        const stdin = Buffer.from([0x0a, 0x02, 0x63, 0x31, 0x00, 0x0a]); // arbitrary bytes: must arrive unchanged
+        const cmd = command(argv);
+        const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: stdin, timeout: 30000 });
+        assert.equal(r.status, 0, r.stderr.toString());
+        assert.equal(r.stderr.toString(), '');
+        const state = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+        const ours = fs.readFileSync(path.join(bundle, 'address'), 'utf8');
+        assert.match(ours, new RegExp(`^unix://${sockDir}/[0-9a-f]{64}\\.sock$`));
+        assert.equal(state.address, ours);
+        // Byte for byte what the downstream would have said, only with our address.
+        assert.ok(r.stdout.equals(printBootstrap(form, ours)), `answer ${r.stdout.toString('hex')}`);
+        if (form === 'protobuf') assert.equal(decodeBootstrapResult(r.stdout).metadata['fake.bytes'], 'a\nb\0c');
+        // katavol.json records exactly what the downstream printed, and how it read it.
+        assert.ok(Buffer.from(state.bootstrap.output, 'base64').equals(printBootstrap(form, state.downstreamAddress)));
+        assert.deepEqual([state.bootstrap.form, state.bootstrap.version], [form === 'plain' ? 'plain' : form === 'protobuf' ? 'protobuf' : 'json', form === 'plain' ? 2 : 3]);
+        // The downstream start got containerd's argv, environment and stdin bytes, nothing of ours.
+        const starts = readRecords(env[RECORDER_DIR_ENV]!).filter((x): x is ActionRecord => x.kind === 'action' && x.action === 'start');
+        assert.equal(starts.length, 1);
+        assert.deepEqual(starts[0].argv, argv);
+        assert.equal(starts[0].stdin, stdin.toString('hex'));
+        assert.equal(starts[0].cwd, bundle);
+        const { _: _u, ...want } = env as Record<string, string>;
+        const { _: _g, ...got } = starts[0].env!;
+        // The one variable a POSIX shell sets itself: PWD, to the directory it runs in (the bundle).
+        if (mode.startsWith('launcher')) want.PWD = bundle;
+        assert.deepEqual(got, want);
+        assert.ok(pidAlive(state.daemonPid), 'daemon running');
+        assert.match(fs.readFileSync(`/proc/${state.daemonPid}/cmdline`, 'utf8'), /dist\/src\/shim\/bin\.js/);
+        assert.deepEqual(fs.readlinkSync(`/proc/${state.daemonPid}/fd/1`), '/dev/null', 'the daemon holds none of containerd\'s pipes');
 
-      const c = await Client.connect(r.stdout.replace('unix://', ''));
-      const got = decodeConnectResponse(await c.call(TASK, 'Connect', encodeConnectRequest('c1')));
-      assert.equal(got.version, 'recorder');
-      assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect']);
-      await c.call(TASK, 'Shutdown', encodeShutdownRequest('c1', false));
-      c.close();
-      for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
-      assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
-      assert.deepEqual(fs.readdirSync(sockDir), [], 'socket and pid file removed');
-    });
+        const c = await Client.connect(ours.replace('unix://', ''));
+        const got2 = decodeConnectResponse(await c.call(service, 'Connect', encodeConnectRequest('c1')));
+        assert.equal(got2.version, 'recorder');
+        // The other API version is not served: we announced only what the downstream did.
+        await assert.rejects(c.call(OTHER[service], 'Connect', encodeConnectRequest('c1')), (e: TtrpcError) => e.code === 12);
+        assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect']);
+        await c.call(service, 'Shutdown', encodeShutdownRequest('c1', false));
+        c.close();
+        for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
+        assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
+        assert.deepEqual(fs.readdirSync(sockDir), [], 'socket and pid file removed');
+      });
+    }
 
     it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', () => {
-      const argv = ['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start'];
-      const cmd = mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
+      const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start']);
       delete env[RECORDER_DIR_ENV]; // the recorder refuses to start without its record directory
       const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
       assert.equal(r.status, 1);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /downstream shim .*recorder-v2 start failed \(exit 1\): .*KATAVOL_RECORDER_DIR/);
+      assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
+      assert.deepEqual(fs.readdirSync(sockDir), []);
+    });
+
+    it('refuses a downstream that announces gRPC, naming it and the fix', () => {
+      env[KIND_ENV] = 'grpc';
+      const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c3', 'start']);
+      const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
+      assert.equal(r.status, 1);
+      assert.equal(r.stdout, '');
+      assert.match(r.stderr, /^containerd-shim-katavol-v2: downstream shim .*recorder-v2 announced protocol "grpc" at unix:\/\/.* katavol proxies TTRPC only; configure the downstream to serve TTRPC/);
       assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
       assert.deepEqual(fs.readdirSync(sockDir), []);
     });

@@ -13,6 +13,14 @@ export interface ContainerdOptions {
   /** Extra environment for containerd (it passes its environment to shims). */
   env?: Record<string, string>;
   debug?: boolean;
+  /** Config sections that enable and configure the CRI plugin (see test/support/cri.ts); without them it is disabled. */
+  criToml?: (dir: string) => string[];
+  /** ctr's namespace; default a unique one per instance (CRI uses k8s.io). */
+  namespace?: string;
+  /** Environment computed from the scratch dir (merged over env). */
+  envOf?: (dir: string) => Record<string, string>;
+  /** Directory prefix (short: shim socket paths must stay under 106 bytes). */
+  prefix?: string;
 }
 
 export class PrivateContainerd {
@@ -26,7 +34,7 @@ export class PrivateContainerd {
   private constructor(readonly dir: string, private readonly opts: ContainerdOptions) {
     this.sock = path.join(dir, 'c.sock');
     this.state = path.join(dir, 'state');
-    this.namespace = `katavol-test-${path.basename(dir).replace(/^kvc-/, '').toLowerCase()}`;
+    this.namespace = opts.namespace ?? `katavol-test-${path.basename(dir).replace(/^kvc-/, '').toLowerCase()}`;
   }
 
   bundleOf(id: string): string {
@@ -35,16 +43,17 @@ export class PrivateContainerd {
 
   static async start(opts: ContainerdOptions = {}): Promise<PrivateContainerd> {
     // Short base dir: shim socket paths must stay under 106 bytes.
-    const dir = fs.mkdtempSync('/tmp/kvc-');
+    const dir = fs.mkdtempSync(opts.prefix ?? '/tmp/kvc-');
     const c = new PrivateContainerd(dir, opts);
     fs.writeFileSync(path.join(dir, 'config.toml'), [
       'version = 2',
       `root = "${dir}/root"`,
       `state = "${dir}/state"`,
-      'disabled_plugins = ["io.containerd.grpc.v1.cri"]',
+      ...(opts.criToml ? [] : ['disabled_plugins = ["io.containerd.grpc.v1.cri"]']),
       '[grpc]', `  address = "${c.sock}"`,
       '[ttrpc]', `  address = "${c.sock}.ttrpc"`,
       '[debug]', `  level = "${opts.debug ? 'debug' : 'info'}"`,
+      ...(opts.criToml ? opts.criToml(dir) : []),
       '',
     ].join('\n'));
     await c.launch();
@@ -55,6 +64,10 @@ export class PrivateContainerd {
     return path.join(this.dir, 'containerd.log');
   }
 
+  get running(): boolean {
+    return this.proc !== undefined && this.proc.exitCode === null && this.proc.signalCode === null;
+  }
+
   get pid(): number | undefined {
     return this.proc?.pid;
   }
@@ -63,7 +76,7 @@ export class PrivateContainerd {
     this.logFd = fs.openSync(this.logFile, 'a');
     this.proc = spawn('containerd', ['--config', path.join(this.dir, 'config.toml')], {
       stdio: ['ignore', this.logFd, this.logFd],
-      env: { ...process.env, ...this.opts.env },
+      env: { ...process.env, ...this.opts.env, ...this.opts.envOf?.(this.dir) },
     });
     fs.closeSync(this.logFd);
     for (let i = 0; i < 200; i++) {
@@ -105,13 +118,16 @@ export class PrivateContainerd {
 
   /** Stops everything this containerd started, then containerd, then removes the temp dir. */
   async stop(): Promise<void> {
-    const tasks = this.ctr(['task', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
-    for (const t of tasks) {
-      this.ctr(['task', 'kill', '-s', 'SIGKILL', t]);
-      this.ctr(['task', 'delete', '-f', t]);
+    if (this.running) {
+      // (ctr waits ~10 s for a socket nobody serves, hence only while containerd runs.)
+      const tasks = this.ctr(['task', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
+      for (const t of tasks) {
+        this.ctr(['task', 'kill', '-s', 'SIGKILL', t]);
+        this.ctr(['task', 'delete', '-f', t]);
+      }
+      const cs = this.ctr(['container', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
+      for (const c of cs) this.ctr(['container', 'delete', c]);
     }
-    const cs = this.ctr(['container', 'ls', '-q']).stdout?.split('\n').filter(Boolean) ?? [];
-    for (const c of cs) this.ctr(['container', 'delete', c]);
     await this.kill();
     for (const pid of this.shimPids()) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }

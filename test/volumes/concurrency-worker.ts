@@ -14,10 +14,11 @@ if (role === 'write') {
   for (let i = 0; i < n; i++) {
     try {
       switch (i % 4) {
-        case 0: reg.add(volumePath, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4', metadata: { writer: id, i: String(i) } })); break;
+        // --force: this test is about torn state, not the refusal to change a volume in use.
+        case 0: reg.addWithResult(volumePath, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4', metadata: { writer: id, i: String(i) } }), { force: true }); break;
         case 1: reg.recordSandbox(volumePath, `sb-${id}`, 'runc'); break;
         case 2: reg.releaseSandbox(volumePath, `sb-${id}`); break;
-        default: reg.remove(volumePath);
+        default: reg.remove(volumePath, { force: true });
       }
     } catch (e) {
       if (!expected(e)) problems.push(String((e as Error).stack ?? e));

@@ -169,14 +169,15 @@ describe('volumes/in-use: devices the host uses are refused', function () {
   });
 
   it('`direct-volume resize` refuses an image whose loop device is swap, changing nothing', function () {
+    // Registered while it held ext4 (add refuses a device holding another filesystem), then made swap.
+    const reg = new Registry(path.join(scratch, 'root'));
+    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const dev = fx.attach(img);
     try {
       fx.swapOn(dev);
     } catch {
       return this.skip();
     }
-    const reg = new Registry(path.join(scratch, 'root'));
-    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
     const e = refusal(() => resizeVolume(reg, VOL, 32 * MiB));
     assert.match(e.problem, new RegExp(`it is attached read-write to loop device ${dev}, which is in use as swap.*katavol does not resize a device something else builds on`));
     assert.match(e.fix, new RegExp(`swapoff ${dev} first, then detach it`));

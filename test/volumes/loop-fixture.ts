@@ -47,9 +47,9 @@ export class LoopFixture {
   }
 
   /** Mounts dev in a new private mount namespace held by a sleeping process; returns its pid. */
-  async mountInOtherNamespace(dev: string, dir: string): Promise<number> {
+  async mountInOtherNamespace(dev: string, dir: string, mountOptions: string[] = []): Promise<number> {
     fs.mkdirSync(dir, { recursive: true });
-    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `mount "$0" "$1" && echo ready && exec sleep 600`, dev, dir], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `dev=$0 dir=$1; shift; mount "$@" "$dev" "$dir" && echo ready && exec sleep 600`, dev, dir, ...mountOptions], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
     this.children.push(child);
     await new Promise<void>((resolve, reject) => {
       child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());

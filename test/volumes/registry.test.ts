@@ -70,11 +70,15 @@ describe('volumes/registry', () => {
     assert.deepStrictEqual(read.info, { volumeType: 'directvol', device: img, fsType: 'ext4', metadata: {}, options: [] });
   });
 
-  it('re-add: unchanged when identical, replaced when different (sandbox records kept), repaired for an empty Kata leftover', () => {
+  it('re-add: unchanged when identical, replaced when different (refused while a sandbox is recorded, unless forced; records kept), repaired for an empty Kata leftover', () => {
     reg.add(VOL, json(img));
     reg.recordSandbox(VOL, 'sb1', 'runc');
     assert.strictEqual(reg.addWithResult(VOL, json(img)).action, 'unchanged');
-    assert.strictEqual(reg.addWithResult(VOL, json(img, ',"options":["ro"]')).action, 'replaced');
+    const before = snapshot(root);
+    const e = expectVolumeError(() => reg.addWithResult(VOL, json(img, ',"options":["ro"]')), /is recorded as used by sandbox sb1 \(runc, read-write\); katavol does not change it under a running sandbox/);
+    assert.match(e.fix, /stop those sandboxes first; if a record is stale .*--force/);
+    assert.deepStrictEqual(snapshot(root), before);
+    assert.strictEqual(reg.addWithResult(VOL, json(img, ',"options":["ro"]'), { force: true }).action, 'replaced');
     assert.deepStrictEqual(reg.read(VOL).info.options, ['ro']);
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'sb1', backend: 'runc', readOnly: false }]);
 
@@ -84,6 +88,17 @@ describe('volumes/registry', () => {
     expectVolumeError(() => reg.read(other), /has no mountInfo\.json/);
     assert.strictEqual(reg.addWithResult(other, json(img)).action, 'repaired');
     assert.strictEqual(reg.read(other).info.device, img);
+  });
+
+  it('remove: refused while a sandbox is recorded (Kata\'s empty record too), naming them; --force removes and returns them', () => {
+    reg.add(VOL, json(img));
+    reg.recordSandbox(VOL, 'sb1', 'runtime-rs', true);
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-sb'), '');
+    const before = snapshot(root);
+    expectVolumeError(() => reg.remove(VOL), /recorded as used by sandbox kata-sb \(recorded by Kata, read-write\), sb1 \(runtime-rs, read-only\); katavol does not remove it/);
+    assert.deepStrictEqual(snapshot(root), before);
+    assert.deepStrictEqual(reg.remove(VOL, { force: true }).map((u) => u.id), ['kata-sb', 'sb1']);
+    assert.ok(!reg.isRegistered(VOL));
   });
 
   describe('rejections leave the root byte-identical', () => {
@@ -163,11 +178,11 @@ describe('volumes/registry', () => {
     expectVolumeError(() => reg.remove(VOL), /not a directory/);
   });
 
-  it('remove: deletes the whole entry; a missing volume or an empty path is an error naming it; the root survives', () => {
+  it('remove (--force with a sandbox record): deletes the whole entry; a missing volume or an empty path is an error naming it; the root survives', () => {
     reg.add(VOL, json(img));
     reg.add('/keep', json(img));
     reg.recordSandbox(VOL, 'sb1');
-    reg.remove(VOL);
+    reg.remove(VOL, { force: true });
     assert.strictEqual(fs.existsSync(path.join(root, NAME)), false);
     assert.deepStrictEqual(fs.readdirSync(root).filter((n) => n !== LOCK_DIR_NAME), [encodeVolumePath('/keep')]);
     const e = expectVolumeError(() => reg.remove(VOL), /is not registered/);

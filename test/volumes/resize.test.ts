@@ -2,7 +2,8 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Registry } from '../../src/volumes/registry';
-import { formatSize, parseSize, resizeVolume } from '../../src/volumes/resize';
+import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volumes/resize';
+import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from './helpers';
 import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from './loop-fixture';
@@ -111,47 +112,108 @@ describe('volumes/resize', () => {
     refuses(() => resizeVolume(reg, VOL, 16 * MiB), /is a vfiovol volume/);
   });
 
-  it('grows a mounted ext4 online through its loop device (or, without CAP_SYS_RESOURCE, says exactly what is left to do)', () => {
+  // Which of the next cases runs depends on this host: online growth needs CAP_SYS_RESOURCE.
+  const unchangedAt = (loop: string, bytes: number): void => {
+    assert.strictEqual(fs.statSync(img).size, bytes, 'image file unchanged');
+    assert.strictEqual(loops.loopSizeBytes(loop), bytes, 'loop device unchanged');
+    assert.strictEqual(ext4Bytes(loop), bytes, 'filesystem unchanged');
+  };
+
+  it('without CAP_SYS_RESOURCE: refuses a mounted volume (here and in another mount namespace) before changing anything, saying what to do', async function () {
+    if (canResizeOnline()) this.skip(); // this host has the capability: the growth cases below ran instead
+    add(img);
+    const loop = loops.attach(img);
+    loops.mount(loop, path.join(scratch, 'mnt'));
+    let e = refuses(() => resizeVolume(reg, VOL, 64 * MiB), /is mounted \(\/dev\/loop\d+ at .*\/mnt\) and growing a mounted ext4 needs CAP_SYS_RESOURCE/);
+    assert.match(e.fix, /nothing was changed; run the resize as root where CAP_SYS_RESOURCE .* or stop the container using the volume and resize it offline/);
+    assert.doesNotMatch(e.message, /nsenter|mkfs/);
+    unchangedAt(loop, 32 * MiB);
+
+    const loop2 = loops.attach(mkExt4(scratch, 'other.img', 32 * MiB));
+    reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: path.join(scratch, 'other.img'), fstype: 'ext4' }));
+    const pid = await loops.mountInOtherNamespace(loop2, path.join(scratch, 'ns-mnt'));
+    e = refuses(() => resizeVolume(reg, VOL, 64 * MiB), new RegExp(`mount namespace of pid ${pid}\\) and growing a mounted ext4 needs CAP_SYS_RESOURCE`));
+    assert.strictEqual(fs.statSync(path.join(scratch, 'other.img')).size, 32 * MiB);
+    assert.strictEqual(loops.loopSizeBytes(loop2), 32 * MiB);
+  });
+
+  it('with CAP_SYS_RESOURCE: grows a mounted ext4 online through its loop device', function () {
+    if (!canResizeOnline()) this.skip(); // this host lacks the capability: the refusal case above ran instead
     add(img);
     const loop = loops.attach(img);
     loops.mount(loop, path.join(scratch, 'mnt'));
     reg.recordSandbox(VOL, 'runc-pod', 'runc');
-    if (canResizeOnline()) {
-      const r = resizeVolume(reg, VOL, 64 * MiB);
-      assert.strictEqual(r.filesystem, 'grown-online');
-      const s = fs.statfsSync(path.join(scratch, 'mnt'));
-      assert.ok(s.blocks * s.bsize > 48 * MiB, 'mounted filesystem grew');
-    } else {
-      const e = refuses(() => resizeVolume(reg, VOL, 64 * MiB), new RegExp(`resize2fs ${loop} failed.*CAP_SYS_RESOURCE`));
-      assert.match(e.fix, new RegExp(`run resize2fs ${loop}`));
-    }
+    const r = resizeVolume(reg, VOL, 64 * MiB);
+    assert.strictEqual(r.filesystem, 'grown-online');
+    const s = fs.statfsSync(path.join(scratch, 'mnt'));
+    assert.ok(s.blocks * s.bsize > 48 * MiB, 'mounted filesystem grew');
     assert.strictEqual(fs.statSync(img).size, 64 * MiB);
     assert.strictEqual(loops.loopSizeBytes(loop), 64 * MiB, 'losetup -c made the loop device see the new size');
   });
 
-  it('reaches a mount that only exists in a container\'s mount namespace, and leaves no temporary mount behind', async () => {
+  it('with CAP_SYS_RESOURCE: grows a mount that only exists in a container\'s mount namespace, leaving no mount or directory behind', async function () {
+    if (!canResizeOnline()) this.skip(); // this host lacks the capability: the refusal case above ran instead
     add(img);
     const loop = loops.attach(img);
-    const pid = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ns-mnt'));
-    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(path.join(scratch, 'ns-mnt')), 'not visible here');
-    let summary = '';
-    // The temporary bind mount is made under os.tmpdir(); point it at our scratch dir to check it.
+    const nsMnt = path.join(scratch, 'ns-mnt');
+    const pid = await loops.mountInOtherNamespace(loop, nsMnt);
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(nsMnt), 'not visible here');
     const tmpdir = path.join(scratch, 'tmp');
     fs.mkdirSync(tmpdir);
     const savedTmp = process.env.TMPDIR;
     process.env.TMPDIR = tmpdir;
+    let summary: string;
     try {
       summary = resizeVolume(reg, VOL, 64 * MiB).summary;
-    } catch (e) {
-      assert.ok(!canResizeOnline(), String(e));
-      assert.match((e as Error).message, /CAP_SYS_RESOURCE/);
     } finally {
       if (savedTmp === undefined) delete process.env.TMPDIR;
       else process.env.TMPDIR = savedTmp;
     }
-    if (canResizeOnline()) assert.match(summary, new RegExp(`in the mount namespace of pid ${pid}`));
-    assert.strictEqual(loops.loopSizeBytes(loop), 64 * MiB);
-    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'temporary bind mount removed');
+    assert.match(summary, new RegExp(`in the mount namespace of pid ${pid}`));
+    const s = fs.statfsSync(path.join(`/proc/${pid}/root`, nsMnt));
+    assert.ok(s.blocks * s.bsize > 48 * MiB, 'the container sees the filesystem grown');
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'no temporary mount here');
     assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directory removed');
+  });
+
+  it('the online mechanism, on any host: in katavol\'s private namespace resize2fs finds the container\'s filesystem mounted and takes the online path; outside it cannot even open the device', async () => {
+    add(img);
+    const loop = loops.attach(img);
+    await loops.mountInOtherNamespace(loop, path.join(scratch, 'ns-mnt'));
+    fs.truncateSync(img, 64 * MiB);
+    sh('losetup', ['-c', loop]);
+    const outside = runTool(VOL, 'resize2fs', [loop], 'e2fsprogs');
+    assert.notStrictEqual(outside.status, 0);
+    assert.match(outside.stderr, /Device or resource busy/, 'offline resizing of a filesystem mounted elsewhere is impossible, not merely avoided');
+    const tmpdir = path.join(scratch, 'tmp');
+    fs.mkdirSync(tmpdir);
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmpdir;
+    let inside;
+    try {
+      inside = mountAndRun(VOL, findHostMounts([loop])[0], ['resize2fs', loop]);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    assert.match(inside.stdout + inside.stderr, new RegExp(`Filesystem at ${loop} is mounted on ${tmpdir}/katavol-resize-\\w+; on-line resizing required`));
+    if (canResizeOnline()) assert.strictEqual(inside.status, 0, inside.stderr);
+    else assert.match(inside.stderr, /Permission denied|Operation not permitted/, 'the kernel refuses EXT4_IOC_RESIZE_FS without CAP_SYS_RESOURCE');
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directory removed');
+    assert.ok(!fs.readFileSync('/proc/self/mountinfo', 'utf8').includes(tmpdir), 'the extra mount lived only in the private namespace');
+  });
+
+  it('refuses a volume mounted only read-only, and a growth its host file system has no room for, before changing anything', async () => {
+    add(img);
+    const loop = loops.attach(img);
+    await loops.mountInOtherNamespace(loop, path.join(scratch, 'ro-mnt'), ['-o', 'ro']);
+    const e = refuses(() => resizeVolume(reg, VOL, 64 * MiB), /is mounted read-only .*cannot be grown online/);
+    assert.match(e.fix, /nothing was changed/);
+    unchangedAt(loop, 32 * MiB);
+    await loops.cleanup();
+
+    refuses(() => resizeVolume(reg, VOL, 2 ** 50), /growing .*vol\.img by .* needs that much free space on its file system, which has .* available/);
+    assert.strictEqual(fs.statSync(img).size, 32 * MiB);
+    assert.strictEqual(ext4Bytes(img), 32 * MiB);
   });
 });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { KATAVOL, PrivateContainerd, SHIM, makeRootfs, sleep, tmpDir } from '../../support/containerd';
+import { KATAVOL, PrivateContainerd, SHIM, makeExt4Image, makeRootfs, sleep, tmpDir } from '../../support/containerd';
 import { RECORDER, RECORDER_DIR_ENV, createdSpecs, readRecords, rpcCalls } from '../../peers/recorder/record';
 import { encodeVolumePath } from '../../../src/volumes/registry';
 import type { OciMount } from '../../../src/volumes/types';
@@ -45,9 +45,10 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     assert.equal(r.status, 0, r.stderr);
   }
 
+  /** A 1 MiB ext4 image (Create checks the superblock against the declared fstype). */
   function rawImage(name: string): string {
     const f = path.join(work, name);
-    fs.writeFileSync(f, Buffer.alloc(1 << 20));
+    makeExt4Image(f, 1);
     return f;
   }
 
@@ -257,7 +258,9 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     });
     try {
       const img = rawImage(`cfg${n}.img`);
-      register(`/kubelet/rr/cfg${n}`, { 'volume-type': 'directvol', device: img, fstype: 'xfs' });
+      makeExt4Image(img, 8); // room for an ext3 journal
+      assert.equal(spawnSync('mkfs.ext3', ['-q', '-F', img], { env: { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` } }).status, 0);
+      register(`/kubelet/rr/cfg${n}`, { 'volume-type': 'directvol', device: img, fstype: 'ext3' });
       const id = `cfg${n}`;
       runDetached(id, [`type=directvol,src=/kubelet/rr/cfg${n},dst=/data,options=rbind`]);
       const got = received(id);
@@ -268,7 +271,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
           rate_limiter: { bandwidth: { size: 104857600, one_time_burst: 1048576, refill_time: 1000 }, ops: { size: 1000, one_time_burst: 100, refill_time: 1000 } },
         }),
         guest: { driver: 'mmioblk', virtPath: '/dev/vda' },
-        storage: { driver: 'mmioblk', source: '/dev/vda', fs_type: 'xfs', options: [] },
+        storage: { driver: 'mmioblk', source: '/dev/vda', fs_type: 'ext3', options: [] },
       }]);
       await stop(id);
     } finally {
@@ -453,6 +456,18 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
       await expectRefused(id, [`type=${type},src=${vol},dst=/data,options=rbind:rw`], [new RegExp(`volume "${vol}": mount /data: `), ...c.expect]);
       assert.deepEqual(sandboxFiles(vol), {}, `${c.name}: nothing recorded`);
     }
+    // fstype against the device's superblock: an ext4 image declared xfs (written by hand: add refuses
+    // it) and a blank image declared ext4 (add only notes it: it may be formatted later).
+    const ext4img = rawImage(`fsx${n}.img`);
+    const xfsVol = `/kubelet/rr/fsxfs${n}`;
+    fs.mkdirSync(entryDir(xfsVol), { recursive: true });
+    fs.writeFileSync(path.join(entryDir(xfsVol), 'mountInfo.json'), JSON.stringify({ 'volume-type': 'directvol', device: ext4img, fstype: 'xfs' }));
+    await expectRefused(`bad-fsxfs${n}`, [`type=directvol,src=${xfsVol},dst=/data`], [new RegExp(`volume "${xfsVol}": declares fstype "xfs" but device .*fsx${n}\\.img holds ext4`), /register it with "fstype":"ext4"/]);
+    const blank = path.join(work, `blank${n}.img`);
+    file(blank)();
+    fs.truncateSync(blank, 1 << 20);
+    register(`/kubelet/rr/blank${n}`, { 'volume-type': 'directvol', device: blank });
+    await expectRefused(`bad-blank${n}`, [`type=directvol,src=/kubelet/rr/blank${n},dst=/data`], [/declares fstype "ext4" but device .*blank\d+\.img holds no filesystem katavol recognises/]);
     // Not registered at all (the resolver refuses before the backend runs).
     await expectRefused(`bad-unreg${n}`, [`type=directvol,src=/kubelet/rr/nowhere${n},dst=/data`], [/is not registered/, /register it first: katavol direct-volume add/]);
   });

@@ -8,6 +8,7 @@ import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { encodeVolumePath, Registry } from '../../../src/volumes/registry';
 import { resolveVolumes } from '../../../src/volumes/resolver';
 import { recordingLog, scratchDir } from './fixtures';
+import { makeExt4Image } from '../../support/containerd';
 
 describe('runtime-rs backend with the real registry', () => {
   let dir: string;
@@ -19,7 +20,7 @@ describe('runtime-rs backend with the real registry', () => {
     dir = scratchDir('registry');
     root = path.join(dir, 'direct-volumes');
     image = path.join(dir, 'disk.img');
-    fs.writeFileSync(image, Buffer.alloc(4096));
+    makeExt4Image(image, 1);
     // An entry as older Kata docs told users to write it: runtime-rs's serde cannot parse this.
     fs.mkdirSync(path.join(root, encodeVolumePath(vol)), { recursive: true });
     fs.writeFileSync(path.join(root, encodeVolumePath(vol), 'mountInfo.json'), `{"volume_type":"directvol","device":"${image}","fs_type":"ext4","metadata":"{}"}`);

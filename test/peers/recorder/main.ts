@@ -1,7 +1,9 @@
-// containerd-shim-recorder-v2: a test double for Kata's containerd-shim-kata-v2 (Kata needs KVM).
-// It speaks the shim v2 protocol well enough for `ctr run -d`, `ctr task kill/delete` and a Create
-// that containerd cleans up after a failure, and records every call into $KATAVOL_RECORDER_DIR
-// (see record.ts), with a copy of <bundle>/config.json at each Create. Built on our own TTRPC
+// containerd-shim-recorder-v2: a test double for Kata's containerd-shim-kata-v2 (Kata needs KVM), and
+// with $KATAVOL_RECORDER_KIND for the runc shims of other containerd releases (see KINDS: what each
+// prints on `start` and the one task API it serves). It speaks the shim v2 protocol well enough for
+// `ctr run -d`, `ctr task kill/delete` and a Create that containerd cleans up after a failure, and
+// records every call into $KATAVOL_RECORDER_DIR (see record.ts): each start's argv, environment and
+// stdin bytes, each call, and a copy of <bundle>/config.json at each Create. Built on our own TTRPC
 // library, so it needs no Go toolchain and starts as fast as the katavol shim in front of it.
 import * as crypto from 'crypto';
 import * as fs from 'fs';
@@ -13,9 +15,33 @@ import { parseArgs, type ShimArgs } from '../../../src/shim/args';
 import { decodeCreateTaskRequest } from '../../../src/shim/messages';
 import { appendRecord, RECORDER_DIR_ENV, saveCreateConfig } from './record';
 import * as m from './task-messages';
+import { printBootstrap, type Form } from '../bootstrap-forms';
 
 const NAME = 'containerd-shim-recorder-v2';
-const TASK_SERVICE = 'containerd.task.v2.Task';
+export const KIND_ENV = 'KATAVOL_RECORDER_KIND';
+
+/**
+ * The downstreams katavol meets (shared/reference/containerd-versions.md §1.1, §1.3, §3.3):
+ *   kata      Kata runtime-rs / Go: plain address, task v2, writes shim.pid
+ *   runc-1.7  containerd 1.7's runc shim: plain address, task v2, no shim.pid
+ *   runc-2.0  containerd 2.0-2.2's runc shim: JSON version 3, task v3 only, no shim.pid
+ *   runc-2.3  containerd 2.3's runc shim: protobuf BootstrapResult version 3, task v3 only, no shim.pid
+ *   grpc      a shim announcing gRPC (katavol must refuse it); starts no daemon
+ */
+export const KINDS = {
+  'kata': { form: 'plain', service: 'containerd.task.v2.Task', pidFile: true },
+  'runc-1.7': { form: 'plain', service: 'containerd.task.v2.Task', pidFile: false },
+  'runc-2.0': { form: 'json3', service: 'containerd.task.v3.Task', pidFile: false },
+  'runc-2.3': { form: 'protobuf', service: 'containerd.task.v3.Task', pidFile: false },
+  'grpc': { form: 'grpc', service: 'containerd.task.v3.Task', pidFile: false },
+} as const satisfies Record<string, { form: Form; service: string; pidFile: boolean }>;
+export type Kind = keyof typeof KINDS;
+
+function kind(): (typeof KINDS)[Kind] {
+  const k = process.env[KIND_ENV] || 'kata';
+  if (!(k in KINDS)) throw new Error(`${KIND_ENV}=${k}: expected one of ${Object.keys(KINDS).join(', ')}`);
+  return KINDS[k as Kind];
+}
 const SANDBOX_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 
 export function main(argv: string[]): void {
@@ -66,13 +92,23 @@ function connects(p: string): Promise<boolean> {
   });
 }
 
+function readStdin(): Buffer {
+  try { return fs.readFileSync(0); } catch { return Buffer.alloc(0); }
+}
+
 async function start(args: ShimArgs): Promise<void> {
   const dir = recordDir();
   const bundle = process.cwd();
-  appendRecord(dir, { kind: 'action', action: 'start', id: args.id, namespace: args.namespace, cwd: bundle, argv: args.argv });
+  const k = kind();
+  appendRecord(dir, {
+    kind: 'action', action: 'start', id: args.id, namespace: args.namespace, cwd: bundle, argv: args.argv,
+    env: { ...process.env } as Record<string, string>, stdin: readStdin().toString('hex'),
+  });
   const hash = crypto.createHash('sha256').update(`${args.namespace}/${groupOf(bundle, args.id)}`).digest('hex').slice(0, 16);
   const sock = path.join(dir, `${hash}.sock`);
   const address = `unix://${sock}`;
+  const answer = printBootstrap(k.form, address);
+  if (k.form === 'grpc') return void process.stdout.write(answer, () => process.exit(0));
   let srv: net.Server;
   try {
     srv = await listen(sock);
@@ -81,7 +117,7 @@ async function start(args: ShimArgs): Promise<void> {
     if (await connects(sock)) {
       // The sandbox's daemon already serves this container.
       fs.writeFileSync(path.join(bundle, 'address'), address);
-      process.stdout.write(address, () => process.exit(0));
+      process.stdout.write(answer, () => process.exit(0));
       return;
     }
     fs.rmSync(sock, { force: true });
@@ -97,12 +133,12 @@ async function start(args: ShimArgs): Promise<void> {
   });
   child.unref();
   fs.writeFileSync(path.join(bundle, 'address'), address);
-  fs.writeFileSync(path.join(bundle, 'shim.pid'), String(child.pid));
-  process.stdout.write(address, () => process.exit(0));
+  if (k.pidFile) fs.writeFileSync(path.join(bundle, 'shim.pid'), String(child.pid));
+  process.stdout.write(answer, () => process.exit(0));
 }
 
 async function del(args: ShimArgs): Promise<void> {
-  appendRecord(recordDir(), { kind: 'action', action: 'delete', id: args.id, namespace: args.namespace, cwd: process.cwd(), argv: args.argv });
+  appendRecord(recordDir(), { kind: 'action', action: 'delete', id: args.id, namespace: args.namespace, cwd: process.cwd(), argv: args.argv, env: { ...process.env } as Record<string, string> });
   process.stdout.write(m.encodeDeleteResponse(0, 137, m.now()), () => process.exit(0));
 }
 
@@ -116,6 +152,8 @@ interface Task {
 
 async function daemon(args: ShimArgs): Promise<void> {
   const dir = recordDir();
+  // Only the API the start announced: a v3-only runc shim answers v2 calls with Unimplemented.
+  const TASK_SERVICE = kind().service;
   const tasks = new Map<string, Task>();
   // The "process" of every task is this daemon: a real pid that containerd can show.
   const pid = process.pid;

@@ -17,6 +17,9 @@ export interface ActionRecord {
   namespace: string;
   cwd: string;
   argv: string[];
+  /** start only: the environment and the stdin bytes (hex) it was given. */
+  env?: Record<string, string>;
+  stdin?: string;
 }
 
 export interface RpcRecord {
