@@ -61,17 +61,35 @@ describe('shim daemon: orphaned daemons exit (KATAVOL_ORPHAN_TIMEOUT_MS)', funct
     assert.match(log, new RegExp(`katavol shim daemon is orphaned.*containerd never connected within ${TIMEOUT_MS} ms of start`));
   });
 
-  it('bundle removed while no connection remains: exits; a bundle still there keeps it serving past the timeout', async () => {
+  /** CreateTaskRequest{id=1, bundle=2}. */
+  const createRequest = (id: string, b: string) => Buffer.concat([id, b].map((v, i) => Buffer.concat([Buffer.from([((i + 1) << 3) | 2, Buffer.byteLength(v)]), Buffer.from(v)])));
+
+  it('bundle removed while no connection remains: exits; with the bundle in place and the task alive it keeps serving past the timeout', async () => {
     const sock = start();
     const c = await Client.connect(sock);
     await c.call(TASK, 'Connect', encodeConnectRequest('c1'));
-    c.close(); // containerd went away (a restart): the bundle stays, so the daemon stays
-    await sleep(TIMEOUT_MS * 2);
-    assert.ok(pidAlive(started!.daemonPid), 'a daemon with its bundle in place keeps serving');
+    await c.call(TASK, 'Create', createRequest('c1', bundle));
+    c.close(); // containerd went away (a restart): the bundle and the task stay, so the daemon stays
+    await sleep(TIMEOUT_MS * 3);
+    assert.ok(pidAlive(started!.daemonPid), 'a daemon whose task lives keeps serving');
     fs.rmSync(bundle, { recursive: true, force: true }); // containerd's clean-up of a task it does not know
     assert.ok(await gone(started!.daemonPid, 15000), 'daemon exited');
     assert.ok(await gone(started!.downstreamPid, 5000), 'downstream exited');
-    assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect', 'Shutdown']);
+    const calls = rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method);
+    assert.deepEqual(calls.slice(0, 2), ['Connect', 'Create']);
+    assert.equal(calls[calls.length - 1], 'Shutdown');
     assert.deepEqual(fs.readdirSync(sockDir), []);
+  });
+
+  it('containerd connected but the downstream has no task (containerd restarted mid-create): exits after the timeout', async () => {
+    const sock = start();
+    const c = await Client.connect(sock);
+    await c.call(TASK, 'Connect', encodeConnectRequest('c1')); // what a restarted containerd sends, and nothing else
+    assert.ok(await gone(started!.daemonPid, TIMEOUT_MS + 15000), 'daemon exited although containerd keeps its connection');
+    assert.ok(await gone(started!.downstreamPid, 5000), 'downstream exited');
+    c.close();
+    assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect', 'State', 'Shutdown']);
+    assert.deepEqual(fs.readdirSync(sockDir), []);
+    assert.match(fs.readFileSync(path.join(bundle, 'log'), 'utf8'), /the downstream shim has none of the tasks c1 1500 ms after start/);
   });
 });
