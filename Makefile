@@ -6,7 +6,7 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build test demo bench soak fuzz install uninstall clean
+.PHONY: all deps build lint test demo bench soak fuzz install uninstall clean
 
 # make soak N=1000 P=16 scales the churn.
 N ?= 200
@@ -24,7 +24,12 @@ dist/.built: $(SOURCES)
 
 build: deps dist/.built
 
-test: build
+# ESLint with type-aware rules and the layer rule (eslint.config.mjs); part of `make test`, so CI
+# fails on an upward import or a cycle.
+lint: deps
+	@node_modules/.bin/eslint --max-warnings 0 .
+
+test: build lint
 	@$(MOCHA)
 
 demo: build

@@ -4,9 +4,9 @@
 import type { Section } from './bench/section';
 
 const SECTIONS: Array<{ name: string; load(): Section }> = [
-  { name: 'ttrpc', load: () => require('./bench/ttrpc').section },
-  { name: 'startup', load: () => require('./bench/startup').section },
-  { name: 'shim', load: () => require('./bench/shim').section },
+  { name: 'ttrpc', load: () => (require('./bench/ttrpc') as typeof import('./bench/ttrpc')).section },
+  { name: 'startup', load: () => (require('./bench/startup') as typeof import('./bench/startup')).section },
+  { name: 'shim', load: () => (require('./bench/shim') as typeof import('./bench/shim')).section },
 ];
 
 async function main(argv: string[]): Promise<number> {
@@ -24,10 +24,10 @@ async function main(argv: string[]): Promise<number> {
       await section.run();
     } catch (err) {
       failed++;
-      process.stderr.write(`bench: section ${entry.name} failed: ${(err as Error).stack ?? err}\n`);
+      process.stderr.write(`bench: section ${entry.name} failed: ${(err as Error).stack ?? String(err)}\n`);
     }
   }
   return failed ? 1 : 0;
 }
 
-main(process.argv.slice(2)).then((code) => process.exit(code));
+void main(process.argv.slice(2)).then((code) => process.exit(code));

@@ -1,5 +1,6 @@
 // Shim section: what katavol adds to containerd's critical path, measured through a private containerd
 // with the runc backend (the runtime-rs path differs only in the backend's spec building, measured last).
+import type { BundleState } from '../../src/shim/state';
 import * as fs from 'fs';
 import * as path from 'path';
 import { fmt, median, printTable, type Section } from './section';
@@ -83,7 +84,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
     const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
     if (r.status !== 0) throw new Error(`ctr run -d: ${r.stderr}`);
     const bundle = ctd.bundleOf(id);
-    const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+    const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8')) as BundleState;
     const stateReq = Buffer.concat([Buffer.from([0x0a, id.length]), Buffer.from(id)]);
     const lat = async (sock: string): Promise<number[]> => {
       const c = await Client.connect(sock.replace('unix://', ''));
@@ -112,7 +113,7 @@ async function measure(work: string, sockDir: string): Promise<void> {
 
     // 3. Daemon memory: one container, then a pod of 8 sharing the daemon.
     const rss = (pid: number) => Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]);
-    const rss1 = rss(st.daemonPid);
+    const rss1 = rss(st.daemonPid!);
     const podIds: string[] = [];
     for (let i = 0; i < 8; i++) {
       const pid = `bench-pod-${i}`;
@@ -120,8 +121,8 @@ async function measure(work: string, sockDir: string): Promise<void> {
       if (pr.status !== 0) throw new Error(`pod container: ${pr.stderr}`);
       podIds.push(pid);
     }
-    const podState = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(podIds[0]), 'katavol.json'), 'utf8'));
-    const rss8 = rss(podState.daemonPid);
+    const podState = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(podIds[0]), 'katavol.json'), 'utf8')) as BundleState;
+    const rss8 = rss(podState.daemonPid!);
     process.stdout.write(`\nkatavol daemon RSS: ${fmt(rss1 / 1024, 1)} MiB with 1 container; ${fmt(rss8 / 1024, 1)} MiB shared by a pod of 8 (${fmt(rss8 / 8 / 1024, 1)} MiB per container)\n`);
     const goPids = pidsMatching(ctd.sock).filter((x) => fs.readFileSync(`/proc/${x}/cmdline`, 'utf8').startsWith('/usr/bin/containerd-shim-runc-v2'));
     if (goPids.length) process.stdout.write(`(for scale: a containerd-shim-runc-v2 daemon here uses ${fmt(rss(goPids[0]) / 1024, 1)} MiB)\n`);

@@ -1,19 +1,13 @@
 // The contract between the shim's Create interceptor and a backend (runc host backend, runtime-rs).
-import type { MountInfo, OciMount } from '../volumes/types';
+// The volume shapes a backend receives (OciSpec, ResolvedVolume) live one layer down, in src/volumes.
+import type { OciSpec, ResolvedVolume } from '../volumes/types';
 
-/** One direct-volume mount of the container, resolved through the registry. */
-export interface ResolvedVolume {
-  /** Index of the mount in spec.mounts. */
-  index: number;
-  mount: OciMount;
-  volumePath: string;
-  /** Directory of the registry entry and its mountInfo.json path (for messages). */
-  entryDir: string;
-  file: string;
-  info: MountInfo;
-  /** `ro` in the OCI mount options or in mountInfo options. */
-  readOnly: boolean;
-}
+/**
+ * The interceptor's record, in a bundle, that a Create took host resources through a backend
+ * (written by src/shim/held.ts, removed once released). Backends read its presence to tell which
+ * sibling containers of a pod still hold their volumes.
+ */
+export const HELD_FILE = 'katavol-held.json';
 
 export interface BackendLogger {
   debug(msg: string, meta?: Record<string, unknown>): void;
@@ -28,13 +22,6 @@ export interface PrepareContext {
   /** Pod sandbox id (annotation io.kubernetes.cri.sandbox-id), else the container id. */
   sandboxId: string;
   log: BackendLogger;
-}
-
-/** OCI spec as JSON; only the parts backends touch are typed. */
-export interface OciSpec {
-  mounts?: OciMount[];
-  annotations?: Record<string, string>;
-  [extra: string]: unknown;
 }
 
 export interface Prepared {

@@ -1,10 +1,17 @@
 // Backend factory: the shim config's `backend` key names one of these.
 import type { Backend } from './backend';
-import type { ShimConfig } from '../shim/config';
 import { Registry } from '../volumes/registry';
 
+/** The parts of the shim config (src/shim/config.ts ShimConfig) that backends read. */
+export interface BackendSettings {
+  /** The config file, for messages. */
+  file: string;
+  /** The runtimeRs section, parsed by the runtime-rs backend. */
+  runtimeRs?: unknown;
+}
+
 export interface BackendDeps {
-  config: ShimConfig;
+  config: BackendSettings;
   /** Resolved registry root (env KATAVOL_VOLUME_ROOT > config volumeRoot > Kata's). */
   volumeRoot: string;
 }
@@ -13,7 +20,6 @@ export function createBackend(name: string, deps: BackendDeps): Backend {
   const registry = new Registry(deps.volumeRoot);
   switch (name) {
     case 'runc': {
-      // eslint-disable-next-line @typescript-eslint/no-var-requires
       const { RuncBackend } = require('./runc') as typeof import('./runc');
       return new RuncBackend(registry);
     }

@@ -3,12 +3,12 @@
 // a block device is mounted directly. vfiovol/spdkvol need a VM and are refused (see README).
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from './backend';
-import type { OciMount } from '../volumes/types';
+import type { Backend, BackendLogger, PrepareContext, Prepared } from './backend';
+import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
-import { writeFileAtomic } from '../shim/state';
+import { writeFileAtomic } from '../volumes/files';
 import { refuseHostUse } from '../volumes/in-use';
 
 export const RUNC_STATE_FILE = 'katavol-runc.json';
@@ -59,11 +59,11 @@ export class RuncBackend implements Backend {
           const again = this.plan(ctx, p.v);
           device = again.podLoop ?? loop.attach(p.device, p.v.readOnly);
           state.loops.push({ device, file: p.realFile, volume: volumePath });
-          writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+          writeFileAtomic(stateFile, JSON.stringify(state));
           if (again.podLoop) ctx.log.info('sharing the pod\'s loop device', { volume: volumePath, device, sandboxId: ctx.sandboxId });
         });
         state.volumes.push(volumePath);
-        writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+        writeFileAtomic(stateFile, JSON.stringify(state));
         for (const v of volumes.filter((x) => x.volumePath === volumePath)) {
           mounts[v.index] = rewriteMount(v, device);
           summary.push({ destination: v.mount.destination, volumePath, device: p.device, source: device, fstype: mounts[v.index].type, readOnly: v.readOnly });
@@ -214,7 +214,7 @@ export class RuncBackend implements Backend {
           }
           state.loops = state.loops.filter((x) => x.volume !== v);
           state.volumes = state.volumes.filter((x) => x !== v);
-          if (fs.existsSync(stateFile)) writeFileAtomic(stateFile, JSON.stringify(state), 0o600);
+          if (fs.existsSync(stateFile)) writeFileAtomic(stateFile, JSON.stringify(state));
           // Another container of the same pod still holds it: the pod's record stays.
           return !siblings.some((b) => b.state.volumes.includes(v) || b.state.loops.some((x) => x.volume === v));
         });

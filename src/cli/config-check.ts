@@ -1,6 +1,6 @@
 // `katavol config check [FILE]`: runs the shim's own config code on a file (default: $KATAVOL_CONFIG,
 // else /etc/katavol/config.json), so a typo surfaces now instead of at the next container start.
-import { CliContext, EXIT_FAILURE, EXIT_OK, UsageError } from './context';
+import { type CliContext, EXIT_FAILURE, EXIT_OK, UsageError } from './context';
 import { noMore, parseArgs } from './args';
 
 const USAGE = `usage: katavol config check [FILE]

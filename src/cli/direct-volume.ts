@@ -1,12 +1,12 @@
 // `katavol direct-volume ...`: kata-ctl's subcommands (add, remove, stats, resize) with its positional
 // syntax and the Go runtime's flags, plus list and inspect. Success prints one line (Kata prints nothing).
 import * as fs from 'fs';
-import { CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
+import { type CliContext, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 import { noMore, parseArgs, take } from './args';
 import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, volumeRootInEffect, type SandboxUse } from '../volumes/registry';
 import { closest } from '../volumes/fstype';
 import { serializeMountInfo } from '../volumes/mountinfo';
-import { MountInfo } from '../volumes/types';
+import { type MountInfo } from '../volumes/types';
 
 const COMMANDS_TEXT = `commands (kata-ctl syntax; the kata-runtime flags in brackets work too):
   add <volume-path> '<mount-info-json>'   [--volume-path P --mount-info J]   register or replace a volume

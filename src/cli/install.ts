@@ -5,8 +5,9 @@
 // written to a record next to the link, and uninstall undoes exactly that and nothing else.
 import * as fs from 'fs';
 import * as path from 'path';
-import { CliContext, EXIT_FAILURE, EXIT_OK } from './context';
+import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context';
 import { noMore, parseArgs } from './args';
+import { lstatOrUndefined, writeFileAtomic } from '../volumes/files';
 import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, isKatavolLauncher } from '../shim/config';
 
 export const RUNTIME_TYPE = 'io.containerd.kata.v2';
@@ -60,15 +61,6 @@ export interface InstallOptions {
   config: string;
   /** Defaults to OUR_SHIM (tests may point elsewhere). */
   shim?: string;
-}
-
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-    throw e;
-  }
 }
 
 function realpathOrUndefined(p: string): string | undefined {
@@ -164,8 +156,8 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
       }
       undo.push(() => { for (const d of createdDirs) fs.rmdirSync(d); });
     }
-    writeAtomic(configFile, written);
-    undo.push(() => (before === undefined ? fs.rmSync(configFile, { force: true }) : writeAtomic(configFile, before)));
+    writeFileAtomic(configFile, written, { mode: 0o644 });
+    undo.push(() => (before === undefined ? fs.rmSync(configFile, { force: true }) : writeFileAtomic(configFile, before, { mode: 0o644 })));
     say(`${before === undefined ? 'created' : 'updated'} ${configFile}: "downstream": ${JSON.stringify(downstream)}`);
 
     // A relative link when our shim sits beside it (make install), else the launcher's absolute path.
@@ -173,7 +165,7 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
     const linkTarget = realpathOrUndefined(beside) === shimReal ? 'containerd-shim-katavol-v2' : shim;
     if (replacedLinkTarget !== undefined) {
       fs.rmSync(link);
-      undo.push(() => fs.symlinkSync(replacedLinkTarget!, link));
+      undo.push(() => fs.symlinkSync(replacedLinkTarget, link));
     }
     fs.symlinkSync(linkTarget, link);
     undo.push(() => fs.rmSync(link, { force: true }));
@@ -184,7 +176,7 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
       ...(replacedLinkTarget !== undefined ? { replacedLinkTarget } : {}),
       config: { file: configFile, created: before === undefined, ...(createdDirs.length ? { createdDirs } : {}), ...(before !== undefined ? { before } : {}), written },
     };
-    writeAtomic(record, JSON.stringify(rec, null, 2) + '\n');
+    writeFileAtomic(record, JSON.stringify(rec, null, 2) + '\n', { mode: 0o644 });
     say(`recorded the installation in ${record} (katavol uninstall-runtime --prefix ${prefix} undoes it)`);
     return rec;
   } catch (e) {
@@ -243,7 +235,7 @@ export function uninstallRuntime(prefixArg: string, say: (line: string) => void)
         }
       }
     } else {
-      writeAtomic(c.file, c.before ?? '');
+      writeFileAtomic(c.file, c.before ?? '', { mode: 0o644 });
       say(`restored ${c.file} as it was before install-runtime`);
     }
   } else {
@@ -251,12 +243,6 @@ export function uninstallRuntime(prefixArg: string, say: (line: string) => void)
   }
   fs.rmSync(record);
   say(`removed ${record}`);
-}
-
-function writeAtomic(file: string, text: string): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  fs.writeFileSync(tmp, text, { mode: 0o644 });
-  fs.renameSync(tmp, file);
 }
 
 /** Warnings about containerd finding our link: it looks up RUNTIME_BINARY on its own PATH. */

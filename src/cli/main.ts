@@ -1,6 +1,6 @@
 // Entry point of bin/katavol. Top-level commands come from a table and are loaded on demand, so the
 // common paths only load what they use (no winston/protobufjs).
-import { CliContext, CommandHandler, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './context';
+import { type CliContext, type CommandHandler, EXIT_FAILURE, EXIT_OK, EXIT_USAGE, UsageError } from './context';
 
 interface CommandEntry {
   summary: string;

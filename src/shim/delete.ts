@@ -7,7 +7,8 @@ import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './state';
-import { HELD_FILE, releaseHeld } from './held';
+import { releaseHeld } from './held';
+import { HELD_FILE } from '../backends/backend';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
 

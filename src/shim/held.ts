@@ -2,9 +2,8 @@
 // acts, removed after it released everything, so a crashed daemon's `delete` knows what to undo.
 import * as fs from 'fs';
 import * as path from 'path';
-import { writeFileAtomic } from './state';
-
-export const HELD_FILE = 'katavol-held.json';
+import { writeFileAtomic } from '../volumes/files';
+import { HELD_FILE } from '../backends/backend';
 
 export interface Held {
   containerId: string;
@@ -14,7 +13,7 @@ export interface Held {
 }
 
 export function writeHeld(bundle: string, held: Held): void {
-  writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n', 0o600);
+  writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n');
 }
 
 export function readHeld(bundle: string): Held | undefined {

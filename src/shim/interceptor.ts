@@ -2,12 +2,14 @@
 // config.json atomically (the original kept beside it), and undo it all if the downstream Create fails.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, OciSpec, PrepareContext } from '../backends/backend';
+import type { Backend, PrepareContext } from '../backends/backend';
+import type { OciSpec } from '../volumes/types';
 import { Registry } from '../volumes/registry';
 import { MountVolumeError, resolveVolumes } from '../volumes/resolver';
 import { VolumeError } from '../volumes/types';
 import type { Logger } from './logger';
-import { ORIGINAL_SPEC, writeFileAtomic } from './state';
+import { ORIGINAL_SPEC } from './state';
+import { writeFileAtomic } from '../volumes/files';
 import { clearHeld, writeHeld } from './held';
 
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
@@ -82,8 +84,8 @@ export class CreateInterceptor {
     }
     const orig = path.join(bundle, ORIGINAL_SPEC);
     try {
-      writeFileAtomic(orig, text);
-      writeFileAtomic(specFile, JSON.stringify(prepared.spec));
+      writeFileAtomic(orig, text, { mode: 0o644 });
+      writeFileAtomic(specFile, JSON.stringify(prepared.spec), { mode: 0o644 });
     } catch (e) {
       await backend.release(ctx);
       clearHeld(bundle);

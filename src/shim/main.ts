@@ -38,8 +38,8 @@ export function main(argv: string[]): void {
   switch (args.action) {
     case 'start': {
       const inline = process.env.KATAVOL_START_INLINE === '1';
-      require('./start').start(args, self, inline).then(
-        (r: import('./start').Started) => {
+      (require('./start') as typeof import('./start')).start(args, self, inline).then(
+        (r) => {
           // Through the launcher the answer goes to its file: it may hold any byte (the protobuf form
           // has newlines and NULs), so it is never parsed by the shell.
           const answerFile = process.env.KATAVOL_START_ANSWER;
@@ -53,15 +53,15 @@ export function main(argv: string[]): void {
           if (answerFile) fs.writeFileSync(answerFile, r.answer);
           else fs.writeSync(1, r.answer);
           detachStdio();
-          require('./daemon').runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: Error) => fail(e));
         },
         (e: Error) => fail(e),
       );
       return;
     }
     case 'delete':
-      require('./delete').del(args).then(
-        (r: { stdout: Buffer; stderr: string; status: number }) => {
+      (require('./delete') as typeof import('./delete')).del(args).then(
+        (r) => {
           if (r.stderr) process.stderr.write(r.stderr);
           process.stdout.write(r.stdout, () => process.exit(r.status));
         },
@@ -69,7 +69,7 @@ export function main(argv: string[]): void {
       );
       return;
     default:
-      require('./daemon').runDaemon(args).catch((e: Error) => fail(e));
+      (require('./daemon') as typeof import('./daemon')).runDaemon(args).catch((e: Error) => fail(e));
   }
 }
 

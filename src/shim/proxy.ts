@@ -3,7 +3,7 @@
 // forwarding; Delete and Shutdown are watched so the backend can release and the daemon can exit.
 import * as net from 'net';
 import { Channel } from '../ttrpc/channel';
-import { FrameType, Frame } from '../ttrpc/frame';
+import { FrameType, type Frame } from '../ttrpc/frame';
 import { peekServiceMethod, decodeRequest, decodeResponse, encodeResponse } from '../ttrpc/wire';
 import { Code } from '../ttrpc/errors';
 import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';

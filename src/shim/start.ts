@@ -8,7 +8,8 @@ import * as crypto from 'crypto';
 import { spawn, spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { checkDownstream, loadConfig } from './config';
-import { daemonPidFile, readPidFile, socketPath, writeFileAtomic, writeState } from './state';
+import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
+import { writeFileAtomic } from '../volumes/files';
 import { canConnect } from './sockets';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
@@ -93,7 +94,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
     const answer = answerBootstrap(boot, address);
     writeState(bundle, state);
     // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
-    writeFileAtomic(path.join(bundle, 'address'), address);
+    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644 });
 
     if (server && inline) {
       // Connections can only come once the address is printed, but keep any rather than lose one.

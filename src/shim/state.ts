@@ -2,6 +2,7 @@
 // can find the downstream shim and undo what the backend took.
 import * as fs from 'fs';
 import * as path from 'path';
+import { writeFileAtomic } from '../volumes/files';
 
 export const STATE_FILE = 'katavol.json';
 export const ORIGINAL_SPEC = 'config.json.katavol-orig';
@@ -30,21 +31,8 @@ export function readState(bundle: string): BundleState | undefined {
   }
 }
 
-/** Atomic write (temp + rename) so a crash never leaves a torn file. */
-export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o644): void {
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = fs.openSync(tmp, 'w', mode);
-  try {
-    fs.writeSync(fd, typeof data === 'string' ? Buffer.from(data) : data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
-}
-
 export function writeState(bundle: string, st: BundleState): void {
-  writeFileAtomic(path.join(bundle, STATE_FILE), JSON.stringify(st) + '\n', 0o600);
+  writeFileAtomic(path.join(bundle, STATE_FILE), JSON.stringify(st) + '\n');
 }
 
 /** Strips the unix:// scheme; containerd treats a bare name as an abstract socket. */

@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'events';
 import type * as net from 'net';
-import { Frame, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
+import { type Frame, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
 import { oversizeError } from './errors';
 
 // Below this size header and data are copied into one buffer; above it the data is written by reference

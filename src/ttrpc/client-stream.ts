@@ -5,7 +5,7 @@ import type { Frame } from './frame';
 import { Flags, FrameType } from './frame';
 import { Code, TtrpcError } from './errors';
 import { MessageQueue } from './queue';
-import { KeyValue, decodeResponse } from './wire';
+import { type KeyValue, decodeResponse } from './wire';
 
 export interface ClientStreamOptions {
   /** The client sends messages with send()/closeSend() (request flag RemoteOpen). */

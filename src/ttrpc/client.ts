@@ -2,11 +2,11 @@
 // abandoned call (deadline, abort) is only forgotten locally and its late answer dropped.
 
 import * as net from 'net';
-import { Channel, Frame } from './channel';
+import { Channel, type Frame } from './channel';
 import { Flags, FrameType, HEADER_LENGTH } from './frame';
 import { Code, TtrpcError, closedError, oversizeError } from './errors';
-import { KeyValue, decodeResponse, encodeRequestAfter } from './wire';
-import { ClientStream, ClientStreamOptions, StreamSink } from './client-stream';
+import { type KeyValue, decodeResponse, encodeRequestAfter } from './wire';
+import { ClientStream, type ClientStreamOptions, type StreamSink } from './client-stream';
 
 export interface ClientOptions {
   /** Largest message accepted/sent; default MESSAGE_LENGTH_MAX (4 MiB). */

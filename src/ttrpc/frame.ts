@@ -60,9 +60,9 @@ export interface FrameParserOptions {
   /** Largest accepted data length; default MESSAGE_LENGTH_MAX. */
   maxLength?: number;
   /** Called for every complete frame, in order. Must not throw (see push). */
-  onFrame(f: Frame): void;
+  onFrame: (f: Frame) => void;
   /** Called once an oversize frame's data has been read and discarded (as Go ttrpc does before answering). */
-  onOversize(streamId: number, length: number, type: number, flags: number): void;
+  onOversize: (streamId: number, length: number, type: number, flags: number) => void;
 }
 
 /**

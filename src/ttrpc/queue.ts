@@ -51,6 +51,7 @@ export class MessageQueue implements AsyncIterable<Buffer> {
       }
       return Promise.resolve(m);
     }
+    // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- rejects with what fail() was given
     if (this.failed) return Promise.reject(this.error);
     if (this.ended) return Promise.resolve(undefined);
     return new Promise((resolve, reject) => this.waiters.push({ resolve, reject }));

@@ -1,12 +1,12 @@
 // One accepted connection on a Server: validates frames exactly as Go ttrpc does, dispatches requests
 // concurrently and answers them on their stream id in completion order.
 
-import { Channel, Frame } from './channel';
+import { type Channel, type Frame } from './channel';
 import { Flags, FrameType, HEADER_LENGTH } from './frame';
 import { Code, TtrpcError, oversizeError, toStatus } from './errors';
-import { CallContext, MethodEntry, ServerStream, ServiceRegistry, StreamKind } from './handlers';
+import { type CallContext, type MethodEntry, type ServerStream, type ServiceRegistry, type StreamKind } from './handlers';
 import { MessageQueue } from './queue';
-import { KeyValue, Request, Status, decodeRequest, encodeResponse, encodeResponseAfter } from './wire';
+import { type KeyValue, type Request, type Status, decodeRequest, encodeResponse, encodeResponseAfter } from './wire';
 
 const EMPTY = Buffer.alloc(0);
 // setTimeout cannot wait longer than this; longer deadlines are simply not armed.
@@ -242,7 +242,7 @@ export class ServerConnection {
       this.finish(call, err.toStatus(), EMPTY);
       return;
     }
-    const payload = isBytes ? (v as Uint8Array) : EMPTY;
+    const payload = isBytes ? (v) : EMPTY;
     if (entry.kind === 'stream' && entry.stream.serverStream) {
       // A server stream ends with a closing Data frame, not a Response.
       call.done = true;
@@ -335,6 +335,6 @@ export class ServerConnection {
 function describe(v: unknown): string {
   if (v === null) return 'null';
   if (v === undefined) return 'undefined';
-  if (typeof v === 'object') return `an object (${(v as object).constructor?.name ?? 'Object'})`;
+  if (typeof v === 'object') return `an object (${(v).constructor?.name ?? 'Object'})`;
   return `a ${typeof v}`;
 }

@@ -4,14 +4,14 @@ import * as fs from 'fs';
 import * as net from 'net';
 import { Channel } from './channel';
 import { MESSAGE_LENGTH_MAX } from './frame';
-import { ServiceRegistry, StreamHandler, StreamKind, UnaryHandler } from './handlers';
+import { ServiceRegistry, type StreamHandler, type StreamKind, type UnaryHandler } from './handlers';
 import { ServerConnection } from './server-conn';
 
 export interface ServerOptions {
   /** Largest message accepted/sent; default MESSAGE_LENGTH_MAX (4 MiB). */
   maxLength?: number;
   /** Non-fatal problems: connection errors, handlers that threw a non-TtrpcError or returned a non-buffer. */
-  onError?(err: Error): void;
+  onError?: (err: Error) => void;
 }
 
 export interface ShutdownOptions {

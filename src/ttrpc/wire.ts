@@ -236,7 +236,7 @@ export function encodeRequestAfter(r: RequestFields, headroom: number): Buffer {
   const mLen = Buffer.byteLength(r.method, 'utf8');
   let size = strField(sLen) + strField(mLen) + (payload.length ? lenFieldSize(payload.length) : 0);
   if (timeout !== 0) size += 1 + varintSize(timeout);
-  const kvLens: number[] = new Array(metadata.length * 3);
+  const kvLens = new Array<number>(metadata.length * 3);
   for (let i = 0; i < metadata.length; i++) {
     const kl = Buffer.byteLength(metadata[i].key, 'utf8');
     const vl = Buffer.byteLength(metadata[i].value, 'utf8');
@@ -274,7 +274,7 @@ export function encodeStatus(s: Status): Buffer {
   const msgLen = Buffer.byteLength(s.message ?? '', 'utf8');
   const details = s.details ?? [];
   let size = (s.code !== 0 ? 1 + varintSize(s.code) : 0) + strField(msgLen);
-  const anyLens: number[] = new Array(details.length * 2);
+  const anyLens = new Array<number>(details.length * 2);
   for (let i = 0; i < details.length; i++) {
     const ul = Buffer.byteLength(details[i].typeUrl, 'utf8');
     const body = strField(ul) + (details[i].value.length ? lenFieldSize(details[i].value.length) : 0);

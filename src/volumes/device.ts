@@ -1,7 +1,7 @@
 // Host checks of a mountInfo's device by volume type, done before anything is written.
 import * as fs from 'fs';
 import * as path from 'path';
-import { MountInfo, VolumeError } from './types';
+import { type MountInfo, VolumeError } from './types';
 
 const BDF = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$/;
 const VFIO_GROUP = /^\/dev\/vfio\/[0-9]+$/;

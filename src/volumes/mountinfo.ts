@@ -1,7 +1,7 @@
 // mountInfo.json: lenient reading of what users type (legacy keys, metadata given as a JSON string,
 // null), strict on everything else, and one canonical serialisation that Kata runtime-rs parses.
-import { MountInfo, VOLUME_TYPES, VolumeError, VolumeType } from './types';
-import { JsonObject, JsonSyntaxError, JsonValue, describeJsonType, isJsonObject, parseStrictJson } from './strict-json';
+import { type MountInfo, VOLUME_TYPES, VolumeError, type VolumeType } from './types';
+import { type JsonObject, JsonSyntaxError, type JsonValue, describeJsonType, isJsonObject, parseStrictJson } from './strict-json';
 
 export const EXAMPLE_MOUNT_INFO = '{"volume-type":"directvol","device":"/dev/sdb","fstype":"ext4"}';
 

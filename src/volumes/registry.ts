@@ -3,13 +3,13 @@
 // per-volume lock with temp file/dir + fsync + rename, so readers never see a partial entry.
 import * as fs from 'fs';
 import * as path from 'path';
-import { MountInfo, VolumeError } from './types';
+import { type MountInfo, VolumeError } from './types';
 import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolumeDirName, encodeVolumePath } from './encoding';
 import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
 import { normalizeDevice, validateDevice } from './device';
 import { withLock } from './lock';
 import { fsTypeProblem, superblockMismatch } from './fstype';
-import { TEMP_PREFIX, fsyncDir, tempName, writeFileAtomicSync, writeNewFileSync } from './atomic-write';
+import { TEMP_PREFIX, errnoOf, fsyncDir, lstatOrUndefined, tempName, writeFileAtomic, writeNewFileSync } from './files';
 
 export { encodeVolumePath, decodeVolumeDirName } from './encoding';
 export { parseMountInfo, serializeMountInfo } from './mountinfo';
@@ -28,7 +28,7 @@ export function resolveVolumeRoot(configured?: string): string {
 
 /** The registry root in effect and where it came from, for help texts and "not registered" errors. */
 export function volumeRootInEffect(env: NodeJS.ProcessEnv, configured?: { root?: string; file: string }): { root: string; origin: string } {
-  if (env[VOLUME_ROOT_ENV]) return { root: env[VOLUME_ROOT_ENV] as string, origin: `$${VOLUME_ROOT_ENV}` };
+  if (env[VOLUME_ROOT_ENV]) return { root: env[VOLUME_ROOT_ENV], origin: `$${VOLUME_ROOT_ENV}` };
   if (configured?.root) return { root: configured.root, origin: `"volumeRoot" in ${configured.file}` };
   return { root: KATA_VOLUME_ROOT, origin: "Kata's default" };
 }
@@ -99,10 +99,6 @@ export function volumePathWarnings(volumePath: string): string[] {
   return w;
 }
 
-function errnoOf(e: unknown): string | undefined {
-  return (e as NodeJS.ErrnoException)?.code;
-}
-
 /** Turns a file-system error into a VolumeError that says what to do. */
 function fsFailure(volumePath: string, doing: string, file: string, e: unknown): VolumeError {
   if (e instanceof VolumeError) return e;
@@ -114,15 +110,6 @@ function fsFailure(volumePath: string, doing: string, file: string, e: unknown):
     : code === 'ENOSPC' ? 'free some space on the file system of the registry root'
     : 'check the registry root and try again';
   return new VolumeError(volumePath, `cannot ${doing}: ${msg}`, fix, file);
-}
-
-function lstatOrUndefined(p: string): fs.Stats | undefined {
-  try {
-    return fs.lstatSync(p);
-  } catch (e) {
-    if (errnoOf(e) === 'ENOENT' || errnoOf(e) === 'ENOTDIR') return undefined;
-    throw e;
-  }
 }
 
 export class Registry {
@@ -300,7 +287,7 @@ export class Registry {
         }
         if (old === data) return 'unchanged';
         if (old !== undefined && !opts.force) this.refuseWhileUsed(volumePath, 'change it', file);
-        writeFileAtomicSync(file, data, this.root);
+        writeFileAtomic(file, data, { tempDir: this.root });
         return old === undefined ? 'repaired' : 'replaced';
       } catch (e) {
         throw fsFailure(volumePath, 'write the registry entry', file, e);
@@ -374,7 +361,7 @@ export class Registry {
       const r = this.read(volumePath);
       if (r.canonical) return false;
       try {
-        writeFileAtomicSync(r.file, serializeMountInfo(r.info), this.root);
+        writeFileAtomic(r.file, serializeMountInfo(r.info), { tempDir: this.root });
       } catch (e) {
         throw fsFailure(volumePath, `rewrite ${MOUNT_INFO_FILE}`, r.file, e);
       }
@@ -441,7 +428,7 @@ export class Registry {
       this.requireEntryDir(volumePath);
       check(this.sandboxesOf(volumePath).filter((u) => u.id !== sandboxId));
       try {
-        writeFileAtomicSync(file, formatSandboxRecord(backend, readOnly), this.root);
+        writeFileAtomic(file, formatSandboxRecord(backend, readOnly), { tempDir: this.root });
       } catch (e) {
         throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
       }

@@ -4,9 +4,9 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { Registry } from './registry';
+import { type Registry } from './registry';
 import { VolumeError } from './types';
-import { CAP_SYS_RESOURCE, HostMount, ToolResult, devNumber, devNumberOf, findHostMounts, findTool, hasEffectiveCapability, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
+import { CAP_SYS_RESOURCE, type HostMount, type ToolResult, devNumber, devNumberOf, findHostMounts, findTool, hasEffectiveCapability, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
 import { describeUses, hostUsesOf } from './in-use';
 
 /** Backend name the runc host backend records; any other recorded sandbox is a VM. */

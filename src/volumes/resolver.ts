@@ -1,13 +1,12 @@
 // Finds the direct-volume mounts of an OCI spec and resolves each through the registry, the way
 // runtime-rs detects them: mount type directvol/vfiovol/spdkvol/spoolvol, or a bind mount whose
 // source is a registered volume.
-import type { ResolvedVolume, OciSpec } from '../backends/backend';
-import type { OciMount } from './types';
-import { VolumeError } from './types';
+import type { OciMount, OciSpec, ResolvedVolume } from './types';
+import { VOLUME_TYPES, VolumeError } from './types';
 import type { Registry } from './registry';
 import { superblockMismatch } from './fstype';
 
-export const DIRECT_MOUNT_TYPES = new Set(['directvol', 'vfiovol', 'spdkvol', 'spoolvol']);
+export const DIRECT_MOUNT_TYPES: ReadonlySet<string> = new Set(VOLUME_TYPES);
 
 /** A volume problem in the context of one container mount (what the Create error reports). */
 export class MountVolumeError extends Error {

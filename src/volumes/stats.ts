@@ -1,10 +1,10 @@
 // `direct-volume stats`: what the host knows about a volume, as JSON. Unlike kata-ctl (which asks a
 // Kata shim and is broken end to end), this reads the device, its loop devices and their mounts.
 import * as fs from 'fs';
-import { Registry, SandboxUse } from './registry';
+import { type Registry, type SandboxUse } from './registry';
 import { VolumeError } from './types';
 import { spdkSocketPath } from './device';
-import { FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
+import { type FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
 
 export interface VolumeStats {
   volumePath: string;

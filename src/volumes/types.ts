@@ -22,6 +22,27 @@ export interface OciMount {
   [extra: string]: unknown;
 }
 
+/** OCI spec as JSON; only the parts backends touch are typed. */
+export interface OciSpec {
+  mounts?: OciMount[];
+  annotations?: Record<string, string>;
+  [extra: string]: unknown;
+}
+
+/** One direct-volume mount of the container, resolved through the registry. */
+export interface ResolvedVolume {
+  /** Index of the mount in spec.mounts. */
+  index: number;
+  mount: OciMount;
+  volumePath: string;
+  /** Directory of the registry entry and its mountInfo.json path (for messages). */
+  entryDir: string;
+  file: string;
+  info: MountInfo;
+  /** `ro` in the OCI mount options or in mountInfo options. */
+  readOnly: boolean;
+}
+
 /** Problem with a volume that a user can fix: names the volume, the file and the fix. */
 export class VolumeError extends Error {
   constructor(

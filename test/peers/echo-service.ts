@@ -29,7 +29,7 @@ export function echoHandlers(): Record<string, UnaryHandler> {
       const text = payload.toString();
       const m = /^(\d+):([\s\S]*)$/.exec(text);
       if (!m) throw new TtrpcError(Code.InvalidArgument, `Fail payload must be CODE:MESSAGE, got ${JSON.stringify(text)}`);
-      throw new TtrpcError(Number(m[1]) as Code, m[2]);
+      throw new TtrpcError(Number(m[1]), m[2]);
     },
     // Payload: decimal milliseconds; replies with the payload, or fails when the call's signal aborts.
     Sleep: (ctx, payload) => {

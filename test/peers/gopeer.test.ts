@@ -32,7 +32,7 @@ describe('Go peer build (test/support/gopeer)', function () {
     // usage text on exit 2 proves it is the peer and it runs
     const err = await run(bin, []).then(() => undefined, (e: { code: number; stderr: string }) => e);
     assert.equal(err?.code, 2);
-    assert.match(err!.stderr, /ttrpcpeer server SOCK/);
+    assert.match(err.stderr, /ttrpcpeer server SOCK/);
     // nothing half-made left: no temp binaries, no private GOPATHs
     const left = fs.readdirSync(path.dirname(bin)).filter((n) => n !== 'ttrpcpeer' && n !== 'gocache');
     assert.deepEqual(left, []);

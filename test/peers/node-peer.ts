@@ -10,7 +10,7 @@
 // "ready" once listening and stops on SIGTERM/SIGINT.
 import * as fs from 'fs';
 import * as net from 'net';
-import { Channel, Client, Frame, FrameType, Server, peekServiceMethod } from '../../src/ttrpc';
+import { Channel, Client, type Frame, FrameType, Server, peekServiceMethod } from '../../src/ttrpc';
 import { ECHO_SERVICE, echoHandlers } from './echo-service';
 
 async function serve(sock: string): Promise<void> {

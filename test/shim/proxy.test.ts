@@ -5,11 +5,12 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Writable } from 'stream';
-import { Channel, Client, Code, FrameType, Frame, Server, TtrpcError, decodeRequest, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
+import { Channel, Client, Code, FrameType, type Frame, Server, TtrpcError, decodeRequest, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
 import { ProxyConnection } from '../../src/shim/proxy';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
-import type { Backend, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../../src/backends/backend';
+import type { Backend, PrepareContext, Prepared } from '../../src/backends/backend';
+import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
 

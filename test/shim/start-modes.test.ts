@@ -6,7 +6,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { Client, TtrpcError } from '../../src/ttrpc';
+import { Client, type TtrpcError } from '../../src/ttrpc';
 import { decodeConnectResponse, encodeConnectRequest, encodeShutdownRequest } from '../../src/shim/messages';
 import { pidAlive } from '../../src/shim/state';
 import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } from '../peers/recorder/record';

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import { spawn, spawnSync, ChildProcess, SpawnSyncReturns } from 'child_process';
+import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'child_process';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const SHIM = path.join(REPO, 'bin', 'containerd-shim-katavol-v2');

@@ -87,8 +87,8 @@ export class CriClient {
     const address = `unix://${socket}`;
     const Runtime = v1.RuntimeService as grpc.ServiceClientConstructor;
     const Image = v1.ImageService as grpc.ServiceClientConstructor;
-    this.runtime = new Runtime(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, unknown>;
-    this.image = new Image(address, grpc.credentials.createInsecure()) as grpc.Client & Record<string, unknown>;
+    this.runtime = new Runtime(address, grpc.credentials.createInsecure());
+    this.image = new Image(address, grpc.credentials.createInsecure());
   }
 
   /** One unary call with a deadline; rejects with the gRPC error (code + details). */

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
-import { Channel, Code, Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
+import { Channel, Code, type Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
 import { RawPeer, removeDir, scratchDir, until } from './helpers';
 
 /** A connected pair: our Channel on one end, a RawPeer on the other, over a real unix socket. */
@@ -61,11 +61,11 @@ describe('ttrpc Channel', () => {
     let socket: net.Socket;
     ({ ch, peer, server, socket } = await pair(dir));
     const writes: number[] = [];
-    const write = socket.write.bind(socket) as (b: Buffer) => boolean;
+    const write: (b: Buffer) => boolean = socket.write.bind(socket);
     socket.write = ((b: Buffer) => {
       writes.push(b.length);
       return write(b);
-    }) as typeof socket.write;
+    });
     const received = encodeFrame(9, 3, 0, Buffer.from('raw'));
     assert.equal(ch.send(1, FrameType.Request, 0, Buffer.from('a')), true);
     assert.equal(ch.sendRaw(received), true);

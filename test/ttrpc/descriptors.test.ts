@@ -151,7 +151,7 @@ function describeServices(def: protoLoader.PackageDefinition, root: protobuf.Roo
     if ('format' in entry) continue; // a message or enum definition, not a service
     const svc = root.lookupService(name);
     const methods: MethodShape[] = [];
-    for (const m of Object.values(entry as protoLoader.ServiceDefinition)) {
+    for (const m of Object.values(entry)) {
       const methodName = m.path.split('/')[2];
       const reflected = svc.methods[methodName];
       if (!reflected) throw new Error(`${name}: proto-loader path ${m.path} has no protobufjs method`);

@@ -4,7 +4,7 @@
 import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
-import { Channel, Client, Code, Frame, FrameType, Server, TtrpcError, peekServiceMethod } from '../../src/ttrpc';
+import { Channel, Client, Code, type Frame, FrameType, Server, TtrpcError, peekServiceMethod } from '../../src/ttrpc';
 import { hex, removeDir, scratchDir, until } from './helpers';
 
 function pipe(from: Channel, to: Channel, seen: string[], rawSeen: Buffer[]): void {

@@ -1,5 +1,5 @@
 import { strict as assert } from 'assert';
-import { Flags, Frame, FrameParser, FrameType, HEADER_LENGTH, MESSAGE_LENGTH_MAX, encodeFrame } from '../../src/ttrpc';
+import { Flags, type Frame, FrameParser, FrameType, HEADER_LENGTH, MESSAGE_LENGTH_MAX, encodeFrame } from '../../src/ttrpc';
 import { hex } from './helpers';
 
 interface Oversize {

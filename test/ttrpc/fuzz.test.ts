@@ -10,7 +10,7 @@ import {
   codeName,
   decodeResponse,
   Flags,
-  Frame,
+  type Frame,
   FrameParser,
   FrameType,
   MESSAGE_LENGTH_MAX,
@@ -18,7 +18,7 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
+import { type RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
 const CONNECTIONS = 25;
@@ -166,7 +166,7 @@ describe('ttrpc fuzz (seeded)', function () {
       },
       Slow: (_c, p) => new Promise((r) => setImmediate(() => r(p))),
       Undefined: () => undefined as unknown as Uint8Array,
-      Hang: (ctx) => new Promise((_r, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason))),
+      Hang: (ctx) => new Promise((_r, reject) => ctx.signal.addEventListener('abort', () => reject(ctx.signal.reason as Error))),
     });
     server.registerStream(
       SVC,

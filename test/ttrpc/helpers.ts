@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as os from 'os';
 import * as path from 'path';
-import { Frame, FrameParser, decodeResponse, encodeFrame, Response } from '../../src/ttrpc';
+import { type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
 
 export function scratchDir(prefix = 'ttrpc-test-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));

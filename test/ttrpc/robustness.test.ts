@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
-import { CallContext, Client, Code, FrameType, Server, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
+import { type CallContext, Client, Code, FrameType, Server, encodeFrame, encodeRequest } from '../../src/ttrpc';
+import { type RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
 
 const SVC = 'robust.v1.Svc';
 
@@ -35,8 +35,10 @@ describe('ttrpc robustness', () => {
     server.register(SVC, {
       Echo: (_c, p) => p,
       ThrowString: () => {
+        // eslint-disable-next-line @typescript-eslint/only-throw-error -- a handler that throws a non-Error
         throw 'a bare string';
       },
+      // eslint-disable-next-line @typescript-eslint/prefer-promise-reject-errors -- a handler that rejects with nothing
       RejectUndefined: () => Promise.reject(undefined),
       // Answers only when released, possibly after its connection is gone.
       Late: (ctx) => {

@@ -1,10 +1,10 @@
 import { strict as assert } from 'assert';
-import { spawn, ChildProcess } from 'child_process';
+import { spawn, type ChildProcess } from 'child_process';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import {
-  CallContext,
+  type CallContext,
   Client,
   Code,
   FrameType,
@@ -185,7 +185,7 @@ describe('ttrpc Server', () => {
     const { streamId, res } = await p.nextResponse();
     assert.equal(streamId, 1);
     assert.equal(res.status?.code, Code.InvalidArgument);
-    assert.match(res.status!.message, /^unmarshal request error: .+/);
+    assert.match(res.status.message, /^unmarshal request error: .+/);
   });
 
   it('answers an oversize frame with ResourceExhausted and keeps the connection', async () => {
@@ -258,11 +258,11 @@ describe('ttrpc Server', () => {
     p.write(request(1, 'Huge', Buffer.alloc(0), { service: 'big.Svc' }));
     const r = await p.nextResponse();
     assert.equal(r.res.status?.code, Code.ResourceExhausted);
-    assert.match(r.res.status!.message, /^message length \d+ exceed maximum message size of 4194304$/);
+    assert.match(r.res.status.message, /^message length \d+ exceed maximum message size of 4194304$/);
     p.write(request(3, 'Weird', Buffer.alloc(0), { service: 'big.Svc' }));
     const w = await p.nextResponse();
     assert.equal(w.res.status?.code, Code.Unknown);
-    assert.match(w.res.status!.message, /stream handler for big\.Svc\/Weird returned a string instead of a Uint8Array or nothing/);
+    assert.match(w.res.status.message, /stream handler for big\.Svc\/Weird returned a string instead of a Uint8Array or nothing/);
     assert.equal(errors.length, 2);
   });
 

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
-import { CallContext, Client, Code, FrameType, Server, ServerStream, TtrpcError, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { RawListener, RawPeer, RawPeers, hex, removeDir, scratchDir, until } from './helpers';
+import { type CallContext, Client, Code, FrameType, Server, type ServerStream, TtrpcError, encodeFrame, encodeRequest } from '../../src/ttrpc';
+import { RawListener, type RawPeer, RawPeers, hex, removeDir, scratchDir, until } from './helpers';
 
 const SVC = 'stream.v1.Svc';
 

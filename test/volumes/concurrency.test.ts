@@ -1,7 +1,7 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { ChildProcess, spawn } from 'child_process';
+import { type ChildProcess, spawn } from 'child_process';
 import { LOCK_DIR_NAME, Registry } from '../../src/volumes/registry';
 import { encodeVolumePath } from '../../src/volumes/encoding';
 import { imageFile, scratchDir } from './helpers';
@@ -13,7 +13,7 @@ function run(args: string[], children: ChildProcess[]): Promise<string[]> {
     const child = spawn(process.execPath, [WORKER, ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
     children.push(child);
     let out = '';
-    child.stdout!.on('data', (d) => (out += d));
+    child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
     child.on('close', (code) => (code === 0 ? resolve(JSON.parse(out) as string[]) : reject(new Error(`worker exited ${code}`))));
   });
@@ -43,7 +43,7 @@ describe('volumes/registry under concurrent processes', () => {
 
     // Only the entry (or nothing) and the empty lock directory remain: no temp or trash names.
     const left = fs.readdirSync(root).sort();
-    assert.ok(left.every((n) => n === LOCK_DIR_NAME || n === encodeVolumePath(vol)), `leftovers: ${left}`);
+    assert.ok(left.every((n) => n === LOCK_DIR_NAME || n === encodeVolumePath(vol)), `leftovers: ${left.join(',')}`);
     assert.deepStrictEqual(fs.readdirSync(path.join(root, LOCK_DIR_NAME)), []);
     const reg = new Registry(root);
     if (reg.isRegistered(vol)) {

@@ -16,7 +16,7 @@ import type { BackendLogger } from '../../src/backends/backend';
 import { mountInfo, volumeInput } from '../backends/runtime-rs/fixtures';
 import { KATAVOL } from '../support/containerd';
 import { scratchDir, snapshot } from './helpers';
-import { LoopFixture, mkExt4, sh } from './loop-fixture';
+import { LoopFixture, mkExt4 } from './loop-fixture';
 
 const VOL = '/kubelet/in-use';
 const MiB = 1 << 20;

@@ -1,7 +1,7 @@
 // Real ext4 images, loop devices and mounts for the stats/resize tests; everything is undone by cleanup().
 import * as fs from 'fs';
 import * as path from 'path';
-import { ChildProcess, execFileSync, spawn } from 'child_process';
+import { type ChildProcess, execFileSync, spawn } from 'child_process';
 
 const ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -52,7 +52,7 @@ export class LoopFixture {
     const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', `dev=$0 dir=$1; shift; mount "$@" "$dev" "$dir" && echo ready && exec sleep 600`, dev, dir, ...mountOptions], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
     this.children.push(child);
     await new Promise<void>((resolve, reject) => {
-      child.stdout!.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.on('exit', (code) => reject(new Error(`unshare mount exited ${code}`)));
     });
     return child.pid!;

@@ -1,6 +1,6 @@
 import * as assert from 'assert';
 import { parseMountInfo, serializeMountInfo, suggestVolumeType } from '../../src/volumes/mountinfo';
-import { MountInfo, VolumeError } from '../../src/volumes/types';
+import { type MountInfo, VolumeError } from '../../src/volumes/types';
 
 const where = { volumePath: '/kubelet/v1' };
 const parse = (s: string, notes?: string[]): MountInfo => parseMountInfo(s, { ...where, notes });

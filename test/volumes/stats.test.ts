@@ -36,7 +36,7 @@ describe('volumes/stats', () => {
     assert.deepStrictEqual([s.loopDevices, s.mounts], [[], []]);
     assert.strictEqual(s.usage?.source, 'dumpe2fs');
     assert.strictEqual(s.usage?.totalBytes, ext4Bytes(img));
-    assert.ok(s.usage!.usedBytes > 0 && s.usage!.availableBytes < s.usage!.totalBytes - s.usage!.usedBytes + 1);
+    assert.ok(s.usage.usedBytes > 0 && s.usage.availableBytes < s.usage.totalBytes - s.usage.usedBytes + 1);
     assert.deepStrictEqual(s.sandboxes, [{ id: 'pod-1', backend: 'runc', readOnly: false }]);
     assert.strictEqual(s.directory, reg.entryDir(VOL));
   });
@@ -57,7 +57,7 @@ describe('volumes/stats', () => {
       source: 'statfs', totalBytes: df.blocks * df.bsize, usedBytes: (df.blocks - df.bfree) * df.bsize,
       availableBytes: df.bavail * df.bsize, inodes: df.files, inodesFree: df.ffree,
     });
-    assert.ok(s.usage!.usedBytes >= 3 * MiB);
+    assert.ok(s.usage.usedBytes >= 3 * MiB);
 
     // A second image, mounted only inside another mount namespace (as runc containers do).
     const img2 = mkExt4(scratch, 'vol2.img', 16 * MiB);
@@ -67,7 +67,7 @@ describe('volumes/stats', () => {
     const s2 = volumeStats(reg, '/other');
     assert.deepStrictEqual(s2.mounts, [{ pid, mountPoint: path.join(scratch, 'ns-mnt'), device: loop2, fstype: 'ext4' }]);
     assert.strictEqual(s2.usage?.source, 'statfs');
-    assert.ok(s2.usage!.totalBytes > 8 * MiB && s2.usage!.totalBytes <= 16 * MiB);
+    assert.ok(s2.usage.totalBytes > 8 * MiB && s2.usage.totalBytes <= 16 * MiB);
   });
 
   it('reports the kind of vfio and spdk volumes and fails clearly for a vanished device', () => {

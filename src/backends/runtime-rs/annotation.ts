@@ -2,8 +2,8 @@
 // (for release after a restart, and to see which sibling containers still use a volume).
 import * as fs from 'fs';
 import * as path from 'path';
-import type { OciSpec } from '../backend';
-import { HELD_FILE } from '../../shim/held';
+import type { OciSpec } from '../../volumes/types';
+import { HELD_FILE } from '../backend';
 import type { DeviceEntry } from './volume';
 
 export const DEVICES_ANNOTATION = 'io.katacontainers.katavol.devices';

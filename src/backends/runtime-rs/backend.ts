@@ -2,8 +2,8 @@
 // specs runtime-rs will hand to the VMM, and rewrites the OCI spec so runtime-rs detects each volume
 // exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
-import type { Backend, BackendLogger, OciSpec, PrepareContext, Prepared, ResolvedVolume } from '../backend';
-import { VolumeError, type MountInfo, type OciMount } from '../../volumes/types';
+import type { Backend, BackendLogger, PrepareContext, Prepared } from '../backend';
+import { VolumeError, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
@@ -234,7 +234,7 @@ export class RuntimeRsBackend implements Backend {
         case 'vfiovol':
           return buildVfioDevice(input, this.config, place, log);
         default:
-          throw volumeError(input, `volume-type ${JSON.stringify((v.info as MountInfo).volumeType)} is not one runtime-rs handles`, 're-register it as directvol, spdkvol or vfiovol');
+          throw volumeError(input, `volume-type ${JSON.stringify((v.info).volumeType)} is not one runtime-rs handles`, 're-register it as directvol, spdkvol or vfiovol');
       }
     } catch (e) {
       if (e instanceof VolumeError) throw e;

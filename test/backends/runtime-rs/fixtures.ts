@@ -3,7 +3,8 @@
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
-import type { BackendLogger, ResolvedVolume } from '../../../src/backends/backend';
+import type { BackendLogger } from '../../../src/backends/backend';
+import type { ResolvedVolume } from '../../../src/volumes/types';
 import type { MountInfo, OciMount } from '../../../src/volumes/types';
 import type { VolumeInput } from '../../../src/backends/runtime-rs/volume';
 

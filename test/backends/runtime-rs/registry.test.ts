@@ -2,7 +2,7 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import type { OciSpec } from '../../../src/backends/backend';
+import type { OciSpec } from '../../../src/volumes/types';
 import { RuntimeRsBackend } from '../../../src/backends/runtime-rs/backend';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { encodeVolumePath, Registry } from '../../../src/volumes/registry';
