@@ -17,7 +17,7 @@ export type Fault = 'containerd-sigterm' | 'containerd-sigkill' | 'start-in-flig
 export const FAULTS: readonly Fault[] = ['containerd-sigterm', 'containerd-sigkill', 'start-in-flight', 'kill-daemons', 'kill-downstreams'];
 
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
-export const FAULT_ERRORS = /ttrpc: closed|transport is closing|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+export const FAULT_ERRORS = /ttrpc: closed|failed to dial|transport is closing|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
 export interface SoakOptions {
   containers: number;
@@ -101,9 +101,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     let first = -1;
     p.stdout.on('data', (d: Buffer) => {
       if (first < 0) first = Number(process.hrtime.bigint() - t0) / 1e6;
-      stdout += d;
+      stdout += d.toString();
     });
-    p.stderr.on('data', (d: Buffer) => (stderr += d));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => p.kill('SIGKILL'), 120000);
     p.on('close', (code) => {
       clearTimeout(timer);
