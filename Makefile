@@ -6,7 +6,7 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build lint test demo bench soak fuzz install uninstall clean
+.PHONY: all deps build lint test demo demo-k8s bench soak fuzz install uninstall clean
 
 # make soak N=1000 P=16 scales the churn.
 N ?= 200
@@ -34,6 +34,11 @@ test: build lint
 
 demo: build
 	@scripts/demo.sh
+
+# The same through Kubernetes' CRI: containerd's CRI plugin with katavol as runtime handler, a pod whose
+# app and sidecar share a read-write direct volume, and a second pod refused.
+demo-k8s: build
+	@node dist/scripts/demo-k8s.js
 
 bench: build
 	@node dist/scripts/bench.js

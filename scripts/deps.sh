@@ -13,6 +13,8 @@ have_cmd mkfs.ext4               || need+=(e2fsprogs)
 have_cmd go                      || need+=(golang-go)
 # The test rootfs copies busybox alone, so it must be the static build (ldd fails on a static binary).
 if [ ! -x /usr/bin/busybox ] || ldd /usr/bin/busybox >/dev/null 2>&1; then need+=(busybox-static); fi
+# csi.proto imports google/protobuf/{descriptor,wrappers,timestamp}.proto; a test compares protobufjs's copies with these.
+[ -f /usr/include/google/protobuf/wrappers.proto ] || need+=(libprotobuf-dev)
 [ -f /usr/share/gocode/src/github.com/containerd/ttrpc/server.go ] || need+=(golang-github-containerd-ttrpc-dev)
 # The CRI client loads the upstream api.proto, which imports gogoproto/gogo.proto.
 [ -f /usr/share/gocode/src/github.com/gogo/protobuf/gogoproto/gogo.proto ] || need+=(golang-github-gogo-protobuf-dev)

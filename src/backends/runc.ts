@@ -23,6 +23,16 @@ interface RuncState {
   /** `volume` is absent in state written before loop devices were shared per pod. */
   loops: Array<{ device: string; file: string; volume?: string }>;
   volumes: string[];
+  /** "<namespace>/<name>" of the Kubernetes pod (CRI annotations), for messages naming the holder. */
+  pod?: string;
+}
+
+/** containerd's CRI plugin puts the pod's Kubernetes namespace and name on every container. */
+function podNameOf(spec: OciSpec): string | undefined {
+  const a = spec.annotations ?? {};
+  const ns = a['io.kubernetes.cri.sandbox-namespace'];
+  const name = a['io.kubernetes.cri.sandbox-name'];
+  return name ? (ns ? `${ns}/${name}` : name) : undefined;
 }
 
 const DROP_OPTIONS = new Set(['bind', 'rbind', 'ro', 'rw']);
@@ -39,7 +49,7 @@ export class RuncBackend implements Backend {
     const plans = [...readOnlyOf].map(([volumePath, readOnly]) =>
       this.plan(ctx, { ...volumes.find((v) => v.volumePath === volumePath)!, readOnly }));
     const stateFile = path.join(ctx.bundle, RUNC_STATE_FILE);
-    const state: RuncState = { containerId: ctx.containerId, sandboxId: ctx.sandboxId, loops: [], volumes: [] };
+    const state: RuncState = { containerId: ctx.containerId, sandboxId: ctx.sandboxId, loops: [], volumes: [], pod: podNameOf(spec) };
     const mounts = [...(spec.mounts ?? [])];
     const summary: Record<string, unknown>[] = [];
     try {
@@ -124,11 +134,11 @@ export class RuncBackend implements Backend {
     if (!clashes.length) return undefined;
     // Who holds them: our other bundles name their pod (whatever volume path that pod registered the
     // image under: with CSI each pod has its own target path), else this volume's records.
-    const holders = new Map<string, { device: string; readOnly: boolean }>();
+    const holders = new Map<string, { device: string; readOnly: boolean; pod?: string }>();
     for (const { state } of bundlesBeside(ctx.bundle)) {
       for (const l of state.loops) {
         const c = clashes.find((x) => x.device === l.device);
-        if (c && l.file === realFile && state.sandboxId !== ctx.sandboxId) holders.set(state.sandboxId, c);
+        if (c && l.file === realFile && state.sandboxId !== ctx.sandboxId) holders.set(state.sandboxId, { ...c, pod: state.pod });
       }
     }
     if (!holders.size) {
@@ -136,7 +146,7 @@ export class RuncBackend implements Backend {
         if (u.id !== ctx.sandboxId && (!v.readOnly || !u.readOnly)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
       }
     }
-    const pods = [...holders].map(([id, h]) => `${id} (${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
+    const pods = [...holders].map(([id, h]) => `${h.pod ? `${h.pod} (sandbox ${id}, ` : `${id} (`}${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
     const devices = [...new Set(holders.size ? [...holders.values()].map((h) => h.device) : clashes.map((c) => c.device))].join(' ');
     if (!pods.length) {
       throw new VolumeError(v.volumePath, `image "${v.info.device}" is already in use through ${devices} by something with no sandbox record (a container still being created, or a process outside katavol)`,

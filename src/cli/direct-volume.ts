@@ -77,6 +77,11 @@ type Sub = (argv: string[], ctx: CliContext, reg: Registry) => number;
 const SUBCOMMANDS: Record<string, Sub> = { add, remove, stats, resize, list, inspect };
 
 /** The registry root for this invocation and where it came from (env, then the shim config's volumeRoot, then Kata's). */
+/** The registry root for this invocation (also `katavol csi`'s): env, then the shim config's volumeRoot, then Kata's root. */
+export function volumeRootFor(ctx: CliContext): string {
+  return rootInEffect(ctx).root;
+}
+
 function rootInEffect(ctx: CliContext): { root: string; origin: string } {
   return volumeRootInEffect(ctx.env, ctx.env[VOLUME_ROOT_ENV] ? undefined : configuredRoot(ctx));
 }

@@ -171,7 +171,7 @@ describe('CRI end to end: katavol as runtime handler (containerd 1.6 CRI plugin,
     await assert.rejects(cri.client.startContainer(cb), (e: unknown) => {
       assert.ok(isCriError(e), String(e));
       assert.equal(e.code, FAILED_PRECONDITION);
-      assert.match(e.details, new RegExp(`volume "${volB.target}": image "${img}" is already in use by pod ${a.id} \\(read-write, /dev/loop\\d+\\); a read-write volume belongs to one pod at a time`));
+      assert.match(e.details, new RegExp(`volume "${volB.target}": image "${img}" is already in use by pod default/${a.name} \\(sandbox ${a.id}, read-write, /dev/loop\\d+\\); a read-write volume belongs to one pod at a time`));
       assert.match(e.details, /stop that pod first, or mount the volume read-only in every pod/);
       return true;
     });

@@ -33,6 +33,11 @@ describe('lint: layers point one way', function () {
     ['ttrpc -> volumes', 'src/ttrpc/errors.ts', "import { VolumeError } from '../volumes/types';\nexport const x = VolumeError;\n"],
     ['ttrpc -> shim', 'src/ttrpc/queue.ts', "import { TASK_SERVICES } from '../shim/messages';\nexport const x = TASK_SERVICES;\n"],
     ['volumes -> ttrpc', 'src/volumes/lock.ts', "import { Code } from '../ttrpc/errors';\nexport const x = Code;\n"],
+    ['volumes -> csi', 'src/volumes/stats.ts', "import { CsiError } from '../csi/errors';\nexport const x = CsiError;\n"],
+    ['csi -> shim', 'src/csi/identity.ts', "import { readState } from '../shim/state';\nexport const x = readState;\n"],
+    ['csi -> cli', 'src/csi/options.ts', "import { EXIT_OK } from '../cli/context';\nexport const x = EXIT_OK;\n"],
+    ['csi -> backends', 'src/csi/paths.ts', "import { HELD_FILE } from '../backends/backend';\nexport const x = HELD_FILE;\n"],
+    ['shim -> csi', 'src/shim/sockets.ts', "import { CsiError } from '../csi/errors';\nexport const x = CsiError;\n"],
   ];
   for (const [name, file, code] of refused) {
     it(`refuses an upward import: ${name}`, async () => {

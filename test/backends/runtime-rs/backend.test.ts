@@ -311,6 +311,23 @@ describe('runtime-rs backend (backend.ts)', () => {
     assert.deepStrictEqual(reg.sandboxesOf('/kubelet/dpu'), []);
   });
 
+  it('a second container of the same sandbox (a sidecar) gets the read-write volume too; another sandbox is still refused', async () => {
+    const reg = new FakeRegistry();
+    const backend = new RuntimeRsBackend(cfg(), reg);
+    const prepare = (containerId: string, sandboxId: string) => {
+      const spec: OciSpec = { mounts: [dataMount()], annotations: { 'io.kubernetes.cri.sandbox-id': sandboxId } };
+      return backend.prepare(ctx(containerId, sandboxId).ctx, spec, [resolved(0, spec.mounts![0], '/kubelet/data', mountInfo('directvol', image))]);
+    };
+    const app = await prepare('app', 'pod-a');
+    const sidecar = await prepare('sidecar', 'pod-a');
+    // One VM per sandbox: both containers get the same device spec, and the sandbox is recorded once.
+    assert.deepStrictEqual(JSON.parse(sidecar.spec.annotations![DEVICES_ANNOTATION]), JSON.parse(app.spec.annotations![DEVICES_ANNOTATION]));
+    assert.strictEqual(sidecar.spec.mounts![0].type, 'directvol');
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
+    await assert.rejects(prepare('other', 'pod-b'), /the volume is read-write and already in use by sandbox pod-a \(runtime-rs, read-write\)/);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data').map((u) => u.id), ['pod-a']);
+  });
+
   it('release drops the records once no container of the sandbox uses the volume', async () => {
     const reg = new FakeRegistry();
     const backend = new RuntimeRsBackend(cfg(), reg);

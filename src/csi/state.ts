@@ -1,0 +1,102 @@
+// The plugin's memory, on disk: one JSON record per volume under <state>/volumes/<id>.json, written
+// atomically under the volume's lock. Every RPC reads what it needs from here, so a restarted plugin
+// (or a second one) answers exactly as the first would have; nothing is kept in process memory.
+import * as fs from 'fs';
+import * as path from 'path';
+import { TEMP_PREFIX, errnoOf, writeFileAtomic } from '../volumes/files';
+import { withLock } from '../volumes/lock';
+import { internal } from './errors';
+
+export type CsiVolumeType = 'directvol' | 'spdkvol' | 'vfiovol';
+
+export interface VolumeRecord {
+  id: string;
+  /** CreateVolume's name: the idempotency key. */
+  name: string;
+  capacityBytes: number;
+  volumeType: CsiVolumeType;
+  fsType: string;
+  /** Image file (directvol), vhost-user socket (spdkvol) or PCI address / VFIO group (vfiovol). */
+  device: string;
+  /** The volume_context CreateVolume answered with (Kata's keys). */
+  context: Record<string, string>;
+  /** Staging paths NodeStageVolume succeeded on. */
+  staged: string[];
+  /** Target paths NodePublishVolume registered, and how. */
+  published: Record<string, { readOnly: boolean; stagingPath: string }>;
+}
+
+/** Volume ids this plugin hands out, and so the only ones that can name a record file. */
+const VOLUME_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+
+export function isValidVolumeId(id: string): boolean {
+  return typeof id === 'string' && VOLUME_ID.test(id);
+}
+
+export class VolumeStore {
+  readonly dir: string;
+  private readonly lockDir: string;
+
+  constructor(stateDir: string) {
+    this.dir = path.join(stateDir, 'volumes');
+    this.lockDir = path.join(stateDir, `${TEMP_PREFIX}locks`);
+  }
+
+  private file(id: string): string {
+    return path.join(this.dir, `${id}.json`);
+  }
+
+  /** Runs fn holding the lock of `key` (a volume id, or `name:<name>` while creating). */
+  locked<T>(key: string, fn: () => T): T {
+    return withLock({ volumePath: key, lockDir: this.lockDir, entryName: key }, fn);
+  }
+
+  get(id: string): VolumeRecord | undefined {
+    if (!isValidVolumeId(id)) return undefined;
+    const file = this.file(id);
+    let text: string;
+    try {
+      text = fs.readFileSync(file, 'utf8');
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return undefined;
+      throw internal(id, `cannot read the plugin's record ${file}: ${(e as Error).message}`, 'check the --state directory', e);
+    }
+    try {
+      const rec = JSON.parse(text) as VolumeRecord;
+      if (rec.id !== id || typeof rec.name !== 'string' || !Number.isSafeInteger(rec.capacityBytes)) throw new Error('fields missing or wrong');
+      rec.staged ??= [];
+      rec.published ??= {};
+      return rec;
+    } catch (e) {
+      throw internal(id, `the plugin's record ${file} is damaged (${(e as Error).message})`, 'restore it from a backup, or delete it and the PersistentVolume', e);
+    }
+  }
+
+  list(): VolumeRecord[] {
+    let names: string[];
+    try {
+      names = fs.readdirSync(this.dir);
+    } catch (e) {
+      if (errnoOf(e) === 'ENOENT') return [];
+      throw e;
+    }
+    return names
+      .filter((n) => n.endsWith('.json') && !n.startsWith('.'))
+      .map((n) => this.get(n.slice(0, -'.json'.length)))
+      .filter((r): r is VolumeRecord => r !== undefined)
+      .sort((a, b) => (a.id < b.id ? -1 : 1));
+  }
+
+  byName(name: string): VolumeRecord | undefined {
+    return this.list().find((r) => r.name === name);
+  }
+
+  put(rec: VolumeRecord): void {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    writeFileAtomic(this.file(rec.id), JSON.stringify(rec, null, 2) + '\n');
+  }
+
+  delete(id: string): void {
+    fs.rmSync(this.file(id), { force: true });
+  }
+}
