@@ -46,6 +46,12 @@ bench: build
 soak: build
 	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
 
+# make fuzz FRAMES=2000000 scales it; make test runs the same suites at 105,000 / 20,000 frames.
+FRAMES ?= 1000000
+fuzz: build
+	@KATAVOL_FUZZ_FRAMES=$(FRAMES) node --expose-gc $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
+		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js
+
 install: build
 	@scripts/install.sh "$(PREFIX)"
 

@@ -14,6 +14,7 @@ import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { resolveVolumeRoot, volumeRootInEffect } from '../volumes/registry';
 import { createBackend } from '../backends';
+import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
 
 export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
 const DEFAULT_ORPHAN_TIMEOUT_MS = 30000;
@@ -110,6 +111,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
   }
   server.on('error', (err) => log.error('listener error', { error: err.message }));
+  adjustOomScore(process.env[CONTAINERD_OOM_ENV], log);
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
