@@ -7,6 +7,7 @@ const SECTIONS: Array<{ name: string; load(): Section }> = [
   { name: 'ttrpc', load: () => (require('./bench/ttrpc') as typeof import('./bench/ttrpc')).section },
   { name: 'startup', load: () => (require('./bench/startup') as typeof import('./bench/startup')).section },
   { name: 'shim', load: () => (require('./bench/shim') as typeof import('./bench/shim')).section },
+  { name: 'csi', load: () => (require('./bench/csi') as typeof import('./bench/csi')).section },
 ];
 
 async function main(argv: string[]): Promise<number> {

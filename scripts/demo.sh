@@ -22,6 +22,8 @@ cleanup() {
     kill "$CTD_PID" 2>/dev/null; wait "$CTD_PID" 2>/dev/null
   fi
   losetup -j "$WORK/disk.img" -O NAME --noheadings 2>/dev/null | xargs -r -n1 losetup -d
+  # The start booted a warm daemon for the next one (config key warmDaemons): stop it.
+  KATAVOL_CONFIG="$WORK/katavol.json" "$KATAVOL" daemons --stop-warm >/dev/null 2>&1
   rm -rf "$WORK"
 }
 trap cleanup EXIT

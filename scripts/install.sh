@@ -33,6 +33,8 @@ if [ $uninstall = 1 ]; then
     echo "katavol is not installed in $PREFIX (no $MANIFEST); nothing to do"
     exit 0
   fi
+  # Warm shim daemons of this build would retire on their own once it is gone; stop them now instead.
+  if [ -x "$LIB/bin/katavol" ]; then "$LIB/bin/katavol" daemons --stop-warm || true; fi
   mapfile -t created < <(grep '^dir ' "$MANIFEST" | cut -d' ' -f2-)
   for b in "${BINS[@]}"; do
     if is_our_link "$PREFIX/bin/$b"; then rm -f "$PREFIX/bin/$b"; echo "removed $PREFIX/bin/$b"; fi

@@ -11,6 +11,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, REPO, SHIM, debugfsCat, loopDevicesOf, tmpDir } from './support/containerd';
 import { buildImage } from './support/image';
+import { stopPool } from '../src/shim/pool';
 
 export interface ReadmeBlock {
   /** 1-based line of the opening fence. */
@@ -93,10 +94,13 @@ async function walk(doc: string, check: (w: Walked) => void = () => undefined): 
     check({ scratch, ctd, ran });
     const srv = path.join(scratch, 'srv');
     for (const img of fs.existsSync(srv) ? fs.readdirSync(srv) : []) assert.deepEqual(loopDevicesOf(path.join(srv, img)), [], `no loop device left on ${img}`);
+    // A start boots a warm daemon for the next one (warmDaemons defaults to 1): stop the pool first.
+    await stopPool(sockDir);
     assert.deepEqual(fs.readdirSync(sockDir), [], 'no katavol socket left');
     return ran;
   } finally {
     await ctd?.stop();
+    await stopPool(sockDir);
     fs.rmSync(sockDir, { recursive: true, force: true });
     fs.rmSync(scratch, { recursive: true, force: true });
   }

@@ -1,6 +1,7 @@
 // Loop devices through util-linux losetup (the kernel's loop ioctls have no Node binding).
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
+import { loopsBacking } from '../volumes/host-device';
 
 function losetupPath(): string {
   for (const p of ['/usr/sbin/losetup', '/sbin/losetup', '/usr/bin/losetup']) {
@@ -23,13 +24,9 @@ export function attach(file: string, readOnly: boolean): string {
   return run(['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]);
 }
 
-/** Loop devices currently backed by the file, with their read-only flag. */
+/** Loop devices currently backed by the file, with their read-only flag (sysfs, no exec). */
 export function loopsOf(file: string): Array<{ device: string; readOnly: boolean }> {
-  const out = run(['--associated', file, '--noheadings', '--output', 'NAME,RO']);
-  return out.split('\n').filter(Boolean).map((l) => {
-    const [device, ro] = l.trim().split(/\s+/);
-    return { device, readOnly: ro === '1' };
-  });
+  return loopsBacking(file);
 }
 
 /** The file backing a loop device, from sysfs ('' when not attached). */

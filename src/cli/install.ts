@@ -8,7 +8,8 @@ import * as path from 'path';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context';
 import { noMore, parseArgs } from './args';
 import { lstatOrUndefined, writeFileAtomic } from '../volumes/files';
-import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, isKatavolLauncher } from '../shim/config';
+import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, isKatavolLauncher, loadConfig } from '../shim/config';
+import { stopPool } from '../shim/pool';
 
 export const RUNTIME_TYPE = 'io.containerd.kata.v2';
 /** The binary containerd looks for on its PATH for RUNTIME_TYPE. */
@@ -278,15 +279,26 @@ export function run(argv: string[], ctx: CliContext): number {
   return EXIT_OK;
 }
 
-export function runUninstall(argv: string[], ctx: CliContext): number {
+export async function runUninstall(argv: string[], ctx: CliContext): Promise<number> {
   if (argv.includes('--help') || argv.includes('-h')) {
     ctx.out(USAGE + '\n');
     return EXIT_OK;
   }
   const a = parseArgs(argv, ['prefix'], [], USAGE);
   noMore(a, USAGE);
+  const prefix = a.values.get('prefix') ?? DEFAULT_PREFIX;
+  // The pool lives under the installed config's socketDir: read it before the config is restored.
+  let socketDir: string | undefined;
   try {
-    uninstallRuntime(a.values.get('prefix') ?? DEFAULT_PREFIX, (l) => ctx.out(l + '\n'));
+    const rec = JSON.parse(fs.readFileSync(recordPath(path.resolve(prefix)), 'utf8')) as InstallRecord;
+    socketDir = loadConfig({ ...ctx.env, KATAVOL_CONFIG: rec.config.file }).socketDir;
+  } catch { /* no record or no usable config: uninstallRuntime says what is wrong */ }
+  try {
+    uninstallRuntime(prefix, (l) => ctx.out(l + '\n'));
+    if (socketDir) {
+      const pids = await stopPool(socketDir);
+      ctx.out(`stopped ${pids.length} warm shim daemon(s) in ${socketDir}\n`);
+    }
   } catch (e) {
     if (!(e instanceof InstallError)) throw e;
     ctx.err(`katavol: ${e.message}\n`);

@@ -16,8 +16,9 @@ export const COMMANDS: Record<string, CommandEntry> = {
   'direct-volume': { summary: 'manage Kata direct volumes (kata-ctl compatible)', load: async () => (await import('./direct-volume')).run },
   csi: { summary: 'run the CSI plugin that provisions and publishes direct volumes for Kubernetes', load: async () => (await import('./csi')).run },
   'install-runtime': { summary: 'register katavol as the io.containerd.kata.v2 runtime (in front of Kata)', load: async () => (await import('./install')).run },
-  'uninstall-runtime': { summary: 'undo install-runtime exactly', load: async () => (await import('./install')).runUninstall },
+  'uninstall-runtime': { summary: 'undo install-runtime exactly (and stop the warm shim daemons)', load: async () => (await import('./install')).runUninstall },
   config: { summary: 'config check [FILE]: check the shim config as the shim reads it', load: async () => (await import('./config-check')).run },
+  daemons: { summary: 'list the shim daemons: warm (pre-booted) and serving (one per pod)', load: async () => (await import('./daemons')).run },
 };
 
 /** package.json's version (the CLI and the shim are released together). */

@@ -1,12 +1,11 @@
 // CSI Controller service, node-local (csi-provisioner --node-deployment): a volume is a record in the
 // state directory plus, once staged, an image file in the storage directory of this node.
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import { alreadyExists, failedPrecondition, invalidArgument, notFound, resourceExhausted } from './errors';
 import { imagePath } from './image';
 import { type CsiOptions } from './options';
 import { type CapacityRange, type VolumeCapability, capabilityProblem, requireCapabilities, requireId, sizeFor } from './requests';
-import { type VolumeRecord, type VolumeStore, isValidVolumeId } from './state';
+import { type VolumeRecord, type VolumeStore, nodeTag, nodeTagOf, volumeIdFor } from './state';
 import { PARAM_VOLUME_TYPE, readParams, volumeContext } from './volume-params';
 
 /** Smallest image: room for ext2/3/4 metadata and a journal. */
@@ -37,11 +36,6 @@ export class ControllerService {
     return { volume_id: r.id, capacity_bytes: String(r.capacityBytes), volume_context: r.context, accessible_topology: [nodeTopology(this.o)] };
   }
 
-  /** The id a name gets: the name itself when it is a safe file name (pvc-<uid> is), else a hash of it. */
-  private idFor(name: string): string {
-    return isValidVolumeId(name) ? name : `kv-${crypto.createHash('sha256').update(name).digest('hex').slice(0, 40)}`;
-  }
-
   CreateVolume(req: CreateVolumeRequest): object {
     const name = req.name;
     if (!name) throw invalidArgument('', 'name is missing', 'send the volume name (csi-provisioner sends pvc-<uid>)');
@@ -67,7 +61,7 @@ export class ControllerService {
         }
         return { volume: this.volumeOf(existing) };
       }
-      const id = this.idFor(name);
+      const id = volumeIdFor(name, this.o.nodeId);
       if (this.store.get(id)) throw alreadyExists(name, `volume id ${id} is taken by another name`, 'use another volume name');
       if (params.volumeType === 'directvol') this.requireSpace(name, size);
       const rec: VolumeRecord = {
@@ -109,7 +103,14 @@ export class ControllerService {
 
   ControllerExpandVolume(req: { volume_id: string; capacity_range: CapacityRange | null }): object {
     const id = requireId(req.volume_id);
-    if (!this.store.get(id)) throw notFound(id, 'no such volume on this node', 'check the PersistentVolume\'s volumeHandle');
+    if (!this.store.get(id)) {
+      const owner = nodeTagOf(id);
+      if (owner === undefined || owner === nodeTag(this.o.nodeId)) throw notFound(id, 'no such volume on this node', 'check the PersistentVolume\'s volumeHandle');
+      // Another node's volume (the one csi-resizer of the cluster runs here): its node checks and
+      // grows it in NodeExpandVolume, with this size.
+      const size = sizeFor(id, req.capacity_range, MIN_IMAGE_SIZE, this.o.maxVolumeSize);
+      return { capacity_bytes: String(size), node_expansion_required: true };
+    }
     return this.store.locked(id, () => {
       const r = this.store.get(id);
       if (!r) throw notFound(id, 'no such volume on this node (deleted meanwhile)', 'check the PersistentVolume\'s volumeHandle');

@@ -1,6 +1,7 @@
 // The plugin's memory, on disk: one JSON record per volume under <state>/volumes/<id>.json, written
 // atomically under the volume's lock. Every RPC reads what it needs from here, so a restarted plugin
 // (or a second one) answers exactly as the first would have; nothing is kept in process memory.
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
 import { TEMP_PREFIX, errnoOf, writeFileAtomic } from '../volumes/files';
@@ -26,11 +27,34 @@ export interface VolumeRecord {
   published: Record<string, { readOnly: boolean; stagingPath: string }>;
 }
 
-/** Volume ids this plugin hands out, and so the only ones that can name a record file. */
-const VOLUME_ID = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const SAFE_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/;
+const SAFE_TAG = /^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$/;
+/**
+ * Volume ids this plugin hands out (and so the only ones that can name a record file):
+ * `<name>@<node>`. The node part lets every node's plugin tell its own volumes from other nodes'
+ * (ControllerExpandVolume is called on whichever node the one csi-resizer runs).
+ */
+const VOLUME_ID = /^([A-Za-z0-9][A-Za-z0-9._-]{0,127})@([A-Za-z0-9][A-Za-z0-9._-]{0,63})$/;
+
+const digest = (s: string, n: number): string => crypto.createHash('sha256').update(s).digest('hex').slice(0, n);
+
+/** The node part of the ids a node hands out: its name, or a digest of a name too long or odd for a file name. */
+export function nodeTag(nodeId: string): string {
+  return SAFE_TAG.test(nodeId) ? nodeId : `h-${digest(nodeId, 32)}`;
+}
+
+/** The id CreateVolume gives `name` on `nodeId` (pvc-<uid> names are used as they are). */
+export function volumeIdFor(name: string, nodeId: string): string {
+  return `${SAFE_NAME.test(name) ? name : `kv-${digest(name, 40)}`}@${nodeTag(nodeId)}`;
+}
+
+/** The node tag of a katavol volume id, or undefined when `id` is not one. */
+export function nodeTagOf(id: string): string | undefined {
+  return typeof id === 'string' ? VOLUME_ID.exec(id)?.[2] : undefined;
+}
 
 export function isValidVolumeId(id: string): boolean {
-  return typeof id === 'string' && VOLUME_ID.test(id);
+  return nodeTagOf(id) !== undefined;
 }
 
 export class VolumeStore {

@@ -24,6 +24,8 @@ export interface ShimConfig {
   socketDir: string;
   /** Backend-specific section, parsed by the runtime-rs backend. */
   runtimeRs?: unknown;
+  /** Pre-booted daemons kept waiting under socketDir for the next start (0: every start boots Node). */
+  warmDaemons: number;
 }
 
 export class ConfigError extends Error {
@@ -33,7 +35,9 @@ export class ConfigError extends Error {
   }
 }
 
-const KNOWN_KEYS = new Set(['backend', 'downstream', 'volumeRoot', 'logLevel', 'logFormat', 'socketDir', 'runtimeRs']);
+const KNOWN_KEYS = new Set(['backend', 'downstream', 'volumeRoot', 'logLevel', 'logFormat', 'socketDir', 'runtimeRs', 'warmDaemons']);
+export const DEFAULT_WARM_DAEMONS = 1;
+export const MAX_WARM_DAEMONS = 64;
 
 export function configPath(env: NodeJS.ProcessEnv = process.env): string {
   return env.KATAVOL_CONFIG || DEFAULT_CONFIG_PATH;
@@ -99,6 +103,11 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
     throw new ConfigError(file, 'socketDir', `"${socketDir}" is too long for unix socket paths (at most 36 bytes)`);
   }
 
+  const warm = raw.warmDaemons ?? DEFAULT_WARM_DAEMONS;
+  if (typeof warm !== 'number' || !Number.isInteger(warm) || warm < 0 || warm > MAX_WARM_DAEMONS) {
+    throw new ConfigError(file, 'warmDaemons', `must be an integer from 0 (no pre-booted daemons) to ${MAX_WARM_DAEMONS}, got ${JSON.stringify(warm)}`);
+  }
+
   let downstream = str('downstream');
   if (downstream !== undefined && !path.isAbsolute(downstream)) {
     throw new ConfigError(file, 'downstream', `must be an absolute path to the real shim binary, got "${downstream}"`);
@@ -106,7 +115,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
   if (downstream === undefined) {
     downstream = backend === 'runc' ? lookPath(RUNC_DOWNSTREAM, env) ?? RUNC_DOWNSTREAM : KATA_DOWNSTREAM;
   }
-  return { file, backend, downstream, volumeRoot, logLevel, logFormat, socketDir, runtimeRs: raw.runtimeRs };
+  return { file, backend, downstream, volumeRoot, logLevel, logFormat, socketDir, runtimeRs: raw.runtimeRs, warmDaemons: warm };
 }
 
 /** Checks the downstream is runnable and is not katavol itself (which would recurse forever). */

@@ -63,7 +63,7 @@ async function downstreamKnowsNone(downSock: string, ids: string[]): Promise<boo
 }
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
-export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }): Promise<void> {
+export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, fromPool = false): Promise<void> {
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
@@ -114,7 +114,18 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   adjustOomScore(process.env[CONTAINERD_OOM_ENV], log);
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
-  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, startupMs: Math.round(process.uptime() * 1000) });
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
+
+  // Later containers of the pod may hand their start to us directly (no Node start-up, no warm daemon).
+  let podChannel: import('./pod-channel').PodChannel | undefined;
+  setImmediate(() => {
+    if (exiting) return;
+    try {
+      podChannel = (require('./pod-channel') as typeof import('./pod-channel')).openPodChannel({ cfg, bundle, self: process.argv[1], log });
+    } catch (e) {
+      log.warn('pod start channel not opened', { error: String(e) });
+    }
+  });
 
   watchOrphan();
 
@@ -183,6 +194,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     exiting = true;
     for (const c of [...conns]) c.close();
     log.info('katavol shim daemon exiting', { reason });
+    podChannel?.close();
     server.close();
     await interceptor.releaseAll().catch((e) => log.error('release on exit failed', { error: String(e) }));
     fs.rmSync(ourSock, { force: true });

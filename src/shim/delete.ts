@@ -39,6 +39,8 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     await removeIfDeadSocket(ours);
     const pidFile = daemonPidFile(ours);
     if (!pidAlive(readPidFile(pidFile))) fs.rmSync(pidFile, { force: true });
+    // The start channel of its pod, if it had opened one (launchers step over a dead one, but leave it).
+    (require('./pod-channel') as typeof import('./pod-channel')).sweepPodChannels(path.dirname(ours));
   }
   // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
   if (fs.existsSync(path.join(bundle, HELD_FILE))) {

@@ -2,10 +2,15 @@
 // `delete` run on containerd's critical path for every container.
 import * as fs from 'fs';
 import { ACTIONS, parseArgs, UsageError, USAGE } from './args';
+import { WARM_FLAG } from './pool';
 
 export const VERSION = '0.1.0';
 
 export function main(argv: string[]): void {
+  if (argv[0] === WARM_FLAG) {
+    void (require('./warm') as typeof import('./warm')).runWarm(process.argv[1]);
+    return;
+  }
   let args;
   try {
     args = parseArgs(argv);
@@ -54,6 +59,15 @@ export function main(argv: string[]): void {
           else fs.writeSync(1, r.answer);
           detachStdio();
           (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          // The pool was empty (or is off): boot warm daemons for the next starts, niced, now that
+          // containerd has its answer.
+          setImmediate(() => {
+            try {
+              const { refillPool } = require('./pool') as typeof import('./pool');
+              const { loadConfig } = require('./config') as typeof import('./config');
+              refillPool(loadConfig(), (require('./start') as typeof import('./start')).containerdEnv());
+            } catch { /* the next start tries again */ }
+          });
         },
         (e: Error) => fail(e),
       );

@@ -5,10 +5,21 @@ import * as net from 'net';
 /** True when something accepts connections on the socket. */
 export function canConnect(p: string, timeoutMs = 1000): Promise<boolean> {
   return new Promise((resolve) => {
+    let settled = false;
+    const settle = (ok: boolean): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(t);
+      s.destroy();
+      resolve(ok);
+    };
     const s = net.connect(p);
-    const t = setTimeout(() => { s.destroy(); resolve(false); }, timeoutMs);
-    s.once('connect', () => { clearTimeout(t); s.destroy(); resolve(true); });
-    s.once('error', () => { clearTimeout(t); resolve(false); });
+    // A unix connect succeeds or fails at once, but its callback runs in the loop phase after timers:
+    // when this process was busy past the timeout, let that callback speak first (setImmediate runs
+    // after it) rather than call a live socket dead.
+    const t = setTimeout(() => setImmediate(() => settle(false)), timeoutMs);
+    s.once('connect', () => settle(true));
+    s.once('error', () => settle(false));
   });
 }
 

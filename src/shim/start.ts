@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import * as crypto from 'crypto';
-import { spawn, spawnSync } from 'child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'child_process';
 import type { ShimArgs } from './args';
 import { checkDownstream, loadConfig } from './config';
 import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
@@ -61,19 +61,31 @@ export interface Started {
   serve?: { server: net.Server; early: net.Socket[] };
 }
 
+/** Where a start's inputs come from when this process is not the one containerd ran (a warm daemon, a
+ *  pod's daemon): the launcher's stdin bytes, environment and cwd, read through /proc. */
+export interface StartInput {
+  stdin?: Buffer;
+  env?: NodeJS.ProcessEnv;
+  cwd?: string;
+  /** Runs the downstream start without blocking (a serving daemon keeps proxying meanwhile). */
+  runDownstream?: (file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer }) => Promise<SpawnSyncReturns<Buffer>>;
+}
+
 /**
  * `inline`: this process becomes the daemon itself (the launcher runs it in its own session and only
  * waits for the address), which saves starting a second Node process on every container start.
  * Otherwise a detached daemon is spawned with the bound socket as fd 3, as Go shims do.
  */
-export async function start(args: ShimArgs, self: string, inline = false): Promise<Started> {
-  const cfg = loadConfig();
+export async function start(args: ShimArgs, self: string, inline = false, from: StartInput = {}): Promise<Started> {
+  const env = from.env ?? process.env;
+  const cfg = loadConfig(env);
   checkDownstream(cfg, self);
-  const bundle = args.bundle || process.cwd();
-  const stdin = readAllStdin();
+  const bundle = args.bundle || from.cwd || process.cwd();
+  const stdin = from.stdin ?? readAllStdin();
 
   // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us.
-  const ds = spawnSync(cfg.downstream, args.argv, { cwd: bundle, env: containerdEnv(), input: stdin, maxBuffer: 1 << 20 });
+  const dsOpts = { cwd: bundle, env: containerdEnv(env), input: stdin, maxBuffer: 1 << 20 };
+  const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts) : spawnSync(cfg.downstream, args.argv, dsOpts);
   if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
   if (ds.status !== 0) {
     throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + ds.stdout.toString()).trim()}`);
@@ -121,7 +133,7 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
         detached: true, // own session: containerd's CombinedOutput must not wait on it
         stdio: ['ignore', 'ignore', 'ignore', fd],
         // containerd runs `start`: our parent is the one whose OOM score the daemon follows.
-        env: { ...containerdEnv(), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
+        env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
       });
       child.unref();
       writeState(bundle, { ...state, daemonPid: child.pid });
@@ -142,8 +154,8 @@ export async function start(args: ShimArgs, self: string, inline = false): Promi
 /** The launcher's own variables are not containerd's: the downstream must see exactly containerd's env. */
 export const LAUNCHER_ENV = ['KATAVOL_START_INLINE', 'KATAVOL_START_ANSWER', CONTAINERD_OOM_ENV];
 
-function containerdEnv(): NodeJS.ProcessEnv {
-  const env = { ...process.env };
+export function containerdEnv(from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
+  const env = { ...from };
   for (const k of LAUNCHER_ENV) delete env[k];
   return env;
 }

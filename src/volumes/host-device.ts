@@ -43,11 +43,36 @@ export function blockDeviceSize(blockDev: string): number {
   return Number(sectors) * 512;
 }
 
-/** Loop devices an image file is attached to (`losetup -j`, which matches by inode). */
-export function loopDevicesOf(volumePath: string, file: string): string[] {
-  const r = runTool(volumePath, 'losetup', ['-j', file], 'mount');
-  if (r.status !== 0) throw new VolumeError(volumePath, `${r.command} failed: ${r.stderr}`, 'check that the loop driver is available');
-  return r.stdout.split('\n').map((l) => /^(\/dev\/loop\d+):/.exec(l)?.[1]).filter((d): d is string => !!d);
+/**
+ * Loop devices currently backed by the file (same inode), with their read-only flag, from sysfs:
+ * the same answer as `losetup --associated`, without an exec per volume on the Create path
+ * (a block device node works too: its loop devices name the node).
+ */
+export function loopsBacking(file: string, sysBlock = '/sys/block'): Array<{ device: string; readOnly: boolean }> {
+  let target: fs.Stats;
+  try {
+    target = fs.statSync(file);
+  } catch {
+    return [];
+  }
+  const out: Array<{ device: string; readOnly: boolean }> = [];
+  let names: string[] = [];
+  try { names = fs.readdirSync(sysBlock); } catch { /* no sysfs: nothing can be attached either */ }
+  for (const name of names) {
+    if (!/^loop\d+$/.test(name)) continue;
+    try {
+      const back = fs.readFileSync(`${sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+      const st = fs.statSync(back);
+      if (st.ino !== target.ino || st.dev !== target.dev) continue;
+      out.push({ device: `/dev/${name}`, readOnly: fs.readFileSync(`${sysBlock}/${name}/ro`, 'utf8').trim() === '1' });
+    } catch { /* not attached, or detached meanwhile */ }
+  }
+  return out.sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+}
+
+/** The loop devices over an image file or block device. */
+export function loopDevicesOf(file: string): string[] {
+  return loopsBacking(file).map((l) => l.device);
 }
 
 export interface HostMount {

@@ -5,7 +5,7 @@
 // A read-only volume may share with read-only users only.
 import * as fs from 'fs';
 import * as path from 'path';
-import { devNumber, findMountsByNumber, loopDevicesOf } from './host-device';
+import { devNumber, findMountsByNumber, loopsBacking } from './host-device';
 import { VolumeError } from './types';
 
 export interface HostUse {
@@ -151,14 +151,8 @@ export function hostUsesOf(volumePath: string, device: string, opts: HostUseOpti
   return uses;
 }
 
-function loopsOver(volumePath: string, device: string): Array<{ device: string; readOnly: boolean }> {
-  return loopDevicesOf(volumePath, device).map((d) => {
-    let ro = false;
-    try {
-      ro = fs.readFileSync(`/sys/block/${path.basename(d)}/ro`, 'utf8').trim() === '1';
-    } catch { /* detached meanwhile */ }
-    return { device: d, readOnly: ro };
-  });
+function loopsOver(_volumePath: string, device: string): Array<{ device: string; readOnly: boolean }> {
+  return loopsBacking(device);
 }
 
 /** A loop device over the volume's device, and what uses that loop device in turn. */

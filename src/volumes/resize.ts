@@ -74,7 +74,7 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
     if (ext && !hasExtSuperblock(info.device)) {
       throw bad(`fstype is ${info.fsType} but ${info.device} has no ext2/3/4 superblock`, `correct "fstype" with katavol direct-volume add (blkid -p ${info.device} shows what it holds)`);
     }
-    const loops = loopDevicesOf(volumePath, info.device);
+    const loops = loopDevicesOf(info.device);
     const mounts = findHostMounts(loops);
 
     // Every precondition is checked before the image changes: a refusal leaves everything as it was.

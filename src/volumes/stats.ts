@@ -48,7 +48,7 @@ export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
   } else {
     stats.sizeBytes = st.size;
     stats.allocatedBytes = st.blocks * 512;
-    stats.loopDevices = loopDevicesOf(volumePath, info.device);
+    stats.loopDevices = loopDevicesOf(info.device);
     blockDevs = stats.loopDevices;
   }
   const mounts = findHostMounts(blockDevs);

@@ -7,6 +7,7 @@ import { execFileSync } from 'child_process';
 import type { BackendLogger, PrepareContext } from '../../src/backends/backend';
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { RuncBackend } from '../../src/backends/runc';
+import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../volumes/helpers';
@@ -283,5 +284,33 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
       assert.deepStrictEqual(execFileSync('losetup', ['-j', img], { encoding: 'utf8' }), '');
       fs.rmSync(scratch, { recursive: true, force: true });
     }
+  });
+});
+
+describe('loop devices of an image (loop.ts)', () => {
+  let dir: string;
+  const attached: string[] = [];
+  before(() => { dir = scratchDir('loops'); });
+  after(() => {
+    for (const d of attached) try { execFileSync('losetup', ['-d', d]); } catch { /* gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('finds the loop devices backed by a file (through a symlink too) from sysfs, as losetup --associated does', () => {
+    const img = path.join(dir, 'img');
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, 1 << 20);
+    const link = path.join(dir, 'link');
+    fs.symlinkSync(img, link);
+    assert.deepStrictEqual(loop.loopsOf(img), []);
+    attached.push(execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim());
+    attached.push(execFileSync('losetup', ['-f', '--show', '--read-only', img], { encoding: 'utf8' }).trim());
+    const fromLosetup = execFileSync('losetup', ['-j', img, '--noheadings', '-O', 'NAME,RO'], { encoding: 'utf8' })
+      .split('\n').filter(Boolean).map((l) => { const [device, ro] = l.trim().split(/\s+/); return { device, readOnly: ro === '1' }; })
+      .sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+    assert.deepStrictEqual(loop.loopsOf(img), fromLosetup);
+    assert.deepStrictEqual(loop.loopsOf(link), fromLosetup);
+    assert.deepStrictEqual(fromLosetup.map((l) => l.readOnly).sort(), [false, true]);
+    assert.deepStrictEqual(loop.loopsOf(path.join(dir, 'missing')), []);
   });
 });

@@ -38,7 +38,8 @@ describe('katavol csi: hostile and conflicting requests get the spec\'s codes an
   let k: string;
   let staging: string;
   let target: string;
-  const id = 'pvc-hostile';
+  const name = 'pvc-hostile';
+  const id = `${name}@node-a`;
   let outside: string;
 
   before(async function () {
@@ -52,7 +53,7 @@ describe('katavol csi: hostile and conflicting requests get the spec\'s codes an
     staging = path.join(k, 'plugins/x/globalmount');
     target = path.join(k, 'pods/uid-1/volumes/kubernetes.io~csi/pvc-hostile/mount');
     c = await plugin.start();
-    await c.controller.CreateVolume({ name: id, capacity_range: { required_bytes: String(24 * MiB) }, volume_capabilities: [RWO] });
+    await c.controller.CreateVolume({ name, capacity_range: { required_bytes: String(24 * MiB) }, volume_capabilities: [RWO] });
     await c.node.NodeStageVolume({ volume_id: id, staging_target_path: staging, volume_capability: RWO });
     await c.node.NodePublishVolume({ volume_id: id, staging_target_path: staging, target_path: target, volume_capability: RWO });
   });
@@ -84,15 +85,17 @@ describe('katavol csi: hostile and conflicting requests get the spec\'s codes an
     ['CreateVolume from a snapshot', INVALID_ARGUMENT, /cannot clone/, () => c.controller.CreateVolume(create({ volume_content_source: { snapshot: { snapshot_id: 's1' } } }))],
     ['CreateVolume for another node', RESOURCE_EXHAUSTED, /does not include this node/, () => c.controller.CreateVolume(create({ accessibility_requirements: { requisite: [{ segments: { 'directvolume.katavol.io/node': 'node-b' } }] } }))],
     ['CreateVolume larger than the free space', RESOURCE_EXHAUSTED, /bytes free/, () => c.controller.CreateVolume(create({ capacity_range: { required_bytes: String(Math.min(2 ** 40, Math.floor(free() / 512) * 512 + 2 ** 30)) } }))],
-    ['CreateVolume of an existing name, larger', ALREADY_EXISTS, /does not match this request/, () => c.controller.CreateVolume(create({ name: id }))],
+    ['CreateVolume of an existing name, larger', ALREADY_EXISTS, /does not match this request/, () => c.controller.CreateVolume(create({ name }))],
     ['DeleteVolume without id', INVALID_ARGUMENT, /volume_id is missing/, () => c.controller.DeleteVolume({ volume_id: '' })],
     ['DeleteVolume of a published volume', FAILED_PRECONDITION, /still published at .*delete the pods/, () => c.controller.DeleteVolume({ volume_id: id })],
-    ['ControllerExpandVolume of an unknown volume', NOT_FOUND, /"pvc-nope": no such volume/, () => c.controller.ControllerExpandVolume({ volume_id: 'pvc-nope', capacity_range: { required_bytes: String(64 * MiB) } })],
+    ['ControllerExpandVolume of an unknown volume', NOT_FOUND, /"pvc-nope@node-a": no such volume/, () => c.controller.ControllerExpandVolume({ volume_id: 'pvc-nope@node-a', capacity_range: { required_bytes: String(64 * MiB) } })],
+    ['ControllerExpandVolume of a volume id no katavol node hands out', NOT_FOUND, /"pvc-plain": no such volume/, () => c.controller.ControllerExpandVolume({ volume_id: 'pvc-plain', capacity_range: { required_bytes: String(64 * MiB) } })],
     ['ControllerExpandVolume to 2^62 bytes', OUT_OF_RANGE, /maximum volume size/, () => c.controller.ControllerExpandVolume({ volume_id: id, capacity_range: { required_bytes: String(2n ** 62n) } })],
-    ['ValidateVolumeCapabilities of an unknown volume', NOT_FOUND, /no such volume/, () => c.controller.ValidateVolumeCapabilities({ volume_id: 'pvc-nope', volume_capabilities: [RWO] })],
+    ['ValidateVolumeCapabilities of an unknown volume', NOT_FOUND, /no such volume/, () => c.controller.ValidateVolumeCapabilities({ volume_id: 'pvc-nope@node-a', volume_capabilities: [RWO] })],
     ['CreateSnapshot (not offered)', UNIMPLEMENTED, /./, () => c.controller.CreateSnapshot({ name: 's', source_volume_id: id })],
     ['NodeStageVolume without id', INVALID_ARGUMENT, /volume_id is missing/, () => c.node.NodeStageVolume({ volume_id: '', staging_target_path: staging, volume_capability: RWO })],
-    ['NodeStageVolume of an unknown volume', NOT_FOUND, /no such volume/, () => c.node.NodeStageVolume({ volume_id: 'pvc-nope', staging_target_path: staging, volume_capability: RWO })],
+    ['NodeStageVolume of an unknown volume', NOT_FOUND, /no such volume/, () => c.node.NodeStageVolume({ volume_id: 'pvc-nope@node-a', staging_target_path: staging, volume_capability: RWO })],
+    ['NodeStageVolume of an id without a node', NOT_FOUND, /no such volume/, () => c.node.NodeStageVolume({ volume_id: name, staging_target_path: staging, volume_capability: RWO })],
     ['NodeStageVolume of a path-like id', NOT_FOUND, /no such volume/, () => c.node.NodeStageVolume({ volume_id: '../../etc/passwd', staging_target_path: staging, volume_capability: RWO })],
     ['NodeStageVolume outside --kubelet-dir', INVALID_ARGUMENT, /outside the kubelet directory.*--kubelet-dir/, () => c.node.NodeStageVolume({ volume_id: id, staging_target_path: path.join(outside, 'stage'), volume_capability: RWO })],
     ['NodeStageVolume through "..", out of --kubelet-dir', INVALID_ARGUMENT, /not an absolute, normalised path/, () => c.node.NodeStageVolume({ volume_id: id, staging_target_path: `${k}/../outside/stage`, volume_capability: RWO })],
@@ -106,7 +109,7 @@ describe('katavol csi: hostile and conflicting requests get the spec\'s codes an
     ['NodePublishVolume with mount flags', INVALID_ARGUMENT, /mount flags noatime cannot be applied/, () => c.node.NodePublishVolume(publish({ volume_capability: { mount: { mount_flags: ['noatime'] }, access_mode: { mode: 'SINGLE_NODE_WRITER' } } }))],
     ['NodePublishVolume read-only where it is read-write', ALREADY_EXISTS, /already published at .* read-write.*unpublish it first/, () => c.node.NodePublishVolume(publish({ readonly: true }))],
     ['NodeUnpublishVolume outside --kubelet-dir', INVALID_ARGUMENT, /outside the kubelet directory/, () => c.node.NodeUnpublishVolume({ volume_id: id, target_path: path.join(outside, 'mount') })],
-    ['NodeUnpublishVolume of an unknown volume', NOT_FOUND, /no such volume/, () => c.node.NodeUnpublishVolume({ volume_id: 'pvc-nope', target_path: target })],
+    ['NodeUnpublishVolume of an unknown volume', NOT_FOUND, /no such volume/, () => c.node.NodeUnpublishVolume({ volume_id: 'pvc-nope@node-a', target_path: target })],
     ['NodeUnstageVolume while published', FAILED_PRECONDITION, /still published at .*unpublish it first/, () => c.node.NodeUnstageVolume({ volume_id: id, staging_target_path: staging })],
     ['NodeGetVolumeStats where it is not published', NOT_FOUND, /is not published at/, () => c.node.NodeGetVolumeStats({ volume_id: id, volume_path: path.join(k, 'pods/uid-9/mount') })],
     ['NodeGetVolumeStats without path', INVALID_ARGUMENT, /volume_path is missing/, () => c.node.NodeGetVolumeStats({ volume_id: id, volume_path: '' })],
@@ -143,16 +146,16 @@ describe('katavol csi: hostile and conflicting requests get the spec\'s codes an
       ['pvc-ext2', (img: string) => spawnSync('mkfs.ext2', ['-q', '-F', img]), /holds ext2, not the volume's ext4 filesystem; katavol never reformats/],
       ['pvc-junk', (img: string) => { const fd = fs.openSync(img, 'r+'); fs.writeSync(fd, Buffer.from('precious data'), 0, 13, 4096); fs.closeSync(fd); }, /holds data but no filesystem blkid recognises/],
     ] as const) {
-      await c.controller.CreateVolume(create({ name, capacity_range: { required_bytes: String(16 * MiB) } }));
-      const img = path.join(plugin.dirs.storage, `${name}.img`);
+      const vid = (await c.controller.CreateVolume(create({ name, capacity_range: { required_bytes: String(16 * MiB) } }))).volume.volume_id;
+      const img = path.join(plugin.dirs.storage, `${vid}.img`);
       fs.writeFileSync(img, '');
       fs.truncateSync(img, 16 * MiB);
       prepare(img);
       const digest = crypto.createHash('sha256').update(fs.readFileSync(img)).digest('hex');
-      const e = await expectCode(c.node.NodeStageVolume({ volume_id: name, staging_target_path: path.join(k, `plugins/${name}/globalmount`), volume_capability: RWO }), FAILED_PRECONDITION);
+      const e = await expectCode(c.node.NodeStageVolume({ volume_id: vid, staging_target_path: path.join(k, `plugins/${name}/globalmount`), volume_capability: RWO }), FAILED_PRECONDITION);
       assert.match(e.details, message);
       assert.equal(crypto.createHash('sha256').update(fs.readFileSync(img)).digest('hex'), digest);
-      await c.controller.DeleteVolume({ volume_id: name });
+      await c.controller.DeleteVolume({ volume_id: vid });
     }
   });
 

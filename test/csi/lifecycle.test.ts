@@ -91,7 +91,7 @@ describe('katavol csi: the life of a volume, with a plugin restart before every 
   it('CreateVolume: exact size, Kata\'s volume_context keys, this node\'s topology; no image until staged', async () => {
     const r = await c.controller.CreateVolume({ name, capacity_range: { required_bytes: String(64 * MiB + 1) }, volume_capabilities: [SINGLE_WRITER], parameters: STORAGE_CLASS });
     volumeId = r.volume.volume_id;
-    assert.equal(volumeId, name);
+    assert.equal(volumeId, `${name}@node-a`, 'the name, tagged with the node that owns the volume');
     assert.equal(r.volume.capacity_bytes, String(64 * MiB + 512), 'rounded up to a whole sector, never down');
     assert.deepEqual(r.volume.volume_context, {
       is_directvolume: 'True', 'katacontainers.direct.volume/volumetype': 'directvol', 'katacontainers.direct.volume/fstype': 'ext4',

@@ -84,6 +84,9 @@ describe('deploy/ manifests', () => {
     const registrarMount = mountOf(pod.containers.find((c: Obj) => c.name === 'node-driver-registrar'), '/csi/csi.sock');
     assert.equal(registrarMount?.name, mountOf(plugin, sock)?.name);
     assert.equal(plugin.securityContext.privileged, true);
+    // One resizer acts for the whole cluster (ControllerExpandVolume answers for any node's volume).
+    assert.ok(pod.containers.find((c: Obj) => c.name === 'csi-resizer').args.includes('--leader-election=true'));
+    assert.ok(one('ClusterRole').rules.some((r: Obj) => r.resources.includes('leases') && r.verbs.includes('update')));
     assert.equal(pod.hostPID, true);
   });
 

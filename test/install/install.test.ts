@@ -8,6 +8,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { PrivateContainerd, REPO, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, sleep, tmpDir } from '../support/containerd';
 import { snapshot } from './snapshot';
+import { listPool, procStart } from '../../src/shim/pool';
 
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
 const RUNC_SHIM = '/usr/bin/containerd-shim-runc-v2';
@@ -82,13 +83,21 @@ describe('make install + katavol install-runtime (io.containerd.kata.v2 through 
     assert.equal(debugfsCat(img, '/f'), 'via-kata-name\n');
     for (let i = 0; i < 50 && loopDevicesOf(img).length; i++) await sleep(100);
     assert.deepEqual(loopDevicesOf(img), []);
+    // That (cold) start filled the warm pool with a daemon of the installed build.
+    for (let i = 0; i < 200 && !listPool(sockDir).some((e) => e.kind === 'warm' && e.alive); i++) await sleep(50);
+    const warm = listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive).map((e) => e.pid);
+    assert.equal(warm.length, 1, 'one warm daemon');
+    assert.ok(fs.readFileSync(`/proc/${warm[0]}/cmdline`, 'utf8').includes(path.join(prefix, 'lib', 'katavol')), 'of the installed build');
     await ctd.stop();
     ctd = undefined;
 
-    // make uninstall also undoes install-runtime (its record is in the prefix).
+    // make uninstall also undoes install-runtime (its record is in the prefix) and stops the warm daemons.
     r = sh(INSTALL, ['--uninstall', prefix]);
     assert.equal(r.status, 0, r.stderr);
     assert.match(r.stdout, /removed .*containerd-shim-kata-v2\n/);
+    assert.match(r.stdout, /stopped 1 warm shim daemon\(s\)/);
+    assert.equal(procStart(warm[0]), undefined, 'the warm daemon is gone');
+    assert.deepEqual(listPool(sockDir), []);
     assert.deepEqual(snapshot(prefix), pristine, 'the prefix is exactly as before install');
     assert.deepEqual(JSON.parse(fs.readFileSync(config, 'utf8')), { backend: 'runc', socketDir: sockDir }, 'config restored');
   });

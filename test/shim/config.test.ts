@@ -104,6 +104,12 @@ describe('shim config', () => {
     assert.equal(c.downstream, KATA_DOWNSTREAM);
     assert.equal(c.socketDir, '/run/katavol');
     assert.equal(c.volumeRoot, undefined);
+    assert.equal(c.warmDaemons, 1);
+  });
+  it('warmDaemons: an integer, 0 turns the pool off', () => {
+    assert.equal(loadConfig(write({ backend: 'runc' })).warmDaemons, 1);
+    assert.equal(loadConfig(write({ backend: 'runc', warmDaemons: 0 })).warmDaemons, 0);
+    assert.equal(loadConfig(write({ backend: 'runc', warmDaemons: 8 })).warmDaemons, 8);
   });
   it('runc backend finds containerd-shim-runc-v2 on PATH', () => {
     const c = loadConfig(write({ backend: 'runc' }));
@@ -121,6 +127,10 @@ describe('shim config', () => {
     ['bad log format', { logFormat: 'logfmt' }, /key "logFormat": "logfmt" is not a log format; use "text" \(containerd's logrus format\) or "json"/],
     ['non-string', { volumeRoot: 3 }, /key "volumeRoot": must be a non-empty string/],
     ['long socketDir', { socketDir: '/' + 'x'.repeat(60) }, /key "socketDir": .* too long/],
+    ['negative warmDaemons', { warmDaemons: -1 }, /key "warmDaemons": must be an integer from 0 \(no pre-booted daemons\) to 64, got -1/],
+    ['fractional warmDaemons', { warmDaemons: 1.5 }, /key "warmDaemons": must be an integer .* got 1\.5/],
+    ['string warmDaemons', { warmDaemons: '2' }, /key "warmDaemons": must be an integer .* got "2"/],
+    ['huge warmDaemons', { warmDaemons: 1000 }, /key "warmDaemons": must be an integer from 0 .* to 64/],
   ] as Array<[string, unknown, RegExp]>) {
     it(`rejects ${name} naming the file`, () => {
       const env = write(body);

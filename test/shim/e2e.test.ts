@@ -7,11 +7,13 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import {
-  KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsMatching, sleep, tmpDir,
+  KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsWithEnv, sleep, tmpDir,
 } from '../support/containerd';
+import { listPool, stopPool } from '../../src/shim/pool';
 import { katavolLogLines } from '../support/logrus';
 
-describe('shim end to end (private containerd, runc backend)', function () {
+// The whole suite runs cold (every start boots Node) and with a warm daemon pool (starts claim one).
+for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd, runc backend, warmDaemons ${warmDaemons})`, function () {
   let work: string;
   let rootfs: string;
   let volRoot: string;
@@ -59,9 +61,15 @@ describe('shim end to end (private containerd, runc backend)', function () {
     return '/run/containerd/s/' + crypto.createHash('sha256').update(path.join(ctd.sock, ctd.namespace, id)).digest('hex');
   }
 
+  /** Every daemon and shim of this suite inherits its config path; the warm pool's daemons are expected. */
+  const leftovers = (): number[] => {
+    const warm = new Set(listPool(sockDir).map((e) => e.pid));
+    return [...new Set([...ctd.shimPids(), ...pidsWithEnv(`KATAVOL_CONFIG=${config}`)])].filter((p) => p !== ctd.pid && !warm.has(p));
+  };
+
   async function assertNoLeftovers(ids: string[], images: string[]): Promise<void> {
-    for (let i = 0; i < 40 && ctd.shimPids().length > 0; i++) await sleep(100);
-    assert.deepEqual(ctd.shimPids(), [], 'no shim or katavol daemon process left');
+    for (let i = 0; i < 40 && leftovers().length > 0; i++) await sleep(100);
+    assert.deepEqual(leftovers(), [], 'no shim or katavol daemon process left');
     for (const img of images) assert.deepEqual(loopDevicesOf(img), [], `no loop device left on ${img}`);
     assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), [], 'no katavol socket left');
     for (const id of ids) {
@@ -81,12 +89,14 @@ describe('shim end to end (private containerd, runc backend)', function () {
     volRoot = path.join(work, 'volumes');
     sockDir = fs.mkdtempSync('/tmp/kvs-');
     config = path.join(work, 'katavol.json');
-    fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
+    fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir, warmDaemons }));
     ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot } });
   });
 
   after(async function () {
     await ctd?.stop();
+    if (warmDaemons === 0) assert.equal(fs.existsSync(path.join(sockDir, '.warm')), false, 'warmDaemons 0: no pool');
+    await stopPool(sockDir);
     fs.rmSync(sockDir, { recursive: true, force: true });
     fs.rmSync(work, { recursive: true, force: true });
   });
@@ -244,8 +254,9 @@ describe('shim end to end (private containerd, runc backend)', function () {
     const addrs = ids.map((id) => fs.readFileSync(path.join(bundleOf(id), 'address'), 'utf8'));
     assert.equal(addrs[0], addrs[1], 'both bundles name one katavol address');
     assert.ok(addrs[0].startsWith(`unix://${sockDir}/`));
-    const daemons = pidsMatching(ctd.sock).filter((p) => fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').includes('dist/src/shim/bin.js'));
-    assert.equal(daemons.length, 1, 'one katavol daemon');
+    const daemons = ids.map((id) => JSON.parse(fs.readFileSync(path.join(bundleOf(id), 'katavol.json'), 'utf8')).daemonPid);
+    assert.equal(daemons[0], daemons[1], 'one katavol daemon');
+    assert.equal(fs.readdirSync(sockDir).filter((f) => f.endsWith('.sock')).length, 1, 'one katavol socket');
     assert.match(ctd.ctr(['task', 'ls']).stdout, new RegExp(`${ids[0]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[1]}\\s+\\d+\\s+RUNNING|${ids[1]}\\s+\\d+\\s+RUNNING[\\s\\S]*${ids[0]}\\s+\\d+\\s+RUNNING`));
     for (const id of ids) await stopAndDelete(id);
     assert.equal(debugfsCat(a, '/who'), `${ids[0]}\n`);
@@ -410,6 +421,7 @@ describe('shim log level (containerd at debug level passes -debug)', function ()
         return katavolLogLines(ctd.logFile).filter((l) => l.level === 'debug').length;
       } finally {
         await ctd.stop();
+        await stopPool(sockDir);
       }
     };
     try {

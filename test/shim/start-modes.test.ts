@@ -9,6 +9,8 @@ import { spawnSync } from 'child_process';
 import { Client, type TtrpcError } from '../../src/ttrpc';
 import { decodeConnectResponse, encodeConnectRequest, encodeShutdownRequest } from '../../src/shim/messages';
 import { pidAlive } from '../../src/shim/state';
+import { listPool, refillPool, stopPool } from '../../src/shim/pool';
+import { loadConfig } from '../../src/shim/config';
 import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } from '../peers/recorder/record';
 import { KIND_ENV, KINDS, type Kind } from '../peers/recorder/main';
 import { decodeBootstrapResult, printBootstrap } from '../peers/bootstrap-forms';
@@ -16,13 +18,25 @@ import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
 
 const OTHER = { 'containerd.task.v2.Task': 'containerd.task.v3.Task', 'containerd.task.v3.Task': 'containerd.task.v2.Task' } as const;
 
-for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'] as const) {
+for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)', 'launcher (warm daemon)'] as const) {
   describe(`shim start: ${mode}`, () => {
     let dir: string;
     let sockDir: string;
     let bundle: string;
     let env: NodeJS.ProcessEnv;
+    const warm = mode === 'launcher (warm daemon)';
     const command = (argv: string[]) => mode.startsWith('launcher') ? [SHIM, argv] as const : [process.execPath, [path.join(REPO, 'dist', 'src', 'shim', 'bin.js'), ...argv]] as const;
+    /** Warm mode: the pool's booted daemon (the start must be handed to it); else undefined. */
+    const warmDaemon = async (): Promise<number | undefined> => {
+      if (!warm) return undefined;
+      refillPool(loadConfig(env), env);
+      const ready = () => listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed).map((e) => e.pid);
+      for (let i = 0; i < 400 && ready().length === 0; i++) await sleep(50);
+      assert.equal(ready().length, 1, 'a warm daemon waits');
+      return ready()[0];
+    };
+    /** What a start leaves in socketDir besides the pool (stopped after each test). */
+    const sockets = () => fs.readdirSync(sockDir).filter((f) => f !== '.warm');
     beforeEach(() => {
       dir = tmpDir('katavol-start-');
       sockDir = fs.mkdtempSync('/tmp/kvs-');
@@ -30,10 +44,11 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
       fs.mkdirSync(bundle);
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));
       const cfg = path.join(dir, 'katavol.json');
-      fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir }));
+      fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir, warmDaemons: warm ? 1 : 0 }));
       env = { ...process.env, KATAVOL_CONFIG: cfg, [RECORDER_DIR_ENV]: path.join(dir, 'rec'), KATAVOL_VOLUME_ROOT: path.join(dir, 'vol') };
     });
-    afterEach(() => {
+    afterEach(async () => {
+      await stopPool(sockDir);
       fs.rmSync(dir, { recursive: true, force: true });
       fs.rmSync(sockDir, { recursive: true, force: true });
     });
@@ -45,6 +60,7 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
         const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', 'start'];
         const stdin = Buffer.from([0x0a, 0x02, 0x63, 0x31, 0x00, 0x0a]); // arbitrary bytes: must arrive unchanged
         const cmd = command(argv);
+        const pooled = await warmDaemon();
         const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: stdin, timeout: 30000 });
         assert.equal(r.status, 0, r.stderr.toString());
         assert.equal(r.stderr.toString(), '');
@@ -66,10 +82,12 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
         assert.equal(starts[0].cwd, bundle);
         const { _: _u, ...want } = env as Record<string, string>;
         const { _: _g, ...got } = starts[0].env!;
-        // The one variable a POSIX shell sets itself: PWD, to the directory it runs in (the bundle).
-        if (mode.startsWith('launcher')) want.PWD = bundle;
+        // The one variable a POSIX shell sets itself: PWD, to the directory it runs in (the bundle). A warm
+        // daemon reads the launcher's environment as containerd gave it, before the shell set anything.
+        if (mode === 'launcher (inline daemon)') want.PWD = bundle;
         assert.deepEqual(got, want);
         assert.ok(pidAlive(state.daemonPid), 'daemon running');
+        if (warm) assert.equal(state.daemonPid, pooled, 'the warm daemon serves it');
         assert.match(fs.readFileSync(`/proc/${state.daemonPid}/cmdline`, 'utf8'), /dist\/src\/shim\/bin\.js/);
         assert.deepEqual(fs.readlinkSync(`/proc/${state.daemonPid}/fd/1`), '/dev/null', 'the daemon holds none of containerd\'s pipes');
 
@@ -83,30 +101,42 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
         c.close();
         for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
         assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
-        assert.deepEqual(fs.readdirSync(sockDir), [], 'socket and pid file removed');
+        assert.deepEqual(sockets(), [], 'socket and pid file removed');
       });
     }
 
-    it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', () => {
+    it('a downstream start failure is reported on stderr with exit 1 and leaves no daemon', async () => {
       const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c2', 'start']);
       delete env[RECORDER_DIR_ENV]; // the recorder refuses to start without its record directory
+      const pooled = await warmDaemon();
       const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
       assert.equal(r.status, 1);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /downstream shim .*recorder-v2 start failed \(exit 1\): .*KATAVOL_RECORDER_DIR/);
       assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
-      assert.deepEqual(fs.readdirSync(sockDir), []);
+      assert.deepEqual(sockets(), []);
+      if (pooled) {
+        // The claimed daemon answered the failure and exited (a fresh one replaces it).
+        for (let i = 0; i < 100 && pidAlive(pooled); i++) await sleep(50);
+        assert.equal(pidAlive(pooled), false);
+      }
     });
 
-    it('refuses a downstream that announces gRPC, naming it and the fix', () => {
+    it('refuses a downstream that announces gRPC, naming it and the fix', async () => {
       env[KIND_ENV] = 'grpc';
       const cmd = command(['-namespace', 'ns1', '-address', '/x', '-id', 'c3', 'start']);
+      const pooled = await warmDaemon();
       const r = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
       assert.equal(r.status, 1);
       assert.equal(r.stdout, '');
       assert.match(r.stderr, /^containerd-shim-katavol-v2: downstream shim .*recorder-v2 announced protocol "grpc" at unix:\/\/.* katavol proxies TTRPC only; configure the downstream to serve TTRPC/);
       assert.equal(fs.existsSync(path.join(bundle, 'katavol.json')), false);
-      assert.deepEqual(fs.readdirSync(sockDir), []);
+      assert.deepEqual(sockets(), []);
+      if (pooled) {
+        // The claimed daemon answered the failure and exited (a fresh one replaces it).
+        for (let i = 0; i < 100 && pidAlive(pooled); i++) await sleep(50);
+        assert.equal(pidAlive(pooled), false);
+      }
     });
   });
 }

@@ -149,6 +149,23 @@ export function pidsMatching(needle: string): number[] {
   return out;
 }
 
+/** Processes whose environment holds `needle` (e.g. a test's KATAVOL_CONFIG=...): every daemon, warm or
+ *  serving, and every shim it started inherit it, whatever their argv says. */
+export function pidsWithEnv(needle: string): number[] {
+  const out: number[] = [];
+  const want = Buffer.from(needle + '\0');
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    try {
+      const env = fs.readFileSync(`/proc/${d}/environ`);
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      if (/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2))) continue;
+      if (env.indexOf(want) === 0 || env.includes(Buffer.concat([Buffer.from([0]), want]))) out.push(Number(d));
+    } catch { /* exited */ }
+  }
+  return out;
+}
+
 /** A busybox rootfs (static busybox, so no libraries are needed). */
 export function makeRootfs(dir: string): string {
   const root = path.join(dir, 'rootfs');

@@ -6,7 +6,8 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { PrivateContainerd, SHIM, loopDevicesOf, pidsMatching, sleep } from './containerd';
+import { PrivateContainerd, SHIM, loopDevicesOf, pidsMatching, pidsWithEnv, sleep } from './containerd';
+import { POOL_DIR, listPool, stopPool } from '../../src/shim/pool';
 import { CriClient, type ContainerConfig, type Mount, type PodSandboxConfig } from './cri-client';
 import { BUSYBOX_IMAGE, PAUSE_IMAGE, buildImage } from './image';
 
@@ -228,9 +229,13 @@ export class CriContainerd {
     return out;
   }
 
-  /** Processes started for this containerd (shims and katavol daemons name its socket in argv). */
+  /** Processes started for this containerd: shims and katavol daemons name its socket in argv, and a
+   *  daemon that came from the warm pool carries this containerd's KATAVOL_CONFIG in its environment.
+   *  Warm daemons still waiting in the pool are not counted (stop() stops them). */
   shimPids(): number[] {
-    return this.ctd.shimPids();
+    const warm = new Set(listPool(this.socketDir).filter((e) => !e.claimed).map((e) => e.pid));
+    const all = new Set([...this.ctd.shimPids(), ...pidsWithEnv(`KATAVOL_CONFIG=${this.katavolConfig}`)]);
+    return [...all].filter((p) => p !== this.ctd.pid && !warm.has(p));
   }
 
   /** What is left of pods and containers removed through CRI: [] when nothing (see assertNothingLeft). */
@@ -240,7 +245,7 @@ export class CriContainerd {
       const out: string[] = [];
       for (const pid of this.shimPids()) out.push(`process ${pid}: ${procCmdline(pid)}`);
       for (const img of images) for (const dev of loopDevicesOf(img)) out.push(`loop device ${dev} on ${img}`);
-      for (const f of listOrEmpty(this.socketDir)) out.push(`socketDir entry ${path.join(this.socketDir, f)}`);
+      for (const f of listOrEmpty(this.socketDir)) if (f !== POOL_DIR) out.push(`socketDir entry ${path.join(this.socketDir, f)}`);
       for (const id of ids.pods) if (fs.existsSync(this.runcSocketOf(id))) out.push(`runc shim socket ${this.runcSocketOf(id)} (pod ${id})`);
       for (const id of all) {
         if (fs.existsSync(this.bundleOf(id))) out.push(`bundle ${this.bundleOf(id)}`);
@@ -275,6 +280,7 @@ export class CriContainerd {
     for (const pid of pidsMatching(this.ctd.sock)) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
+    await stopPool(this.socketDir);
     for (const c of listOrEmpty(CGROUP_ROOT)) {
       const parent = path.join(CGROUP_ROOT, c, this.cgroupParent);
       for (const child of listOrEmpty(parent)) {

@@ -2,6 +2,7 @@
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { kindOf } from '../../volumes/device';
+import { devNumberOf } from '../../volumes/host-device';
 import { refuseHostUse } from '../../volumes/in-use';
 import { VolumeError } from '../../volumes/types';
 import type { BackendLogger } from '../backend';
@@ -16,10 +17,15 @@ export interface BlockHostFacts {
   hostReadOnly: boolean;
 }
 
-/** BLKROGET through util-linux; undefined when the probe itself failed. */
-export type ReadOnlyProbe = (device: string) => boolean | undefined;
+/** The host's read-only flag of a block device (what BLKROGET returns); undefined when it cannot be read. */
+export type ReadOnlyProbe = (device: string, rdev: number) => boolean | undefined;
 
-export const blockdevGetRo: ReadOnlyProbe = (device) => {
+/** BLKROGET without an exec: the kernel's /sys/dev/block/<major>:<minor>/ro says the same (blockdev as fallback). */
+export const hostReadOnly: ReadOnlyProbe = (device, rdev) => {
+  try {
+    const v = fs.readFileSync(`/sys/dev/block/${devNumberOf(BigInt(rdev))}/ro`, 'utf8').trim();
+    if (v === '0' || v === '1') return v === '1';
+  } catch { /* no sysfs here: ask the device */ }
   try {
     const out = execFileSync('blockdev', ['--getro', device], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
     return out.trim() === '1';
@@ -29,7 +35,7 @@ export const blockdevGetRo: ReadOnlyProbe = (device) => {
 };
 
 /** Host checks runtime-rs makes (stat: regular file or block device; BLKROGET), with errors that say the fix. */
-export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = blockdevGetRo): BlockHostFacts {
+export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = hostReadOnly): BlockHostFacts {
   const device = v.info.device;
   const reAdd = `fix the device and re-register the volume: katavol direct-volume add ${v.volumePath} '{"volume-type":"directvol","device":"<image file or block device>","fstype":"${v.info.fsType || 'ext4'}"}'`;
   if (!device.startsWith('/')) {
@@ -48,7 +54,7 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
   if (!st.isFile() && !st.isBlockDevice()) {
     throw volumeError(v, `directvol device ${device} is ${kindOf(st)}, not a regular file or block device`, reAdd);
   }
-  const ro = st.isFile() ? false : probe(device);
+  const ro = st.isFile() ? false : probe(device, st.rdev);
   // The guest kernel mounts what the VM is given: nothing on the host may write it meanwhile.
   try {
     refuseHostUse({ volumePath: v.volumePath, device, readOnly: v.readOnly || ro === true });

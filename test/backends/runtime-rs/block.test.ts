@@ -2,7 +2,7 @@ import * as assert from 'assert';
 import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import * as path from 'path';
-import { blockDeviceEntry, buildBlockDevice, checkBlockDevice } from '../../../src/backends/runtime-rs/block';
+import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
 import { mountInfo, recordingLog, scratchDir, volumeInput } from './fixtures';
@@ -136,6 +136,20 @@ describe('runtime-rs directvol (block.ts)', () => {
     const e = buildBlockDevice(volumeInput(mountInfo('directvol', loop)), DEFAULTS, PLACE, recordingLog());
     assert.strictEqual(e.readOnly, false);
     assert.strictEqual(e.spec.is_read_only, false);
+  });
+
+  it('reads the read-only flag from /sys/dev/block/<major>:<minor>/ro, without running blockdev', () => {
+    const [ro, rw] = loops;
+    for (const [dev, want] of [[ro, true], [rw, false]] as const) {
+      const st = fs.statSync(dev);
+      const savedPath = process.env.PATH;
+      process.env.PATH = '/nonexistent'; // no blockdev to fall back on
+      try {
+        assert.strictEqual(hostReadOnly(dev, st.rdev), want, dev);
+      } finally {
+        process.env.PATH = savedPath;
+      }
+    }
   });
 
   it('warns and assumes writable when the read-only probe fails', () => {

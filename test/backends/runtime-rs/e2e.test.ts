@@ -33,8 +33,9 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
   let n = 0;
   const servers: net.Server[] = [];
 
+  // Cold starts (warmDaemons 0): this suite is about the backend; test/shim covers both start paths.
   function writeConfig(runtimeRs: Json = {}): void {
-    fs.writeFileSync(configFile, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir, runtimeRs: { sysfsRoot: sysfs, ...runtimeRs } }));
+    fs.writeFileSync(configFile, JSON.stringify({ backend: 'runtime-rs', downstream: RECORDER, socketDir: sockDir, warmDaemons: 0, runtimeRs: { sysfsRoot: sysfs, ...runtimeRs } }));
   }
 
   const katavol = (...args: string[]) =>
