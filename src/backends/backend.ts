@@ -24,7 +24,7 @@ export interface PrepareContext {
   log: BackendLogger;
 }
 
-export interface Prepared {
+export interface PreparedSpec {
   /** The spec to write to config.json before forwarding Create. */
   spec: OciSpec;
   /** What the backend did, for the Create log line. */
@@ -38,7 +38,7 @@ export interface Prepared {
  */
 export interface Backend {
   readonly name: string;
-  prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared>;
+  prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec>;
   release(ctx: PrepareContext): Promise<void>;
   releaseBundle(bundle: string, log: BackendLogger): Promise<void>;
 }

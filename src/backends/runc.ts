@@ -3,11 +3,12 @@
 // a block device is mounted directly. vfiovol/spdkvol need a VM and are refused (see README).
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, BackendLogger, PrepareContext, Prepared } from './backend';
+import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from './backend';
 import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
+import { clashingUsers, readOnlyByVolume, sandboxReadOnly } from './sharing';
 import { writeFileAtomic } from '../volumes/files';
 import { refuseHostUse } from '../volumes/in-use';
 
@@ -41,10 +42,9 @@ export class RuncBackend implements Backend {
   readonly name = 'runc';
   constructor(private readonly registry: Registry) {}
 
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     // A volume is read-write for this container if any of its mounts is; each mount keeps its own ro/rw.
-    const readOnlyOf = new Map<string, boolean>();
-    for (const v of volumes) readOnlyOf.set(v.volumePath, (readOnlyOf.get(v.volumePath) ?? true) && v.readOnly);
+    const readOnlyOf = readOnlyByVolume(volumes);
     // Host checks for every volume first: a bad one must fail before anything is attached.
     const plans = [...readOnlyOf].map(([volumePath, readOnly]) =>
       this.plan(ctx, { ...volumes.find((v) => v.volumePath === volumePath)!, readOnly }));
@@ -58,7 +58,7 @@ export class RuncBackend implements Backend {
         // One record per volume and sandbox: read-write if this container writes it, or if the
         // sandbox already holds it read-write (another of its containers may be writing).
         const mine = this.registry.sandboxesOf(volumePath).find((s) => s.id === ctx.sandboxId);
-        const mode = p.v.readOnly && (mine?.readOnly ?? true);
+        const mode = sandboxReadOnly(p.v.readOnly, mine);
         let device = p.device;
         // Check again and record in one step under the volume's lock. Block devices: the other pods'
         // records are the truth. Images: reuse the pod's loop device or attach one, and name it in the
@@ -130,7 +130,7 @@ export class RuncBackend implements Backend {
       }
       return podLoop;
     }
-    const clashes = loop.loopsOf(v.info.device).filter((h) => !v.readOnly || !h.readOnly);
+    const clashes = clashingUsers(v.readOnly, loop.loopsOf(v.info.device));
     if (!clashes.length) return undefined;
     // Who holds them: our other bundles name their pod (whatever volume path that pod registered the
     // image under: with CSI each pod has its own target path), else this volume's records.
@@ -142,9 +142,8 @@ export class RuncBackend implements Backend {
       }
     }
     if (!holders.size) {
-      for (const u of this.registry.sandboxesOf(v.volumePath)) {
-        if (u.id !== ctx.sandboxId && (!v.readOnly || !u.readOnly)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
-      }
+      const others = this.registry.sandboxesOf(v.volumePath).filter((u) => u.id !== ctx.sandboxId);
+      for (const u of clashingUsers(v.readOnly, others)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
     }
     const pods = [...holders].map(([id, h]) => `${h.pod ? `${h.pod} (sandbox ${id}, ` : `${id} (`}${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);
     const devices = [...new Set(holders.size ? [...holders.values()].map((h) => h.device) : clashes.map((c) => c.device))].join(' ');
@@ -175,7 +174,7 @@ export class RuncBackend implements Backend {
 
   /** Like loop devices for images: a writer excludes every other user, readers exclude writers. */
   private refuseSharedBlockDevice(v: ResolvedVolume, others: SandboxUse[]): void {
-    const clash = others.filter((u) => u.backend === 'runc' && (!v.readOnly || !u.readOnly));
+    const clash = clashingUsers(v.readOnly, others.filter((u) => u.backend === 'runc'));
     if (!clash.length) return;
     const who = clash.map((u) => `${u.id} (${u.readOnly ? 'read-only' : 'read-write'})`).join(', ');
     const stale = clash.map((u) => path.join(this.registry.entryDir(v.volumePath), u.id)).join(' ');

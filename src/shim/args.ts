@@ -40,7 +40,9 @@ const BOOL_FLAGS: Record<string, keyof ShimArgs> = {
 /** Actions a shim binary knows; none means "run the daemon" (how start launches it). */
 export const ACTIONS = ['start', 'delete'];
 
-export class UsageError extends Error {}
+export class FlagError extends Error {
+  override readonly name = 'FlagError';
+}
 
 export const USAGE = `Usage of containerd-shim-katavol-v2:
   -address string        grpc address back to main containerd
@@ -57,7 +59,7 @@ actions: start | delete (flags and no action: run the shim daemon, as start does
 containerd runs this binary; see katavol's README for how to register it as a runtime.
 `;
 
-export function parseArgs(argv: string[]): ShimArgs {
+export function parseShimArgs(argv: string[]): ShimArgs {
   const out: ShimArgs = {
     namespace: '', address: '', publishBinary: '', id: '', bundle: '', socket: '',
     debug: false, version: false, info: false, help: false, action: '', argv: argv.slice(),
@@ -73,19 +75,19 @@ export function parseArgs(argv: string[]): ShimArgs {
     if (name in BOOL_FLAGS) {
       const v = eq >= 0 ? body.slice(eq + 1) : 'true';
       if (!/^(1|0|t|f|true|false|TRUE|FALSE|True|False)$/.test(v)) {
-        throw new UsageError(`invalid boolean value "${v}" for -${name}`);
+        throw new FlagError(`invalid boolean value "${v}" for -${name}`);
       }
       (out as unknown as Record<string, unknown>)[BOOL_FLAGS[name]] = /^(1|t|true)$/i.test(v);
     } else if (name in STRING_FLAGS) {
       let v: string;
       if (eq >= 0) v = body.slice(eq + 1);
       else {
-        if (i + 1 >= argv.length) throw new UsageError(`flag needs an argument: -${name}`);
+        if (i + 1 >= argv.length) throw new FlagError(`flag needs an argument: -${name}`);
         v = argv[++i];
       }
       (out as unknown as Record<string, unknown>)[STRING_FLAGS[name]] = v;
     } else {
-      throw new UsageError(`flag provided but not defined: -${name}`);
+      throw new FlagError(`flag provided but not defined: -${name}`);
     }
   }
   out.action = argv[i] ?? '';

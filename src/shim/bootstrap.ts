@@ -21,7 +21,9 @@ export interface Bootstrap {
 }
 
 /** The downstream's answer is unusable behind katavol; the message says why and what to do. */
-export class BootstrapError extends Error {}
+export class BootstrapError extends Error {
+  override readonly name = 'BootstrapError';
+}
 
 /** BootstrapResult: version=1 int32, address=2, protocol=3, capabilities=4 (repeated enum), metadata=5 (map). */
 const PB_WIRE: Record<number, number[]> = { 1: [WIRE_VARINT], 2: [WIRE_BYTES], 3: [WIRE_BYTES], 4: [WIRE_VARINT, WIRE_BYTES], 5: [WIRE_BYTES] };

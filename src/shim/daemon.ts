@@ -12,7 +12,7 @@ import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
-import { resolveVolumeRoot, volumeRootInEffect } from '../volumes/registry';
+import { volumeRootInEffect } from '../volumes/registry';
 import { createBackend } from '../backends';
 import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
 
@@ -73,9 +73,10 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     // The fields containerd's own shims log with (runtime: our name, as a Go shim logs its own).
     meta: { namespace: args.namespace, id: args.id, runtime: 'io.containerd.katavol.v2' }, loadAfterIdleMs: 300,
   });
-  const volumeRoot = resolveVolumeRoot(cfg.volumeRoot);
+  const root = volumeRootInEffect(process.env, { root: cfg.volumeRoot, file: cfg.file });
+  const volumeRoot = root.root;
   const interceptor = new CreateInterceptor({
-    volumeRoot, log, volumeRootOrigin: volumeRootInEffect(process.env, { root: cfg.volumeRoot, file: cfg.file }).origin,
+    volumeRoot, log, volumeRootOrigin: root.origin,
     makeBackend: () => createBackend(cfg.backend, { config: cfg, volumeRoot }),
   });
   const ourSock = socketPath(state.address);

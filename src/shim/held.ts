@@ -5,20 +5,20 @@ import * as path from 'path';
 import { writeFileAtomic } from '../volumes/files';
 import { HELD_FILE } from '../backends/backend';
 
-export interface Held {
+export interface HeldRecord {
   containerId: string;
   sandboxId: string;
   backend: string;
   volumeRoot: string;
 }
 
-export function writeHeld(bundle: string, held: Held): void {
+export function writeHeld(bundle: string, held: HeldRecord): void {
   writeFileAtomic(path.join(bundle, HELD_FILE), JSON.stringify(held) + '\n');
 }
 
-export function readHeld(bundle: string): Held | undefined {
+export function readHeld(bundle: string): HeldRecord | undefined {
   try {
-    return JSON.parse(fs.readFileSync(path.join(bundle, HELD_FILE), 'utf8')) as Held;
+    return JSON.parse(fs.readFileSync(path.join(bundle, HELD_FILE), 'utf8')) as HeldRecord;
   } catch {
     return undefined;
   }

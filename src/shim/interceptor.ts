@@ -7,6 +7,7 @@ import type { OciSpec } from '../volumes/types';
 import { Registry } from '../volumes/registry';
 import { MountVolumeError, resolveVolumes } from '../volumes/resolver';
 import { VolumeError } from '../volumes/types';
+import { Code, TtrpcError } from '../ttrpc/errors';
 import type { Logger } from './logger';
 import { ORIGINAL_SPEC } from './state';
 import { writeFileAtomic } from '../volumes/files';
@@ -14,12 +15,18 @@ import { clearHeld, writeHeld } from './held';
 
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 
-/** Answer for containerd: code 9 FAILED_PRECONDITION with a message naming what to fix. */
-export class CreateRefused extends Error {
-  readonly code = 9;
+/**
+ * Answer for containerd: FAILED_PRECONDITION with a message naming what to fix. The "katavol:" prefix
+ * is added here, once: the texts below it (volumes, backends) never carry it.
+ */
+export class CreateRefused extends TtrpcError {
+  constructor(problem: string, options?: ErrorOptions) {
+    super(Code.FailedPrecondition, `katavol: ${problem}`, [], options);
+    this.name = 'CreateRefused';
+  }
 }
 
-export interface Prepared {
+export interface InterceptedCreate {
   ctx: PrepareContext;
   /** Undo: release the backend and restore the original config.json; `reason` is why (the downstream's error). */
   rollback(reason: string): Promise<void>;
@@ -38,7 +45,7 @@ export class CreateInterceptor {
   }
 
   /** Returns undefined when the container has no direct volumes (forward untouched). */
-  async create(containerId: string, bundle: string): Promise<Prepared | undefined> {
+  async create(containerId: string, bundle: string): Promise<InterceptedCreate | undefined> {
     const specFile = path.join(bundle, 'config.json');
     let text: string;
     let spec: OciSpec;
@@ -46,14 +53,14 @@ export class CreateInterceptor {
       text = fs.readFileSync(specFile, 'utf8');
       spec = JSON.parse(text) as OciSpec;
     } catch (e) {
-      throw new CreateRefused(`katavol: container "${containerId}": cannot read OCI spec ${specFile}: ${(e as Error).message}`);
+      throw new CreateRefused(`container "${containerId}": cannot read OCI spec ${specFile}: ${errorText(e)}`, { cause: e });
     }
     const shape = !spec || typeof spec !== 'object' || Array.isArray(spec) ? 'is not a JSON object'
       : spec.mounts !== undefined && !Array.isArray(spec.mounts) ? '"mounts" is not a list'
         : spec.annotations !== undefined && (typeof spec.annotations !== 'object' || spec.annotations === null || Array.isArray(spec.annotations)) ? '"annotations" is not an object'
           : '';
     if (shape) {
-      throw new CreateRefused(`katavol: container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
+      throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
     }
     let volumes;
     try {
@@ -78,7 +85,7 @@ export class CreateInterceptor {
         // Name the container and mount unless the backend's message already names the mount.
         const v = volumes.find((x) => x.volumePath === e.volumePath);
         if (v && !e.message.includes(v.mount.destination)) throw refusal(new MountVolumeError(containerId, v.mount, e));
-        throw refusal(new Error(`container "${containerId}": ${e.message}`));
+        throw new CreateRefused(`container "${containerId}": ${e.message}`, { cause: e });
       }
       throw refusal(e);
     }
@@ -90,7 +97,7 @@ export class CreateInterceptor {
       await backend.release(ctx);
       clearHeld(bundle);
       restore(specFile, orig);
-      throw new CreateRefused(`katavol: container "${containerId}": cannot rewrite ${specFile}: ${(e as Error).message}`);
+      throw new CreateRefused(`container "${containerId}": cannot rewrite ${specFile}: ${errorText(e)}`, { cause: e });
     }
     log.info('create intercepted', { backend: backend.name, volumes: prepared.summary });
     this.held.set(containerId, ctx);
@@ -135,6 +142,9 @@ function restore(specFile: string, orig: string): void {
 
 function refusal(e: unknown): CreateRefused {
   if (e instanceof CreateRefused) return e;
-  const msg = (e as Error)?.message ?? String(e);
-  return new CreateRefused(msg.startsWith('katavol') ? msg : `katavol: ${msg}`);
+  return new CreateRefused(errorText(e), { cause: e });
+}
+
+function errorText(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
 }

@@ -1,7 +1,7 @@
 // Entry point of containerd-shim-katavol-v2. Each action loads only what it needs: `start` and
 // `delete` run on containerd's critical path for every container.
 import * as fs from 'fs';
-import { ACTIONS, parseArgs, UsageError, USAGE } from './args';
+import { ACTIONS, parseShimArgs, FlagError, USAGE } from './args';
 import { WARM_FLAG } from './pool';
 
 export const VERSION = '0.1.0';
@@ -13,14 +13,14 @@ export function main(argv: string[]): void {
   }
   let args;
   try {
-    args = parseArgs(argv);
+    args = parseShimArgs(argv);
     // Run by hand without arguments, or with an action containerd never passes: not a daemon.
-    if (argv.length === 0) throw new UsageError('no arguments: containerd runs this binary with flags and an action');
+    if (argv.length === 0) throw new FlagError('no arguments: containerd runs this binary with flags and an action');
     if (args.action && !ACTIONS.includes(args.action) && !args.help && !args.version && !args.info) {
-      throw new UsageError(`unknown action "${args.action}" (actions: ${ACTIONS.join(', ')})`);
+      throw new FlagError(`unknown action "${args.action}" (actions: ${ACTIONS.join(', ')})`);
     }
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof FlagError) {
       process.stderr.write(`${e.message}\n${USAGE}`);
       process.exitCode = 2;
       return;

@@ -57,10 +57,10 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
     if (r.root !== buildRoot()) return c.answer('R');
     const env = c.environ(r.pid);
     if (!env || configPath(env) !== cfg.file) return c.answer('R');
-    const { parseArgs } = await import('./args');
+    const { parseShimArgs } = await import('./args');
     let args;
     try {
-      args = parseArgs(r.argv);
+      args = parseShimArgs(r.argv);
     } catch {
       return c.answer('R');
     }

@@ -4,15 +4,14 @@
 import * as net from 'net';
 import { Channel } from '../ttrpc/channel';
 import { FrameType, type Frame } from '../ttrpc/frame';
-import { peekServiceMethod, decodeRequest, decodeResponse, encodeResponse } from '../ttrpc/wire';
-import { Code } from '../ttrpc/errors';
+import { peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, type Status } from '../ttrpc/wire';
+import { Code, TtrpcError, oversizeError } from '../ttrpc/errors';
 import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';
-import type { CreateInterceptor, Prepared } from './interceptor';
-import { CreateRefused } from './interceptor';
+import type { CreateInterceptor, InterceptedCreate } from './interceptor';
 import type { Logger } from './logger';
 
 type Watch =
-  | { kind: 'create'; prepared: Prepared }
+  | { kind: 'create'; prepared: InterceptedCreate }
   | { kind: 'delete'; id: string }
   | { kind: 'start' }
   | { kind: 'shutdown' };
@@ -35,10 +34,10 @@ export class ProxyConnection {
 
   constructor(socket: net.Socket, private readonly downstreamPath: string, private readonly hooks: ProxyHooks) {
     this.up = new Channel(socket);
-    this.up.on('frame', (f: Frame) => this.fromUpstream(f));
-    this.up.on('oversize', (streamId: number, length: number) => {
+    this.up.on('frame', (f) => this.fromUpstream(f));
+    this.up.on('oversize', (streamId, length) => {
       // Answered here like ttrpc does; the downstream never sees the discarded bytes.
-      this.reply(streamId, Code.ResourceExhausted, `message length ${length} exceed maximum message size of ${this.up.maxLength}`);
+      this.reply(streamId, oversizeError(length, this.up.maxLength).toStatus());
     });
     this.up.on('close', () => this.closeBoth());
     const ds = net.connect(downstreamPath);
@@ -46,11 +45,11 @@ export class ProxyConnection {
       if (this.up.closed) return void ds.destroy();
       const down = new Channel(ds);
       this.down = down;
-      down.on('frame', (f: Frame) => this.fromDownstream(f));
-      down.on('oversize', (streamId: number, length: number) => {
+      down.on('frame', (f) => this.fromDownstream(f));
+      down.on('oversize', (streamId, length) => {
         // Our parser dropped an answer above 4 MiB: tell containerd instead of leaving the call hanging.
         this.watched.delete(streamId);
-        this.reply(streamId, Code.ResourceExhausted, `message length ${length} exceed maximum message size of ${down.maxLength}`);
+        this.reply(streamId, oversizeError(length, down.maxLength).toStatus());
       });
       down.on('close', () => this.downstreamClosed());
       // Backpressure both ways: stop reading a side while the other side's socket buffer is full.
@@ -115,14 +114,13 @@ export class ProxyConnection {
     } catch {
       return this.forward(raw, false);
     }
-    let prepared: Prepared | undefined;
+    let prepared: InterceptedCreate | undefined;
     try {
       prepared = await this.hooks.interceptor.create(req.id, req.bundle);
     } catch (e) {
-      const refused = e instanceof CreateRefused;
-      const msg = (e as Error)?.message ?? String(e);
-      this.hooks.log.error('create refused', { container: req.id, error: msg });
-      return this.reply(streamId, refused ? Code.FailedPrecondition : Code.Internal, msg);
+      const status = createFailureStatus(e);
+      this.hooks.log.error('create refused', { container: req.id, error: status.message });
+      return this.reply(streamId, status);
     }
     if (prepared) this.watched.set(streamId, { kind: 'create', prepared });
     if (this.up.closed && prepared) {
@@ -171,8 +169,8 @@ export class ProxyConnection {
     this.closeBoth();
   }
 
-  private reply(streamId: number, code: number, message: string): void {
-    this.up.send(streamId, FrameType.Response, 0, encodeResponse({ status: { code, message, details: [] } }));
+  private reply(streamId: number, status: Status): void {
+    this.up.send(streamId, FrameType.Response, 0, encodeResponse({ status }));
   }
 
   /** Ends both sides (an orphaned daemon's exit). */
@@ -188,6 +186,15 @@ export class ProxyConnection {
     this.done = true;
     this.hooks.onClosed(this, this.sawShutdown);
   }
+}
+
+/**
+ * The one place a failed Create becomes containerd's answer: a coded error (CreateRefused, or any
+ * TtrpcError) carries its code and text here together; anything else is a bug of ours: Internal.
+ */
+export function createFailureStatus(e: unknown): Status {
+  if (e instanceof TtrpcError) return e.toStatus();
+  return { code: Code.Internal, message: e instanceof Error ? e.message : String(e), details: [] };
 }
 
 function safeDecode<T>(fn: () => T): T | undefined {

@@ -14,7 +14,9 @@ import { canConnect } from './sockets';
 import { CONTAINERD_OOM_ENV, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
-export class StartError extends Error {}
+export class StartError extends Error {
+  override readonly name = 'StartError';
+}
 
 /**
  * The daemon's V8 heap cap (the launcher passes the same flag). Frames cross as opaque buffers outside the

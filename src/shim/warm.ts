@@ -93,6 +93,8 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     };
 
     const serve = async (r: HandoffRequest): Promise<Outcome> => {
+      // A start waits on us: full priority at once (we waited at WARM_NICE; 'again' niceness is restored).
+      try { os.setPriority(0); } catch { /* stays niced */ }
       // Not ours to serve: another build's launcher, or a start with another config file.
       if (r.root !== buildRoot() || buildId() !== build) return refuse('retire');
       const env = ch.environ(r.pid);
@@ -102,13 +104,12 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       if (!got) return refuse('again'); // cwd or stdin unreadable (before anything was read from it)
       replaceEnv(got.env);
       process.chdir(got.cwd);
-      try { os.setPriority(0); } catch { /* stays niced */ }
 
-      const { parseArgs } = await import('./args');
+      const { parseShimArgs } = await import('./args');
       const { start } = await import('./start');
       let args;
       try {
-        args = parseArgs(r.argv);
+        args = parseShimArgs(r.argv);
         if (args.action !== 'start') throw new Error(`a warm daemon only serves start, not ${JSON.stringify(args.action)}`);
       } catch (e) {
         ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error).message}`);

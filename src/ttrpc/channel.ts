@@ -15,15 +15,22 @@ export interface ChannelOptions {
   maxLength?: number;
 }
 
-/**
- * Events:
- *  - 'frame' (f: Frame): a complete frame; f.data / f.raw are views valid for as long as you keep them.
- *  - 'oversize' (streamId, length, type, flags): a frame above maxLength was read and discarded.
- *  - 'drain' (): the socket's write buffer emptied (after send returned false).
- *  - 'close' (err?: Error): exactly once; err set when the socket failed, the peer hung up mid-frame,
- *    or a 'frame' listener threw. Socket errors never throw and never emit 'error'.
- */
-export class Channel extends EventEmitter {
+/** A Channel's events and their arguments (listeners get these types without restating them). */
+export interface ChannelEvents {
+  /** A complete frame; f.data / f.raw are views valid for as long as you keep them. */
+  frame: [f: Frame];
+  /** A frame above maxLength was read and discarded. */
+  oversize: [streamId: number, length: number, type: number, flags: number];
+  /** The socket's write buffer emptied (after send returned false). */
+  drain: [];
+  /**
+   * Exactly once; err set when the socket failed, the peer hung up mid-frame, or a 'frame' listener
+   * threw. Socket errors never throw and never emit 'error'.
+   */
+  close: [err?: Error];
+}
+
+export class Channel extends EventEmitter<ChannelEvents> {
   readonly maxLength: number;
   private readonly socket: net.Socket;
   private readonly parser: FrameParser;

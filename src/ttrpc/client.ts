@@ -8,6 +8,11 @@ import { Code, TtrpcError, closedError, oversizeError } from './errors';
 import { type KeyValue, decodeResponse, encodeRequestAfter } from './wire';
 import { ClientStream, type ClientStreamOptions, type StreamSink } from './client-stream';
 
+/** Undoes a subscription. */
+export interface Disposable {
+  dispose(): void;
+}
+
 export interface ClientOptions {
   /** Largest message accepted/sent; default MESSAGE_LENGTH_MAX (4 MiB). */
   maxLength?: number;
@@ -146,14 +151,24 @@ export class Client implements StreamSink {
     return s;
   }
 
-  /** Called once when the connection is gone (err set when it failed). Called at once if already closed. */
-  onClose(cb: (err?: Error) => void): void {
+  /**
+   * Called once when the connection is gone (err set when it failed); soon after this call if already
+   * closed. dispose() on the result unsubscribes.
+   */
+  onClose(cb: (err?: Error) => void): Disposable {
     if (this.closeNotified) {
       const err = this.closeErr;
-      queueMicrotask(() => cb(err));
-      return;
+      let live = true;
+      queueMicrotask(() => live && cb(err));
+      return { dispose: () => void (live = false) };
     }
     this.closeCbs.push(cb);
+    return {
+      dispose: () => {
+        const i = this.closeCbs.indexOf(cb);
+        if (i >= 0) this.closeCbs.splice(i, 1);
+      },
+    };
   }
 
   /** Closes the connection; pending calls reject with TtrpcError Unavailable "ttrpc: closed". */

@@ -33,8 +33,8 @@ export class TtrpcError extends Error {
   readonly code: Code;
   readonly details: Any[];
 
-  constructor(code: Code, message: string, details?: Any[]) {
-    super(message);
+  constructor(code: Code, message: string, details?: Any[], options?: ErrorOptions) {
+    super(message, options);
     this.name = 'TtrpcError';
     this.code = code;
     this.details = details ?? [];

@@ -3,13 +3,13 @@ export { MESSAGE_LENGTH_MAX, HEADER_LENGTH, FrameType, Flags, encodeFrame, Frame
 export type { Frame, FrameParserOptions } from './frame';
 export { decodeRequest, encodeRequest, peekServiceMethod, decodeResponse, encodeResponse, decodeStatus, encodeStatus } from './wire';
 export type { KeyValue, Request, Any, Status, Response } from './wire';
-export { Code, TtrpcError, codeName, toStatus } from './errors';
+export { Code, TtrpcError, codeName, toStatus, oversizeError, closedError } from './errors';
 export { Channel } from './channel';
-export type { ChannelOptions } from './channel';
+export type { ChannelOptions, ChannelEvents } from './channel';
 export { Server } from './server';
 export type { ServerOptions, ShutdownOptions } from './server';
 export type { CallContext, UnaryHandler, StreamHandler, ServerStream, StreamKind } from './handlers';
 export { Client } from './client';
-export type { ClientOptions, CallOptions } from './client';
+export type { ClientOptions, CallOptions, Disposable } from './client';
 export { ClientStream } from './client-stream';
 export type { ClientStreamOptions } from './client-stream';

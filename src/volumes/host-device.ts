@@ -59,7 +59,8 @@ export function loopsBacking(file: string, sysBlock = '/sys/block'): Array<{ dev
   let names: string[] = [];
   try { names = fs.readdirSync(sysBlock); } catch { /* no sysfs: nothing can be attached either */ }
   for (const name of names) {
-    if (!/^loop\d+$/.test(name)) continue;
+    // Only an attached loop device has loop/ (a stat, not a failed open: hosts keep dozens detached).
+    if (!/^loop\d+$/.test(name) || !fs.existsSync(`${sysBlock}/${name}/loop`)) continue;
     try {
       const back = fs.readFileSync(`${sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
       const st = fs.statSync(back);

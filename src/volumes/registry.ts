@@ -22,11 +22,16 @@ export const LOCK_DIR_NAME = `${TEMP_PREFIX}locks`;
 /** Environment override of the root, used by every test. */
 export const VOLUME_ROOT_ENV = 'KATAVOL_VOLUME_ROOT';
 
-export function resolveVolumeRoot(configured?: string): string {
-  return process.env[VOLUME_ROOT_ENV] || configured || KATA_VOLUME_ROOT;
+/** The registry root: $KATAVOL_VOLUME_ROOT, else the configured root, else Kata's (volumeRootInEffect's rule). */
+export function resolveVolumeRoot(configured?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return volumeRootInEffect(env, { root: configured, file: '' }).root;
 }
 
-/** The registry root in effect and where it came from, for help texts and "not registered" errors. */
+/**
+ * The one rule for where the registry root comes from ($KATAVOL_VOLUME_ROOT > the shim config's
+ * volumeRoot > Kata's default), and where it came from, for help texts and "not registered" errors.
+ * The caller reads the environment (at its edge) and passes it in.
+ */
 export function volumeRootInEffect(env: NodeJS.ProcessEnv, configured?: { root?: string; file: string }): { root: string; origin: string } {
   if (env[VOLUME_ROOT_ENV]) return { root: env[VOLUME_ROOT_ENV], origin: `$${VOLUME_ROOT_ENV}` };
   if (configured?.root) return { root: configured.root, origin: `"volumeRoot" in ${configured.file}` };

@@ -48,6 +48,26 @@ describe('runc backend: block device sharing (runc.ts)', () => {
     return new RuncBackend(reg).prepare(c, spec, volumes);
   };
 
+  for (const [volumeType, dev] of [['vfiovol', '0000:01:00.0'], ['spdkvol', '/run/spdk/vhost.0'], ['spoolvol', '/run/spdk/vhost.1']] as const) {
+    it(`refuses a ${volumeType} volume (it needs a VM), naming the volume, the file and the fix; nothing is recorded or attached`, async () => {
+      const vp = `/kubelet/${volumeType}`;
+      const mount = { destination: '/dev-data', type: volumeType, source: vp, options: ['rbind', 'rw'] };
+      const info = { volumeType, device: dev, fsType: '', metadata: {}, options: [] };
+      const file = path.join(scratch, 'root', 'x', 'mountInfo.json');
+      const c = ctx('c-vm', 'pod-vm');
+      await assert.rejects(new RuncBackend(reg).prepare(c, { mounts: [mount] }, [{ index: 0, mount, volumePath: vp, entryDir: path.dirname(file), file, info, readOnly: false }]), (e: Error) => {
+        assert.ok(e instanceof VolumeError, String(e));
+        assert.strictEqual(e.volumePath, vp);
+        assert.strictEqual(e.file, file);
+        assert.match(e.problem, new RegExp(`volume type "${volumeType}" needs a VM`));
+        assert.match(e.fix, /runtime-rs backend/);
+        return true;
+      });
+      assert.deepStrictEqual(fs.readdirSync(c.bundle), []);
+      assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+    });
+  }
+
   it('refuses a read-only mount while another runc sandbox holds the device read-write, recording nothing', async () => {
     await prepare(ctx('c1', 'pod-w'), 'rw');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-w', backend: 'runc', readOnly: false }]);

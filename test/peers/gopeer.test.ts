@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
-import { goPeerPath, goPeerSource } from '../support/gopeer';
+import { goBuildCache, goPeerPath, goPeerSource } from '../support/gopeer';
 
 const run = promisify(execFile);
 
@@ -36,6 +36,13 @@ describe('Go peer build (test/support/gopeer)', function () {
     // nothing half-made left: no temp binaries, no private GOPATHs
     const left = fs.readdirSync(path.dirname(bin)).filter((n) => n !== 'ttrpcpeer' && n !== 'gocache');
     assert.deepEqual(left, []);
+  });
+
+  it('keeps Go\'s build cache outside the per-source directory and outside TMPDIR, so a rebuild reuses it', function () {
+    // The build in the test above ran with an empty TMPDIR; its compiled packages stay in the cache.
+    const cache = goBuildCache();
+    assert.ok(!cache.startsWith(scratch) && !cache.startsWith(path.join(os.tmpdir(), 'katavol-gopeer-')), cache);
+    assert.ok(fs.readdirSync(cache).length > 0, `${cache} is empty after a build`);
   });
 
   it('keys the cache directory by the hash of main.go, so an edited peer is rebuilt', function () {

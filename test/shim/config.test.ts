@@ -3,22 +3,22 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { parseArgs, UsageError } from '../../src/shim/args';
+import { parseShimArgs, FlagError } from '../../src/shim/args';
 import { checkDownstream, ConfigError, KATA_DOWNSTREAM, loadConfig } from '../../src/shim/config';
 import { ourAddress } from '../../src/shim/start';
 import { SHIM, tmpDir } from '../support/containerd';
 
 describe('shim args', () => {
   it('parses the argv containerd passes for start and delete', () => {
-    const a = parseArgs(['-namespace', 'default', '-address', '/run/c.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', '-debug', 'start']);
+    const a = parseShimArgs(['-namespace', 'default', '-address', '/run/c.sock', '-publish-binary', '/usr/bin/containerd', '-id', 'c1', '-debug', 'start']);
     assert.deepEqual([a.namespace, a.address, a.publishBinary, a.id, a.debug, a.action], ['default', '/run/c.sock', '/usr/bin/containerd', 'c1', true, 'start']);
-    const d = parseArgs(['--namespace=ns', '-id', 'x', '-bundle', '/b', 'delete']);
+    const d = parseShimArgs(['--namespace=ns', '-id', 'x', '-bundle', '/b', 'delete']);
     assert.deepEqual([d.namespace, d.id, d.bundle, d.action, d.debug], ['ns', 'x', '/b', 'delete', false]);
-    assert.equal(parseArgs(['-namespace', 'n', '-id', 'i']).action, '');
+    assert.equal(parseShimArgs(['-namespace', 'n', '-id', 'i']).action, '');
   });
   it('rejects unknown flags and missing values like Go flag does', () => {
-    assert.throws(() => parseArgs(['-bogus', 'start']), (e: Error) => e instanceof UsageError && /flag provided but not defined: -bogus/.test(e.message));
-    assert.throws(() => parseArgs(['-id']), /flag needs an argument: -id/);
+    assert.throws(() => parseShimArgs(['-bogus', 'start']), (e: Error) => e instanceof FlagError && /flag provided but not defined: -bogus/.test(e.message));
+    assert.throws(() => parseShimArgs(['-id']), /flag needs an argument: -id/);
   });
 });
 

@@ -9,7 +9,7 @@ import { Channel, Client, Code, FrameType, type Frame, Server, TtrpcError, decod
 import { ProxyConnection } from '../../src/shim/proxy';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
-import type { Backend, PrepareContext, Prepared } from '../../src/backends/backend';
+import type { Backend, PrepareContext, PreparedSpec } from '../../src/backends/backend';
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
@@ -21,7 +21,7 @@ class FakeBackend implements Backend {
   readonly name = 'fake';
   prepared: string[] = [];
   released: string[] = [];
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     this.prepared.push(ctx.containerId);
     const mounts = [...(spec.mounts ?? [])];
     for (const v of volumes) mounts[v.index] = { ...v.mount, type: 'ext4', source: '/dev/fake0' };
@@ -196,6 +196,21 @@ describe('shim proxy (fake downstream)', function () {
     assert.deepEqual(calls, []);
     assert.deepEqual(backend.prepared, []);
     assert.equal(fs.readFileSync(path.join(b, 'config.json'), 'utf8'), before);
+    assert.deepEqual(fs.readdirSync(b), ['config.json']);
+    down.close();
+  });
+
+  it('intercepts Create on the task v3 API (containerd 2.x) as on v2: refused with code 9, never forwarded', async () => {
+    const TASK3 = 'containerd.task.v3.Task';
+    const down = new Server();
+    const calls: string[] = [];
+    down.register(TASK3, { Create: () => { calls.push('Create'); return Buffer.from([8, 42]); } });
+    await down.listen(downSock);
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/none', options: ['rbind', 'rw'] }]);
+    const c = await client();
+    await assert.rejects(c.call(TASK3, 'Create', Buffer.concat([str(1, 'c3'), str(2, b)])), (e: TtrpcError) =>
+      e.code === Code.FailedPrecondition && /^katavol: container "c3": mount "\/disk": volume "\/vol\/none": is not registered/.test(e.message));
+    assert.deepEqual(calls, []);
     assert.deepEqual(fs.readdirSync(b), ['config.json']);
     down.close();
   });

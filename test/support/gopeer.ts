@@ -37,6 +37,17 @@ export function goPeerPath(): string {
   return bin;
 }
 
+/**
+ * Go's build cache, kept between runs (and across edits of the peer, whose binary directory is keyed
+ * by the source hash): under the checkout's node_modules/.cache, so a rebuild compiles only main.go
+ * instead of Debian's ttrpc and its dependencies again. KATAVOL_GOCACHE overrides it.
+ */
+export function goBuildCache(): string {
+  if (process.env.KATAVOL_GOCACHE) return process.env.KATAVOL_GOCACHE;
+  const root = path.resolve(path.dirname(goPeerSource()), '..', '..', '..');
+  return path.join(root, 'node_modules', '.cache', 'katavol-go-build');
+}
+
 function build(source: Buffer, dir: string, bin: string): void {
   if (!fs.existsSync(path.join(GOCODE, 'src/github.com/containerd/ttrpc/server.go'))) {
     throw new Error(`Go TTRPC peer: ttrpc sources missing under ${GOCODE}: ${INSTALL_HINT}`);
@@ -53,7 +64,7 @@ function build(source: Buffer, dir: string, bin: string): void {
       ...process.env,
       GO111MODULE: 'off',
       GOPATH: `${GOCODE}:${gopath}`,
-      GOCACHE: path.join(dir, 'gocache'), // Go's build cache is safe to share between concurrent builds
+      GOCACHE: goBuildCache(), // Go's build cache is safe to share between concurrent builds
       GOFLAGS: '',
       CGO_ENABLED: '0',
     };

@@ -2,11 +2,12 @@
 // specs runtime-rs will hand to the VMM, and rewrites the OCI spec so runtime-rs detects each volume
 // exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
-import type { Backend, BackendLogger, PrepareContext, Prepared } from '../backend';
+import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from '../backend';
 import { VolumeError, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
+import { clashingUsers, readOnlyByVolume, sandboxReadOnly } from '../sharing';
 import type { RuntimeRsConfig } from './config';
 import { parseVfioDevice } from './pci';
 import { buildSpdkDevice, spdkSocketPath } from './spdk';
@@ -46,7 +47,7 @@ export function deviceKey(info: MountInfo): string {
   }
 }
 
-interface Held {
+interface ContainerVolumes {
   sandboxId: string;
   volumes: string[];
 }
@@ -54,11 +55,11 @@ interface Held {
 export class RuntimeRsBackend implements Backend {
   readonly name = BACKEND_NAME;
   /** Containers prepared by this process and not yet released. */
-  private readonly held = new Map<string, Held>();
+  private readonly held = new Map<string, ContainerVolumes>();
 
   constructor(readonly config: RuntimeRsConfig, private readonly registry: RegistryPort) {}
 
-  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<Prepared> {
+  async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     const ordered = [...volumes].sort((a, b) => a.index - b.index);
 
     // 1. Every host check and spec first; any failure leaves everything untouched.
@@ -80,7 +81,7 @@ export class RuntimeRsBackend implements Backend {
     const refuseShared = () => {
       entries.forEach((e, i) => {
         const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
-        const clash = e.readOnly ? others.filter((s) => !s.readOnly) : others;
+        const clash = clashingUsers(e.readOnly, others);
         if (clash.length === 0) return;
         const who = clash.map(describeUse).join(', ');
         const stale = `if that sandbox no longer exists, remove its stale record: rm ${clash.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ')}`;
@@ -110,8 +111,7 @@ export class RuntimeRsBackend implements Backend {
     };
 
     // A volume is read-write for this container if any of its mounts is.
-    const readOnlyOf = new Map<string, boolean>();
-    for (const e of entries) readOnlyOf.set(e.volumePath, (readOnlyOf.get(e.volumePath) ?? true) && e.readOnly);
+    const readOnlyOf = readOnlyByVolume(entries);
     const unique = [...readOnlyOf.keys()];
     const recorded: string[] = [];
     const replaced: Array<{ vp: string; prev: SandboxUse }> = [];
@@ -122,7 +122,7 @@ export class RuntimeRsBackend implements Backend {
       for (const vp of unique) {
         const mine = this.registry.sandboxesOf(vp).find((s) => s.id === ctx.sandboxId);
         // Another container of this sandbox may write it: read-write stays until the record goes.
-        const readOnly = readOnlyOf.get(vp)! && (mine?.readOnly ?? true);
+        const readOnly = sandboxReadOnly(readOnlyOf.get(vp)!, mine);
         this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME, readOnly);
         if (!mine) recorded.push(vp);
         else if (mine.readOnly !== readOnly || mine.backend !== BACKEND_NAME) replaced.push({ vp, prev: mine });

@@ -11,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { Code, Server, TtrpcError } from '../../../src/ttrpc';
-import { parseArgs, type ShimArgs } from '../../../src/shim/args';
+import { parseShimArgs, type ShimArgs } from '../../../src/shim/args';
 import { decodeCreateTaskRequest } from '../../../src/shim/messages';
 import { appendRecord, RECORDER_DIR_ENV, saveCreateConfig } from './record';
 import * as m from './task-messages';
@@ -47,7 +47,7 @@ const SANDBOX_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
 export function main(argv: string[]): void {
   let args: ShimArgs;
   try {
-    args = parseArgs(argv);
+    args = parseShimArgs(argv);
   } catch (e) {
     process.stderr.write(`${NAME}: ${(e as Error).message}\n`);
     process.exit(2);
