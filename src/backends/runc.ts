@@ -8,7 +8,7 @@ import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
 import { VolumeError } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
-import { clashingUsers, readOnlyByVolume, sandboxReadOnly } from './sharing';
+import { clashingUsers, mayJoinPodDevice, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from './sharing';
 import { writeFileAtomic } from '../volumes/files';
 import { refuseHostUse } from '../volumes/in-use';
 
@@ -112,7 +112,7 @@ export class RuncBackend implements Backend {
       const realFile = fs.realpathSync(info.device);
       return { v, device: info.device, realFile, isFile: true, podLoop: this.claimImage(ctx, v, realFile) };
     }
-    this.refuseSharedBlockDevice(v, this.registry.sandboxesOf(v.volumePath).filter((s) => s.id !== ctx.sandboxId));
+    this.refuseSharedBlockDevice(v, otherSandboxes(this.registry.sandboxesOf(v.volumePath), ctx.sandboxId));
     return { v, device: info.device, realFile: '', isFile: false };
   }
 
@@ -124,7 +124,7 @@ export class RuncBackend implements Backend {
   private claimImage(ctx: PrepareContext, v: ResolvedVolume, realFile: string): string | undefined {
     const podLoop = podLoopOf(ctx.bundle, ctx.sandboxId, realFile);
     if (podLoop) {
-      if (!v.readOnly && loop.isReadOnly(podLoop)) {
+      if (!mayJoinPodDevice(v.readOnly, loop.isReadOnly(podLoop))) {
         throw new VolumeError(v.volumePath, `pod ${ctx.sandboxId} already mounts image "${v.info.device}" read-only (${podLoop}); its containers share that loop device, so a read-write mount cannot join them`,
           'start the pod\'s writing container before its read-only ones, or mount the volume read-write in all of them', v.file);
       }
@@ -142,7 +142,7 @@ export class RuncBackend implements Backend {
       }
     }
     if (!holders.size) {
-      const others = this.registry.sandboxesOf(v.volumePath).filter((u) => u.id !== ctx.sandboxId);
+      const others = otherSandboxes(this.registry.sandboxesOf(v.volumePath), ctx.sandboxId);
       for (const u of clashingUsers(v.readOnly, others)) holders.set(u.id, { device: clashes[0].device, readOnly: u.readOnly });
     }
     const pods = [...holders].map(([id, h]) => `${h.pod ? `${h.pod} (sandbox ${id}, ` : `${id} (`}${h.readOnly ? 'read-only' : 'read-write'}, ${h.device})`);

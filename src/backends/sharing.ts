@@ -22,3 +22,19 @@ export function sandboxReadOnly(requested: boolean, mine: SandboxUse | undefined
 export function clashingUsers<T extends { readOnly: boolean }>(readOnly: boolean, others: readonly T[]): T[] {
   return others.filter((u) => !readOnly || !u.readOnly);
 }
+
+/**
+ * A volume belongs to a sandbox (a pod), not to one container: every container of the pod may mount it,
+ * so a claim is judged against the other sandboxes' uses only.
+ */
+export function otherSandboxes<T extends { id: string }>(uses: readonly T[], sandboxId: string): T[] {
+  return uses.filter((u) => u.id !== sandboxId);
+}
+
+/**
+ * Whether a container may join its pod's device for a volume: readers always may; a writer only if the
+ * device is writable (a host backend that attached it read-only for the pod cannot upgrade it in place).
+ */
+export function mayJoinPodDevice(readOnly: boolean, deviceReadOnly: boolean): boolean {
+  return readOnly || !deviceReadOnly;
+}

@@ -90,7 +90,29 @@ function readConfigObject(file: string, text: string): Record<string, unknown> {
 }
 
 /** Checks everything first, then writes the config, the link and the record (undone on failure). */
+/** What install-runtime will do, decided by its checks before anything changes. */
+interface InstallPlan {
+  prefix: string;
+  binDir: string;
+  link: string;
+  record: string;
+  shim: string;
+  shimReal: string;
+  downstream: string;
+  configFile: string;
+  /** The link to Kata's shim that the new link replaces (restored on uninstall). */
+  replacedLinkTarget?: string;
+  /** The config file's text before, when it exists. */
+  before?: string;
+  written: string;
+}
+
 export function installRuntime(opts: InstallOptions, say: (line: string) => void): InstallRecord {
+  return applyInstall(planInstall(opts), say);
+}
+
+/** Every check, before any change: refuses what would break an installation or overwrite a file. */
+function planInstall(opts: InstallOptions): InstallPlan {
   const prefix = path.resolve(opts.prefix);
   const binDir = path.join(prefix, 'bin');
   const link = path.join(binDir, RUNTIME_BINARY);
@@ -99,7 +121,6 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
   const downstream = opts.downstream;
   const configFile = path.resolve(opts.config);
 
-  // 1. Checks.
   if (!path.isAbsolute(downstream)) throw new InstallError(`--downstream must be an absolute path to Kata's shim, got "${downstream}"`);
   const shimReal = realpathOrUndefined(shim);
   if (!shimReal || !isKatavolLauncher(shimReal)) throw new InstallError(`katavol's shim launcher ${shim} is missing; run make build (or make install) first`);
@@ -145,7 +166,12 @@ export function installRuntime(opts: InstallOptions, say: (line: string) => void
   }
   const written = JSON.stringify(before === undefined ? { backend: 'runtime-rs', downstream } : { ...obj, downstream }, null, 2) + '\n';
 
-  // 2. Changes, undone in reverse order if a later one fails.
+  return { prefix, binDir, link, record, shim, shimReal, downstream, configFile, replacedLinkTarget, before, written };
+}
+
+/** The changes, undone in reverse order if a later one fails. */
+function applyInstall(plan: InstallPlan, say: (line: string) => void): InstallRecord {
+  const { prefix, binDir, link, record, shim, shimReal, downstream, configFile, replacedLinkTarget, before, written } = plan;
   const undo: Array<() => void> = [];
   try {
     const createdDirs: string[] = [];

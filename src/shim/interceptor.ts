@@ -2,8 +2,8 @@
 // config.json atomically (the original kept beside it), and undo it all if the downstream Create fails.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { Backend, PrepareContext } from '../backends/backend';
-import type { OciSpec } from '../volumes/types';
+import type { Backend, PrepareContext, PreparedSpec } from '../backends/backend';
+import type { OciSpec, ResolvedVolume } from '../volumes/types';
 import { Registry } from '../volumes/registry';
 import { MountVolumeError, resolveVolumes } from '../volumes/resolver';
 import { VolumeError } from '../volumes/types';
@@ -47,38 +47,47 @@ export class CreateInterceptor {
   /** Returns undefined when the container has no direct volumes (forward untouched). */
   async create(containerId: string, bundle: string): Promise<InterceptedCreate | undefined> {
     const specFile = path.join(bundle, 'config.json');
-    let text: string;
-    let spec: OciSpec;
-    try {
-      text = fs.readFileSync(specFile, 'utf8');
-      spec = JSON.parse(text) as OciSpec;
-    } catch (e) {
-      throw new CreateRefused(`container "${containerId}": cannot read OCI spec ${specFile}: ${errorText(e)}`, { cause: e });
-    }
-    const shape = !spec || typeof spec !== 'object' || Array.isArray(spec) ? 'is not a JSON object'
-      : spec.mounts !== undefined && !Array.isArray(spec.mounts) ? '"mounts" is not a list'
-        : spec.annotations !== undefined && (typeof spec.annotations !== 'object' || spec.annotations === null || Array.isArray(spec.annotations)) ? '"annotations" is not an object'
-          : '';
-    if (shape) {
-      throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
-    }
-    let volumes;
+    const { text, spec } = readSpec(containerId, specFile);
+    let volumes: ResolvedVolume[];
     try {
       volumes = resolveVolumes(containerId, spec, this.registry, this.opts.volumeRootOrigin);
     } catch (e) {
       throw refusal(e);
     }
     if (volumes.length === 0) return undefined;
+    const ctx = this.contextFor(containerId, bundle, spec);
+    const backend = this.getBackend();
+    const prepared = await this.prepare(backend, ctx, spec, volumes);
+    const orig = path.join(bundle, ORIGINAL_SPEC);
+    await rewriteSpec(backend, ctx, specFile, orig, text, prepared);
+    ctx.log.info('create intercepted', { backend: backend.name, volumes: prepared.summary });
+    this.held.set(containerId, ctx);
+    return {
+      ctx,
+      rollback: async (reason: string) => {
+        this.held.delete(containerId);
+        await backend.release(ctx);
+        clearHeld(bundle);
+        restore(specFile, orig);
+        ctx.log.warn('create rolled back', { reason });
+      },
+    };
+  }
 
+  /** The sandbox is the CRI pod (its annotation), else the container itself. */
+  private contextFor(containerId: string, bundle: string, spec: OciSpec): PrepareContext {
     const annotated = spec.annotations?.[SANDBOX_ID_ANNOTATION];
     const sandboxId = typeof annotated === 'string' && annotated ? annotated : containerId;
     const log = this.opts.log.child({ container: containerId, sandbox: sandboxId });
-    const ctx: PrepareContext = { containerId, bundle, sandboxId, log };
-    const backend = this.getBackend();
+    return { containerId, bundle, sandboxId, log };
+  }
+
+  /** The backend's prepare, under a held record (written first, so a crash mid-way can be undone). */
+  private async prepare(backend: Backend, ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
+    const { containerId, bundle, sandboxId } = ctx;
     writeHeld(bundle, { containerId, sandboxId, backend: backend.name, volumeRoot: this.opts.volumeRoot });
-    let prepared;
     try {
-      prepared = await backend.prepare(ctx, spec, volumes);
+      return await backend.prepare(ctx, spec, volumes);
     } catch (e) {
       clearHeld(bundle);
       if (e instanceof VolumeError) {
@@ -89,28 +98,6 @@ export class CreateInterceptor {
       }
       throw refusal(e);
     }
-    const orig = path.join(bundle, ORIGINAL_SPEC);
-    try {
-      writeFileAtomic(orig, text, { mode: 0o644 });
-      writeFileAtomic(specFile, JSON.stringify(prepared.spec), { mode: 0o644 });
-    } catch (e) {
-      await backend.release(ctx);
-      clearHeld(bundle);
-      restore(specFile, orig);
-      throw new CreateRefused(`container "${containerId}": cannot rewrite ${specFile}: ${errorText(e)}`, { cause: e });
-    }
-    log.info('create intercepted', { backend: backend.name, volumes: prepared.summary });
-    this.held.set(containerId, ctx);
-    return {
-      ctx,
-      rollback: async (reason: string) => {
-        this.held.delete(containerId);
-        await backend.release(ctx);
-        clearHeld(bundle);
-        restore(specFile, orig);
-        log.warn('create rolled back', { reason });
-      },
-    };
   }
 
   /** The task was deleted: release what its Create took. */
@@ -131,6 +118,39 @@ export class CreateInterceptor {
   private getBackend(): Backend {
     if (!this.backend) this.backend = this.opts.makeBackend();
     return this.backend;
+  }
+}
+
+/** config.json as text and as a spec of the shape we can act on; else a refusal saying why. */
+function readSpec(containerId: string, specFile: string): { text: string; spec: OciSpec } {
+  let text: string;
+  let spec: OciSpec;
+  try {
+    text = fs.readFileSync(specFile, 'utf8');
+    spec = JSON.parse(text) as OciSpec;
+  } catch (e) {
+    throw new CreateRefused(`container "${containerId}": cannot read OCI spec ${specFile}: ${errorText(e)}`, { cause: e });
+  }
+  const shape = !spec || typeof spec !== 'object' || Array.isArray(spec) ? 'is not a JSON object'
+    : spec.mounts !== undefined && !Array.isArray(spec.mounts) ? '"mounts" is not a list'
+      : spec.annotations !== undefined && (typeof spec.annotations !== 'object' || spec.annotations === null || Array.isArray(spec.annotations)) ? '"annotations" is not an object'
+        : '';
+  if (shape) {
+    throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
+  }
+  return { text, spec };
+}
+
+/** Keeps the original beside config.json and writes the backend's spec; undoes the backend on failure. */
+async function rewriteSpec(backend: Backend, ctx: PrepareContext, specFile: string, orig: string, text: string, prepared: PreparedSpec): Promise<void> {
+  try {
+    writeFileAtomic(orig, text, { mode: 0o644 });
+    writeFileAtomic(specFile, JSON.stringify(prepared.spec), { mode: 0o644 });
+  } catch (e) {
+    await backend.release(ctx);
+    clearHeld(ctx.bundle);
+    restore(specFile, orig);
+    throw new CreateRefused(`container "${ctx.containerId}": cannot rewrite ${specFile}: ${errorText(e)}`, { cause: e });
   }
 }
 

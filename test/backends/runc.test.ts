@@ -10,7 +10,7 @@ import { RuncBackend } from '../../src/backends/runc';
 import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
-import { scratchDir } from '../volumes/helpers';
+import { scratchDir } from '../support/scratch';
 
 const VOL = '/kubelet/block-vol';
 const quiet: BackendLogger = { debug() {}, info() {}, warn() {}, error() {} };

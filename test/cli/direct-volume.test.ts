@@ -3,7 +3,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { encodeVolumePath } from '../../src/volumes/encoding';
-import { scratchDir, snapshot } from '../volumes/helpers';
+import { scratchDir, snapshot } from '../support/scratch';
 import { mkExt4 } from '../volumes/loop-fixture';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');

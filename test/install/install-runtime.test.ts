@@ -6,7 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { runCli } from '../../src/cli/main';
 import { OUR_SHIM, RECORD_NAME, pathNotes } from '../../src/cli/install';
-import { snapshot } from './snapshot';
+import { snapshot } from '../support/scratch';
 
 describe('katavol install-runtime / uninstall-runtime', () => {
   let root: string;

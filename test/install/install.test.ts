@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { PrivateContainerd, REPO, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, sleep, tmpDir } from '../support/containerd';
-import { snapshot } from './snapshot';
+import { snapshot } from '../support/scratch';
 import { listPool, procStart } from '../../src/shim/pool';
 
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');

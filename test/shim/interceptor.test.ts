@@ -4,6 +4,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { Writable } from 'stream';
+import { spawnSync } from 'child_process';
 import { CreateInterceptor, CreateRefused } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
 import { createBackend } from '../../src/backends';
@@ -32,25 +33,29 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     return b;
   };
 
-  const specs: Array<[string, string]> = [
-    ['missing config.json', ''],
-    ['not JSON', '{"mounts": ['],
-    ['JSON null', 'null'],
-    ['a string', '"spec"'],
-    ['mounts is an object', '{"mounts": {"a": 1}}'],
-    ['mounts holds null and numbers', '{"mounts": [null, 3, "x"]}'],
-    ['directvol without source', '{"mounts": [{"destination": "/d", "type": "directvol"}]}'],
-    ['source is a number', '{"mounts": [{"destination": "/d", "type": "directvol", "source": 5}]}'],
-    ['options is a string', '{"mounts": [{"destination": "/d", "type": "directvol", "source": "/v", "options": "rw"}]}'],
-    ['bind with options as object', '{"mounts": [{"destination": "/d", "type": "bind", "source": "/v", "options": {"rbind": true}}]}'],
-    ['volume path too long to be registered', `{"mounts": [{"destination": "/d", "type": "directvol", "source": "/${'a'.repeat(400)}"}]}`],
-    ['annotations is a list', '{"annotations": [1], "mounts": [{"destination": "/d", "type": "directvol", "source": "/v"}]}'],
+  // Each case says what it must do: pass through (no direct volume found: nothing to do) or be
+  // refused with a message that says why; a case that did the other would fail.
+  const PASS = 'passed through';
+  const specs: Array<[string, string, RegExp | typeof PASS]> = [
+    ['missing config.json', '', /cannot read OCI spec .*config\.json: ENOENT/],
+    ['not JSON', '{"mounts": [', /cannot read OCI spec .*config\.json: /],
+    ['JSON null', 'null', /OCI spec .*config\.json is not a JSON object/],
+    ['a string', '"spec"', /OCI spec .*config\.json is not a JSON object/],
+    ['mounts is an object', '{"mounts": {"a": 1}}', /"mounts" is not a list/],
+    ['mounts holds null and numbers', '{"mounts": [null, 3, "x"]}', PASS],
+    ['directvol without source', '{"mounts": [{"destination": "/d", "type": "directvol"}]}', /mount "\/d": .*a directvol mount needs a source/],
+    ['source is a number', '{"mounts": [{"destination": "/d", "type": "directvol", "source": 5}]}', /mount "\/d": .*a directvol mount needs a source/],
+    ['options is a string', '{"mounts": [{"destination": "/d", "type": "directvol", "source": "/v", "options": "rw"}]}', /mount "\/d": volume "\/v": is not registered/],
+    ['bind with options as object', '{"mounts": [{"destination": "/d", "type": "bind", "source": "/v", "options": {"rbind": true}}]}', PASS],
+    ['volume path too long to be registered', `{"mounts": [{"destination": "/d", "type": "directvol", "source": "/${'a'.repeat(400)}"}]}`, /mount "\/d": volume "\/a{400}": /],
+    ['annotations is a list', '{"annotations": [1], "mounts": [{"destination": "/d", "type": "directvol", "source": "/v"}]}', /"annotations" is not an object/],
   ];
-  for (const [name, text] of specs) {
-    it(`${name}: refused cleanly or passed through, bundle untouched`, async () => {
+  for (const [name, text, expected] of specs) {
+    it(`${name}: ${expected === PASS ? 'passed through' : 'refused cleanly'}, bundle untouched`, async () => {
       const b = bundleWith(text);
       if (name === 'missing config.json') fs.rmSync(path.join(b, 'config.json'));
       const before = fs.readdirSync(b).sort();
+      let outcome: RegExp | typeof PASS = PASS;
       try {
         const r = await icp.create('c1', b);
         assert.equal(r, undefined, 'no volume found means nothing to do');
@@ -58,7 +63,11 @@ describe('Create interceptor with broken bundles and registry entries', () => {
         assert.ok(e instanceof CreateRefused, `${(e as Error).stack}`);
         assert.match((e as Error).message, /^katavol: container "c1": /);
         assert.doesNotMatch((e as Error).message, /is not a function|Cannot read|undefined/);
+        assert.ok(expected !== PASS, `refused, but it should pass through: ${(e as Error).message}`);
+        assert.match((e as Error).message, expected);
+        outcome = expected;
       }
+      assert.equal(outcome, expected, 'passed through, but it should be refused');
       assert.deepEqual(fs.readdirSync(b).sort(), before);
     });
   }
@@ -101,5 +110,56 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     const b = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type: 'directvol', source: '/kubelet/none' }] }));
     await assert.rejects(withOrigin.create('c6', b), (e: Error) => e instanceof CreateRefused
       && e.message.includes(`volume "/kubelet/none": is not registered in the registry root ${registry.root} (from ${origin})`));
+  });
+
+  describe('rollback on real loop devices (runc backend)', () => {
+    /** Loop devices over this test's image (by backing file: other tests' devices do not count). */
+    const loopsOf = (img: string): string[] => {
+      const r = spawnSync('losetup', ['-j', img], { encoding: 'utf8' });
+      return r.stdout.split('\n').filter(Boolean).map((l) => l.split(':')[0]);
+    };
+    afterEach(() => {
+      for (const img of fs.readdirSync(dir).filter((n) => n.endsWith('.img'))) {
+        for (const l of loopsOf(path.join(dir, img))) spawnSync('losetup', ['-d', l]);
+      }
+    });
+
+    it('a Create rolled back (the downstream refused it) detaches its loop device and restores the bundle', async () => {
+      const img = path.join(dir, 'r.img');
+      makeExt4Image(img, 4);
+      registry.add('/v/rb', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+      const text = JSON.stringify({ mounts: [{ destination: '/d', type: 'directvol', source: '/v/rb', options: ['rbind', 'rw'] }] });
+      const b = bundleWith(text);
+      const created = await icp.create('c7', b);
+      assert.ok(created, 'the volume was found');
+      const [loop] = loopsOf(img);
+      assert.ok(loop, 'a loop device is attached over the image');
+      const spec = JSON.parse(fs.readFileSync(path.join(b, 'config.json'), 'utf8'));
+      assert.equal(spec.mounts[0].source, loop);
+      assert.deepEqual(registry.sandboxesOf('/v/rb').map((u: { id: string }) => u.id), ['c7']);
+      await created.rollback('downstream Create failed');
+      assert.deepEqual(loopsOf(img), [], 'loop device detached');
+      assert.equal(fs.readFileSync(path.join(b, 'config.json'), 'utf8'), text, 'config.json restored byte for byte');
+      assert.deepEqual(fs.readdirSync(b), ['config.json'], 'no held record, state file or saved spec left');
+      assert.deepEqual(registry.sandboxesOf('/v/rb'), [], 'the sandbox record is gone');
+    });
+
+    it('a Create whose second volume is bad attaches nothing for the first', async () => {
+      const other = path.join(dir, 'first.img');
+      makeExt4Image(other, 4);
+      registry.add('/v/first', JSON.stringify({ 'volume-type': 'directvol', device: other, fstype: 'ext4' }));
+      const gone = path.join(dir, 'gone.img');
+      makeExt4Image(gone, 4);
+      registry.add('/v/second', JSON.stringify({ 'volume-type': 'directvol', device: gone, fstype: 'ext4' }));
+      fs.rmSync(gone); // the device vanished after registration
+      const b = bundleWith(JSON.stringify({ mounts: [
+        { destination: '/a', type: 'directvol', source: '/v/first', options: ['rbind', 'rw'] },
+        { destination: '/b', type: 'directvol', source: '/v/second', options: ['rbind', 'rw'] },
+      ] }));
+      await assert.rejects(icp.create('c8', b), (e: Error) => e instanceof CreateRefused && e.message.includes('/v/second'));
+      assert.deepEqual(loopsOf(other), [], 'nothing attached for the good volume');
+      assert.deepEqual(fs.readdirSync(b), ['config.json']);
+      assert.deepEqual(registry.sandboxesOf('/v/first'), []);
+    });
   });
 });

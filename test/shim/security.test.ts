@@ -10,7 +10,7 @@ import { VolumeError } from '../../src/volumes/types';
 import { pidAlive } from '../../src/shim/state';
 import { RECORDER, RECORDER_DIR_ENV } from '../peers/recorder/record';
 import { KATAVOL, SHIM, tmpDir } from '../support/containerd';
-import { snapshot } from '../volumes/helpers';
+import { snapshot } from '../support/scratch';
 
 /** Runs node code as nobody:nogroup with no capabilities; undefined when setpriv cannot do that here. */
 function asNobody(script: string, env: NodeJS.ProcessEnv = {}): { status: number; stdout: string; stderr: string } | undefined {

@@ -8,7 +8,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Client, type TtrpcError } from '../../src/ttrpc';
 import { decodeConnectResponse, encodeConnectRequest, encodeShutdownRequest } from '../../src/shim/messages';
-import { pidAlive } from '../../src/shim/state';
+import { pidAlive, socketPath } from '../../src/shim/state';
 import { listPool, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
 import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } from '../peers/recorder/record';
@@ -102,6 +102,34 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
         for (let i = 0; i < 100 && pidAlive(state.daemonPid); i++) await sleep(50);
         assert.equal(pidAlive(state.daemonPid), false, 'daemon exits with the downstream');
         assert.deepEqual(sockets(), [], 'socket and pid file removed');
+      });
+    }
+
+    if (!warm) {
+      it('a start after our daemon crashed rebinds the socket it left behind and serves again', async () => {
+        env[KIND_ENV] = 'kata';
+        const argv = ['-namespace', 'ns1', '-address', '/run/fake-containerd.sock', '-id', 'c1', 'start'];
+        const cmd = command(argv);
+        const first = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', timeout: 30000 });
+        assert.equal(first.status, 0, first.stderr.toString());
+        const before = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+        const ours = socketPath(before.address);
+        process.kill(before.daemonPid, 'SIGKILL'); // the crash: nothing unlinks the socket
+        for (let i = 0; i < 100 && pidAlive(before.daemonPid); i++) await sleep(50);
+        assert.ok(fs.existsSync(ours), 'the dead daemon\'s socket file is still there');
+        // containerd starts the task again; the downstream is still up, so its start answers the same address.
+        const again = spawnSync(cmd[0], cmd[1], { cwd: bundle, env, input: '', timeout: 30000 });
+        assert.equal(again.status, 0, again.stderr.toString());
+        const after = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
+        assert.equal(after.address, before.address, 'same address: the socket file was reused');
+        assert.notEqual(after.daemonPid, before.daemonPid);
+        assert.ok(pidAlive(after.daemonPid), 'a new daemon serves it');
+        const c = await Client.connect(ours);
+        assert.equal(decodeConnectResponse(await c.call('containerd.task.v2.Task', 'Connect', encodeConnectRequest('c1'))).version, 'recorder');
+        await c.call('containerd.task.v2.Task', 'Shutdown', encodeShutdownRequest('c1', false));
+        c.close();
+        for (let i = 0; i < 100 && pidAlive(after.daemonPid); i++) await sleep(50);
+        assert.equal(pidAlive(after.daemonPid), false, 'daemon exits with the downstream');
       });
     }
 

@@ -17,7 +17,8 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeers, prng, removeDir, scratchDir, until } from './helpers';
+import { RawPeers, prng, until } from './helpers';
+import { removeDir, scratchDir } from '../support/scratch';
 import { SVC, generate, int, mib, pick, randomBytes, settledRss, writeInPieces } from './fuzz-gen';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
@@ -38,7 +39,7 @@ describe('ttrpc fuzz (seeded)', function () {
   after(() => process.removeListener('unhandledRejection', onUnhandled));
 
   beforeEach(() => {
-    dir = scratchDir('ttrpc-fuzz-');
+    dir = scratchDir('ttrpc-fuzz');
   });
   afterEach(() => {
     peers.destroyAll();

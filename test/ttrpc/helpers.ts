@@ -1,18 +1,7 @@
-// Test helpers for the ttrpc suite: scratch dirs, a raw frame-level peer, and a raw listening peer.
+// Test helpers for the ttrpc suite: a raw frame-level peer and a raw listening peer.
 
-import * as fs from 'fs';
 import * as net from 'net';
-import * as os from 'os';
-import * as path from 'path';
 import { type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
-
-export function scratchDir(prefix = 'ttrpc-test-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
-
-export function removeDir(dir: string): void {
-  fs.rmSync(dir, { recursive: true, force: true });
-}
 
 /** A peer that speaks raw frames over a socket and records everything it receives. */
 export class RawPeer {

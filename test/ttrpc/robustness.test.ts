@@ -1,7 +1,8 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { type CallContext, Client, Code, FrameType, Server, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { type RawPeer, RawPeers, prng, removeDir, scratchDir, until } from './helpers';
+import { type RawPeer, RawPeers, prng, until } from './helpers';
+import { removeDir, scratchDir } from '../support/scratch';
 
 const SVC = 'robust.v1.Svc';
 

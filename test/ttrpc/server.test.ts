@@ -14,7 +14,8 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeer, RawPeers, removeDir, scratchDir, until } from './helpers';
+import { RawPeer, RawPeers, until } from './helpers';
+import { removeDir, scratchDir } from '../support/scratch';
 
 const SVC = 'test.v1.Svc';
 

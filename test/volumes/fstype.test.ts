@@ -4,7 +4,8 @@ import * as path from 'path';
 import { closest, detectFsType, fsTypeProblem, knownFilesystems, superblockMismatch } from '../../src/volumes/fstype';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile, scratchDir, snapshot } from './helpers';
+import { imageFile } from './helpers';
+import { scratchDir, snapshot } from '../support/scratch';
 import { mkExt4, sh } from './loop-fixture';
 
 const MiB = 1 << 20;

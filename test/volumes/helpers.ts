@@ -1,28 +1,6 @@
-// Scratch registry roots and byte-exact snapshots of a directory tree for the volume/CLI tests.
+// Volume fixtures for the volume/CLI tests (scratch dirs and snapshots: test/support/scratch.ts).
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
-
-export function scratchDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `katavol-${tag}-`));
-}
-
-/** Every entry under dir with its type, mode and content (files) or target (symlinks). */
-export function snapshot(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (p: string, rel: string): void => {
-    const st = fs.lstatSync(p);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(p)}`;
-    else if (st.isDirectory()) {
-      out[rel] = `dir ${mode}`;
-      for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n), rel ? `${rel}/${n}` : n);
-    } else if (st.isFile()) out[rel] = `file ${mode} ${fs.readFileSync(p).toString('base64')}`;
-    else out[rel] = `other ${mode}`;
-  };
-  if (fs.existsSync(dir)) walk(dir, '');
-  return out;
-}
 
 /** A regular file usable as a directvol device. */
 export function imageFile(dir: string, name = 'disk.img', size = 1 << 20): string {

@@ -15,7 +15,7 @@ import { checkBlockDevice } from '../../src/backends/runtime-rs/block';
 import type { BackendLogger } from '../../src/backends/backend';
 import { mountInfo, volumeInput } from '../backends/runtime-rs/fixtures';
 import { KATAVOL } from '../support/containerd';
-import { scratchDir, snapshot } from './helpers';
+import { scratchDir, snapshot } from '../support/scratch';
 import { LoopFixture, mkExt4 } from './loop-fixture';
 
 const VOL = '/kubelet/in-use';

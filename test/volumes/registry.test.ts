@@ -7,7 +7,8 @@ import { KATA_VOLUME_ROOT, LOCK_DIR_NAME, MOUNT_INFO_FILE, Registry, resolveVolu
 import { encodeVolumePath } from '../../src/volumes/encoding';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile, scratchDir, snapshot } from './helpers';
+import { imageFile } from './helpers';
+import { scratchDir, snapshot } from '../support/scratch';
 
 const VOL = '/kubelet/kata-direct-vol-002/directvol002';
 const NAME = 'L2t1YmVsZXQva2F0YS1kaXJlY3Qtdm9sLTAwMi9kaXJlY3R2b2wwMDI=';

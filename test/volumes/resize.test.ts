@@ -5,7 +5,7 @@ import { Registry } from '../../src/volumes/registry';
 import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volumes/resize';
 import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
-import { scratchDir } from './helpers';
+import { scratchDir } from '../support/scratch';
 import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from './loop-fixture';
 
 const MiB = 1 << 20;

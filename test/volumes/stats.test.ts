@@ -4,7 +4,7 @@ import * as path from 'path';
 import { Registry } from '../../src/volumes/registry';
 import { volumeStats } from '../../src/volumes/stats';
 import { VolumeError } from '../../src/volumes/types';
-import { scratchDir } from './helpers';
+import { scratchDir } from '../support/scratch';
 import { LoopFixture, ext4Bytes, mkExt4 } from './loop-fixture';
 
 const MiB = 1 << 20;

@@ -7,7 +7,7 @@ import { VolumeError, type MountInfo, type OciMount, type OciSpec, type Resolved
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
-import { clashingUsers, readOnlyByVolume, sandboxReadOnly } from '../sharing';
+import { clashingUsers, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from '../sharing';
 import type { RuntimeRsConfig } from './config';
 import { parseVfioDevice } from './pci';
 import { buildSpdkDevice, spdkSocketPath } from './spdk';
@@ -30,6 +30,22 @@ export interface RegistryPort {
 function describeUse(s: SandboxUse): string {
   const mode = s.readOnly ? 'read-only' : 'read-write';
   return s.backend ? `${s.id} (${s.backend}, ${mode})` : `${s.id} (${mode}: an empty record, as Kata writes, does not say the mode)`;
+}
+
+/** The spec runtime-rs receives: same source, type = volume-type, `ro` when read-only, and the devices annotation. */
+function rewrittenSpec(spec: OciSpec, ordered: ResolvedVolume[], entries: DeviceEntry[]): OciSpec {
+  const mounts: OciMount[] = [...(spec.mounts ?? [])];
+  entries.forEach((e, i) => {
+    const m = ordered[i].mount;
+    const rewritten: OciMount = { ...m, type: ordered[i].info.volumeType };
+    if (m.options !== undefined || e.readOnly) rewritten.options = rewrittenOptions(m.options ?? [], e.readOnly);
+    mounts[ordered[i].index] = rewritten;
+  });
+  return {
+    ...spec,
+    mounts,
+    annotations: { ...(spec.annotations ?? {}), [DEVICES_ANNOTATION]: encodeDevices(entries) },
+  };
 }
 
 /** What identifies one guest device: runtime-rs reuses a device for mounts with the same host path. */
@@ -61,97 +77,11 @@ export class RuntimeRsBackend implements Backend {
 
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     const ordered = [...volumes].sort((a, b) => a.index - b.index);
-
-    // 1. Every host check and spec first; any failure leaves everything untouched.
-    // Indexes are assigned per container in mount order (runtime-rs's are sandbox-wide).
-    const places = new Map<string, Placement>();
-    const entries = ordered.map((v) => {
-      const key = deviceKey(v.info);
-      let place = places.get(key);
-      if (!place) {
-        place = { index: places.size, driveId: driveIdFor(key) };
-        places.set(key, place);
-      }
-      return this.build(v, place, ctx.log);
-    });
-
-    // 2. A volume written by one sandbox belongs to that sandbox alone: runtime-rs would silently
-    // attach it to two VMs. A read-write request needs no other user; a read-only one needs no other
-    // writer. Containers of the same sandbox share one VM and may mix.
-    const refuseShared = () => {
-      entries.forEach((e, i) => {
-        const others = this.registry.sandboxesOf(e.volumePath).filter((s) => s.id !== ctx.sandboxId);
-        const clash = clashingUsers(e.readOnly, others);
-        if (clash.length === 0) return;
-        const who = clash.map(describeUse).join(', ');
-        const stale = `if that sandbox no longer exists, remove its stale record: rm ${clash.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ')}`;
-        const where = { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file };
-        if (e.readOnly) {
-          throw volumeError(where, `the volume is read-only here but sandbox ${who} holds it read-write (runtime-rs would give one device to two VMs while one of them writes it)`,
-            `stop the pod that writes it, or mount it read-only there too (add "ro" to its mount options); ${stale}`);
-        }
-        throw volumeError(where, `the volume is read-write and already in use by sandbox ${who}`,
-          `stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options); ${stale}`);
-      });
-    };
-    refuseShared();
-
-    // 3. The spec runtime-rs receives: same source, type = volume-type, `ro` when read-only.
-    const mounts: OciMount[] = [...(spec.mounts ?? [])];
-    entries.forEach((e, i) => {
-      const m = ordered[i].mount;
-      const rewritten: OciMount = { ...m, type: ordered[i].info.volumeType };
-      if (m.options !== undefined || e.readOnly) rewritten.options = rewrittenOptions(m.options ?? [], e.readOnly);
-      mounts[ordered[i].index] = rewritten;
-    });
-    const out: OciSpec = {
-      ...spec,
-      mounts,
-      annotations: { ...(spec.annotations ?? {}), [DEVICES_ANNOTATION]: encodeDevices(entries) },
-    };
-
-    // A volume is read-write for this container if any of its mounts is.
-    const readOnlyOf = readOnlyByVolume(entries);
-    const unique = [...readOnlyOf.keys()];
-    const recorded: string[] = [];
-    const replaced: Array<{ vp: string; prev: SandboxUse }> = [];
-    try {
-      // 4. Record the sandbox and its mode in each volume directory, as Kata's Go runtime records
-      // the sandbox. Checking again after recording closes the race with another pod's shim that
-      // checked at the same time: both then see each other and refuse, rather than both attaching.
-      for (const vp of unique) {
-        const mine = this.registry.sandboxesOf(vp).find((s) => s.id === ctx.sandboxId);
-        // Another container of this sandbox may write it: read-write stays until the record goes.
-        const readOnly = sandboxReadOnly(readOnlyOf.get(vp)!, mine);
-        this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME, readOnly);
-        if (!mine) recorded.push(vp);
-        else if (mine.readOnly !== readOnly || mine.backend !== BACKEND_NAME) replaced.push({ vp, prev: mine });
-      }
-      refuseShared();
-
-      // 5. The registry entry runtime-rs parses must hold what we validated, in a form it can read.
-      for (const vp of unique) {
-        if (this.registry.rewriteCanonical(vp)) {
-          ctx.log.info('rewrote mountInfo.json in canonical form so runtime-rs can parse it', { volume: vp });
-        }
-      }
-    } catch (e) {
-      for (const vp of recorded) {
-        try {
-          this.registry.releaseSandbox(vp, ctx.sandboxId);
-        } catch (e2) {
-          ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
-        }
-      }
-      for (const { vp, prev } of replaced) {
-        try {
-          this.registry.recordSandbox(vp, ctx.sandboxId, prev.backend, prev.readOnly);
-        } catch (e2) {
-          ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: (e2 as Error).message });
-        }
-      }
-      throw e;
-    }
+    // Every host check and spec first; any failure leaves everything untouched.
+    const entries = this.buildEntries(ordered, ctx.log);
+    this.refuseShared(ctx, ordered, entries);
+    const out = rewrittenSpec(spec, ordered, entries);
+    const unique = this.recordSandbox(ctx, ordered, entries);
     this.held.set(ctx.containerId, { sandboxId: ctx.sandboxId, volumes: unique });
 
     for (const e of entries) ctx.log.debug('runtime-rs device spec', { ...e });
@@ -165,6 +95,93 @@ export class RuntimeRsBackend implements Backend {
       virtPath: e.guest.virtPath,
     }));
     return { spec: out, summary };
+  }
+
+  /** One device entry per mount; indexes are assigned per container in mount order (runtime-rs's are sandbox-wide). */
+  private buildEntries(ordered: ResolvedVolume[], log: BackendLogger): DeviceEntry[] {
+    const places = new Map<string, Placement>();
+    return ordered.map((v) => {
+      const key = deviceKey(v.info);
+      let place = places.get(key);
+      if (!place) {
+        place = { index: places.size, driveId: driveIdFor(key) };
+        places.set(key, place);
+      }
+      return this.build(v, place, log);
+    });
+  }
+
+  /**
+   * A volume written by one sandbox belongs to that sandbox alone: runtime-rs would silently attach it
+   * to two VMs. A read-write request needs no other user; a read-only one needs no other writer
+   * (src/backends/sharing.ts). Containers of the same sandbox share one VM and may mix.
+   */
+  private refuseShared(ctx: PrepareContext, ordered: ResolvedVolume[], entries: DeviceEntry[]): void {
+    entries.forEach((e, i) => {
+      const others = otherSandboxes(this.registry.sandboxesOf(e.volumePath), ctx.sandboxId);
+      const clash = clashingUsers(e.readOnly, others);
+      if (clash.length === 0) return;
+      const who = clash.map(describeUse).join(', ');
+      const stale = `if that sandbox no longer exists, remove its stale record: rm ${clash.map((s) => path.join(ordered[i].entryDir, s.id)).join(' ')}`;
+      const where = { volumePath: e.volumePath, destination: e.destination, file: ordered[i].file };
+      if (e.readOnly) {
+        throw volumeError(where, `the volume is read-only here but sandbox ${who} holds it read-write (runtime-rs would give one device to two VMs while one of them writes it)`,
+          `stop the pod that writes it, or mount it read-only there too (add "ro" to its mount options); ${stale}`);
+      }
+      throw volumeError(where, `the volume is read-write and already in use by sandbox ${who}`,
+        `stop the pod that uses it, or mount it read-only in every pod (add "ro" to the mount options); ${stale}`);
+    });
+  }
+
+  /**
+   * Records the sandbox and its mode in each volume directory, as Kata's Go runtime records the
+   * sandbox, then checks again: that closes the race with another pod's shim that checked at the same
+   * time (both see each other and refuse, rather than both attaching). Then makes each registry entry
+   * canonical, so runtime-rs parses what we validated. All or nothing; returns the volume paths.
+   */
+  private recordSandbox(ctx: PrepareContext, ordered: ResolvedVolume[], entries: DeviceEntry[]): string[] {
+    // A volume is read-write for this container if any of its mounts is.
+    const readOnlyOf = readOnlyByVolume(entries);
+    const unique = [...readOnlyOf.keys()];
+    const recorded: string[] = [];
+    const replaced: Array<{ vp: string; prev: SandboxUse }> = [];
+    try {
+      for (const vp of unique) {
+        const mine = this.registry.sandboxesOf(vp).find((s) => s.id === ctx.sandboxId);
+        // Another container of this sandbox may write it: read-write stays until the record goes.
+        const readOnly = sandboxReadOnly(readOnlyOf.get(vp)!, mine);
+        this.registry.recordSandbox(vp, ctx.sandboxId, BACKEND_NAME, readOnly);
+        if (!mine) recorded.push(vp);
+        else if (mine.readOnly !== readOnly || mine.backend !== BACKEND_NAME) replaced.push({ vp, prev: mine });
+      }
+      this.refuseShared(ctx, ordered, entries);
+      for (const vp of unique) {
+        if (this.registry.rewriteCanonical(vp)) {
+          ctx.log.info('rewrote mountInfo.json in canonical form so runtime-rs can parse it', { volume: vp });
+        }
+      }
+    } catch (e) {
+      this.undoRecords(ctx, recorded, replaced);
+      throw e;
+    }
+    return unique;
+  }
+
+  private undoRecords(ctx: PrepareContext, recorded: string[], replaced: Array<{ vp: string; prev: SandboxUse }>): void {
+    for (const vp of recorded) {
+      try {
+        this.registry.releaseSandbox(vp, ctx.sandboxId);
+      } catch (e2) {
+        ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
+      }
+    }
+    for (const { vp, prev } of replaced) {
+      try {
+        this.registry.recordSandbox(vp, ctx.sandboxId, prev.backend, prev.readOnly);
+      } catch (e2) {
+        ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: (e2 as Error).message });
+      }
+    }
   }
 
   async release(ctx: PrepareContext): Promise<void> {

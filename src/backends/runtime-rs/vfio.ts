@@ -39,6 +39,23 @@ function bindFix(sysfs: Sysfs, dbdf: string, current: string | undefined): strin
 /** Host checks runtime-rs makes, plus the driver check it leaves to the VMM; returns the group's functions. */
 export function checkVfioDevice(v: VolumeInput, cfg: RuntimeRsConfig, log?: BackendLogger): VfioGroupFacts {
   const sysfs = new Sysfs(cfg.sysfsRoot);
+  const { group, requested } = iommuGroupFor(v, sysfs);
+  // Sorted for a stable spec (runtime-rs uses readdir order); the requested function goes first
+  // because Dragonball inserts only the first device of the list.
+  const functions: VfioFunction[] = [];
+  for (const dbdf of fs.readdirSync(sysfs.groupDevicesDir(group)).sort()) {
+    const f = passThroughFunction(v, sysfs, group, requested, dbdf, log);
+    if (f) functions.push(f);
+  }
+  if (functions.length === 0) {
+    throw volumeError(v, `VFIO group ${group} has no function that can be passed through`, 'register a group holding the PCI function to pass through', sysfs.groupDevicesDir(group));
+  }
+  if (requested) functions.sort((a, b) => Number(b.dbdf === requested) - Number(a.dbdf === requested));
+  return { group, functions };
+}
+
+/** The IOMMU group the volume's device names (a PCI function's group, or /dev/vfio/N), checked to exist. */
+function iommuGroupFor(v: VolumeInput, sysfs: Sysfs): { group: string; requested?: string } {
   const target = parseVfioDevice(v.info.device);
   if (!target) {
     throw volumeError(
@@ -47,86 +64,79 @@ export function checkVfioDevice(v: VolumeInput, cfg: RuntimeRsConfig, log?: Back
       `re-register the volume with "device" set to the function's address, e.g. 0000:3b:00.1 (see lspci -D)`,
     );
   }
-  let group: string;
-  let requested: string | undefined;
-  if (target.kind === 'bdf') {
-    requested = target.dbdf;
-    if (!sysfs.exists(sysfs.deviceDir(requested))) {
-      throw volumeError(v, `no PCI function ${requested} on this host`, 'check the address with lspci -D and re-register the volume', sysfs.deviceDir(requested));
-    }
-    const g = sysfs.iommuGroupOf(requested);
-    if (g === undefined) {
-      throw volumeError(
-        v,
-        `PCI function ${requested} has no IOMMU group`,
-        `enable the IOMMU (intel_iommu=on or amd_iommu=on on the kernel command line, reboot), then ${bindFix(sysfs, requested, sysfs.driverOf(requested))}`,
-        path.join(sysfs.deviceDir(requested), 'iommu_group'),
-      );
-    }
-    group = g;
-    const member = path.join(sysfs.groupDevicesDir(group), requested);
-    if (!sysfs.exists(member)) {
-      throw volumeError(
-        v,
-        `PCI function ${requested} is not listed in its IOMMU group ${group}`,
-        'the device was probably removed or re-enumerated; rescan (echo 1 > /sys/bus/pci/rescan) and check lspci -D',
-        member,
-      );
-    }
-  } else {
-    group = target.group;
+  if (target.kind !== 'bdf') {
+    const group = target.group;
     if (!sysfs.exists(sysfs.groupDevicesDir(group))) {
       throw volumeError(v, `VFIO group ${group} does not exist`, 'check ls /sys/kernel/iommu_groups and re-register the volume with an existing group or a PCI address', sysfs.groupDevicesDir(group));
     }
+    return { group };
   }
+  const requested = target.dbdf;
+  if (!sysfs.exists(sysfs.deviceDir(requested))) {
+    throw volumeError(v, `no PCI function ${requested} on this host`, 'check the address with lspci -D and re-register the volume', sysfs.deviceDir(requested));
+  }
+  const group = sysfs.iommuGroupOf(requested);
+  if (group === undefined) {
+    throw volumeError(
+      v,
+      `PCI function ${requested} has no IOMMU group`,
+      `enable the IOMMU (intel_iommu=on or amd_iommu=on on the kernel command line, reboot), then ${bindFix(sysfs, requested, sysfs.driverOf(requested))}`,
+      path.join(sysfs.deviceDir(requested), 'iommu_group'),
+    );
+  }
+  const member = path.join(sysfs.groupDevicesDir(group), requested);
+  if (!sysfs.exists(member)) {
+    throw volumeError(
+      v,
+      `PCI function ${requested} is not listed in its IOMMU group ${group}`,
+      'the device was probably removed or re-enumerated; rescan (echo 1 > /sys/bus/pci/rescan) and check lspci -D',
+      member,
+    );
+  }
+  return { group, requested };
+}
 
-  // Sorted for a stable spec (runtime-rs uses readdir order); the requested function goes first
-  // because Dragonball inserts only the first device of the list.
-  const names = fs.readdirSync(sysfs.groupDevicesDir(group)).sort();
-  const functions: VfioFunction[] = [];
-  for (const dbdf of names) {
-    if (!isDbdf(dbdf)) {
-      throw volumeError(v, `IOMMU group ${group} holds ${dbdf}, which is not a PCI function (mediated devices are not supported)`, 'use a group of PCI functions only', path.join(sysfs.groupDevicesDir(group), dbdf));
-    }
-    const attr = (name: string): number => {
-      try {
-        return sysfs.hexAttr(dbdf, name);
-      } catch (e) {
-        throw volumeError(v, `cannot read the ${name} of PCI function ${dbdf}: ${(e as Error).message}`, 'check that sysfs is mounted and the device is present', path.join(sysfs.deviceDir(dbdf), name));
-      }
-    };
-    const skip = skippedClass(attr('class'));
-    if (skip) {
-      if (dbdf === requested) {
-        throw volumeError(v, `PCI function ${dbdf} is ${skip}, which cannot be passed through`, 'register the function you want in the guest (lspci -D -s <address>)');
-      }
-      // Left out of the VM, but the kernel opens a VFIO group only when no function in it is held by
-      // a host driver (bridges excepted), so an audio function must be released too.
-      const held = sysfs.driverOf(dbdf);
-      if (skip !== SKIPPED_CLASSES[0x0600] && held !== undefined && !GROUP_SAFE_DRIVERS.includes(held)) {
-        throw volumeError(
-          v,
-          `IOMMU group ${group} is not usable by VFIO: PCI function ${dbdf} (${skip}) is bound to ${held}`,
-          bindFix(sysfs, dbdf, held),
-          path.join(sysfs.deviceDir(dbdf), 'driver'),
-        );
-      }
-      log?.debug('vfiovol: leaving a function of the IOMMU group out', { volume: v.volumePath, dbdf, why: skip });
-      continue;
-    }
-    const driver = sysfs.driverOf(dbdf);
-    if (driver !== VFIO_PCI_DRIVER) {
-      const why = driver ? `bound to ${driver}` : 'not bound to any driver';
-      const which = dbdf === requested ? `PCI function ${dbdf}` : `PCI function ${dbdf} (in IOMMU group ${group} with ${requested ?? 'the volume'})`;
-      throw volumeError(v, `${which} is ${why}, not vfio-pci`, bindFix(sysfs, dbdf, driver), path.join(sysfs.deviceDir(dbdf), 'driver'));
-    }
-    functions.push({ dbdf, vendor: attr('vendor'), device: attr('device') });
+/**
+ * One function of the group: passed through (bound to vfio-pci), left on the host (a bridge or an
+ * audio function, which must then be released by its host driver), or refused with the fix.
+ */
+function passThroughFunction(v: VolumeInput, sysfs: Sysfs, group: string, requested: string | undefined, dbdf: string, log?: BackendLogger): VfioFunction | undefined {
+  if (!isDbdf(dbdf)) {
+    throw volumeError(v, `IOMMU group ${group} holds ${dbdf}, which is not a PCI function (mediated devices are not supported)`, 'use a group of PCI functions only', path.join(sysfs.groupDevicesDir(group), dbdf));
   }
-  if (functions.length === 0) {
-    throw volumeError(v, `VFIO group ${group} has no function that can be passed through`, 'register a group holding the PCI function to pass through', sysfs.groupDevicesDir(group));
+  const attr = (name: string): number => {
+    try {
+      return sysfs.hexAttr(dbdf, name);
+    } catch (e) {
+      throw volumeError(v, `cannot read the ${name} of PCI function ${dbdf}: ${(e as Error).message}`, 'check that sysfs is mounted and the device is present', path.join(sysfs.deviceDir(dbdf), name));
+    }
+  };
+  const skip = skippedClass(attr('class'));
+  if (skip) {
+    if (dbdf === requested) {
+      throw volumeError(v, `PCI function ${dbdf} is ${skip}, which cannot be passed through`, 'register the function you want in the guest (lspci -D -s <address>)');
+    }
+    // Left out of the VM, but the kernel opens a VFIO group only when no function in it is held by
+    // a host driver (bridges excepted), so an audio function must be released too.
+    const held = sysfs.driverOf(dbdf);
+    if (skip !== SKIPPED_CLASSES[0x0600] && held !== undefined && !GROUP_SAFE_DRIVERS.includes(held)) {
+      throw volumeError(
+        v,
+        `IOMMU group ${group} is not usable by VFIO: PCI function ${dbdf} (${skip}) is bound to ${held}`,
+        bindFix(sysfs, dbdf, held),
+        path.join(sysfs.deviceDir(dbdf), 'driver'),
+      );
+    }
+    log?.debug('vfiovol: leaving a function of the IOMMU group out', { volume: v.volumePath, dbdf, why: skip });
+    return undefined;
   }
-  if (requested) functions.sort((a, b) => Number(b.dbdf === requested) - Number(a.dbdf === requested));
-  return { group, functions };
+  const driver = sysfs.driverOf(dbdf);
+  if (driver !== VFIO_PCI_DRIVER) {
+    const why = driver ? `bound to ${driver}` : 'not bound to any driver';
+    const which = dbdf === requested ? `PCI function ${dbdf}` : `PCI function ${dbdf} (in IOMMU group ${group} with ${requested ?? 'the volume'})`;
+    throw volumeError(v, `${which} is ${why}, not vfio-pci`, bindFix(sysfs, dbdf, driver), path.join(sysfs.deviceDir(dbdf), 'driver'));
+  }
+  return { dbdf, vendor: attr('vendor'), device: attr('device') };
 }
 
 export function hostDeviceConfigs(facts: VfioGroupFacts): HostDeviceConfig[] {

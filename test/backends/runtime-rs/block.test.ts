@@ -5,7 +5,8 @@ import * as path from 'path';
 import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
-import { mountInfo, recordingLog, scratchDir, volumeInput } from './fixtures';
+import { mountInfo, recordingLog, volumeInput } from './fixtures';
+import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
 const PLACE = { index: 1, driveId: '0123456789abcdef' };
@@ -24,6 +25,12 @@ describe('runtime-rs directvol (block.ts)', () => {
     image = path.join(dir, 'disk.img');
     fs.writeFileSync(image, Buffer.alloc(1024 * 1024));
   });
+  /** A loop device over the test image (read-only with -r), detached after the suite. */
+  const attach = (readOnly: boolean): string => {
+    const loop = execFileSync('losetup', ['-f', '--show', ...(readOnly ? ['-r'] : []), image], { encoding: 'utf8' }).trim();
+    loops.push(loop);
+    return loop;
+  };
   after(() => {
     for (const l of loops) execFileSync('losetup', ['-d', l]);
     fs.rmSync(dir, { recursive: true, force: true });
@@ -139,7 +146,9 @@ describe('runtime-rs directvol (block.ts)', () => {
   });
 
   it('reads the read-only flag from /sys/dev/block/<major>:<minor>/ro, without running blockdev', () => {
-    const [ro, rw] = loops;
+    // Its own devices, so the case runs alone too (mocha -g) and in any order.
+    const ro = attach(true);
+    const rw = attach(false);
     for (const [dev, want] of [[ro, true], [rw, false]] as const) {
       const st = fs.statSync(dev);
       const savedPath = process.env.PATH;
@@ -154,7 +163,7 @@ describe('runtime-rs directvol (block.ts)', () => {
 
   it('warns and assumes writable when the read-only probe fails', () => {
     const log = recordingLog();
-    const loop = loops[1];
+    const loop = attach(false);
     const facts = checkBlockDevice(volumeInput(mountInfo('directvol', loop)), log, () => undefined);
     assert.deepStrictEqual(facts, { kind: 'block', hostReadOnly: false });
     assert.ok(log.lines.some((l) => l.level === 'warn' && /BLKROGET/.test(l.msg)));

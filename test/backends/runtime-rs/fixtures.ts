@@ -1,16 +1,11 @@
-// Test fixtures for the runtime-rs backend: a scratch directory, a sysfs tree laid out like the
+// Test fixtures for the runtime-rs backend: a sysfs tree laid out like the
 // kernel's (/sys/bus/pci/devices -> /sys/devices/..., iommu_group and driver links), and volumes.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import type { BackendLogger } from '../../../src/backends/backend';
 import type { ResolvedVolume } from '../../../src/volumes/types';
 import type { MountInfo, OciMount } from '../../../src/volumes/types';
 import type { VolumeInput } from '../../../src/backends/runtime-rs/volume';
-
-export function scratchDir(tag: string): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `katavol-rtrs-${tag}-`));
-}
 
 export interface PciFunction {
   dbdf: string;

@@ -7,7 +7,8 @@ import { RuntimeRsBackend } from '../../../src/backends/runtime-rs/backend';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { encodeVolumePath, Registry } from '../../../src/volumes/registry';
 import { resolveVolumes } from '../../../src/volumes/resolver';
-import { recordingLog, scratchDir } from './fixtures';
+import { recordingLog } from './fixtures';
+import { scratchDir } from '../../support/scratch';
 import { makeExt4Image } from '../../support/containerd';
 
 describe('runtime-rs backend with the real registry', () => {

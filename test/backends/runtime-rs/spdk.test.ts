@@ -5,7 +5,8 @@ import * as path from 'path';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { buildSpdkDevice, spdkPathOnHost } from '../../../src/backends/runtime-rs/spdk';
 import { VolumeError } from '../../../src/volumes/types';
-import { mountInfo, scratchDir, volumeInput } from './fixtures';
+import { mountInfo, volumeInput } from './fixtures';
+import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
 const PLACE = { index: 0, driveId: 'aaaaaaaaaaaaaaaa' };
