@@ -6,7 +6,11 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build lint test coverage demo demo-k8s bench install uninstall clean
+.PHONY: all deps build lint test coverage demo demo-k8s bench soak fuzz install uninstall clean
+
+# make soak N=1000 P=16 scales the churn.
+N ?= 200
+P ?= 8
 
 all: build
 
@@ -44,6 +48,15 @@ demo-k8s: build
 
 bench: build
 	@node dist/scripts/bench.js
+
+soak: build
+	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
+
+# make fuzz FRAMES=2000000 scales it; make test runs the same suites at 105,000 / 20,000 frames.
+FRAMES ?= 1000000
+fuzz: build
+	@KATAVOL_FUZZ_FRAMES=$(FRAMES) node --expose-gc $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
+		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js
 
 install: build
 	@scripts/install.sh "$(PREFIX)"

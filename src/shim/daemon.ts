@@ -1,9 +1,10 @@
 // The long-running shim process: accepts containerd's connections on the socket `start` bound (in this
 // same process after an inline start, else inherited as fd 3), pairs each with its own downstream
 // connection, and exits only when the downstream shim has gone and no containerd connection remains
-// (so it survives containerd restarts).
+// (so it survives containerd restarts). A daemon nobody will ever use again exits too (see watchOrphan).
 import * as fs from 'fs';
 import * as net from 'net';
+import * as path from 'path';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, readState, socketPath } from './state';
@@ -14,6 +15,53 @@ import { canConnect, removeIfDeadSocket } from './sockets';
 import { volumeRootInEffect } from '../volumes/registry';
 import { createBackend } from '../backends';
 import { DaemonHolds, daemonHoldsFile } from './held';
+import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
+
+export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
+const DEFAULT_ORPHAN_TIMEOUT_MS = 30000;
+
+/** Ids of the bundles beside ours (a pod's containers share us) that name our address. */
+function bundlesServed(bundle: string, address: string): string[] {
+  const parent = path.dirname(path.resolve(bundle));
+  let names: string[];
+  try {
+    names = fs.readdirSync(parent);
+  } catch {
+    return [];
+  }
+  return names.filter((n) => {
+    try {
+      return fs.readFileSync(path.join(parent, n, 'address'), 'utf8').trim() === address;
+    } catch {
+      return false;
+    }
+  });
+}
+
+/** True only when the downstream answers State with NotFound for every id (any doubt: false). */
+async function downstreamKnowsNone(downSock: string, ids: string[]): Promise<boolean> {
+  const { Client, Code } = await import('../ttrpc');
+  const { encodeStateRequest } = await import('./messages');
+  let c;
+  try {
+    c = await Client.connect(downSock);
+  } catch {
+    return false; // gone: the normal exit path sees it
+  }
+  try {
+    for (const id of ids) {
+      try {
+        await c.call('containerd.task.v2.Task', 'State', encodeStateRequest(id), { timeoutMs: 2000 });
+        return false;
+      } catch (e) {
+        if ((e as { code?: number }).code !== Code.NotFound) return false;
+      }
+    }
+    return true;
+  } finally {
+    c.close();
+  }
+}
 
 /** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
 export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, fromPool = false): Promise<void> {
@@ -37,6 +85,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const downSock = socketPath(state.downstreamAddress);
   const conns = new Set<ProxyConnection>();
   let exiting = false;
+  let everConnected = bound ? bound.early.length > 0 : false;
 
   // Nothing containerd, the downstream or a user file sends may take the shim down.
   process.on('uncaughtException', (err) => log.error('uncaught exception (kept running)', { error: err.stack ?? String(err) }));
@@ -50,6 +99,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
       void maybeExit(sawShutdown);
     } });
     conns.add(p);
+    everConnected = true;
     log.debug('containerd connected', { connections: conns.size });
   };
   let server: net.Server;
@@ -64,6 +114,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     await new Promise<void>((resolve) => (fd !== undefined ? server.listen({ fd }, resolve) : server.listen(ourSock, resolve)));
   }
   server.on('error', (err) => log.error('listener error', { error: err.message }));
+  adjustOomScore(process.env[CONTAINERD_OOM_ENV], log);
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
   log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
@@ -79,6 +130,57 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     }
   });
 
+  watchOrphan();
+
+  /**
+   * A daemon containerd will never use again must not run forever with its downstream (containerd's own
+   * runc shim leaks this way, containerd#6860): containerd stopped while our `start` was in flight never
+   * connects; one restarted while a task was being created reconnects (Connect only) to a shim that has
+   * no task and never uses it; after a restart it may remove the bundle without telling us. So exit when
+   * containerd has not connected within KATAVOL_ORPHAN_TIMEOUT_MS (default 30 s) of start, when no bundle
+   * names our address any more while no connection remains, or when, that long after start, the
+   * downstream knows none of the tasks whose bundles name us (State answers NotFound for each: checked
+   * once per timeout). A containerd that is down changes none of these, so a restart abandons nothing.
+   */
+  function watchOrphan(): void {
+    const limit = Number(process.env[ORPHAN_TIMEOUT_ENV]) > 0 ? Number(process.env[ORPHAN_TIMEOUT_ENV]) : DEFAULT_ORPHAN_TIMEOUT_MS;
+    const since = Date.now();
+    let lastTaskCheck = since;
+    let busy = false;
+    const timer = setInterval(() => {
+      if (busy || exiting) return;
+      const stop = (reason: string): void => {
+        clearInterval(timer);
+        void orphaned(reason);
+      };
+      if (!everConnected && Date.now() - since >= limit) {
+        return stop(`containerd never connected within ${limit} ms of start (it was probably stopped while the start was in flight)`);
+      }
+      const ids = bundlesServed(bundle, state!.address);
+      if (conns.size === 0 && ids.length === 0) {
+        return stop(`containerd removed the bundle (${bundle}) of every task of this daemon and no connection remains`);
+      }
+      if (Date.now() - lastTaskCheck < limit || ids.length === 0) return;
+      lastTaskCheck = Date.now();
+      busy = true;
+      void downstreamKnowsNone(downSock, ids).then((none) => {
+        busy = false;
+        if (none && !exiting) stop(`the downstream shim has none of the tasks ${ids.join(', ')} ${limit} ms after start (containerd was restarted while creating it and no longer uses this shim)`);
+      });
+    }, Math.min(1000, limit));
+    timer.unref();
+  }
+
+  async function orphaned(reason: string): Promise<void> {
+    log.warn('katavol shim daemon is orphaned: stopping its downstream shim and exiting', { reason });
+    const { stopDownstream } = await import('./downstream');
+    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true }).catch((e: Error) => e.message);
+    log.info('downstream shim stopped', { result: did });
+    const { releaseHeld } = await import('./held');
+    await releaseHeld(bundle).catch((e: Error) => log.error('releasing the bundle\'s volumes failed', { error: e.message }));
+    await exit(reason, true);
+  }
+
   async function maybeExit(afterShutdown: boolean): Promise<void> {
     if (exiting || conns.size > 0) return;
     // The downstream exits after its last Shutdown; give it a moment, then see if it still answers.
@@ -89,9 +191,11 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     }
   }
 
-  async function exit(reason: string): Promise<void> {
-    if (exiting || conns.size > 0) return;
+  /** `force`: an orphan closes the connections containerd keeps but will never use. */
+  async function exit(reason: string, force = false): Promise<void> {
+    if (exiting || (conns.size > 0 && !force)) return;
     exiting = true;
+    for (const c of [...conns]) c.close();
     log.info('katavol shim daemon exiting', { reason });
     podChannel?.close();
     server.close();

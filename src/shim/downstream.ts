@@ -48,6 +48,12 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
   } catch (e) {
     did.push(`downstream not reachable (${(e as Error).message})`);
   }
+  // A shim that accepts but does not answer (stopped, or stuck starting) still has to go: find it by
+  // the socket it listens on.
+  if (opts.force && !pid) {
+    pid = listenerPid(sock);
+    if (pid) did.push(`found it as pid ${pid} by its socket`);
+  }
   if (opts.force) {
     // containerd gives a dead shim's delete a few seconds in all: a short grace, then SIGKILL.
     for (let i = 0; i < 8 && pidAlive(pid); i++) await sleep(25);
@@ -61,6 +67,37 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
   if (await removeIfDeadSocket(sock)) did.push(`removed its socket ${sock}`);
   else if (fs.existsSync(sock)) did.push(`its socket ${sock} still accepts connections`);
   return did.join('; ');
+}
+
+/** The process listening on a unix socket path: its inode in /proc/net/unix, then the fd holding it. */
+export function listenerPid(sock: string): number | undefined {
+  let inode: string | undefined;
+  try {
+    for (const line of fs.readFileSync('/proc/net/unix', 'utf8').split('\n').slice(1)) {
+      const f = line.trim().split(/\s+/);
+      // Num RefCount Protocol Flags Type St Inode Path; St 01 = listening (SS_UNCONNECTED with __SO_ACCEPTCON).
+      if (f[7] === sock && (Number.parseInt(f[3], 16) & 0x10000) !== 0) inode = f[6];
+    }
+  } catch {
+    return undefined;
+  }
+  if (!inode) return undefined;
+  const want = `socket:[${inode}]`;
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d) || Number(d) === process.pid) continue;
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${d}/fd`);
+    } catch {
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (fs.readlinkSync(`/proc/${d}/fd/${fd}`) === want) return Number(d);
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return undefined;
 }
 
 function sleep(ms: number): Promise<void> {

@@ -53,6 +53,9 @@ export function encodeConnectRequest(id: string): Buffer {
   return id ? stringField(1, id) : Buffer.alloc(0);
 }
 
+/** StateRequest{string id=1; string exec_id=2}, for the task itself. */
+export const encodeStateRequest = encodeConnectRequest;
+
 /** ConnectResponse{uint32 shim_pid=1; uint32 task_pid=2; string version=3}. */
 export function decodeConnectResponse(buf: Buffer): { shimPid: number; taskPid: number; version: string } {
   const r = new Reader(buf);

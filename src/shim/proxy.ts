@@ -173,6 +173,11 @@ export class ProxyConnection {
     this.up.send(streamId, FrameType.Response, 0, encodeResponse({ status }));
   }
 
+  /** Ends both sides (an orphaned daemon's exit). */
+  close(): void {
+    this.closeBoth();
+  }
+
   private closeBoth(): void {
     if (!this.up.closed) this.up.close();
     if (this.down && !this.down.closed) this.down.close();

@@ -11,11 +11,19 @@ import { checkDownstream, loadConfig } from './config';
 import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
 import { writeFileAtomic } from '../volumes/files';
 import { canConnect } from './sockets';
+import { CONTAINERD_OOM_ENV, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
 export class StartError extends Error {
   override readonly name = 'StartError';
 }
+
+/**
+ * The daemon's V8 heap cap (the launcher passes the same flag). Frames cross as opaque buffers outside the
+ * heap, with backpressure, so the heap holds only per-connection state; a cap keeps a runaway visible as one
+ * daemon's failure instead of memory taken from the pod.
+ */
+export const DAEMON_HEAP_FLAG = '--max-old-space-size=96';
 
 /** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
 export function ourAddress(socketDir: string, downstreamAddress: string): string {
@@ -122,11 +130,12 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
     if (server) {
       const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
       const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
-      const child = spawn(process.execPath, [self, ...daemonArgv], {
+      const child = spawn(process.execPath, [DAEMON_HEAP_FLAG, self, ...daemonArgv], {
         cwd: bundle,
         detached: true, // own session: containerd's CombinedOutput must not wait on it
         stdio: ['ignore', 'ignore', 'ignore', fd],
-        env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3' },
+        // containerd runs `start`: our parent is the one whose OOM score the daemon follows.
+        env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
       });
       child.unref();
       writeState(bundle, { ...state, daemonPid: child.pid });
@@ -145,7 +154,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
 }
 
 /** The launcher's own variables are not containerd's: the downstream must see exactly containerd's env. */
-export const LAUNCHER_ENV = ['KATAVOL_START_INLINE', 'KATAVOL_START_ANSWER'];
+export const LAUNCHER_ENV = ['KATAVOL_START_INLINE', 'KATAVOL_START_ANSWER', CONTAINERD_OOM_ENV];
 
 export function containerdEnv(from: NodeJS.ProcessEnv = process.env): NodeJS.ProcessEnv {
   const env = { ...from };

@@ -171,7 +171,13 @@ export class Registry {
     } catch (e) {
       throw fsFailure(volumePath, 'create the registry root', this.root, e);
     }
-    return withLock({ volumePath, lockDir, entryName: path.basename(dir) }, fn);
+    try {
+      return withLock({ volumePath, lockDir, entryName: path.basename(dir) }, fn);
+    } catch (e) {
+      // Taking the lock is the first write: a user who may not write the registry learns it here.
+      if (!(e instanceof VolumeError) && errnoOf(e)) throw fsFailure(volumePath, 'lock the registry entry', lockDir, e);
+      throw e;
+    }
   }
 
   /** Throws unless the entry directory is a real directory; returns its path. */

@@ -73,6 +73,8 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
     for (const img of images) assert.deepEqual(loopDevicesOf(img), [], `no loop device left on ${img}`);
     assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), [], 'no katavol socket left');
     for (const id of ids) {
+      // containerd removes the bundle after our `delete` returned, which is after the shims are gone.
+      for (let i = 0; i < 50 && fs.existsSync(bundleOf(id)); i++) await sleep(100);
       assert.equal(fs.existsSync(bundleOf(id)), false, `bundle of ${id} removed`);
       if (fs.existsSync(runcSocket(id))) {
         const cleanup = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.includes(id) || l.includes('katavol:')).slice(-15).join('\n');

@@ -13,110 +13,22 @@ import {
   type Frame,
   FrameParser,
   FrameType,
-  MESSAGE_LENGTH_MAX,
   Server,
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { type RawPeer, RawPeers, prng, until } from './helpers';
+import { RawPeers, prng, until } from './helpers';
 import { removeDir, scratchDir } from '../support/scratch';
+import { SVC, generate, int, mib, pick, randomBytes, settledRss, writeInPieces } from './fuzz-gen';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
-const CONNECTIONS = 25;
-const FRAMES_PER_CONNECTION = 4200; // 105,000 frames in all
-const SVC = 'fuzz.v1.Svc';
+// 105,000 frames in make test; `make fuzz` sets KATAVOL_FUZZ_FRAMES=1000000.
+const FRAMES_PER_CONNECTION = 4200;
+const CONNECTIONS = Math.max(25, Math.ceil(Number(process.env.KATAVOL_FUZZ_FRAMES ?? 0) / FRAMES_PER_CONNECTION));
 const SENTINEL_ID = 0xffffffff; // odd and larger than any id the generator uses
 
-type Rnd = () => number;
-
-const int = (rnd: Rnd, n: number) => Math.floor(rnd() * n);
-const pick = <T>(rnd: Rnd, xs: readonly T[]): T => xs[int(rnd, xs.length)];
-
-function randomBytes(rnd: Rnd, max: number): Buffer {
-  const b = Buffer.alloc(int(rnd, max + 1));
-  for (let i = 0; i < b.length; i++) b[i] = int(rnd, 256);
-  return b;
-}
-
-const METHODS = ['Echo', 'Echo', 'Throw', 'Slow', 'Undefined', 'Count', 'Sum', 'Hang', 'Nope'] as const;
-
-/** Generates one connection's worth of frames (each a complete, self-consistent frame). */
-function generate(rnd: Rnd, count: number, oversize: number): Buffer[] {
-  const frames: Buffer[] = [];
-  let lastId = 1;
-  const oversizeAt = new Set<number>();
-  for (let i = 0; i < oversize; i++) oversizeAt.add(int(rnd, count));
-  for (let i = 0; i < count; i++) {
-    if (oversizeAt.has(i)) {
-      frames.push(encodeFrame(lastId, FrameType.Request, 0, Buffer.alloc(MESSAGE_LENGTH_MAX + 1 + int(rnd, 100))));
-      continue;
-    }
-    const r = rnd();
-    // Stream ids: mostly increasing odd, sometimes even, re-used, zero or random.
-    const idRoll = rnd();
-    let id: number;
-    if (idRoll < 0.8) id = lastId += 2;
-    else if (idRoll < 0.88) id = lastId + 1;
-    else if (idRoll < 0.95) id = Math.max(1, lastId - 2 * int(rnd, 5));
-    else if (idRoll < 0.97) id = 0;
-    else if (idRoll < 0.99) id = int(rnd, lastId + 1);
-    else id = lastId += 2 * (1 + int(rnd, 100000)); // a jump forward, which later ids continue from
-    if (lastId > 0x7ff00000) lastId = 1;
-    if (r < 0.35) {
-      // A well-formed request (known or unknown method/service), with random flags, metadata and deadline.
-      const method = pick(rnd, METHODS);
-      const body = encodeRequest({
-        service: rnd() < 0.95 ? SVC : randomBytes(rnd, 8).toString('latin1'),
-        method,
-        payload: randomBytes(rnd, 24),
-        timeoutNano: pick(rnd, [0, 0, 0, -1, 1, 2e6, 60e9]),
-        metadata: rnd() < 0.3 ? [{ key: 'k', value: randomBytes(rnd, 6).toString('hex') }] : [],
-      });
-      const flags = rnd() < 0.7 ? 0 : int(rnd, 8);
-      frames.push(encodeFrame(id, FrameType.Request, flags, body));
-    } else if (r < 0.55) {
-      // A mutated request: flipped bytes, truncation, or appended garbage (the header length stays consistent).
-      const body = Buffer.from(encodeRequest({ service: SVC, method: pick(rnd, METHODS), payload: randomBytes(rnd, 16), timeoutNano: 5e9 }));
-      const m = rnd();
-      let out: Buffer = body;
-      if (m < 0.5) {
-        for (let k = 0, n = 1 + int(rnd, 4); k < n && body.length > 0; k++) body[int(rnd, body.length)] ^= 1 << int(rnd, 8);
-      } else if (m < 0.8) {
-        out = body.subarray(0, int(rnd, body.length));
-      } else {
-        out = Buffer.concat([body, randomBytes(rnd, 12)]);
-      }
-      frames.push(encodeFrame(id, FrameType.Request, 0, out));
-    } else if (r < 0.7) {
-      // Data frames with any flags, on recent or random streams.
-      const sid = rnd() < 0.7 ? Math.max(1, lastId - 2 * int(rnd, 3)) : id;
-      frames.push(encodeFrame(sid, FrameType.Data, int(rnd, 8), rnd() < 0.2 ? Buffer.alloc(0) : randomBytes(rnd, 20)));
-    } else if (r < 0.85) {
-      // Random type and flags, random body.
-      frames.push(encodeFrame(id, int(rnd, 256), int(rnd, 256), randomBytes(rnd, 32)));
-    } else {
-      // Pure garbage as a Request body.
-      frames.push(encodeFrame(id, FrameType.Request, int(rnd, 4), randomBytes(rnd, 48)));
-    }
-  }
-  return frames;
-}
-
-/** Writes `data` in random-size pieces (1 byte .. 16 KiB), yielding to the event loop now and then. */
-async function writeInPieces(rnd: Rnd, peer: RawPeer, data: Buffer): Promise<void> {
-  let off = 0;
-  while (off < data.length) {
-    const tiny = rnd() < 0.2;
-    const n = Math.min(data.length - off, 1 + int(rnd, tiny ? 16 : 16384));
-    const ok = peer.socket.write(data.subarray(off, off + n));
-    off += n;
-    if (!ok) await new Promise((r) => peer.socket.once('drain', r));
-    else if (rnd() < 0.05) await new Promise((r) => setImmediate(r));
-  }
-}
-
 describe('ttrpc fuzz (seeded)', function () {
-  this.timeout(120000);
+  this.timeout(120000 + CONNECTIONS * 4000);
   let dir: string;
   let server: Server;
   const peers = new RawPeers();
@@ -192,6 +104,8 @@ describe('ttrpc fuzz (seeded)', function () {
     await server.listen(sock);
 
     const rnd = prng(SEED);
+    const before = settledRss();
+    const t0 = process.hrtime.bigint();
     let totalFrames = 0;
     const endings = { clean: 0, truncated: 0, desync: 0, abrupt: 0 };
     const codes = new Map<number, number>();
@@ -229,6 +143,14 @@ describe('ttrpc fuzz (seeded)', function () {
       await peer.closed;
     }
     assert.ok(totalFrames >= 100000, `only ${totalFrames} frames`);
+    const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
+    const after = settledRss();
+    if (process.env.KATAVOL_FUZZ_FRAMES) {
+      console.log(`      server fuzz: ${totalFrames} frames in ${seconds.toFixed(1)} s = ${Math.round(totalFrames / seconds)} frames/s; crashes: ${errors.filter((e) => !(e instanceof Error)).length + unhandled.length}; RSS ${mib(before)} -> ${mib(after)} MiB`);
+    }
+    // Nothing a peer sends accumulates: what the connections held is gone with them (checked after a
+    // forced collection: make fuzz runs node --expose-gc).
+    if (typeof (globalThis as { gc?: unknown }).gc === 'function') assert.ok(after - before < 64 * 2 ** 20, `RSS grew from ${mib(before)} to ${mib(after)} MiB`);
     await until(() => server.connectionCount === 0, 'all fuzz connections to be released');
 
     // The server is up and answers a valid call; nothing escaped as an unhandled rejection.

@@ -1,0 +1,45 @@
+// Like containerd's own shims (AdjustOOMScore in its shim package): a shim daemon takes containerd's
+// oom_score_adj + 1, so the kernel's OOM killer picks it just after containerd's children would go and
+// long before it kills the daemon with its default score (its death ends the pod). Lowering a score
+// below the current one needs CAP_SYS_RESOURCE: without it the current score is kept and that is logged.
+import * as fs from 'fs';
+import type { BackendLogger } from '../backends/backend';
+
+/**
+ * containerd's score, read by whoever runs `start` while containerd (its parent) is certainly there: the
+ * launcher for the inline daemon, `start` for the daemon it spawns.
+ */
+export const CONTAINERD_OOM_ENV = 'KATAVOL_CONTAINERD_OOM_SCORE';
+
+/** The score of our parent (containerd, for `start`), as the env value to hand to the daemon. */
+export function parentScore(): string {
+  try {
+    return String(readScore(process.ppid));
+  } catch {
+    return '';
+  }
+}
+const OOM_SCORE_MAX = 1000;
+
+const readScore = (pid: number | 'self'): number => Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim());
+
+/** `containerd`: the env value (see CONTAINERD_OOM_ENV). Returns the score this process ends up with. */
+export function adjustOomScore(containerd: string | undefined, log: BackendLogger): number | undefined {
+  const parent = Number(containerd);
+  if (!containerd || !Number.isInteger(parent)) {
+    log.debug('containerd\'s oom_score_adj is not known: ours is left as it is');
+    return undefined;
+  }
+  const want = Math.min(OOM_SCORE_MAX, parent + 1);
+  const current = readScore('self');
+  if (current === want) return current;
+  try {
+    fs.writeFileSync('/proc/self/oom_score_adj', String(want));
+    log.info('oom_score_adj set to containerd\'s + 1, as containerd\'s shims do', { containerd: parent, daemon: want });
+    return want;
+  } catch (e) {
+    const code = (e as NodeJS.ErrnoException).code;
+    log.warn('cannot lower oom_score_adj to containerd\'s + 1 (needs CAP_SYS_RESOURCE); keeping the current score', { containerd: parent, wanted: want, kept: current, error: code ?? (e as Error).message });
+    return current;
+  }
+}
