@@ -141,6 +141,7 @@ describe('ttrpc fuzz (seeded)', function () {
         peer.socket.end();
       }
       await peer.closed;
+      peer.frames.splice(0); // the answers were checked: the harness keeps none of them (the RSS check is the server's)
     }
     assert.ok(totalFrames >= 100000, `only ${totalFrames} frames`);
     const seconds = Number(process.hrtime.bigint() - t0) / 1e9;
