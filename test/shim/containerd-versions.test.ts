@@ -90,9 +90,10 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
     const rec = path.join(dir, 'rec');
     fs.mkdirSync(rec, { recursive: true });
     const cfg = path.join(dir, 'katavol.json');
-    // warmDaemons 0: the cold start path. With warm daemons a pod's later starts go through its daemon's
-    // start channel (pod-channel.ts), which this harness found handing the downstream an empty stdin.
-    fs.writeFileSync(cfg, JSON.stringify({ backend, downstream: RECORDER, socketDir: sockDir, warmDaemons: 0 }));
+    // warmDaemons 1 (the default): the sandbox start claims a warm daemon and the pod's later starts go
+    // through its daemon's start channel (pod-channel.ts). This harness's socket stdin once reached that
+    // downstream start empty; the launcher's keep_stdin is what makes these cells pass.
+    fs.writeFileSync(cfg, JSON.stringify({ backend, downstream: RECORDER, socketDir: sockDir, warmDaemons: 1 }));
     const env = { ...process.env, KATAVOL_CONFIG: cfg, KATAVOL_VOLUME_ROOT: volRoot, [RECORDER_DIR_ENV]: rec, [KIND_ENV]: kind };
     const mgr = new ShimManager({ version, runtime, namespace: 'k8s.io', taskRoot: path.join(dir, 'task'), grpcAddress: path.join(dir, 'c.sock'), env });
     const pod = `pod${id}`;
