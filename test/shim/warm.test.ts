@@ -29,7 +29,14 @@ describe('warm daemons (private containerd, runc shim)', function () {
   const cfg = () => loadConfig(env);
   const warmPids = () => listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed).map((e) => e.pid).sort();
   const nodeRuns = () => (fs.existsSync(nodeMarker) ? fs.readFileSync(nodeMarker, 'utf8').split('\n').filter(Boolean) : []);
-  const cmdline = (pid: number) => fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '').split('\0').join(' ');
+  /** A pid listed a moment ago may have exited since (a replacement warm daemon's helpers): it has no command line. */
+  const cmdline = (pid: number) => {
+    try {
+      return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0$/, '').split('\0').join(' ');
+    } catch {
+      return '';
+    }
+  };
   const state = (id: string) => JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(id), 'katavol.json'), 'utf8'));
   /** Our processes: every daemon and shim inherits the config path through its environment. */
   const ours = () => pidsWithEnv(`KATAVOL_CONFIG=${config}`).filter((p) => p !== ctd.pid);
