@@ -17,7 +17,7 @@ export type Fault = 'containerd-sigterm' | 'containerd-sigkill' | 'start-in-flig
 export const FAULTS: readonly Fault[] = ['containerd-sigterm', 'containerd-sigkill', 'start-in-flight', 'kill-daemons', 'kill-downstreams'];
 
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
-export const FAULT_ERRORS = /ttrpc: closed|failed to dial|transport is closing|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+export const FAULT_ERRORS = /ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
 export interface SoakOptions {
   containers: number;
