@@ -2,6 +2,7 @@
 // means "all defaults"; a file that exists but is wrong is a start error naming the file and key.
 import * as fs from 'fs';
 import * as path from 'path';
+import { messageOf } from '../volumes/types';
 
 export const DEFAULT_CONFIG_PATH = '/etc/katavol/config.json';
 export const KATA_DOWNSTREAM = '/opt/kata/bin/containerd-shim-kata-v2';
@@ -29,8 +30,8 @@ export interface ShimConfig {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly file: string, readonly key: string, problem: string) {
-    super(`katavol config ${file}: ${key ? `key "${key}": ` : ''}${problem}`);
+  constructor(readonly file: string, readonly key: string, problem: string, options?: ErrorOptions) {
+    super(`katavol config ${file}: ${key ? `key "${key}": ` : ''}${problem}`, options);
     this.name = 'ConfigError';
   }
 }
@@ -61,7 +62,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
     try {
       parsed = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError(file, '', `not valid JSON (${(e as Error).message}); fix the file`);
+      throw new ConfigError(file, '', `not valid JSON (${messageOf(e)}); fix the file`, { cause: e });
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new ConfigError(file, '', 'must be a JSON object like {"backend":"runc"}');
