@@ -51,7 +51,8 @@ export class VolumeError extends Error {
     readonly fix: string,
     readonly file?: string,
   ) {
-    super(`volume ${JSON.stringify(volumePath)}: ${problem}${file ? ` (${file})` : ''}; ${fix}`);
+    // No volume (list, the registry root itself): the message starts with the problem.
+    super(`${volumePath ? `volume ${JSON.stringify(volumePath)}: ` : ''}${problem}${file ? ` (${file})` : ''}; ${fix}`);
     this.name = 'VolumeError';
   }
 }
