@@ -6,7 +6,7 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build lint test coverage mutate demo demo-k8s bench soak fuzz install uninstall clean
+.PHONY: all deps build lint test coverage mutate demo demo-k8s bench soak fuzz refusals-doc install uninstall clean
 
 # make soak N=1000 P=16 scales the churn.
 N ?= 200
@@ -63,6 +63,10 @@ FRAMES ?= 1000000
 fuzz: build
 	@KATAVOL_FUZZ_FRAMES=$(FRAMES) node --expose-gc $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
 		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js
+
+# docs/refusals.md from the bad-input catalogue (test/refusals/catalogue.ts); make test checks they agree.
+refusals-doc: build
+	@node dist/scripts/refusals-doc.js
 
 install: build
 	@scripts/install.sh "$(PREFIX)"

@@ -2,9 +2,12 @@
 // means "all defaults"; a file that exists but is wrong is a start error naming the file and key.
 import * as fs from 'fs';
 import * as path from 'path';
+import { UnreadableFileError, readRegularFile } from '../volumes/files';
 import { messageOf } from '../volumes/types';
 
 export const DEFAULT_CONFIG_PATH = '/etc/katavol/config.json';
+/** A config is a few hundred bytes; anything far larger is not one. */
+const CONFIG_MAX_BYTES = 1 << 20;
 export const KATA_DOWNSTREAM = '/opt/kata/bin/containerd-shim-kata-v2';
 export const RUNC_DOWNSTREAM = 'containerd-shim-runc-v2';
 export const DEFAULT_SOCKET_DIR = '/run/katavol';
@@ -49,12 +52,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
   let raw: Record<string, unknown> = {};
   let text: string | undefined;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    // Never blocks on a FIFO put there (every container start reads this file).
+    text = readRegularFile(file, { maxBytes: CONFIG_MAX_BYTES, follow: true });
+    if (text === undefined) throw Object.assign(new Error(`ENOENT: no such file or directory, open '${file}'`), { code: 'ENOENT' });
   } catch (e) {
     const err = e as NodeJS.ErrnoException;
     // Only the default path may be absent: an explicit KATAVOL_CONFIG that is missing is a mistake.
     if (!(err.code === 'ENOENT' && !env.KATAVOL_CONFIG)) {
-      throw new ConfigError(file, '', `cannot read: ${err.message}; create it or fix KATAVOL_CONFIG`);
+      const problem = e instanceof UnreadableFileError ? e.problem : err.message;
+      throw new ConfigError(file, '', `cannot read: ${problem}; create it or fix KATAVOL_CONFIG`);
     }
   }
   if (text !== undefined) {

@@ -39,10 +39,14 @@ function bundlesServed(bundle: string, address: string): string[] {
   });
 }
 
-/** True only when the downstream answers State with NotFound for every id (any doubt: false). */
-async function downstreamKnowsNone(downSock: string, ids: string[]): Promise<boolean> {
+/**
+ * True only when the downstream answers State with NotFound for every id (any doubt: false). Asked in
+ * the task API version the downstream announced (a containerd 2.x runc shim serves only v3).
+ */
+async function downstreamKnowsNone(downSock: string, version: number | undefined, ids: string[]): Promise<boolean> {
   const { Client, Code } = await import('../ttrpc');
   const { encodeStateRequest } = await import('./messages');
+  const { callTask } = await import('./downstream');
   let c;
   try {
     c = await Client.connect(downSock);
@@ -52,7 +56,7 @@ async function downstreamKnowsNone(downSock: string, ids: string[]): Promise<boo
   try {
     for (const id of ids) {
       try {
-        await c.call('containerd.task.v2.Task', 'State', encodeStateRequest(id), { timeoutMs: 2000 });
+        await callTask(c, version, 'State', encodeStateRequest(id));
         return false;
       } catch (e) {
         if ((e as { code?: number }).code !== Code.NotFound) return false;
@@ -164,7 +168,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
       if (Date.now() - lastTaskCheck < limit || ids.length === 0) return;
       lastTaskCheck = Date.now();
       busy = true;
-      void downstreamKnowsNone(downSock, ids).then((none) => {
+      void downstreamKnowsNone(downSock, state!.bootstrap?.version, ids).then((none) => {
         busy = false;
         if (none && !exiting) stop(`the downstream shim has none of the tasks ${ids.join(', ')} ${limit} ms after start (containerd was restarted while creating it and no longer uses this shim)`);
       });
@@ -175,7 +179,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   async function orphaned(reason: string): Promise<void> {
     log.warn('katavol shim daemon is orphaned: stopping its downstream shim and exiting', { reason });
     const { stopDownstream } = await import('./downstream');
-    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true }).catch((e: unknown) => messageOf(e));
+    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: unknown) => messageOf(e));
     log.info('downstream shim stopped', { result: did });
     const { releaseHeld } = await import('./held');
     await releaseHeld(bundle).catch((e: unknown) => log.error('releasing the bundle\'s volumes failed', { error: messageOf(e) }));

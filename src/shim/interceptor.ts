@@ -10,10 +10,15 @@ import { VolumeError } from '../volumes/types';
 import { Code, TtrpcError } from '../ttrpc/errors';
 import type { Logger } from './logger';
 import { ORIGINAL_SPEC } from './state';
-import { writeFileAtomic } from '../volumes/files';
+import { UnreadableFileError, readRegularFile, writeFileAtomic } from '../volumes/files';
 import { clearHeld, writeHeld, type DaemonHolds } from './held';
 
 export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
+/**
+ * The largest config.json read: containerd's specs are tens of KiB (Kubernetes caps a pod's annotations
+ * at 256 KiB), and the daemon's heap is capped (DAEMON_HEAP_FLAG).
+ */
+const SPEC_MAX_BYTES = 4 << 20;
 
 /**
  * Answer for containerd: FAILED_PRECONDITION with a message naming what to fix. The "katavol:" prefix
@@ -129,12 +134,17 @@ export class CreateInterceptor {
 
 /** config.json as text and as a spec of the shape we can act on; else a refusal saying why. */
 function readSpec(containerId: string, specFile: string): { text: string; spec: OciSpec } {
-  let text: string;
+  const changed = 'containerd writes a valid runtime spec here, so the bundle was changed by something else';
+  let text: string | undefined;
   let spec: OciSpec;
   try {
-    text = fs.readFileSync(specFile, 'utf8');
+    // A FIFO or device in its place must not hang Create, nor a huge file fill the capped heap.
+    text = readRegularFile(specFile, { maxBytes: SPEC_MAX_BYTES, follow: true });
+    if (text === undefined) throw new CreateRefused(`container "${containerId}": cannot read OCI spec ${specFile}: ENOENT: it does not exist; ${changed}`);
     spec = JSON.parse(text) as OciSpec;
   } catch (e) {
+    if (e instanceof CreateRefused) throw e;
+    if (e instanceof UnreadableFileError) throw new CreateRefused(`container "${containerId}": cannot read OCI spec: ${e.message}; ${changed}`, { cause: e });
     throw new CreateRefused(`container "${containerId}": cannot read OCI spec ${specFile}: ${errorText(e)}`, { cause: e });
   }
   const shape = !spec || typeof spec !== 'object' || Array.isArray(spec) ? 'is not a JSON object'
@@ -142,7 +152,7 @@ function readSpec(containerId: string, specFile: string): { text: string; spec: 
       : spec.annotations !== undefined && (typeof spec.annotations !== 'object' || spec.annotations === null || Array.isArray(spec.annotations)) ? '"annotations" is not an object'
         : '';
   if (shape) {
-    throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} ${shape}; containerd writes a valid runtime spec here, so the bundle was changed by something else`);
+    throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} ${shape}; ${changed}`);
   }
   return { text, spec };
 }

@@ -2,6 +2,9 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { type MountInfo, VolumeError } from './types';
+import { kindOf } from './files';
+
+export { kindOf };
 
 const BDF = /^(?:([0-9a-fA-F]{4}):)?([0-9a-fA-F]{2}):([0-1][0-9a-fA-F])\.([0-7])$/;
 const VFIO_GROUP = /^\/dev\/vfio\/[0-9]+$/;
@@ -28,17 +31,6 @@ function statOrUndefined(p: string): fs.Stats | undefined {
   } catch {
     return undefined;
   }
-}
-
-/** What a path is, for error messages ("a directory", "a unix socket", ...). */
-export function kindOf(st: fs.Stats): string {
-  if (st.isFile()) return 'a regular file';
-  if (st.isDirectory()) return 'a directory';
-  if (st.isBlockDevice()) return 'a block device';
-  if (st.isCharacterDevice()) return 'a character device';
-  if (st.isSocket()) return 'a unix socket';
-  if (st.isFIFO()) return 'a FIFO';
-  return 'an unusual file';
 }
 
 /** Trees where a missing path is a device or kernel object that must never be created by hand. */

@@ -67,3 +67,59 @@ export function lstatOrUndefined(p: string): fs.Stats | undefined {
     throw e;
   }
 }
+
+/** What a path is, for error messages ("a directory", "a unix socket", ...). */
+export function kindOf(st: fs.Stats): string {
+  if (st.isFile()) return 'a regular file';
+  if (st.isDirectory()) return 'a directory';
+  if (st.isBlockDevice()) return 'a block device';
+  if (st.isCharacterDevice()) return 'a character device';
+  if (st.isSocket()) return 'a unix socket';
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSymbolicLink()) return 'a symbolic link';
+  return 'an unusual file';
+}
+
+/** A file katavol reads is not a regular file of a sane size; `problem` completes "<file> ...". */
+export class UnreadableFileError extends Error {
+  constructor(readonly file: string, readonly problem: string) {
+    super(`${file} ${problem}`);
+    this.name = 'UnreadableFileError';
+  }
+}
+
+/**
+ * Reads a small file that someone other than katavol may have put there (mountInfo.json, a bundle's
+ * config.json): a FIFO or device there never blocks the caller (O_NONBLOCK), a final symbolic link is
+ * not followed unless `follow`, and the type and size are those of the opened fd, not of the path.
+ * Returns undefined when nothing is there; throws UnreadableFileError for what is not a regular file
+ * of at most `maxBytes`, and the fs error for anything else (EACCES, EIO, ...).
+ */
+export function readRegularFile(file: string, opts: { maxBytes: number; follow?: boolean }): string | undefined {
+  const { O_RDONLY, O_NONBLOCK, O_NOFOLLOW } = fs.constants;
+  let fd: number;
+  try {
+    fd = fs.openSync(file, O_RDONLY | O_NONBLOCK | (opts.follow ? 0 : O_NOFOLLOW));
+  } catch (e) {
+    const code = errnoOf(e);
+    if (code === 'ENOENT' || code === 'ENOTDIR') return undefined;
+    if (code === 'ELOOP') throw new UnreadableFileError(file, opts.follow ? 'is a loop of symbolic links' : 'is a symbolic link; katavol does not follow links here');
+    // A unix socket cannot be opened (ENXIO); say what is there.
+    const st = code === 'ENXIO' ? lstatOrUndefined(file) : undefined;
+    if (st) throw new UnreadableFileError(file, `is ${kindOf(st)}, not a regular file`);
+    throw e;
+  }
+  try {
+    const st = fs.fstatSync(fd);
+    if (!st.isFile()) throw new UnreadableFileError(file, `is ${kindOf(st)}, not a regular file`);
+    if (st.size > opts.maxBytes) throw new UnreadableFileError(file, `is ${st.size} bytes, more than the ${opts.maxBytes} katavol reads from it`);
+    // Read to the end (the size may change while reading), never past the cap.
+    const buf = Buffer.alloc(Math.min(opts.maxBytes, st.size) + 1);
+    let n = 0;
+    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
+    if (n > opts.maxBytes) throw new UnreadableFileError(file, `grew past ${opts.maxBytes} bytes while katavol read it`);
+    return buf.subarray(0, n).toString('utf8');
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -76,6 +76,7 @@ export function parseMountInfo(json: string, where: ParseWhere): MountInfo {
     const v = fields.get(key);
     if (v === undefined) throw bad(`mount info has no "${key}"`, `add "${key}":${example}`);
     if (typeof v !== 'string') throw bad(`"${key}" must be a string, found ${describeJsonType(v)}`, `write "${key}":${example}`);
+    if (v.includes('\0')) throw bad(`"${key}" ${JSON.stringify(v)} holds a NUL byte, which no path, type or mount option can`, `remove the \\u0000 from "${key}"`);
     return v;
   };
 
@@ -143,6 +144,7 @@ function readOptions(v: JsonValue | undefined, bad: Bad): string[] {
   }
   return v.map((o, i) => {
     if (typeof o !== 'string') throw bad(`"options"[${i}] is ${describeJsonType(o)}; options must be strings`, 'write e.g. "options":["ro","discard"]');
+    if (o.includes('\0')) throw bad(`"options"[${i}] ${JSON.stringify(o)} holds a NUL byte, which no mount option can`, `remove the \\u0000 from "options"[${i}]`);
     return o;
   });
 }

@@ -9,7 +9,7 @@ import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mounti
 import { normalizeDevice, validateDevice } from './device';
 import { withLock } from './lock';
 import { fsTypeProblem, superblockMismatch } from './fstype';
-import { TEMP_PREFIX, errnoOf, fsyncDir, lstatOrUndefined, tempName, writeFileAtomic, writeNewFileSync } from './files';
+import { TEMP_PREFIX, UnreadableFileError, errnoOf, fsyncDir, lstatOrUndefined, readRegularFile, tempName, writeFileAtomic, writeNewFileSync } from './files';
 
 export { encodeVolumePath, decodeVolumeDirName } from './encoding';
 export { parseMountInfo, serializeMountInfo } from './mountinfo';
@@ -27,6 +27,10 @@ export const LOCK_DIR_NAME = `${TEMP_PREFIX}locks`;
  * sandbox id, so nothing else of ours may sit beside it.
  */
 export const SANDBOX_MODES_DIR_NAME = `${TEMP_PREFIX}sandboxes`;
+/** Far above any real mountInfo.json (Kata's are under 1 KiB); a larger file is not read into memory. */
+export const MOUNT_INFO_MAX_BYTES = 1 << 20;
+/** A sandbox record holds a backend name and a mode at most. */
+const SANDBOX_RECORD_MAX_BYTES = 4096;
 /** Environment override of the root, used by every test. */
 export const VOLUME_ROOT_ENV = 'KATAVOL_VOLUME_ROOT';
 
@@ -41,7 +45,13 @@ export function resolveVolumeRoot(configured?: string, env: NodeJS.ProcessEnv = 
  * The caller reads the environment (at its edge) and passes it in.
  */
 export function volumeRootInEffect(env: NodeJS.ProcessEnv, configured?: { root?: string; file: string }): { root: string; origin: string } {
-  if (env[VOLUME_ROOT_ENV]) return { root: env[VOLUME_ROOT_ENV], origin: `$${VOLUME_ROOT_ENV}` };
+  const fromEnv = env[VOLUME_ROOT_ENV];
+  if (fromEnv && !path.isAbsolute(fromEnv)) {
+    // Each process would resolve it from its own directory (the shim runs in each bundle): two registries.
+    throw new VolumeError('', `$${VOLUME_ROOT_ENV} "${fromEnv}" is a relative path, which the CLI and the shim would each resolve from their own working directory`,
+      `set ${VOLUME_ROOT_ENV} to an absolute path, e.g. ${VOLUME_ROOT_ENV}=${path.resolve(fromEnv)}`);
+  }
+  if (fromEnv) return { root: fromEnv, origin: `$${VOLUME_ROOT_ENV}` };
   if (configured?.root) return { root: configured.root, origin: `"volumeRoot" in ${configured.file}` };
   return { root: KATA_VOLUME_ROOT, origin: "Kata's default" };
 }
@@ -120,6 +130,7 @@ function fsFailure(volumePath: string, doing: string, file: string, e: unknown):
     code === 'EACCES' || code === 'EPERM' ? `run as root (sudo), or point ${VOLUME_ROOT_ENV} at a directory you own`
     : code === 'EROFS' ? 'the registry root is on a read-only file system; remount it read-write'
     : code === 'ENOSPC' ? 'free some space on the file system of the registry root'
+    : code === 'ENOTDIR' ? `the registry root or a directory above it is a file: point ${VOLUME_ROOT_ENV} (or "volumeRoot" in the shim config) at a directory`
     : 'check the registry root and try again';
   return new VolumeError(volumePath, `cannot ${doing}: ${messageOf(e)}`, fix, file, e);
 }
@@ -249,9 +260,12 @@ export class Registry {
 
   private readIfPresent(volumePath: string, file: string): string | undefined {
     try {
-      return fs.readFileSync(file, 'utf8');
+      return readRegularFile(file, { maxBytes: MOUNT_INFO_MAX_BYTES });
     } catch (e) {
-      if (errnoOf(e) === 'ENOENT') return undefined;
+      if (e instanceof UnreadableFileError) {
+        // A FIFO, socket, link or huge file put there by hand: never waited on, followed or loaded.
+        throw new VolumeError(volumePath, `${MOUNT_INFO_FILE} ${e.problem}`, `remove it (katavol direct-volume remove --force ${volumePath}) and add the volume again`, file);
+      }
       throw fsFailure(volumePath, `read ${MOUNT_INFO_FILE}`, file, e);
     }
   }
@@ -299,9 +313,10 @@ export class Registry {
         this.refuseOddEntry(volumePath, dir, st);
         let old: string | undefined;
         try {
-          old = fs.readFileSync(file, 'utf8');
+          old = readRegularFile(file, { maxBytes: MOUNT_INFO_MAX_BYTES });
         } catch (e) {
-          if (errnoOf(e) !== 'ENOENT') throw e;
+          if (!(e instanceof UnreadableFileError)) throw e;
+          old = ''; // not a mountInfo.json katavol could have written: replaced like any other content
         }
         if (old === data) return 'unchanged';
         if (old !== undefined && !opts.force) this.refuseWhileUsed(volumePath, 'change it', file);
@@ -511,13 +526,16 @@ export class Registry {
       if (!d.isFile() || d.name === MOUNT_INFO_FILE || !SANDBOX_ID.test(d.name)) continue;
       let content: string;
       try {
-        content = fs.readFileSync(path.join(dir, d.name), 'utf8');
-      } catch {
-        continue; // released meanwhile
+        const c = readRegularFile(path.join(dir, d.name), { maxBytes: SANDBOX_RECORD_MAX_BYTES });
+        if (c === undefined) continue; // released meanwhile
+        content = c;
+      } catch (e) {
+        if (!(e instanceof UnreadableFileError)) throw e;
+        content = ''; // swapped for something odd since the listing: a record all the same, of unknown mode
       }
       // Kata's empty file; our mode beside it when we recorded it (a record of an older katavol holds it inline).
       if (content.trim() === '') {
-        try { content = fs.readFileSync(this.sandboxModeFile(volumePath, d.name), 'utf8'); } catch { /* written by Kata */ }
+        try { content = readRegularFile(this.sandboxModeFile(volumePath, d.name), { maxBytes: SANDBOX_RECORD_MAX_BYTES }) ?? ''; } catch { /* written by Kata */ }
       }
       out.push({ id: d.name, ...parseSandboxRecord(content) });
     }

@@ -53,7 +53,8 @@ export class VolumeError extends Error {
     /** The failure underneath (an fs error, a parse error), kept for whoever logs the chain. */
     cause?: unknown,
   ) {
-    super(`volume ${JSON.stringify(volumePath)}: ${problem}${file ? ` (${file})` : ''}; ${fix}`, cause === undefined ? undefined : { cause });
+    // No volume (list, the registry root itself): the message starts with the problem.
+    super(`${volumePath ? `volume ${JSON.stringify(volumePath)}: ` : ''}${problem}${file ? ` (${file})` : ''}; ${fix}`, cause === undefined ? undefined : { cause });
     this.name = 'VolumeError';
   }
 }

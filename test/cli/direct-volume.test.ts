@@ -58,6 +58,14 @@ describe('katavol CLI (bin/katavol direct-volume)', () => {
     assert.deepStrictEqual(fs.readdirSync(root).filter((n) => !n.startsWith('.')).sort(), ['/f1', '/f2', '/f3', '/f4'].map(encodeVolumePath).sort());
   });
 
+  it('a relative KATAVOL_VOLUME_ROOT is refused (the shim, running in each bundle, would resolve it elsewhere), creating nothing', () => {
+    const before = snapshot(scratch);
+    const r = spawnSync(process.execPath, [BIN, 'direct-volume', 'add', '/kubelet/v1', mi(img)], { encoding: 'utf8', cwd: scratch, env: { ...process.env, KATAVOL_VOLUME_ROOT: 'vols' } });
+    assert.strictEqual(r.status, 1);
+    assert.strictEqual(r.stderr, `katavol: $KATAVOL_VOLUME_ROOT "vols" is a relative path, which the CLI and the shim would each resolve from their own working directory; set KATAVOL_VOLUME_ROOT to an absolute path, e.g. KATAVOL_VOLUME_ROOT=${path.join(scratch, 'vols')}\n`);
+    assert.deepStrictEqual(snapshot(scratch), before);
+  });
+
   it('usage errors exit 2 and touch nothing', () => {
     katavol('direct-volume', 'add', '/keep', mi(img));
     const before = snapshot(scratch);

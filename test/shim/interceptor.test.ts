@@ -89,6 +89,33 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     await assert.rejects(icp.create('c3', b), (e: Error) => e instanceof CreateRefused && e.message.includes('mountInfo.json'));
   });
 
+  it('a FIFO, socket, symbolic link or huge file as mountInfo.json or config.json is refused at once, never waited on or followed', async () => {
+    // Before: readFileSync on a FIFO blocked Create (and the daemon) forever.
+    const img = path.join(dir, 'f.img');
+    makeExt4Image(img, 1);
+    registry.add('/v/odd', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const file = registry.mountInfoFile('/v/odd');
+    const spec = JSON.stringify({ mounts: [{ destination: '/d', type: 'directvol', source: '/v/odd' }] });
+    const cases: Array<[string, () => void, RegExp]> = [
+      ['FIFO', () => spawnSync('mkfifo', [file]), /mountInfo\.json is a FIFO, not a regular file/],
+      ['symlink', () => fs.symlinkSync(img, file), /mountInfo\.json is a symbolic link; katavol does not follow links here/],
+      ['socket', () => spawnSync('python3', ['-c', `import socket; socket.socket(socket.AF_UNIX).bind(${JSON.stringify(file)})`]), /mountInfo\.json is a unix socket, not a regular file/],
+      ['huge', () => fs.writeFileSync(file, ' '.repeat((1 << 20) + 1)), /mountInfo\.json is 1048577 bytes, more than the 1048576 katavol reads/],
+    ];
+    for (const [name, make, expected] of cases) {
+      fs.rmSync(file, { force: true });
+      make();
+      const b = bundleWith(spec);
+      await assert.rejects(icp.create('c9', b), (e: Error) => e instanceof CreateRefused && expected.test(e.message) && e.message.includes('container "c9": mount "/d": volume "/v/odd"')
+        && e.message.includes('katavol direct-volume remove --force /v/odd'), name);
+      assert.deepEqual(fs.readdirSync(b), ['config.json'], name);
+    }
+    const b = bundleWith('');
+    fs.rmSync(path.join(b, 'config.json'));
+    spawnSync('mkfifo', [path.join(b, 'config.json')]);
+    await assert.rejects(icp.create('c10', b), (e: Error) => e instanceof CreateRefused && /cannot read OCI spec: .*config\.json is a FIFO, not a regular file/.test(e.message));
+  });
+
   it('near misses of our mount types (directvolume, spdk, vfio) are refused with "did you mean", not passed to runc', async () => {
     for (const [type, meant] of [['directvolume', 'directvol'], ['spdk', 'spdkvol'], ['vfio', 'vfiovol'], ['direct_vol', 'directvol'], ['SPDKVOL', 'spdkvol']]) {
       const b = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type, source: '/kubelet/v1', options: ['rbind'] }] }));

@@ -10,9 +10,11 @@ import { Client } from '../../src/ttrpc';
 import { encodeConnectRequest } from '../../src/shim/messages';
 import { pidAlive } from '../../src/shim/state';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
+import { KIND_ENV } from '../peers/recorder/main';
 import { SHIM, sleep, tmpDir } from '../support/containerd';
 
 const TASK = 'containerd.task.v2.Task';
+const TASK_V3 = 'containerd.task.v3.Task';
 const TIMEOUT_MS = 1500;
 
 describe('shim daemon: orphaned daemons exit (KATAVOL_ORPHAN_TIMEOUT_MS)', function () {
@@ -39,12 +41,15 @@ describe('shim daemon: orphaned daemons exit (KATAVOL_ORPHAN_TIMEOUT_MS)', funct
 
   let started: { daemonPid: number; downstreamPid: number; address: string } | undefined;
   const pids = () => (started ? [started.daemonPid, started.downstreamPid] : []);
-  function start(): string {
-    const r = spawnSync(SHIM, ['-namespace', 'ns', '-address', '/run/fake-containerd.sock', '-id', 'c1', 'start'], { cwd: bundle, env, input: '', encoding: 'utf8', timeout: 30000 });
+  /** `kind`: which downstream the recorder plays (a containerd 2.x runc shim writes no shim.pid). */
+  function start(kind = 'kata'): string {
+    const r = spawnSync(SHIM, ['-namespace', 'ns', '-address', '/run/fake-containerd.sock', '-id', 'c1', 'start'], { cwd: bundle, env: { ...env, [KIND_ENV]: kind }, input: '', encoding: 'utf8', timeout: 30000 });
     assert.equal(r.status, 0, r.stderr);
     started = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8'));
-    assert.ok(pidAlive(started!.daemonPid) && pidAlive(started!.downstreamPid));
-    return r.stdout.replace('unix://', '');
+    assert.ok(pidAlive(started!.daemonPid));
+    if (kind === 'kata') assert.ok(pidAlive(started!.downstreamPid));
+    // JSON (2.0-2.2) and protobuf (2.3) answers keep their form: the address is inside.
+    return /unix:\/\/([^"\s]+\.sock)/.exec(r.stdout)![1];
   }
   async function gone(pid: number, withinMs: number): Promise<boolean> {
     for (let t = 0; t < withinMs && pidAlive(pid); t += 100) await sleep(100);
@@ -89,6 +94,22 @@ describe('shim daemon: orphaned daemons exit (KATAVOL_ORPHAN_TIMEOUT_MS)', funct
     assert.ok(await gone(started!.downstreamPid, 5000), 'downstream exited');
     c.close();
     assert.deepEqual(rpcCalls(env[RECORDER_DIR_ENV]!).map((x) => x.method), ['Connect', 'State', 'Shutdown']);
+    assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), []);
+    assert.match(fs.readFileSync(path.join(bundle, 'log'), 'utf8'), /the downstream shim has none of the tasks c1 1500 ms after start/);
+  });
+
+  it('the same against a task-v3-only downstream (containerd 2.x runc shim): the check asks v3, and the daemon exits', async () => {
+    const sock = start('runc-2.0');
+    const c = await Client.connect(sock);
+    await c.call(TASK_V3, 'Connect', encodeConnectRequest('c1')); // containerd 2.x speaks v3 to us as well
+    const downstreamPid = rpcCalls(env[RECORDER_DIR_ENV]!)[0].pid;
+    started!.downstreamPid = downstreamPid; // for afterEach: this downstream writes no shim.pid
+    assert.ok(await gone(started!.daemonPid, TIMEOUT_MS + 15000), 'daemon exited (a v2 State gets Unimplemented from this downstream, which proves nothing)');
+    assert.ok(await gone(downstreamPid, 5000), 'downstream exited');
+    c.close();
+    const calls = rpcCalls(env[RECORDER_DIR_ENV]!);
+    assert.deepEqual(calls.map((x) => `${x.service} ${x.method}`), ['Connect', 'State', 'Connect', 'Shutdown'].map((m) => `${TASK_V3} ${m}`),
+      'State asked in v3; the stop finds the pid with Connect and shuts down in v3');
     assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), []);
     assert.match(fs.readFileSync(path.join(bundle, 'log'), 'utf8'), /the downstream shim has none of the tasks c1 1500 ms after start/);
   });

@@ -95,10 +95,4 @@ export async function writeInPieces(rnd: Rnd, peer: RawPeer, data: Buffer): Prom
 }
 
 
-/** RSS after a garbage collection when node runs with --expose-gc (make fuzz), else as it is. */
-export function settledRss(): number {
-  (globalThis as { gc?: () => void }).gc?.();
-  return process.memoryUsage().rss;
-}
-
 export const mib = (n: number): string => (n / 2 ** 20).toFixed(1);

@@ -37,6 +37,12 @@ describe('volumes/mountinfo', () => {
     assert.strictEqual(serializeMountInfo(info), '{"volume-type":"directvol","device":"/d","fstype":"ext4"}');
   });
 
+  it('refuses a NUL byte in device, fstype or an option (it used to reach stat and mount as a truncated path)', () => {
+    rejects('{"volume-type":"directvol","device":"/dev/sdb\\u0000x","fstype":"ext4"}', /"device" "\/dev\/sdb\\u0000x" holds a NUL byte/, /remove the \\u0000 from "device"/);
+    rejects('{"volume-type":"directvol","device":"/d","fstype":"ext4\\u0000"}', /"fstype" .* holds a NUL byte/);
+    rejects('{"volume-type":"directvol","device":"/d","fstype":"ext4","options":["rw","ro\\u0000"]}', /"options"\[1\] "ro\\u0000" holds a NUL byte/);
+  });
+
   it('accepts the legacy volume_type / fs_type spellings and says so', () => {
     const notes: string[] = [];
     const info = parse('{"volume_type":"directvol","device":"/d","fs_type":"ext4"}', notes);
