@@ -9,11 +9,14 @@ import { type Rnd, int, pick } from '../ttrpc/fuzz-gen';
 /** Something other than text where a file belongs. */
 export type OddFile = 'fifo' | 'socket' | 'symlink' | 'dir' | 'missing' | 'huge';
 
+/** A file's text, or something odd in its place. */
+export type FileInput = { text: string } | { odd: OddFile };
+
 export interface CreateCase {
-  /** config.json: its text, or something odd in its place. */
-  spec: string | OddFile;
-  /** The mountInfo.json of /kubelet/hostile: its text, or something odd in its place. */
-  mountInfo: string | OddFile;
+  /** config.json. */
+  spec: FileInput;
+  /** The mountInfo.json of /kubelet/hostile. */
+  mountInfo: FileInput;
   /** The entry directory of /kubelet/hostile replaced by a symbolic link or a file. */
   entry?: 'symlink' | 'file';
 }
@@ -133,8 +136,8 @@ function serialise(rnd: Rnd, v: J): string {
   return text;
 }
 
-function mountInfoOf(rnd: Rnd): string | OddFile {
-  if (rnd() < 0.1) return pick(rnd, ['fifo', 'socket', 'symlink', 'dir', 'missing', 'huge'] as const);
+function mountInfoOf(rnd: Rnd): FileInput {
+  if (rnd() < 0.1) return { odd: pick(rnd, ['fifo', 'socket', 'symlink', 'dir', 'missing', 'huge'] as const) };
   const mi: { [k: string]: J } = {
     'volume-type': pick(rnd, ['directvol', 'directvol', 'spdkvol', 'vfiovol', 'spoolvol']),
     device: pick(rnd, DEVICE_TARGETS),
@@ -142,13 +145,13 @@ function mountInfoOf(rnd: Rnd): string | OddFile {
   };
   if (rnd() < 0.3) mi.metadata = { fsGroup: '1000' };
   if (rnd() < 0.3) mi.options = ['ro'];
-  return serialise(rnd, rnd() < 0.7 ? mutate(rnd, mi) : mi);
+  return { text: serialise(rnd, rnd() < 0.7 ? mutate(rnd, mi) : mi) };
 }
 
 export function createCase(seed: number, n: number): CreateCase {
   // Each case from its own stream, so KATAVOL_FUZZ_CASE=n replays it alone.
   const rnd = prng((seed ^ Math.imul(n + 1, 0x9e3779b1)) >>> 0);
-  const spec = rnd() < 0.05 ? pick(rnd, ['fifo', 'socket', 'symlink', 'dir', 'missing', 'huge'] as const) : serialise(rnd, rnd() < 0.85 ? mutate(rnd, validSpec(rnd)) : validSpec(rnd));
+  const spec: FileInput = rnd() < 0.05 ? { odd: pick(rnd, ['fifo', 'socket', 'symlink', 'dir', 'missing', 'huge'] as const) } : { text: serialise(rnd, rnd() < 0.85 ? mutate(rnd, validSpec(rnd)) : validSpec(rnd)) };
   const c: CreateCase = { spec, mountInfo: mountInfoOf(rnd) };
   if (rnd() < 0.03) c.entry = pick(rnd, ['symlink', 'file'] as const);
   return c;

@@ -96,8 +96,8 @@ describe('Create interception fuzz (seeded, hostile specs and mountInfo.json)', 
   function layOut(c: CreateCase): void {
     const specFile = path.join(bundle, 'config.json');
     fs.rmSync(specFile, { recursive: true, force: true });
-    if (typeof c.spec === 'string') fs.writeFileSync(specFile, sub(c.spec));
-    else odd(specFile, c.spec);
+    if ('text' in c.spec) fs.writeFileSync(specFile, sub(c.spec.text));
+    else odd(specFile, c.spec.odd);
     const entry = registry.entryDir('/kubelet/hostile');
     fs.rmSync(entry, { recursive: true, force: true });
     if (c.entry === 'symlink') fs.symlinkSync(registry.entryDir('/kubelet/rw'), entry);
@@ -105,8 +105,8 @@ describe('Create interception fuzz (seeded, hostile specs and mountInfo.json)', 
     else {
       fs.mkdirSync(entry, { mode: 0o700 });
       const file = path.join(entry, 'mountInfo.json');
-      if (typeof c.mountInfo === 'string') fs.writeFileSync(file, sub(c.mountInfo));
-      else odd(file, c.mountInfo);
+      if ('text' in c.mountInfo) fs.writeFileSync(file, sub(c.mountInfo.text));
+      else odd(file, c.mountInfo.odd);
     }
   }
 
@@ -120,7 +120,7 @@ describe('Create interception fuzz (seeded, hostile specs and mountInfo.json)', 
       const c = createCase(SEED, n);
       layOut(c);
       const before = tree(dir);
-      const specBefore = typeof c.spec === 'string' ? fs.readFileSync(path.join(bundle, 'config.json')) : undefined;
+      const specBefore = 'text' in c.spec ? fs.readFileSync(path.join(bundle, 'config.json')) : undefined;
       const where = `case ${n} (replay: KATAVOL_FUZZ_CASE=${n} TTRPC_FUZZ_SEED=${SEED})`;
       let timer: NodeJS.Timeout | undefined;
       const hang = new Promise<never>((_r, reject) => { timer = setTimeout(() => reject(new Error(`${where}: Create did not answer within ${HANG_MS} ms`)), HANG_MS); });
