@@ -3,9 +3,10 @@
 //   req: the launcher writes "<its pid>\0<build root>\0<argc>\0<argv...>\0"
 //   ans: we write "<exit status>\n" and the bytes for its stdout (status 0) or stderr (status 1), or
 //        "R\n" ("not for me": it tries elsewhere); closing our end is its EOF, also when we die.
-// A launcher claims the directory first with an O_EXCL create of <dir>/claim. We read its environment,
-// cwd and stdin through /proc/<pid> (stdin from <dir>/stdin.in when it is a socket, which /proc cannot
-// reopen; the launcher copies it), and leave a copy in <dir>/stdin for it to replay should we die.
+// A launcher claims the directory first with an O_EXCL create of <dir>/claim (holding its pid). We read
+// its environment, cwd and stdin through /proc/<pid> (a socket stdin, which /proc cannot reopen, the
+// launcher has already moved into an unlinked file: keep_stdin), and leave a copy in <dir>/stdin for it
+// to replay should we die.
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -58,8 +59,10 @@ export class HandoffChannel {
       const ansFd = fs.openSync(path.join(building, 'ans'), fs.constants.O_RDWR | fs.constants.O_NONBLOCK);
       const ch = new HandoffChannel(dir, reqFd, ansFd, onRequest);
       try {
-        if (opts.replace) fs.rmSync(dir, { recursive: true, force: true });
+        // Our previous directory (its launcher's claim in it) leaves by a rename: gone in one step.
+        const old = opts.replace ? moveAside(dir) : undefined;
         fs.renameSync(building, dir);
+        if (old) fs.rmSync(old, { recursive: true, force: true });
       } catch (e) {
         ch.close();
         throw e;
@@ -108,7 +111,7 @@ export class HandoffChannel {
 
   remove(): void {
     this.close();
-    fs.rmSync(this.dir, { recursive: true, force: true });
+    removeHandoffDir(this.dir);
   }
 
   private closeAnswer(): void {
@@ -137,8 +140,7 @@ export class HandoffChannel {
   async inputs(pid: number, env: NodeJS.ProcessEnv): Promise<LauncherInputs | undefined> {
     try {
       const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-      const given = path.join(this.dir, 'stdin.in');
-      const stdin = await fs.promises.readFile(fs.existsSync(given) ? given : `/proc/${pid}/fd/0`);
+      const stdin = await fs.promises.readFile(`/proc/${pid}/fd/0`);
       // Kept for the launcher, which replays it on a cold start should this process die before answering.
       try { fs.writeFileSync(path.join(this.dir, 'stdin'), stdin, { mode: 0o600 }); } catch { /* best effort */ }
       return { env, cwd, stdin };
@@ -146,6 +148,40 @@ export class HandoffChannel {
       return undefined;
     }
   }
+}
+
+/**
+ * Where a hand-off directory goes to be removed: a name no launcher looks at (a leading dot), judged by
+ * the remover's pid when swept (the launcher's EOF path in bin/containerd-shim-katavol-v2 uses the same).
+ */
+export function goneName(dir: string, pid = process.pid): string {
+  return path.join(path.dirname(dir), `.${path.basename(dir)}.${pid}.gone`);
+}
+
+/** `dir` renamed to its gone name; undefined when it does not exist. */
+function moveAside(dir: string): string | undefined {
+  const gone = goneName(dir);
+  try {
+    fs.renameSync(dir, gone);
+    return gone;
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw e;
+  }
+}
+
+/**
+ * Removes a hand-off directory without ever leaving it claimable: a plain recursive rm drops the claim
+ * file while other files remain, and a launcher could claim those remains, write its request to fifos
+ * nobody reads, or take another start's stdin copy (and the rm then fails with ENOTEMPTY). One rename
+ * takes it out of sight with the claim in it; then it is removed at leisure. Never throws: what stays is
+ * swept once this process is gone (see sweepPool, sweepPodChannels).
+ */
+export function removeHandoffDir(dir: string): void {
+  try {
+    const gone = moveAside(dir);
+    if (gone) fs.rmSync(gone, { recursive: true, force: true });
+  } catch { /* swept later */ }
 }
 
 export function splitNul(buf: Buffer): string[] {

@@ -8,8 +8,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, type SpawnSyncReturns } from 'child_process';
 import { configPath, type ShimConfig } from './config';
-import { buildRoot, procStart } from './pool';
-import { HandoffChannel, type HandoffRequest } from './handoff';
+import { buildRoot, claimerAlive, procStart } from './pool';
+import { HandoffChannel, removeHandoffDir, type HandoffRequest } from './handoff';
 import { SANDBOX_ID_ANNOTATION } from './interceptor';
 import type { Logger } from './logger';
 
@@ -105,7 +105,10 @@ function runDownstream(file: string, argv: string[], opts: { cwd: string; env: N
   });
 }
 
-/** Removes the channels of daemons that died (a SIGKILLed daemon cannot), and .pods once empty. */
+/**
+ * Removes the channels of daemons that died (a SIGKILLed daemon cannot), and .pods once empty; one a live
+ * launcher claimed stays for it (see sweepPool).
+ */
 export function sweepPodChannels(socketDir: string): void {
   const parent = path.join(socketDir, PODS_DIR);
   let names: string[];
@@ -119,9 +122,12 @@ export function sweepPodChannels(socketDir: string): void {
     let owner = '';
     try { owner = fs.readFileSync(path.join(dir, 'owner'), 'utf8'); } catch { /* a half-built one: judged by its name */ }
     const [pid, start] = owner.split(' ');
-    const building = /^\..*\.(\d+)\.new$/.exec(name);
-    const alive = building ? procStart(Number(building[1])) !== undefined : procStart(Number(pid)) === start;
-    if (!alive) fs.rmSync(dir, { recursive: true, force: true });
+    // .<name>.<pid>.new: being built by that daemon; .<name>.<pid>.gone: being removed by that process.
+    const aside = /^\..*\.(\d+)\.(?:new|gone)$/.exec(name);
+    const alive = aside ? procStart(Number(aside[1])) !== undefined : procStart(Number(pid)) === start;
+    if (alive || (!aside && claimerAlive(dir))) continue;
+    if (aside) fs.rmSync(dir, { recursive: true, force: true });
+    else removeHandoffDir(dir);
   }
   try { fs.rmdirSync(parent); } catch { /* live channels in it */ }
 }

@@ -6,6 +6,7 @@ import * as os from 'os';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import type { ShimConfig } from './config';
+import { removeHandoffDir } from './handoff';
 
 export const POOL_DIR = '.warm';
 /** argv[2] of a warm daemon (before any shim flag, so it never collides with containerd's). */
@@ -45,14 +46,18 @@ export function procStart(pid: number): string | undefined {
 }
 
 export interface PoolEntry {
-  /** w.<pid>.<start>.<generation>: a waiting daemon's directory; b.<pid>.<start> or .w.<...>: one booting. */
+  /**
+   * w.<pid>.<start>.<generation>: a waiting daemon's directory; b.<pid>.<start> or .w.<...>.<pid>.new: one
+   * booting; .w.<...>.<remover pid>.gone: one being removed (see removeHandoffDir).
+   */
   name: string;
   path: string;
   pid: number;
   start: string;
-  kind: 'warm' | 'booting';
+  kind: 'warm' | 'booting' | 'gone';
   /** A launcher (or a stopper) holds it. */
   claimed: boolean;
+  /** The daemon lives (for a gone entry: its remover). */
   alive: boolean;
 }
 
@@ -66,14 +71,15 @@ export function listPool(socketDir: string): PoolEntry[] {
   }
   const out: PoolEntry[] = [];
   for (const name of names.sort()) {
-    const m = /^(w|b|\.w)\.(\d+)\.(\d+)(?:\.\d+)?(?:\.\d+\.new)?$/.exec(name);
+    const m = /^(w|b|\.w)\.(\d+)\.(\d+)(?:\.\d+)?(?:\.(\d+)\.(new|gone))?$/.exec(name);
     if (!m) continue;
     const pid = Number(m[2]);
     const p = path.join(dir, name);
+    const gone = m[5] === 'gone';
     out.push({
-      name, path: p, pid, start: m[3], kind: m[1] === 'w' ? 'warm' : 'booting',
+      name, path: p, pid, start: m[3], kind: gone ? 'gone' : m[1] === 'w' ? 'warm' : 'booting',
       claimed: m[1] === 'w' && fs.existsSync(path.join(p, 'claim')),
-      alive: procStart(pid) === m[3],
+      alive: gone ? procStart(Number(m[4])) !== undefined : procStart(pid) === m[3],
     });
   }
   return out;
@@ -90,10 +96,26 @@ export function claim(e: PoolEntry): boolean {
   }
 }
 
-/** Removes what dead daemons left: their directories (claimed or not) and boot markers. */
+/**
+ * Removes what dead daemons left: their directories and boot markers, and what dead removers left. A
+ * dead daemon's directory that a live launcher claimed stays: that launcher saw the EOF and replays the
+ * stdin copy in it (its claim file holds its pid).
+ */
 export function sweepPool(socketDir: string): void {
   for (const e of listPool(socketDir)) {
-    if (!e.alive) fs.rmSync(e.path, { recursive: true, force: true });
+    if (e.alive || (e.claimed && claimerAlive(e.path))) continue;
+    if (e.kind === 'warm') removeHandoffDir(e.path);
+    else fs.rmSync(e.path, { recursive: true, force: true });
+  }
+}
+
+/** The launcher that claimed a hand-off directory (its pid is in the claim file) is still running. */
+export function claimerAlive(dir: string): boolean {
+  try {
+    const pid = Number(fs.readFileSync(path.join(dir, 'claim'), 'utf8').trim());
+    return Number.isInteger(pid) && pid > 0 && procStart(pid) !== undefined;
+  } catch {
+    return false;
   }
 }
 
@@ -130,7 +152,7 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
   if (!unlock) return 0;
   try {
     sweepPool(cfg.socketDir);
-    const have = new Set(listPool(cfg.socketDir).filter((e) => e.alive && !e.claimed).map((e) => e.pid)).size;
+    const have = new Set(listPool(cfg.socketDir).filter((e) => e.kind !== 'gone' && e.alive && !e.claimed).map((e) => e.pid)).size;
     let started = 0;
     for (let i = have; i < cfg.warmDaemons; i++) {
       const child = spawn(process.execPath, [path.join(__dirname, 'bin.js'), WARM_FLAG], {
@@ -154,13 +176,16 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
 export async function stopPool(socketDir: string): Promise<number[]> {
   const stopped: number[] = [];
   for (const e of listPool(socketDir)) {
+    if (e.kind === 'gone') continue; // its remover is at it (or sweepPool is, later)
     if (!claim(e)) continue; // being claimed right now: it becomes a serving daemon
     if (e.alive) {
       try { process.kill(e.pid, 'SIGKILL'); stopped.push(e.pid); } catch { /* gone */ }
     }
-    fs.rmSync(e.path, { recursive: true, force: true });
+    if (e.kind === 'warm') removeHandoffDir(e.path);
+    else fs.rmSync(e.path, { recursive: true, force: true });
   }
   for (let i = 0; i < 100 && stopped.some((p) => procStart(p) !== undefined); i++) await new Promise((r) => setTimeout(r, 20));
+  sweepPool(socketDir); // what dead removers left
   try { fs.rmdirSync(poolDir(socketDir)); } catch { /* not empty (a claim in flight) or absent */ }
   return stopped;
 }

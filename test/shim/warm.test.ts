@@ -135,6 +135,23 @@ describe('warm daemons (private containerd, runc shim)', function () {
     await waitFor('the pool back at exactly 2', () => warmPids().length === 2 && listPool(sockDir).every((e) => e.kind === 'warm' && e.alive), 30000);
   });
 
+  it('8 concurrent ctr run --rm against a pool of 8, three rounds: all succeed, the pool is refilled, nothing left', async function () {
+    // The race this guards: a daemon removing its claimed directory after answering, while the next
+    // launcher claimed the remains (the claim file went first) and took the first start's stdin copy.
+    for (let round = 0; round < 3; round++) {
+      await fill(8);
+      const rs = await Promise.all(Array.from({ length: 8 }, (_, i) => new Promise<{ status: number | null; stderr: string }>((resolve) => {
+        const p = spawn('ctr', ['-a', ctd.sock, '-n', ctd.namespace, 'run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, `rm${n}-${round}-${i}`, '/bin/true'], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let stderr = '';
+        p.stderr.on('data', (d) => { stderr += d; });
+        p.on('close', (status) => resolve({ status, stderr }));
+      })));
+      rs.forEach((r, i) => assert.equal(r.status, 0, `round ${round}, start ${i}: ${r.stderr}`));
+      assert.equal(ctd.ctr(['container', 'ls', '-q']).stdout.trim(), '', 'every container removed');
+    }
+    await waitFor('the pool back at exactly 8', () => warmPids().length === 8 && listPool(sockDir).every((e) => e.kind === 'warm' && e.alive), 60000);
+  });
+
   it('warmDaemons 0: no warm daemon ever exists, every start is cold', async function () {
     writeConfig({ warmDaemons: 0 });
     for (const i of [0, 1]) {

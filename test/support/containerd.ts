@@ -21,6 +21,11 @@ export interface ContainerdOptions {
   envOf?: (dir: string) => Record<string, string>;
   /** Directory prefix (short: shim socket paths must stay under 106 bytes). */
   prefix?: string;
+  /**
+   * containerd's state (bundles) on tmpfs, as /run/containerd is in production, while its root stays
+   * under the prefix (on this disk, as /var/lib/containerd is): the benchmark measures on these terms.
+   */
+  stateOnTmpfs?: boolean;
 }
 
 export class PrivateContainerd {
@@ -33,7 +38,7 @@ export class PrivateContainerd {
 
   private constructor(readonly dir: string, private readonly opts: ContainerdOptions) {
     this.sock = path.join(dir, 'c.sock');
-    this.state = path.join(dir, 'state');
+    this.state = opts.stateOnTmpfs ? fs.mkdtempSync('/dev/shm/kvs-') : path.join(dir, 'state');
     this.namespace = opts.namespace ?? `katavol-test-${path.basename(dir).replace(/^kvc-/, '').toLowerCase()}`;
   }
 
@@ -48,7 +53,7 @@ export class PrivateContainerd {
     fs.writeFileSync(path.join(dir, 'config.toml'), [
       'version = 2',
       `root = "${dir}/root"`,
-      `state = "${dir}/state"`,
+      `state = "${c.state}"`,
       ...(opts.criToml ? [] : ['disabled_plugins = ["io.containerd.grpc.v1.cri"]']),
       '[grpc]', `  address = "${c.sock}"`,
       '[ttrpc]', `  address = "${c.sock}.ttrpc"`,
@@ -132,7 +137,8 @@ export class PrivateContainerd {
     for (const pid of this.shimPids()) {
       try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     }
-    spawnSync('umount', ['-R', path.join(this.dir, 'state')], { stdio: 'ignore' });
+    spawnSync('umount', ['-R', this.state], { stdio: 'ignore' });
+    fs.rmSync(this.state, { recursive: true, force: true });
     fs.rmSync(this.dir, { recursive: true, force: true });
   }
 }
