@@ -297,4 +297,23 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.deepEqual(listPool(sockDir), []);
     assert.deepEqual(JSON.parse(katavol('daemons', '--json').stdout).map((d: { state: string }) => d.state), ['serving']);
   });
+
+  // Last: it raises this containerd's OOM score (lowering one back needs CAP_SYS_RESOURCE, see oom.test.ts).
+  it('a warm daemon has the serving daemon\'s heap cap and OOM score (containerd\'s + 1) from its boot, and takes its claimer\'s containerd\'s at the claim', async function () {
+    const score = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim());
+    fs.writeFileSync(`/proc/${ctd.pid}/oom_score_adj`, '321');
+    writeConfig({ warmDaemons: 1 });
+    const first = await runDetached(`o${n}-0`); // the pool filled as in production: by a (cold) start
+    assert.equal(first.status, 0, first.stderr);
+    assert.equal(score(state(`o${n}-0`).daemonPid), 322, 'the cold-started daemon, for reference');
+    await waitFor('a warm daemon', () => warmPids().length === 1);
+    const [warm] = warmPids();
+    assert.match(cmdline(warm), /--max-old-space-size=96 .*-katavol-warm/, 'heap capped like a serving daemon');
+    await waitFor('the warm daemon at containerd\'s score + 1', () => score(warm) === 322);
+    fs.writeFileSync(`/proc/${ctd.pid}/oom_score_adj`, '400');
+    const r = await runDetached(`o${n}-1`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(state(`o${n}-1`).daemonPid, warm);
+    await waitFor('the claimed daemon at its containerd\'s score + 1', () => score(warm) === 401);
+  });
 });
