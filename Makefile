@@ -52,11 +52,13 @@ bench: build
 soak: build
 	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
 
-# make fuzz FRAMES=2000000 scales it; make test runs the same suites at 105,000 / 20,000 frames.
+# make fuzz FRAMES=2000000 SPECS=300000 scales it; make test runs the same suites at 105,000 / 20,000 frames
+# and 2,000 Create cases.
 FRAMES ?= 1000000
+SPECS ?= 100000
 fuzz: build
-	@KATAVOL_FUZZ_FRAMES=$(FRAMES) node --expose-gc $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
-		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js
+	@KATAVOL_FUZZ_FRAMES=$(FRAMES) KATAVOL_FUZZ_SPECS=$(SPECS) $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
+		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js dist/test/shim/create-fuzz.test.js
 
 # docs/refusals.md from the bad-input catalogue (test/refusals/catalogue.ts); make test checks they agree.
 refusals-doc: build

@@ -19,6 +19,20 @@ export const SANDBOX_ID_ANNOTATION = 'io.kubernetes.cri.sandbox-id';
  * at 256 KiB), and the daemon's heap is capped (DAEMON_HEAP_FLAG).
  */
 const SPEC_MAX_BYTES = 4 << 20;
+/** Far deeper than any runtime spec (about 6 levels), far below what JSON.stringify's recursion survives. */
+const MAX_SPEC_DEPTH = 512;
+
+/** Whether a parsed JSON value nests deeper than `max` (iterative: the input may be arbitrarily deep). */
+function deeperThan(value: unknown, max: number): boolean {
+  const stack: Array<[unknown, number]> = [[value, 0]];
+  while (stack.length) {
+    const [v, d] = stack.pop()!;
+    if (v === null || typeof v !== 'object') continue;
+    if (d >= max) return true;
+    for (const child of Object.values(v)) if (child !== null && typeof child === 'object') stack.push([child, d + 1]);
+  }
+  return false;
+}
 
 /**
  * Answer for containerd: FAILED_PRECONDITION with a message naming what to fix. The "katavol:" prefix
@@ -60,6 +74,10 @@ export class CreateInterceptor {
       throw refusal(e);
     }
     if (volumes.length === 0) return undefined;
+    // The rewrite serialises the spec again (JSON.stringify recurses): refuse before anything is taken.
+    if (deeperThan(spec, MAX_SPEC_DEPTH)) {
+      throw new CreateRefused(`container "${containerId}": OCI spec ${specFile} is nested deeper than ${MAX_SPEC_DEPTH} levels; containerd writes specs a few levels deep, so the bundle was changed by something else`);
+    }
     const ctx = this.contextFor(containerId, bundle, spec);
     const backend = this.getBackend();
     const prepared = await this.prepare(backend, ctx, spec, volumes);

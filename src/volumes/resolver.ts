@@ -11,9 +11,37 @@ export const DIRECT_MOUNT_TYPES: ReadonlySet<string> = new Set(VOLUME_TYPES);
 /** A volume problem in the context of one container mount (what the Create error reports). */
 export class MountVolumeError extends Error {
   constructor(readonly containerId: string, readonly mount: OciMount, readonly reason: Error) {
-    super(`container "${containerId}": mount "${mount.destination}": ${reason.message}`);
+    super(`container "${containerId}": mount ${shownDestination(mount)}: ${reason.message}`);
     this.name = 'MountVolumeError';
   }
+}
+
+/** What a JSON value is, for messages: "an object", "a number", "null". */
+function kindOfValue(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  return typeof v === 'object' ? 'an object' : `a ${typeof v}`;
+}
+
+/** "/disk" for messages; a destination that is not a string is shown as what it is. */
+function shownDestination(m: OciMount): string {
+  const d: unknown = m.destination;
+  return typeof d === 'string' ? JSON.stringify(d) : `(destination ${d === undefined ? 'missing' : kindOfValue(d)})`;
+}
+
+/**
+ * A direct-volume mount the backends can act on: a destination string and options as a list of strings
+ * (containerd writes both so; a spec edited by hand may not).
+ */
+function mountShapeProblem(m: OciMount): string | undefined {
+  const d: unknown = m.destination;
+  if (typeof d !== 'string' || d === '') return 'the mount has no destination (the path in the container, a string such as "/disk")';
+  if (d.includes('\0')) return 'the mount destination holds a NUL byte';
+  const o: unknown = m.options;
+  if (o !== undefined && !(Array.isArray(o) && o.every((x) => typeof x === 'string' && !x.includes('\0')))) {
+    return `the mount options must be a list of strings without NUL bytes, found ${Array.isArray(o) ? 'a list holding something else' : kindOfValue(o)}`;
+  }
+  return undefined;
 }
 
 /** The options of a mount as strings; a malformed options field counts as none. */
@@ -58,7 +86,7 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
     const meant = nearMissType(typeof mount.type === 'string' ? mount.type : '');
     if (meant) {
       throw new MountVolumeError(containerId, mount, new VolumeError(source, `mount type "${mount.type}" is not a direct-volume type (runc would fail with "no such device")`,
-        `did you mean type=${meant}? e.g. --mount type=${meant},src=${source || '/kubelet/vol1'},dst=${mount.destination}`));
+        `did you mean type=${meant}? e.g. --mount type=${meant},src=${source || '/kubelet/vol1'},dst=${typeof mount.destination === 'string' && mount.destination ? mount.destination : '/disk'}`));
     }
     const direct = DIRECT_MOUNT_TYPES.has(typeof mount.type === 'string' ? mount.type : '');
     if (!direct && !(isBind(mount, typeless) && source && safeIsRegistered(registry, source))) return;
@@ -74,6 +102,8 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
         const where = `in the registry root ${registry.root}${rootOrigin ? ` (from ${rootOrigin})` : ''}`;
         throw new VolumeError(source, `is not registered ${where}`, `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
       }
+      const shape = mountShapeProblem(mount);
+      if (shape) throw new VolumeError(source, shape, 'containerd writes a valid mount here (e.g. {"destination":"/disk","type":"directvol","source":"/kubelet/vol1","options":["rbind","rw"]}), so the spec was changed by something else');
       const { info, file, dir } = registry.read(source);
       if (info.volumeType === 'directvol') {
         // Both backends: runc would fail with "no such device", a guest with a mount error naming neither.

@@ -5,6 +5,9 @@
 export type JsonValue = null | boolean | number | string | JsonValue[] | JsonObject;
 export type JsonObject = Map<string, JsonValue>;
 
+/** serde_json's recursion limit: Kata could not read anything nested deeper, and a recursive parser must stop somewhere. */
+export const MAX_JSON_DEPTH = 128;
+
 export class JsonSyntaxError extends Error {
   constructor(message: string, readonly offset: number) {
     super(`${message} at character ${offset + 1}`);
@@ -49,10 +52,11 @@ class Parser {
     return this.i >= this.s.length ? 'end of input' : `${JSON.stringify(this.s[this.i])}`;
   }
 
-  value(path: string[]): JsonValue {
+  value(path: string[], depth = 0): JsonValue {
     const c = this.s[this.i];
-    if (c === '{') return this.object(path);
-    if (c === '[') return this.array(path);
+    if ((c === '{' || c === '[') && depth >= MAX_JSON_DEPTH) this.fail(`nested deeper than ${MAX_JSON_DEPTH} levels (serde_json, which Kata uses, stops there)`);
+    if (c === '{') return this.object(path, depth + 1);
+    if (c === '[') return this.array(path, depth + 1);
     if (c === '"') return this.string();
     if (c === '-' || (c >= '0' && c <= '9')) return this.number();
     for (const [word, val] of [['true', true], ['false', false], ['null', null]] as const) {
@@ -64,7 +68,7 @@ class Parser {
     return this.fail(`unexpected ${this.describeHere()}`);
   }
 
-  private object(path: string[]): JsonObject {
+  private object(path: string[], depth: number): JsonObject {
     const out: JsonObject = new Map();
     this.i++;
     this.ws();
@@ -85,7 +89,7 @@ class Parser {
       if (this.s[this.i] !== ':') this.fail(`expected ':' after key ${JSON.stringify(key)}, found ${this.describeHere()}`);
       this.i++;
       this.ws();
-      out.set(key, this.value([...path, key]));
+      out.set(key, this.value([...path, key], depth));
       this.ws();
       const c = this.s[this.i];
       if (c === ',') {
@@ -100,7 +104,7 @@ class Parser {
     }
   }
 
-  private array(path: string[]): JsonValue[] {
+  private array(path: string[], depth: number): JsonValue[] {
     const out: JsonValue[] = [];
     this.i++;
     this.ws();
@@ -110,7 +114,7 @@ class Parser {
     }
     for (;;) {
       this.ws();
-      out.push(this.value(path));
+      out.push(this.value(path, depth));
       this.ws();
       const c = this.s[this.i];
       if (c === ',') {
