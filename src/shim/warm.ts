@@ -15,6 +15,8 @@ import { CONTAINERD_OOM_ENV, adjustOomScore, parentScoreOf } from './oom';
 const POLL_MS = 2000;
 /** A claim with no request after this long was abandoned (its launcher was killed). */
 const STALE_CLAIM_MS = 30_000;
+/** Overrides STALE_CLAIM_MS (tests only: a real launcher sends its request right after claiming). */
+export const STALE_CLAIM_ENV = 'KATAVOL_STALE_CLAIM_MS';
 
 export async function runWarm(self: string): Promise<void> {
   const cfg = loadConfig();
@@ -75,12 +77,13 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     // Announce ourselves only now: the boot marker goes once the directory is claimable.
     for (const e of listPool(cfg.socketDir)) if (e.kind === 'booting' && e.pid === process.pid && e.name.startsWith('b.')) fs.rmSync(e.path, { force: true });
 
+    const staleMs = Number(process.env[STALE_CLAIM_ENV]) > 0 ? Number(process.env[STALE_CLAIM_ENV]) : STALE_CLAIM_MS;
     const poll = setInterval(() => {
       if (!fs.existsSync(dir)) return finish('retire', false);
       if (ch.claimed) {
         // Claimed but no request yet: only an abandoned claim stays like this.
         claimedSince ||= Date.now();
-        if (Date.now() - claimedSince > STALE_CLAIM_MS) finish('again', true);
+        if (Date.now() - claimedSince > staleMs) finish('again', true);
         return;
       }
       if (buildId() !== build || readText(cfg.file) !== cfgText) {
@@ -91,7 +94,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       const warm = listPool(cfg.socketDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed);
       const rank = warm.findIndex((e) => e.path === dir);
       if (rank >= cfg.warmDaemons && ch.selfClaim()) finish('retire', true);
-    }, POLL_MS);
+    }, Math.min(POLL_MS, staleMs));
 
     const refuse = (o: Outcome): Outcome => {
       ch.answer('R');

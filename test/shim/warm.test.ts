@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeRootfs, pidsWithEnv, sleep, tmpDir } from '../support/containerd';
 import { listPool, poolDir, procStart, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
+import { STALE_CLAIM_ENV } from '../../src/shim/warm';
 import { katavolLogLines } from '../support/logrus';
 
 const RUNC_SHIM = '/usr/bin/containerd-shim-runc-v2';
@@ -202,6 +203,25 @@ describe('warm daemons (private containerd, runc shim)', function () {
     const runcShims = ours().filter((p) => cmdline(p).startsWith(RUNC_SHIM));
     assert.equal(runcShims.length, 1, 'the cold start reused the downstream the killed one had started');
     assert.deepEqual(fs.readdirSync(poolDir(sockDir)).filter((f) => f.includes(`.${warm}.`)), [], 'no claim, fifo or stdin copy left');
+  });
+
+  it('a claim abandoned before its request (the launcher was killed) is dropped: the daemon re-arms, nothing left, and serves the next start', async function () {
+    writeConfig({ warmDaemons: 1 });
+    refillPool(cfg(), { ...env, [STALE_CLAIM_ENV]: '1000' });
+    await waitFor('a warm daemon', () => warmPids().length === 1);
+    const [entry] = listPool(sockDir);
+    // What a launcher killed between its claim and its request leaves: the claim file with its pid.
+    const gone = spawnSync('true');
+    fs.writeFileSync(path.join(entry.path, 'claim'), `${gone.pid}\n`);
+    assert.deepEqual(warmPids(), [], 'claimed: not available');
+    await waitFor('the daemon back in the pool', () => warmPids().length === 1);
+    const after = listPool(sockDir);
+    assert.deepEqual(after.map((e) => [e.pid, e.kind, e.claimed]), [[entry.pid, 'warm', false]], 'the same daemon, one entry, unclaimed');
+    assert.notEqual(after[0].name, entry.name, 'in a new directory');
+    assert.equal(fs.existsSync(entry.path), false, 'the abandoned directory (and its claim) removed');
+    const r = await runDetached(`s${n}`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(state(`s${n}`).daemonPid, entry.pid, 'it serves the next start');
   });
 
   it('warm daemons of another build or config retire on their own', async function () {
