@@ -11,6 +11,7 @@ import { configPath, loadConfig, type ShimConfig } from './config';
 import { WARM_NICE, buildId, buildRoot, launcherRoot, listPool, poolDir, procStart, refillPool } from './pool';
 import { HandoffChannel, type HandoffRequest } from './handoff';
 import { CONTAINERD_OOM_ENV, adjustOomScore, parentScoreOf } from './oom';
+import { failureText } from './args';
 
 const POLL_MS = 2000;
 /** A claim with no request after this long was abandoned (its launcher was killed). */
@@ -133,14 +134,14 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
         args = parseShimArgs(r.argv);
         if (args.action !== 'start') throw new Error(`a warm daemon only serves start, not ${JSON.stringify(args.action)}`);
       } catch (e) {
-        ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error).message}`);
+        ch.answer('1', failureText(e));
         return 'retire';
       }
       let started;
       try {
         started = await start(args, self, true, { stdin: got.stdin, mark });
       } catch (e) {
-        ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error)?.message ?? String(e)}`);
+        ch.answer('1', failureText(e));
         // This process may hold what the failed start made (a bound socket): a fresh one takes its place.
         refillPool(cfg);
         return 'retire';
