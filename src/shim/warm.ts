@@ -10,6 +10,7 @@ import * as path from 'path';
 import { configPath, loadConfig, type ShimConfig } from './config';
 import { WARM_NICE, buildId, buildRoot, listPool, poolDir, procStart, refillPool } from './pool';
 import { HandoffChannel, type HandoffRequest } from './handoff';
+import { sweepDeadDaemons } from './reaper';
 
 const POLL_MS = 2000;
 /** A claim with no request after this long was abandoned (its launcher was killed). */
@@ -69,8 +70,15 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     // Announce ourselves only now: the boot marker goes once the directory is claimable.
     for (const e of listPool(cfg.socketDir)) if (e.kind === 'booting' && e.pid === process.pid && e.name.startsWith('b.')) fs.rmSync(e.path, { force: true });
 
+    let sweeping = false;
     const poll = setInterval(() => {
       if (!fs.existsSync(dir)) return finish('retire', false);
+      // While waiting: stop the downstreams of daemons and starts that died unseen (reaper.ts), so they
+      // go even when no start or delete comes after the crash.
+      if (!sweeping && !ch.claimed) {
+        sweeping = true;
+        void sweepDeadDaemons(cfg.socketDir).finally(() => { sweeping = false; });
+      }
       if (ch.claimed) {
         // Claimed but no request yet: only an abandoned claim stays like this.
         claimedSince ||= Date.now();
