@@ -13,6 +13,7 @@ import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { volumeRootInEffect } from '../volumes/registry';
+import { messageOf } from '../volumes/types';
 import { createBackend } from '../backends';
 import { DaemonHolds, daemonHoldsFile } from './held';
 import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
@@ -68,8 +69,12 @@ async function downstreamKnowsNone(downSock: string, version: number | undefined
   }
 }
 
-/** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
-export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, fromPool = false): Promise<void> {
+/**
+ * `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). `pool`: this
+ * process was a warm daemon, and how long each step of its start took (logged).
+ */
+export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, pool?: { startStepsMs: Record<string, number> }): Promise<void> {
+  const entered = process.hrtime.bigint();
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
@@ -122,7 +127,8 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   adjustOomScore(process.env[CONTAINERD_OOM_ENV], log);
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
-  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
+  if (pool) pool.startStepsMs.daemon = Math.round(Number(process.hrtime.bigint() - entered) / 1e4) / 100; // answer to serving
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool: pool !== undefined, ...(pool ? { startStepsMs: pool.startStepsMs } : { startupMs: Math.round(process.uptime() * 1000) }) });
 
   // Later containers of the pod may hand their start to us directly (no Node start-up, no warm daemon).
   let podChannel: import('./pod-channel').PodChannel | undefined;
@@ -186,10 +192,10 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   async function orphaned(reason: string): Promise<void> {
     log.warn('katavol shim daemon is orphaned: stopping its downstream shim and exiting', { reason });
     const { stopDownstream } = await import('./downstream');
-    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: Error) => e.message);
+    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: unknown) => messageOf(e));
     log.info('downstream shim stopped', { result: did });
     const { releaseHeld } = await import('./held');
-    await releaseHeld(bundle).catch((e: Error) => log.error('releasing the bundle\'s volumes failed', { error: e.message }));
+    await releaseHeld(bundle).catch((e: unknown) => log.error('releasing the bundle\'s volumes failed', { error: messageOf(e) }));
     await exit(reason, true);
   }
 

@@ -10,6 +10,7 @@ import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './s
 import { daemonHoldsFile, heldPending, readDaemonHolds, releaseHeld } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
+import { messageOf } from '../volumes/types';
 
 export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
 
@@ -46,7 +47,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
         try {
           await releaseHeld(b);
         } catch (e) {
-          result.stderr += `katavol: releasing volumes of ${b}: ${(e as Error).message}\n`;
+          result.stderr += `katavol: releasing volumes of ${b}: ${messageOf(e)}\n`;
         }
       }
       fs.rmSync(holds, { force: true });
@@ -63,7 +64,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     try {
       await releaseHeld(bundle);
     } catch (e) {
-      result.stderr += `katavol: releasing volumes of ${bundle}: ${(e as Error).message}\n`;
+      result.stderr += `katavol: releasing volumes of ${bundle}: ${messageOf(e)}\n`;
     }
   }
   return result;

@@ -8,10 +8,12 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, type SpawnSyncReturns } from 'child_process';
 import { configPath, type ShimConfig } from './config';
-import { buildRoot, claimerAlive, procStart } from './pool';
+import { buildRoot, claimerAlive, launcherRoot, procStart } from './pool';
 import { HandoffChannel, removeHandoffDir, type HandoffRequest } from './handoff';
 import { SANDBOX_ID_ANNOTATION } from './interceptor';
 import type { Logger } from './logger';
+import { failureText } from './args';
+import { messageOf } from '../volumes/types';
 
 export const PODS_DIR = '.pods';
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -48,13 +50,13 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
       ch = HandoffChannel.open(dir, (r) => void serve(r).finally(arm), { replace: true, owner });
     } catch (e) {
       ch = undefined;
-      log.warn('pod start channel unavailable: later containers of the pod start the usual way', { sandbox: sandboxId, error: (e as Error).message });
+      log.warn('pod start channel unavailable: later containers of the pod start the usual way', { sandbox: sandboxId, error: messageOf(e) });
     }
   };
 
   const serve = async (r: HandoffRequest): Promise<void> => {
     const c = ch!;
-    if (r.root !== buildRoot()) return c.answer('R');
+    if (launcherRoot(r.pid, r.launcher) !== buildRoot()) return c.answer('R');
     const env = c.environ(r.pid);
     if (!env || configPath(env) !== cfg.file) return c.answer('R');
     const { parseShimArgs } = await import('./args');
@@ -73,7 +75,7 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
       c.answer('0', started.answer);
       log.info('pod container started through its daemon', { container: args.id, sandbox: sandboxId });
     } catch (e) {
-      c.answer('1', `containerd-shim-katavol-v2: ${(e as Error)?.message ?? String(e)}`);
+      c.answer('1', failureText(e));
     }
   };
 

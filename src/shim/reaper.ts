@@ -16,6 +16,7 @@ import * as crypto from 'crypto';
 import { procStart } from './pool';
 import { daemonPidFile, pidAlive, readPidFile, socketPath } from './state';
 import { ourAddress } from './sockets';
+import { messageOf } from '../volumes/types';
 
 export const STARTS_DIR = '.starts';
 /** Reserved for the downstream's answer (an address, or a small JSON or protobuf bootstrap). */
@@ -201,7 +202,7 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
       fs.rmSync(claimed, { force: true });
       did.push(what.join('; '));
     } catch (e) {
-      did.push(`reaping ${name} failed: ${(e as Error).message}`);
+      did.push(`reaping ${name} failed: ${messageOf(e)}`);
     }
   }
 
@@ -242,7 +243,7 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
       removeRecord(claimed);
       did.push(what.join('; '));
     } catch (e) {
-      did.push(`reaping ${rel} failed: ${(e as Error).message}`);
+      did.push(`reaping ${rel} failed: ${messageOf(e)}`);
     }
   }
   if (did.length) (require('./pod-channel') as typeof import('./pod-channel')).sweepPodChannels(socketDir);

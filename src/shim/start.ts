@@ -10,20 +10,14 @@ import { checkDownstream, loadConfig, type ShimConfig } from './config';
 import { STATE_FILE, daemonPidFile, readPidFile, socketPath, writeState } from './state';
 import { StartRecord, removeOwner, writeOwner } from './reaper';
 import { writeFileAtomic } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 import { canConnect, ourAddress } from './sockets';
-import { CONTAINERD_OOM_ENV, parentScore } from './oom';
+import { CONTAINERD_OOM_ENV, DAEMON_HEAP_FLAG, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
 export class StartError extends Error {
   override readonly name = 'StartError';
 }
-
-/**
- * The daemon's V8 heap cap (the launcher passes the same flag). Frames cross as opaque buffers outside the
- * heap, with backpressure, so the heap holds only per-connection state; a cap keeps a runaway visible as one
- * daemon's failure instead of memory taken from the pod.
- */
-export const DAEMON_HEAP_FLAG = '--max-old-space-size=96';
 
 export { ourAddress } from './sockets';
 
@@ -65,6 +59,8 @@ export interface StartInput {
   stdin?: Buffer;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Called as each step ends ('downstream', 'bind', 'state'): a warm daemon logs where its start's time went. */
+  mark?: (step: string) => void;
   /** Runs the downstream start without blocking (a serving daemon keeps proxying meanwhile). */
   runDownstream?: (file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer; stdout: number }) => Promise<SpawnSyncReturns<Buffer>>;
 }
@@ -87,7 +83,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   try {
     rec = StartRecord.open(cfg.socketDir, { id: args.id, bundle, downstream: cfg.downstream });
   } catch (e) {
-    throw new StartError(`cannot write the start record in socketDir ${cfg.socketDir} (config ${cfg.file}): ${(e as Error).message}; nothing was started: free space there or point socketDir at a writable directory`);
+    throw new StartError(`cannot write the start record in socketDir ${cfg.socketDir} (config ${cfg.file}): ${messageOf(e)}; nothing was started: free space there or point socketDir at a writable directory`, { cause: e });
   }
   try {
     return await startDownstreamAndServe(args, self, inline, from, { cfg, env, bundle, stdin, rec });
@@ -104,6 +100,7 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
   const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts)
     : spawnSync(cfg.downstream, args.argv, { ...dsOpts, stdio: ['pipe', dsOpts.stdout, 'pipe'], maxBuffer: 1 << 20 });
   const out = rec.output();
+  from.mark?.('downstream');
   if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
   if (ds.status !== 0) {
     throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${((ds.stderr?.toString() ?? '') + out.toString()).trim()}`);
@@ -115,7 +112,7 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
     // Nobody will ever talk to what that start may have left running: stop it if it named its pid.
     const pid = readPidFile(path.join(bundle, 'shim.pid'));
     if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    throw new StartError((e as Error).message);
+    throw new StartError(messageOf(e), { cause: e });
   }
   const downstreamAddress = boot.address;
 
@@ -131,23 +128,26 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
       // From here the daemon record, not the start record, says who answers for the downstream.
       inSocketDir(cfg.socketDir, 'record the daemon', () => writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: process.pid }));
     }
+    from.mark?.('bind');
     const state = {
       address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
       downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
       bootstrap: { form: boot.form, version: boot.version, output: boot.raw.toString('base64') },
     };
     const answer = answerBootstrap(boot, address);
-    writeState(bundle, state);
+    const serveHere = server && inline;
+    // Inline, this process is the daemon: the state names it at once (one write, not two).
+    writeState(bundle, serveHere ? { ...state, daemonPid: process.pid } : state);
     // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
-    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644 });
+    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644, durable: false });
 
-    if (server && inline) {
+    if (serveHere) {
       // Connections can only come once the address is printed, but keep any rather than lose one.
       const early: net.Socket[] = [];
       server.on('connection', (c) => early.push(c));
-      writeState(bundle, { ...state, daemonPid: process.pid });
       // Written now, not when the daemon part starts: a pod's next start may look for it right away.
       inSocketDir(cfg.socketDir, 'write the daemon\'s pid file', () => fs.writeFileSync(daemonPidFile(sock), `${process.pid}\n`));
+      from.mark?.('state');
       return { address, answer, serve: { server, early } };
     }
     if (server) {
@@ -181,7 +181,7 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
       removeOwner(bound, process.pid);
     }
     fs.rmSync(path.join(bundle, STATE_FILE), { force: true });
-    throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
+    throw new StartError(`katavol start after downstream start: ${messageOf(e)}`, { cause: e });
   }
 }
 
@@ -190,7 +190,7 @@ function inSocketDir(dir: string, what: string, fn: () => void): void {
   try {
     fn();
   } catch (e) {
-    throw new Error(`cannot ${what} in socketDir ${dir}: ${(e as Error).message}; free space there`, { cause: e });
+    throw new Error(`cannot ${what} in socketDir ${dir}: ${messageOf(e)}; free space there`, { cause: e });
   }
 }
 

@@ -3,10 +3,12 @@
 // exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
 import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from '../backend';
-import { VolumeError, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
+import { VolumeError, messageOf, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
+import { LoopTable } from '../../volumes/host-device';
+import type { HostUseOptions } from '../../volumes/in-use';
 import { clashingUsers, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from '../sharing';
 import type { RuntimeRsConfig } from './config';
 import { parseVfioDevice } from './pci';
@@ -101,6 +103,7 @@ export class RuntimeRsBackend implements Backend {
   /** One device entry per mount; indexes are assigned per container in mount order (runtime-rs's are sandbox-wide). */
   private buildEntries(ordered: ResolvedVolume[], log: BackendLogger): DeviceEntry[] {
     const places = new Map<string, Placement>();
+    const hostUse = { loops: LoopTable.lazy() }; // one loop-device scan for all the container's volumes
     return ordered.map((v) => {
       const key = deviceKey(v.info);
       let place = places.get(key);
@@ -108,7 +111,7 @@ export class RuntimeRsBackend implements Backend {
         place = { index: places.size, driveId: driveIdFor(key) };
         places.set(key, place);
       }
-      return this.build(v, place, log);
+      return this.build(v, place, log, hostUse);
     });
   }
 
@@ -173,14 +176,14 @@ export class RuntimeRsBackend implements Backend {
       try {
         this.registry.releaseSandbox(vp, ctx.sandboxId);
       } catch (e2) {
-        ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: messageOf(e2) });
       }
     }
     for (const { vp, prev } of replaced) {
       try {
         this.registry.recordSandbox(vp, ctx.sandboxId, prev.backend, prev.readOnly);
       } catch (e2) {
-        ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: messageOf(e2) });
       }
     }
   }
@@ -194,7 +197,7 @@ export class RuntimeRsBackend implements Backend {
       try {
         volumes = volumePathsOf(readBundleSpec(ctx.bundle));
       } catch (e) {
-        ctx.log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle: ctx.bundle, error: (e as Error).message });
+        ctx.log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle: ctx.bundle, error: messageOf(e) });
         return;
       }
     }
@@ -208,7 +211,7 @@ export class RuntimeRsBackend implements Backend {
       spec = readBundleSpec(bundle);
       volumes = volumePathsOf(spec);
     } catch (e) {
-      log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle, error: (e as Error).message });
+      log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle, error: messageOf(e) });
       return;
     }
     const sandboxId = sandboxIdOf(spec, bundle);
@@ -228,12 +231,12 @@ export class RuntimeRsBackend implements Backend {
       try {
         this.registry.releaseSandbox(vp, sandboxId);
       } catch (e) {
-        log.warn('releasing the sandbox record failed', { volume: vp, sandboxId, error: (e as Error).message });
+        log.warn('releasing the sandbox record failed', { volume: vp, sandboxId, error: messageOf(e) });
       }
     }
   }
 
-  private build(v: ResolvedVolume, place: Placement, log: BackendLogger): DeviceEntry {
+  private build(v: ResolvedVolume, place: Placement, log: BackendLogger, hostUse: HostUseOptions): DeviceEntry {
     const input: VolumeInput = {
       volumePath: v.volumePath,
       destination: v.mount.destination,
@@ -245,7 +248,7 @@ export class RuntimeRsBackend implements Backend {
     try {
       switch (v.info.volumeType) {
         case 'directvol':
-          return buildBlockDevice(input, this.config, place, log);
+          return buildBlockDevice(input, this.config, place, log, undefined, hostUse);
         case 'spdkvol':
         case 'spoolvol':
           return buildSpdkDevice(input, this.config, place, log);
@@ -256,7 +259,7 @@ export class RuntimeRsBackend implements Backend {
       }
     } catch (e) {
       if (e instanceof VolumeError) throw e;
-      throw volumeError(input, `checking the device failed: ${(e as Error).message}`, 'fix the device or re-register the volume');
+      throw volumeError(input, `checking the device failed: ${messageOf(e)}`, 'fix the device or re-register the volume', undefined, e);
     }
   }
 }
