@@ -3,11 +3,13 @@
 // requests up, 4 MiB answers down, 8 calls in flight) while its pod keeps working: the task it created
 // answers State throughout and is killed, deleted and shut down normally afterwards.
 // What is bounded, and by what: the heap by its cap (a daemon over it would die, and it keeps serving);
-// the frames cross as Buffers outside the heap, which V8 frees at its next collection, and it starts one
-// when such external memory has grown by 64 MiB since the last (V8's external allocation soft limit). So
-// the daemon's peak RSS (VmHWM, the kernel's high-water mark) stays under heap cap + 64 MiB, and it stops
-// growing once reached: measured 122 MiB after 256 MiB each way, 132 MiB after 1 GiB. make test floods
-// 96 MiB each way; `make fuzz` (FLOOD_MIB=, KATAVOL_FLOOD_MIB) 4 GiB each way, and prints the figures.
+// the frames cross as Buffers outside the heap: the proxy's parsers assemble large frames in a few buffers
+// they get back once forwarded (FrameParser.recycle), and whatever else is freed waits for V8's next
+// collection, which it starts when such external memory has grown by 64 MiB (its external allocation
+// soft limit). So the daemon's peak RSS (VmHWM, the kernel's high-water mark) stays under heap cap + 64 MiB
+// and stops growing once reached: measured 108.7 MiB after 4 GiB each way (142.6 MiB before frames were
+// recycled). make test floods 96 MiB each way; `make fuzz` (FLOOD_MIB=, KATAVOL_FLOOD_MIB) 4 GiB each
+// way, and prints the figures.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
@@ -85,7 +87,9 @@ describe('memory pressure: a heap-capped serving daemon under a flood of maximum
 
       const before = memory(st.daemonPid);
       const frames = Math.ceil((FLOOD_MIB * 2 ** 20) / MAX_PAYLOAD);
-      const up = Buffer.alloc(MAX_PAYLOAD, 0x41);
+      const up = Buffer.alloc(MAX_PAYLOAD);
+      for (let i = 0; i < up.length; i += 4096) up.writeUInt32BE(i, i); // no two 4 KiB blocks alike
+      const filled = Buffer.alloc(MAX_PAYLOAD, 0x5a);
       const fill = Buffer.alloc(4);
       fill.writeUInt32BE(MAX_PAYLOAD);
       let sent = 0;
@@ -101,7 +105,8 @@ describe('memory pressure: a heap-capped serving daemon under a flood of maximum
           if (n === Math.floor(frames / 4)) quarter = memory(st.daemonPid);
           const fillCall = n % 3 === 2;
           const answer = await client.call(FLOOD_SERVICE, fillCall ? 'Fill' : 'Echo', fillCall ? fill : up);
-          assert.equal(answer.length, MAX_PAYLOAD);
+          // Byte for byte: reused buffers must never carry another frame's bytes.
+          assert.ok(fillCall ? answer.equals(filled) : answer.equals(up), `call ${n}: the answer's bytes differ`);
           bytesUp += fillCall ? fill.length : up.length;
           bytesDown += answer.length;
           if (n % 16 === 0) {
