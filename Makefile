@@ -6,7 +6,7 @@ MOCHA  := node_modules/.bin/mocha
 TSC    := node_modules/.bin/tsc
 SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json package-lock.json
 
-.PHONY: all deps build lint test coverage demo demo-k8s bench soak fuzz refusals-doc install uninstall clean
+.PHONY: all deps build lint test coverage mutate demo demo-k8s bench soak fuzz refusals-doc install uninstall clean
 
 # make soak N=1000 P=16 scales the churn.
 N ?= 200
@@ -37,6 +37,12 @@ test: build lint
 coverage: build
 	@node_modules/.bin/c8 --all --src src --include 'src/**/*.ts' --include 'dist/src/**/*.js' \
 	  --reporter text --reporter text-summary --report-dir node_modules/.cache/katavol-coverage $(MOCHA)
+
+# StrykerJS mutation testing of the logic with fast in-process tests (stryker.config.json lists what is
+# mutated, test/mutate/mocharc.json the suites it runs); not part of `make test` or CI. Incremental: a
+# rerun tests only the mutants whose code or tests changed. Report: node_modules/.cache/katavol-mutate/.
+mutate: build
+	@node_modules/.bin/stryker run stryker.config.json
 
 demo: build
 	@scripts/demo.sh

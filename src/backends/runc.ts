@@ -5,11 +5,11 @@ import * as fs from 'fs';
 import * as path from 'path';
 import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from './backend';
 import type { OciMount, OciSpec, ResolvedVolume } from '../volumes/types';
-import { VolumeError } from '../volumes/types';
+import { VolumeError, messageOf } from '../volumes/types';
 import type { Registry, SandboxUse } from '../volumes/registry';
 import * as loop from './loop';
 import { clashingUsers, mayJoinPodDevice, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from './sharing';
-import { writeFileAtomic } from '../volumes/files';
+import { errnoOf, writeFileAtomic } from '../volumes/files';
 import { refuseHostUse } from '../volumes/in-use';
 
 export const RUNC_STATE_FILE = 'katavol-runc.json';
@@ -98,8 +98,8 @@ export class RuncBackend implements Backend {
     try {
       st = fs.statSync(info.device);
     } catch (e) {
-      throw new VolumeError(v.volumePath, `device "${info.device}" cannot be used (${(e as NodeJS.ErrnoException).code})`,
-        `create the image or block device, or re-register the volume with the right "device"`, v.file);
+      throw new VolumeError(v.volumePath, `device "${info.device}" cannot be used (${errnoOf(e)})`,
+        `create the image or block device, or re-register the volume with the right "device"`, v.file, e);
     }
     if (!st.isFile() && !st.isBlockDevice()) {
       throw new VolumeError(v.volumePath, `device "${info.device}" is neither a regular file nor a block device`,
@@ -229,7 +229,7 @@ export class RuncBackend implements Backend {
           return !siblings.some((b) => b.state.volumes.includes(v) || b.state.loops.some((x) => x.volume === v));
         });
       } catch (e) {
-        log.warn('releasing volume failed', { volume: v, error: (e as Error).message });
+        log.warn('releasing volume failed', { volume: v, error: messageOf(e) });
       }
     }
   }
@@ -238,7 +238,7 @@ export class RuncBackend implements Backend {
     try {
       if (loop.detach(l.device, l.file)) log.info('detached loop device', { device: l.device, file: l.file });
     } catch (e) {
-      log.warn('detaching loop device failed', { device: l.device, error: (e as Error).message });
+      log.warn('detaching loop device failed', { device: l.device, error: messageOf(e) });
     }
   }
 }

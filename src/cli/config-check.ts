@@ -2,6 +2,7 @@
 // else /etc/katavol/config.json), so a typo surfaces now instead of at the next container start.
 import { type CliContext, EXIT_FAILURE, EXIT_OK, UsageError } from './context';
 import { noMore, parseArgs } from './args';
+import { messageOf } from '../volumes/types';
 
 const USAGE = `usage: katavol config check [FILE]
 
@@ -36,7 +37,7 @@ export function run(argv: string[], ctx: CliContext): number {
     ctx.out(`config ${cfg.file}: ok (backend ${cfg.backend}, downstream ${cfg.downstream}, socketDir ${cfg.socketDir}, volume root ${root.root} from ${root.origin}, log ${cfg.logLevel ?? 'info'} ${cfg.logFormat})\n`);
     return EXIT_OK;
   } catch (e) {
-    const msg = (e as Error).message;
+    const msg = messageOf(e);
     ctx.err(`${msg.startsWith('katavol') ? msg : `katavol: ${msg}`}\n`);
     return EXIT_FAILURE;
   }

@@ -6,6 +6,7 @@ import { noMore, parseArgs } from './args';
 import { volumeRootFor } from './direct-volume';
 import { type CsiOptions, DEFAULT_DRIVER_NAME, DEFAULT_KUBELET_DIR, DEFAULT_MAX_VOLUME_SIZE, socketPathOf } from '../csi/options';
 import { parseSize } from '../volumes/resize';
+import { messageOf } from '../volumes/types';
 
 export const CSI_VALUE_FLAGS = ['endpoint', 'node-id', 'storage', 'state', 'kubelet-dir', 'driver-name', 'max-volume-size'];
 
@@ -68,7 +69,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   try {
     running = await serveCsi(o, log);
   } catch (e) {
-    ctx.err(`katavol csi: ${(e as Error).message}\n`);
+    ctx.err(`katavol csi: ${messageOf(e)}\n`);
     return EXIT_FAILURE;
   }
   await new Promise<void>((resolve) => {

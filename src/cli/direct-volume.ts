@@ -6,7 +6,7 @@ import { noMore, parseArgs, take } from './args';
 import { KATA_VOLUME_ROOT, Registry, VOLUME_ROOT_ENV, volumeRootInEffect, type SandboxUse } from '../volumes/registry';
 import { closest } from '../volumes/fstype';
 import { serializeMountInfo } from '../volumes/mountinfo';
-import { type MountInfo } from '../volumes/types';
+import { type MountInfo, messageOf } from '../volumes/types';
 
 const COMMANDS_TEXT = `commands (kata-ctl syntax; the kata-runtime flags in brackets work too):
   add <volume-path> '<mount-info-json>'   [--volume-path P --mount-info J]   register or replace a volume
@@ -117,7 +117,7 @@ function configuredRoot(ctx: CliContext): { root?: string; file: string } | unde
   try {
     return { root: loadConfig(ctx.env).volumeRoot, file };
   } catch (e) {
-    ctx.err(`katavol: warning: ignoring the shim config for the volume root: ${(e as Error).message}\n`);
+    ctx.err(`katavol: warning: ignoring the shim config for the volume root: ${messageOf(e)}\n`);
     return undefined;
   }
 }

@@ -7,7 +7,8 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context';
 import { noMore, parseArgs } from './args';
-import { lstatOrUndefined, writeFileAtomic } from '../volumes/files';
+import { errnoOf, lstatOrUndefined, writeFileAtomic } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 import { configPath, DEFAULT_CONFIG_PATH, KATA_DOWNSTREAM, isKatavolLauncher, loadConfig } from '../shim/config';
 import { stopPool } from '../shim/pool';
 
@@ -50,8 +51,8 @@ export interface InstallRecord {
 }
 
 export class InstallError extends Error {
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'InstallError';
   }
 }
@@ -81,7 +82,7 @@ function readConfigObject(file: string, text: string): Record<string, unknown> {
   try {
     parsed = JSON.parse(text);
   } catch (e) {
-    throw new InstallError(`katavol config ${file} is not valid JSON (${(e as Error).message}); fix it first, then run install-runtime again`);
+    throw new InstallError(`katavol config ${file} is not valid JSON (${messageOf(e)}); fix it first, then run install-runtime again`, { cause: e });
   }
   if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new InstallError(`katavol config ${file} must be a JSON object like {"backend":"runtime-rs"}; fix it first`);
@@ -162,7 +163,7 @@ function planInstall(opts: InstallOptions): InstallPlan {
     obj = readConfigObject(configFile, before);
   } catch (e) {
     if (e instanceof InstallError) throw e;
-    if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw new InstallError(`cannot read katavol config ${configFile}: ${(e as Error).message}`);
+    if (errnoOf(e) !== 'ENOENT') throw new InstallError(`cannot read katavol config ${configFile}: ${messageOf(e)}`, { cause: e });
   }
   const written = JSON.stringify(before === undefined ? { backend: 'runtime-rs', downstream } : { ...obj, downstream }, null, 2) + '\n';
 
@@ -211,7 +212,7 @@ function applyInstall(plan: InstallPlan, say: (line: string) => void): InstallRe
       try { u(); } catch { /* best effort: report the original failure */ }
     }
     if (e instanceof InstallError) throw e;
-    throw new InstallError(`install-runtime failed and was rolled back: ${(e as Error).message}`);
+    throw new InstallError(`install-runtime failed and was rolled back: ${messageOf(e)}`, { cause: e });
   }
 }
 
@@ -223,8 +224,8 @@ export function uninstallRuntime(prefixArg: string, say: (line: string) => void)
   try {
     rec = JSON.parse(fs.readFileSync(record, 'utf8')) as InstallRecord;
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code === 'ENOENT') throw new InstallError(`no install-runtime record at ${record}: katavol is not installed as ${RUNTIME_TYPE} with --prefix ${prefix}`);
-    throw new InstallError(`cannot read the install-runtime record ${record}: ${(e as Error).message}; remove ${path.join(prefix, 'bin', RUNTIME_BINARY)} and fix "downstream" in your katavol config by hand`);
+    if (errnoOf(e) === 'ENOENT') throw new InstallError(`no install-runtime record at ${record}: katavol is not installed as ${RUNTIME_TYPE} with --prefix ${prefix}`, { cause: e });
+    throw new InstallError(`cannot read the install-runtime record ${record}: ${messageOf(e)}; remove ${path.join(prefix, 'bin', RUNTIME_BINARY)} and fix "downstream" in your katavol config by hand`, { cause: e });
   }
 
   const st = lstatOrUndefined(rec.link);

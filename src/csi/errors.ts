@@ -1,7 +1,7 @@
 // CSI errors: a gRPC status code with a message that names the volume and the fix. Handlers throw
 // CsiError; the server (the one edge that answers) turns it, or anything else, into the gRPC status.
 import { status as Status } from '@grpc/grpc-js';
-import { VolumeError } from '../volumes/types';
+import { VolumeError, messageOf } from '../volumes/types';
 
 export { Status };
 
@@ -46,6 +46,5 @@ export function volumeStep<T>(volumeId: string, code: Status, fn: () => T): T {
 /** The status an error is answered with: CsiError keeps its code, anything else is INTERNAL. */
 export function toStatus(e: unknown): { code: Status; details: string } {
   if (e instanceof CsiError) return { code: e.code, details: e.message };
-  const err = e as Error;
-  return { code: Status.INTERNAL, details: `katavol csi: unexpected error: ${err?.message ?? String(e)}` };
+  return { code: Status.INTERNAL, details: `katavol csi: unexpected error: ${messageOf(e)}` };
 }

@@ -1,5 +1,6 @@
 // CSI Identity service: who the plugin is, what it offers, and whether it can work right now.
 import * as fs from 'fs';
+import { messageOf } from '../volumes/types';
 import { failedPrecondition } from './errors';
 import { type CsiOptions } from './options';
 
@@ -26,7 +27,7 @@ export class IdentityService {
       try {
         fs.accessSync(dir, fs.constants.W_OK);
       } catch (e) {
-        throw failedPrecondition('', `the ${flag} directory ${dir} is not writable: ${(e as Error).message}`, `mount it into the plugin container read-write (hostPath)`);
+        throw failedPrecondition('', `the ${flag} directory ${dir} is not writable: ${messageOf(e)}`, `mount it into the plugin container read-write (hostPath)`, e);
       }
     }
     return { ready: { value: true } };

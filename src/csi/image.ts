@@ -4,6 +4,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { errnoOf } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 import { runTool } from '../volumes/host-device';
 import { failedPrecondition, internal, volumeStep, Status } from './errors';
 
@@ -33,7 +34,7 @@ export function ensureImage(volumeId: string, file: string, size: number): { cre
     return { created: true, size };
   } catch (e) {
     if (errnoOf(e) !== 'EEXIST') {
-      throw internal(volumeId, `cannot create the image ${file}: ${(e as Error).message}`, 'check that the --storage directory exists, is writable and has space', e);
+      throw internal(volumeId, `cannot create the image ${file}: ${messageOf(e)}`, 'check that the --storage directory exists, is writable and has space', e);
     }
   }
   const st = fs.lstatSync(file);

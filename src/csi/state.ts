@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { TEMP_PREFIX, errnoOf, writeFileAtomic } from '../volumes/files';
 import { withLock } from '../volumes/lock';
+import { messageOf } from '../volumes/types';
 import { internal } from './errors';
 
 export type CsiVolumeType = 'directvol' | 'spdkvol' | 'vfiovol';
@@ -83,7 +84,7 @@ export class VolumeStore {
       text = fs.readFileSync(file, 'utf8');
     } catch (e) {
       if (errnoOf(e) === 'ENOENT') return undefined;
-      throw internal(id, `cannot read the plugin's record ${file}: ${(e as Error).message}`, 'check the --state directory', e);
+      throw internal(id, `cannot read the plugin's record ${file}: ${messageOf(e)}`, 'check the --state directory', e);
     }
     try {
       const rec = JSON.parse(text) as VolumeRecord;
@@ -92,7 +93,7 @@ export class VolumeStore {
       rec.published ??= {};
       return rec;
     } catch (e) {
-      throw internal(id, `the plugin's record ${file} is damaged (${(e as Error).message})`, 'restore it from a backup, or delete it and the PersistentVolume', e);
+      throw internal(id, `the plugin's record ${file} is damaged (${messageOf(e)})`, 'restore it from a backup, or delete it and the PersistentVolume', e);
     }
   }
 

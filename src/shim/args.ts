@@ -1,5 +1,6 @@
 // Go `flag`-style command line of a containerd shim v2 binary (`-x value`, `--x value`, `-x=value`).
 // containerd passes: -namespace NS -address ADDR -publish-binary BIN -id ID [-bundle B] [-debug] ACTION.
+import { messageOf } from '../volumes/types';
 
 export interface ShimArgs {
   namespace: string;
@@ -36,6 +37,14 @@ const BOOL_FLAGS: Record<string, keyof ShimArgs> = {
   h: 'help',
   help: 'help',
 };
+
+/** The binary's name, which starts every failure it prints (as Go shims print theirs). */
+export const SHIM_NAME = 'containerd-shim-katavol-v2';
+
+/** "<binary>: <error>": what a failed action answers; containerd wraps it into its own error. */
+export function failureText(e: unknown): string {
+  return `${SHIM_NAME}: ${messageOf(e)}`;
+}
 
 /** Actions a shim binary knows; none means "run the daemon" (how start launches it). */
 export const ACTIONS = ['start', 'delete'];

@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { UnreadableFileError, readRegularFile } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 
 export const DEFAULT_CONFIG_PATH = '/etc/katavol/config.json';
 /** A config is a few hundred bytes; anything far larger is not one. */
@@ -32,8 +33,8 @@ export interface ShimConfig {
 }
 
 export class ConfigError extends Error {
-  constructor(readonly file: string, readonly key: string, problem: string) {
-    super(`katavol config ${file}: ${key ? `key "${key}": ` : ''}${problem}`);
+  constructor(readonly file: string, readonly key: string, problem: string, options?: ErrorOptions) {
+    super(`katavol config ${file}: ${key ? `key "${key}": ` : ''}${problem}`, options);
     this.name = 'ConfigError';
   }
 }
@@ -67,7 +68,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): ShimConfig {
     try {
       parsed = JSON.parse(text);
     } catch (e) {
-      throw new ConfigError(file, '', `not valid JSON (${(e as Error).message}); fix the file`);
+      throw new ConfigError(file, '', `not valid JSON (${messageOf(e)}); fix the file`, { cause: e });
     }
     if (!parsed || typeof parsed !== 'object' || Array.isArray(parsed)) {
       throw new ConfigError(file, '', 'must be a JSON object like {"backend":"runc"}');

@@ -13,6 +13,7 @@ import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { volumeRootInEffect } from '../volumes/registry';
+import { messageOf } from '../volumes/types';
 import { createBackend } from '../backends';
 import { DaemonHolds, daemonHoldsFile } from './held';
 import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
@@ -178,10 +179,10 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   async function orphaned(reason: string): Promise<void> {
     log.warn('katavol shim daemon is orphaned: stopping its downstream shim and exiting', { reason });
     const { stopDownstream } = await import('./downstream');
-    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: Error) => e.message);
+    const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: unknown) => messageOf(e));
     log.info('downstream shim stopped', { result: did });
     const { releaseHeld } = await import('./held');
-    await releaseHeld(bundle).catch((e: Error) => log.error('releasing the bundle\'s volumes failed', { error: e.message }));
+    await releaseHeld(bundle).catch((e: unknown) => log.error('releasing the bundle\'s volumes failed', { error: messageOf(e) }));
     await exit(reason, true);
   }
 

@@ -11,6 +11,7 @@ import { daemonHoldsFile, readDaemonHolds, releaseHeld } from './held';
 import { HELD_FILE } from '../backends/backend';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
+import { messageOf } from '../volumes/types';
 
 export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
 
@@ -47,7 +48,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
         try {
           await releaseHeld(b);
         } catch (e) {
-          result.stderr += `katavol: releasing volumes of ${b}: ${(e as Error).message}\n`;
+          result.stderr += `katavol: releasing volumes of ${b}: ${messageOf(e)}\n`;
         }
       }
       fs.rmSync(holds, { force: true });
@@ -60,7 +61,7 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     try {
       await releaseHeld(bundle);
     } catch (e) {
-      result.stderr += `katavol: releasing volumes of ${bundle}: ${(e as Error).message}\n`;
+      result.stderr += `katavol: releasing volumes of ${bundle}: ${messageOf(e)}\n`;
     }
   }
   return result;

@@ -4,6 +4,7 @@ import * as fs from 'fs';
 import { fullyExited, pidAlive, socketPath } from './state';
 import { removeIfDeadSocket } from './sockets';
 import type { Client } from '../ttrpc';
+import { messageOf } from '../volumes/types';
 
 const V2 = 'containerd.task.v2.Task';
 const V3 = 'containerd.task.v3.Task';
@@ -46,7 +47,7 @@ export async function stopDownstream(id: string, address: string, opts: { pid?: 
       c.close();
     }
   } catch (e) {
-    did.push(`downstream not reachable (${(e as Error).message})`);
+    did.push(`downstream not reachable (${messageOf(e)})`);
   }
   // A shim that accepts but does not answer (stopped, or stuck starting) still has to go: find it by
   // the socket it listens on.

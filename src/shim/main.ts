@@ -1,7 +1,7 @@
 // Entry point of containerd-shim-katavol-v2. Each action loads only what it needs: `start` and
 // `delete` run on containerd's critical path for every container.
 import * as fs from 'fs';
-import { ACTIONS, parseShimArgs, FlagError, USAGE } from './args';
+import { ACTIONS, parseShimArgs, FlagError, USAGE, failureText } from './args';
 import { WARM_FLAG } from './pool';
 
 export const VERSION = '0.1.0';
@@ -58,7 +58,7 @@ export function main(argv: string[]): void {
           if (answerFile) fs.writeFileSync(answerFile, r.answer);
           else fs.writeSync(1, r.answer);
           detachStdio();
-          (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: Error) => fail(e));
+          (require('./daemon') as typeof import('./daemon')).runDaemon(args, r.serve).catch((e: unknown) => fail(e));
           // The pool was empty (or is off): boot warm daemons for the next starts, niced, now that
           // containerd has its answer.
           setImmediate(() => {
@@ -69,7 +69,7 @@ export function main(argv: string[]): void {
             } catch { /* the next start tries again */ }
           });
         },
-        (e: Error) => fail(e),
+        (e: unknown) => fail(e),
       );
       return;
     }
@@ -79,11 +79,11 @@ export function main(argv: string[]): void {
           if (r.stderr) process.stderr.write(r.stderr);
           process.stdout.write(r.stdout, () => process.exit(r.status));
         },
-        (e: Error) => fail(e),
+        (e: unknown) => fail(e),
       );
       return;
     default:
-      (require('./daemon') as typeof import('./daemon')).runDaemon(args).catch((e: Error) => fail(e));
+      (require('./daemon') as typeof import('./daemon')).runDaemon(args).catch((e: unknown) => fail(e));
   }
 }
 
@@ -104,7 +104,7 @@ async function runInfo(argv: string[]): Promise<void> {
     process.stderr.write(r.stderr);
     process.stdout.write(r.stdout, () => process.exit(r.status ?? 1));
   } catch (e) {
-    fail(e as Error);
+    fail(e);
   }
 }
 
@@ -116,9 +116,9 @@ function detachStdio(): void {
   }
 }
 
-function fail(e: Error): void {
+function fail(e: unknown): void {
   // Like the Go shim library: "<name>: <err>" on stderr, exit 1 (containerd wraps it into its error).
-  process.stderr.write(`containerd-shim-katavol-v2: ${e?.message ?? String(e)}`);
+  process.stderr.write(failureText(e));
   process.exitCode = 1;
   setTimeout(() => process.exit(1), 10).unref();
 }

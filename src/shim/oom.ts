@@ -4,6 +4,8 @@
 // below the current one needs CAP_SYS_RESOURCE: without it the current score is kept and that is logged.
 import * as fs from 'fs';
 import type { BackendLogger } from '../backends/backend';
+import { errnoOf } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 
 /**
  * containerd's score, read by whoever runs `start` while containerd (its parent) is certainly there: the
@@ -38,8 +40,7 @@ export function adjustOomScore(containerd: string | undefined, log: BackendLogge
     log.info('oom_score_adj set to containerd\'s + 1, as containerd\'s shims do', { containerd: parent, daemon: want });
     return want;
   } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    log.warn('cannot lower oom_score_adj to containerd\'s + 1 (needs CAP_SYS_RESOURCE); keeping the current score', { containerd: parent, wanted: want, kept: current, error: code ?? (e as Error).message });
+    log.warn('cannot lower oom_score_adj to containerd\'s + 1 (needs CAP_SYS_RESOURCE); keeping the current score', { containerd: parent, wanted: want, kept: current, error: errnoOf(e) ?? messageOf(e) });
     return current;
   }
 }

@@ -12,6 +12,8 @@ import { buildRoot, claimerAlive, procStart } from './pool';
 import { HandoffChannel, removeHandoffDir, type HandoffRequest } from './handoff';
 import { SANDBOX_ID_ANNOTATION } from './interceptor';
 import type { Logger } from './logger';
+import { failureText } from './args';
+import { messageOf } from '../volumes/types';
 
 export const PODS_DIR = '.pods';
 const SANDBOX_ID = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,127}$/;
@@ -48,7 +50,7 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
       ch = HandoffChannel.open(dir, (r) => void serve(r).finally(arm), { replace: true, owner });
     } catch (e) {
       ch = undefined;
-      log.warn('pod start channel unavailable: later containers of the pod start the usual way', { sandbox: sandboxId, error: (e as Error).message });
+      log.warn('pod start channel unavailable: later containers of the pod start the usual way', { sandbox: sandboxId, error: messageOf(e) });
     }
   };
 
@@ -73,7 +75,7 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
       c.answer('0', started.answer);
       log.info('pod container started through its daemon', { container: args.id, sandbox: sandboxId });
     } catch (e) {
-      c.answer('1', `containerd-shim-katavol-v2: ${(e as Error)?.message ?? String(e)}`);
+      c.answer('1', failureText(e));
     }
   };
 

@@ -10,6 +10,7 @@ import type { ShimArgs } from './args';
 import { checkDownstream, loadConfig } from './config';
 import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
 import { writeFileAtomic } from '../volumes/files';
+import { messageOf } from '../volumes/types';
 import { canConnect } from './sockets';
 import { CONTAINERD_OOM_ENV, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
@@ -99,7 +100,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
     // Nobody will ever talk to what that start may have left running: stop it if it named its pid.
     const pid = readPidFile(path.join(bundle, 'shim.pid'));
     if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
-    throw new StartError((e as Error).message);
+    throw new StartError(messageOf(e), { cause: e });
   }
   const downstreamAddress = boot.address;
 
@@ -149,7 +150,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
     // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
     const { stopDownstream } = await import('./downstream');
     await stopDownstream(args.id, downstreamAddress, { force: false, version: boot.version }).catch(() => undefined);
-    throw new StartError(`katavol start after downstream start: ${(e as Error).message}`);
+    throw new StartError(`katavol start after downstream start: ${messageOf(e)}`, { cause: e });
   }
 }
 

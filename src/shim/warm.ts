@@ -10,6 +10,7 @@ import * as path from 'path';
 import { configPath, loadConfig, type ShimConfig } from './config';
 import { WARM_NICE, buildId, buildRoot, listPool, poolDir, procStart, refillPool } from './pool';
 import { HandoffChannel, type HandoffRequest } from './handoff';
+import { failureText } from './args';
 
 const POLL_MS = 2000;
 /** A claim with no request after this long was abandoned (its launcher was killed). */
@@ -112,14 +113,14 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
         args = parseShimArgs(r.argv);
         if (args.action !== 'start') throw new Error(`a warm daemon only serves start, not ${JSON.stringify(args.action)}`);
       } catch (e) {
-        ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error).message}`);
+        ch.answer('1', failureText(e));
         return 'retire';
       }
       let started;
       try {
         started = await start(args, self, true, { stdin: got.stdin });
       } catch (e) {
-        ch.answer('1', `containerd-shim-katavol-v2: ${(e as Error)?.message ?? String(e)}`);
+        ch.answer('1', failureText(e));
         // This process may hold what the failed start made (a bound socket): a fresh one takes its place.
         refillPool(cfg);
         return 'retire';

@@ -3,7 +3,7 @@
 
 import type { Frame } from './frame';
 import { Flags, FrameType } from './frame';
-import { Code, TtrpcError } from './errors';
+import { Code, TtrpcError, messageOf } from './errors';
 import { MessageQueue } from './queue';
 import { type KeyValue, decodeResponse } from './wire';
 
@@ -103,7 +103,7 @@ export class ClientStream implements AsyncIterable<Buffer> {
     try {
       res = decodeResponse(f.data);
     } catch (err) {
-      this._fail(new TtrpcError(Code.Internal, `ttrpc: cannot decode the response: ${(err as Error).message}`));
+      this._fail(new TtrpcError(Code.Internal, `ttrpc: cannot decode the response: ${messageOf(err)}`, undefined, { cause: err }));
       return;
     }
     if (res.status && res.status.code !== Code.OK) {

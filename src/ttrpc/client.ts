@@ -4,7 +4,7 @@
 import * as net from 'net';
 import { Channel, type Frame } from './channel';
 import { Flags, FrameType, HEADER_LENGTH } from './frame';
-import { Code, TtrpcError, closedError, oversizeError } from './errors';
+import { Code, TtrpcError, closedError, messageOf, oversizeError } from './errors';
 import { type KeyValue, decodeResponse, encodeRequestAfter } from './wire';
 import { ClientStream, type ClientStreamOptions, type StreamSink } from './client-stream';
 
@@ -97,7 +97,7 @@ export class Client implements StreamSink {
         const frame = encodeRequestAfter({ service, method, payload: toBuffer(payload), timeoutNano, metadata: opts?.metadata }, HEADER_LENGTH);
         this.channel.sendWithHeadroom(id, FrameType.Request, 0, frame);
       } catch (err) {
-        return reject(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, (err as Error).message));
+        return reject(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, messageOf(err), undefined, { cause: err }));
       }
       const p = new PendingCall(resolve, reject);
       this.pending.set(id, p);
@@ -141,7 +141,7 @@ export class Client implements StreamSink {
       );
       this.channel.sendWithHeadroom(id, FrameType.Request, flags, frame);
     } catch (err) {
-      s._fail(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, (err as Error).message));
+      s._fail(err instanceof TtrpcError ? err : new TtrpcError(Code.InvalidArgument, messageOf(err), undefined, { cause: err }));
       return s;
     }
     this.pending.set(id, s);
@@ -213,7 +213,7 @@ export class Client implements StreamSink {
     try {
       res = decodeResponse(f.data);
     } catch (err) {
-      this.failEntry(f.streamId, new TtrpcError(Code.Internal, `ttrpc: cannot decode the response: ${(err as Error).message}`));
+      this.failEntry(f.streamId, new TtrpcError(Code.Internal, `ttrpc: cannot decode the response: ${messageOf(err)}`, undefined, { cause: err }));
       return;
     }
     this.settle(f.streamId, e);

@@ -49,6 +49,15 @@ export class TtrpcError extends Error {
   }
 }
 
+/**
+ * The text of a thrown value, for an error that wraps it (which keeps the value as its `cause`). The
+ * library's own copy of the rule: src/ttrpc depends on nothing outside Node.
+ */
+export function messageOf(err: unknown): string {
+  const message = (err as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : String(err);
+}
+
 // Node errno codes mapped the way Go's convertCode maps os.IsExist / IsNotExist / IsPermission.
 const ERRNO_CODES: Record<string, Code> = {
   EEXIST: Code.AlreadyExists,

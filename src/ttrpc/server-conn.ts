@@ -3,7 +3,7 @@
 
 import { type Channel, type Frame } from './channel';
 import { Flags, FrameType, HEADER_LENGTH } from './frame';
-import { Code, TtrpcError, oversizeError, toStatus } from './errors';
+import { Code, TtrpcError, messageOf, oversizeError, toStatus } from './errors';
 import { type CallContext, type MethodEntry, type ServerStream, type ServiceRegistry, type StreamKind } from './handlers';
 import { MessageQueue } from './queue';
 import { type KeyValue, type Request, type Status, decodeRequest, encodeResponse, encodeResponseAfter } from './wire';
@@ -156,7 +156,7 @@ export class ServerConnection {
     try {
       req = decodeRequest(f.data);
     } catch (err) {
-      this.sendStatus(id, Code.InvalidArgument, `unmarshal request error: ${(err as Error).message}`);
+      this.sendStatus(id, Code.InvalidArgument, `unmarshal request error: ${messageOf(err)}`);
       return;
     }
     const methods = this.registry.lookup(req.service);

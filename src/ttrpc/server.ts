@@ -6,6 +6,7 @@ import { Channel } from './channel';
 import { MESSAGE_LENGTH_MAX } from './frame';
 import { ServiceRegistry, type StreamHandler, type StreamKind, type UnaryHandler } from './handlers';
 import { ServerConnection } from './server-conn';
+import { messageOf } from './errors';
 
 export interface ServerOptions {
   /** Largest message accepted/sent; default MESSAGE_LENGTH_MAX (4 MiB). */
@@ -84,7 +85,7 @@ export class Server {
           } catch (err) {
             srv.close();
             this.listeners.delete(srv);
-            reject(new Error(`ttrpc: cannot set mode 0600 on ${path}: ${(err as Error).message}`));
+            reject(new Error(`ttrpc: cannot set mode 0600 on ${path}: ${messageOf(err)}`, { cause: err }));
             return;
           }
           resolve();

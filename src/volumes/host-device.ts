@@ -5,8 +5,14 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { VolumeError } from './types';
 
-/** Tools live in /usr/sbin and /sbin, which a non-login shell may not have on PATH. */
-const TOOL_PATH = `${process.env.PATH ?? ''}:/usr/sbin:/sbin:/usr/bin:/bin`;
+/**
+ * Where host tools are looked for: the caller's PATH, then /usr/sbin and /sbin, which a non-login shell
+ * may not have on it. Read when a tool runs (the environment is the caller's, passed in or this
+ * process's), never frozen when the module loads.
+ */
+export function toolPath(env: NodeJS.ProcessEnv = process.env): string {
+  return `${env.PATH ?? ''}:/usr/sbin:/sbin:/usr/bin:/bin`;
+}
 
 export interface ToolResult {
   status: number;
@@ -16,11 +22,11 @@ export interface ToolResult {
 }
 
 /** Runs a host tool; a tool that cannot start (not installed) throws a VolumeError naming the package. */
-export function runTool(volumePath: string, cmd: string, args: string[], pkg: string): ToolResult {
-  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...process.env, PATH: TOOL_PATH } });
+export function runTool(volumePath: string, cmd: string, args: string[], pkg: string, env: NodeJS.ProcessEnv = process.env): ToolResult {
+  const r = spawnSync(cmd, args, { encoding: 'utf8', env: { ...env, PATH: toolPath(env) } });
   const command = [cmd, ...args].join(' ');
   if (r.error) {
-    throw new VolumeError(volumePath, `cannot run ${cmd}: ${r.error.message}`, `install ${pkg} (apt-get install ${pkg})`);
+    throw new VolumeError(volumePath, `cannot run ${cmd}: ${r.error.message}`, `install ${pkg} (apt-get install ${pkg})`, undefined, r.error);
   }
   return { status: r.status ?? 1, stdout: r.stdout ?? '', stderr: (r.stderr ?? '').trim(), command };
 }
@@ -213,8 +219,8 @@ export function hasEffectiveCapability(bit: number): boolean {
 export const CAP_SYS_RESOURCE = 24;
 
 /** The absolute path of a host tool, or undefined when it is not installed. */
-export function findTool(cmd: string): string | undefined {
-  for (const dir of TOOL_PATH.split(':')) {
+export function findTool(cmd: string, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  for (const dir of toolPath(env).split(':')) {
     if (!dir) continue;
     const p = path.join(dir, cmd);
     try {

@@ -1,7 +1,10 @@
 // mountInfo.json: lenient reading of what users type (legacy keys, metadata given as a JSON string,
 // null), strict on everything else, and one canonical serialisation that Kata runtime-rs parses.
-import { type MountInfo, VOLUME_TYPES, VolumeError, type VolumeType } from './types';
+import { type MountInfo, VOLUME_TYPES, VolumeError, type VolumeType, messageOf } from './types';
 import { type JsonObject, JsonSyntaxError, type JsonValue, describeJsonType, isJsonObject, parseStrictJson } from './strict-json';
+
+/** Builds the VolumeError for this entry: what is wrong, the fix, and what failed underneath. */
+type Bad = (problem: string, fix: string, cause?: unknown) => VolumeError;
 
 export const EXAMPLE_MOUNT_INFO = '{"volume-type":"directvol","device":"/dev/sdb","fstype":"ext4"}';
 
@@ -33,7 +36,7 @@ export function suggestVolumeType(value: string): VolumeType | undefined {
 }
 
 export function parseMountInfo(json: string, where: ParseWhere): MountInfo {
-  const bad = (problem: string, fix: string): VolumeError => new VolumeError(where.volumePath, problem, fix, where.file);
+  const bad: Bad = (problem, fix, cause) => new VolumeError(where.volumePath, problem, fix, where.file, cause);
   const note = (s: string): void => void where.notes?.push(s);
   const fixJson = `give one JSON object such as '${EXAMPLE_MOUNT_INFO}' (single-quote it in the shell)`;
 
@@ -43,7 +46,7 @@ export function parseMountInfo(json: string, where: ParseWhere): MountInfo {
   } catch (e) {
     if (!(e instanceof JsonSyntaxError)) throw e;
     const dup = /^duplicate key/.test(e.message);
-    throw bad(`mount info is not valid JSON: ${e.message}`, dup ? 'give each key once' : fixJson);
+    throw bad(`mount info is not valid JSON: ${e.message}`, dup ? 'give each key once' : fixJson, e);
   }
   if (!isJsonObject(root)) throw bad(`mount info must be a JSON object, found ${describeJsonType(root)}`, fixJson);
 
@@ -100,7 +103,7 @@ export function parseMountInfo(json: string, where: ParseWhere): MountInfo {
 
 function readMetadata(
   v: JsonValue | undefined,
-  bad: (p: string, f: string) => VolumeError,
+  bad: Bad,
   note: (s: string) => void,
 ): Record<string, string> {
   if (v === undefined || v === null) return {};
@@ -111,7 +114,7 @@ function readMetadata(
     try {
       inner = parseStrictJson(v);
     } catch (e) {
-      throw bad(`"metadata" is a string that is not a JSON object (${(e as Error).message})`, 'write metadata as an object, e.g. "metadata":{"fsGroup":"1000"}');
+      throw bad(`"metadata" is a string that is not a JSON object (${messageOf(e)})`, 'write metadata as an object, e.g. "metadata":{"fsGroup":"1000"}', e);
     }
     if (!isJsonObject(inner)) throw bad(`"metadata" is a string holding ${describeJsonType(inner)}, not an object`, 'write metadata as an object, e.g. "metadata":{}');
     note('read "metadata" given as a JSON string as an object (stored as an object, which Kata requires)');
@@ -133,7 +136,7 @@ function readMetadata(
   return out;
 }
 
-function readOptions(v: JsonValue | undefined, bad: (p: string, f: string) => VolumeError): string[] {
+function readOptions(v: JsonValue | undefined, bad: Bad): string[] {
   if (v === undefined || v === null) return [];
   if (!Array.isArray(v)) {
     const fix = typeof v === 'string' ? `write a list: "options":${JSON.stringify(v.split(',').filter(Boolean))}` : 'write a list of strings, e.g. "options":["ro"]';

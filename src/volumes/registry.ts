@@ -3,7 +3,7 @@
 // per-volume lock with temp file/dir + fsync + rename, so readers never see a partial entry.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type MountInfo, VolumeError } from './types';
+import { type MountInfo, VolumeError, messageOf } from './types';
 import { MAX_NAME_BYTES, MAX_VOLUME_PATH_BYTES, decodeLooseDirName, decodeVolumeDirName, encodeVolumePath } from './encoding';
 import { EXAMPLE_MOUNT_INFO, parseMountInfo, serializeMountInfo } from './mountinfo';
 import { normalizeDevice, validateDevice } from './device';
@@ -126,14 +126,13 @@ export function volumePathWarnings(volumePath: string): string[] {
 function fsFailure(volumePath: string, doing: string, file: string, e: unknown): VolumeError {
   if (e instanceof VolumeError) return e;
   const code = errnoOf(e);
-  const msg = (e as Error)?.message ?? String(e);
   const fix =
     code === 'EACCES' || code === 'EPERM' ? `run as root (sudo), or point ${VOLUME_ROOT_ENV} at a directory you own`
     : code === 'EROFS' ? 'the registry root is on a read-only file system; remount it read-write'
     : code === 'ENOSPC' ? 'free some space on the file system of the registry root'
     : code === 'ENOTDIR' ? `the registry root or a directory above it is a file: point ${VOLUME_ROOT_ENV} (or "volumeRoot" in the shim config) at a directory`
     : 'check the registry root and try again';
-  return new VolumeError(volumePath, `cannot ${doing}: ${msg}`, fix, file);
+  return new VolumeError(volumePath, `cannot ${doing}: ${messageOf(e)}`, fix, file, e);
 }
 
 export class Registry {
@@ -429,7 +428,7 @@ export class Registry {
         try {
           entry.info = this.read(decoded).info;
         } catch (e) {
-          entry.error = (e as Error).message;
+          entry.error = messageOf(e);
         }
         entry.sandboxes = this.sandboxesOf(decoded).map((s) => s.id);
       }

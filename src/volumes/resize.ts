@@ -5,7 +5,7 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { type Registry } from './registry';
-import { VolumeError } from './types';
+import { VolumeError, messageOf } from './types';
 import { CAP_SYS_RESOURCE, type HostMount, type ToolResult, devNumber, devNumberOf, findHostMounts, findTool, hasEffectiveCapability, hasExtSuperblock, isExtFs, loopDevicesOf, runTool } from './host-device';
 import { describeUses, hostUsesOf } from './in-use';
 
@@ -43,7 +43,7 @@ export interface ResizeResult {
 export function resizeVolume(reg: Registry, volumePath: string, newSize: number): ResizeResult {
   return reg.locked(volumePath, () => {
     const { info, dir } = reg.read(volumePath);
-    const bad = (problem: string, fix: string): VolumeError => new VolumeError(volumePath, problem, fix, dir);
+    const bad: Bad = (problem, fix, cause) => new VolumeError(volumePath, problem, fix, dir, cause);
     if (info.volumeType !== 'directvol') {
       throw bad(`is a ${info.volumeType} volume; katavol resizes directvol volumes backed by an image file`, 'grow the device with its own tools');
     }
@@ -51,7 +51,7 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
     try {
       st = fs.statSync(info.device);
     } catch (e) {
-      throw bad(`device ${info.device} cannot be read: ${(e as Error).message}`, 'restore the image file or register the volume again');
+      throw bad(`device ${info.device} cannot be read: ${messageOf(e)}`, 'restore the image file or register the volume again', e);
     }
     if (!st.isFile()) throw bad(`device ${info.device} is a block device, not an image file`, 'grow the block device with its own tools (e.g. lvextend), then resize2fs it');
 
@@ -111,7 +111,7 @@ export function resizeVolume(reg: Registry, volumePath: string, newSize: number)
   });
 }
 
-type Bad = (problem: string, fix: string) => VolumeError;
+type Bad = (problem: string, fix: string, cause?: unknown) => VolumeError;
 
 const where = (m: HostMount): string => `${m.device} at ${m.mountPoint}${m.ownNamespace ? '' : ` in the mount namespace of pid ${m.pid}`}`;
 
@@ -139,7 +139,7 @@ function onlinePlan(volumePath: string, bad: Bad, mounts: HostMount[]): HostMoun
   try {
     reached = devNumberOf(fs.statSync(hostPath, { bigint: true }).dev);
   } catch (e) {
-    throw bad(`is mounted (${where(m)}) but its filesystem cannot be reached from the host through ${hostPath}: ${(e as Error).message}`, `${unchanged}; check that pid ${m.pid} still runs, or stop the container and resize offline`);
+    throw bad(`is mounted (${where(m)}) but its filesystem cannot be reached from the host through ${hostPath}: ${messageOf(e)}`, `${unchanged}; check that pid ${m.pid} still runs, or stop the container and resize offline`, e);
   }
   if (reached !== devNumber(m.device)) {
     throw bad(`is mounted (${where(m)}) but ${hostPath} is on device ${reached}, not ${m.device}`, `${unchanged}; something is mounted over the volume's mount point; resize it offline`);

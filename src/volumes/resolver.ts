@@ -2,7 +2,7 @@
 // runtime-rs detects them: mount type directvol/vfiovol/spdkvol/spoolvol, or a bind mount whose
 // source is a registered volume.
 import type { OciMount, OciSpec, ResolvedVolume } from './types';
-import { VOLUME_TYPES, VolumeError } from './types';
+import { VOLUME_TYPES, VolumeError, messageOf } from './types';
 import type { Registry } from './registry';
 import { superblockMismatch } from './fstype';
 
@@ -10,8 +10,8 @@ export const DIRECT_MOUNT_TYPES: ReadonlySet<string> = new Set(VOLUME_TYPES);
 
 /** A volume problem in the context of one container mount (what the Create error reports). */
 export class MountVolumeError extends Error {
-  constructor(readonly containerId: string, readonly mount: OciMount, readonly reason: Error) {
-    super(`container "${containerId}": mount ${shownDestination(mount)}: ${reason.message}`);
+  constructor(readonly containerId: string, readonly mount: OciMount, readonly reason: unknown) {
+    super(`container "${containerId}": mount ${shownDestination(mount)}: ${messageOf(reason)}`, { cause: reason });
     this.name = 'MountVolumeError';
   }
 }
@@ -113,7 +113,7 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
       const readOnly = optionsOf(mount).includes('ro') || info.options.includes('ro');
       out.push({ index, mount, volumePath: source, entryDir: dir, file, info, readOnly });
     } catch (e) {
-      throw new MountVolumeError(containerId, mount, e as Error);
+      throw new MountVolumeError(containerId, mount, e);
     }
   });
   return out;

@@ -2,7 +2,7 @@
 // Kata shim and is broken end to end), this reads the device, its loop devices and their mounts.
 import * as fs from 'fs';
 import { type Registry, type SandboxUse } from './registry';
-import { VolumeError } from './types';
+import { VolumeError, messageOf } from './types';
 import { spdkSocketPath } from './device';
 import { type FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
 
@@ -38,7 +38,7 @@ export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
   try {
     st = fs.statSync(info.device);
   } catch (e) {
-    throw new VolumeError(volumePath, `device ${info.device} cannot be read: ${(e as Error).message}`, 'restore the device or register the volume again with katavol direct-volume add', dir);
+    throw new VolumeError(volumePath, `device ${info.device} cannot be read: ${messageOf(e)}`, 'restore the device or register the volume again with katavol direct-volume add', dir, e);
   }
   const stats: VolumeStats = { ...base, deviceKind: st.isBlockDevice() ? 'block' : 'file', sizeBytes: 0, ...tail };
   let blockDevs: string[];
@@ -57,7 +57,7 @@ export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
     if (mounts.length) stats.usage = mountedUsage(mounts[0]);
     else if (isExtFs(info.fsType)) stats.usage = ext4Usage(ext4Header(volumePath, info.device));
   } catch (e) {
-    stats.usageError = (e as Error).message;
+    stats.usageError = messageOf(e);
   }
   return stats;
 }

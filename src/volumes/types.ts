@@ -50,9 +50,21 @@ export class VolumeError extends Error {
     readonly problem: string,
     readonly fix: string,
     readonly file?: string,
+    /** The failure underneath (an fs error, a parse error), kept for whoever logs the chain. */
+    cause?: unknown,
   ) {
     // No volume (list, the registry root itself): the message starts with the problem.
-    super(`${volumePath ? `volume ${JSON.stringify(volumePath)}: ` : ''}${problem}${file ? ` (${file})` : ''}; ${fix}`);
+    super(`${volumePath ? `volume ${JSON.stringify(volumePath)}: ` : ''}${problem}${file ? ` (${file})` : ''}; ${fix}`, cause === undefined ? undefined : { cause });
     this.name = 'VolumeError';
   }
+}
+
+/**
+ * The text of a thrown value, for a message that wraps it; the value itself travels on as the new
+ * error's `cause`. The one place katavol turns an unknown thrown value into text (src/ttrpc, which
+ * stands alone, has its own).
+ */
+export function messageOf(e: unknown): string {
+  const message = (e as { message?: unknown } | null | undefined)?.message;
+  return typeof message === 'string' ? message : String(e);
 }

@@ -3,7 +3,7 @@
 // exactly as validated. All-or-nothing: when any volume fails, nothing stays recorded or rewritten.
 import * as path from 'path';
 import type { Backend, BackendLogger, PrepareContext, PreparedSpec } from '../backend';
-import { VolumeError, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
+import { VolumeError, messageOf, type MountInfo, type OciMount, type OciSpec, type ResolvedVolume } from '../../volumes/types';
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
@@ -173,14 +173,14 @@ export class RuntimeRsBackend implements Backend {
       try {
         this.registry.releaseSandbox(vp, ctx.sandboxId);
       } catch (e2) {
-        ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        ctx.log.warn('undoing a sandbox record failed', { volume: vp, error: messageOf(e2) });
       }
     }
     for (const { vp, prev } of replaced) {
       try {
         this.registry.recordSandbox(vp, ctx.sandboxId, prev.backend, prev.readOnly);
       } catch (e2) {
-        ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: (e2 as Error).message });
+        ctx.log.warn('restoring the earlier sandbox record failed', { volume: vp, error: messageOf(e2) });
       }
     }
   }
@@ -194,7 +194,7 @@ export class RuntimeRsBackend implements Backend {
       try {
         volumes = volumePathsOf(readBundleSpec(ctx.bundle));
       } catch (e) {
-        ctx.log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle: ctx.bundle, error: (e as Error).message });
+        ctx.log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle: ctx.bundle, error: messageOf(e) });
         return;
       }
     }
@@ -208,7 +208,7 @@ export class RuntimeRsBackend implements Backend {
       spec = readBundleSpec(bundle);
       volumes = volumePathsOf(spec);
     } catch (e) {
-      log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle, error: (e as Error).message });
+      log.warn('cannot read the devices annotation back from the bundle; nothing released', { bundle, error: messageOf(e) });
       return;
     }
     const sandboxId = sandboxIdOf(spec, bundle);
@@ -228,7 +228,7 @@ export class RuntimeRsBackend implements Backend {
       try {
         this.registry.releaseSandbox(vp, sandboxId);
       } catch (e) {
-        log.warn('releasing the sandbox record failed', { volume: vp, sandboxId, error: (e as Error).message });
+        log.warn('releasing the sandbox record failed', { volume: vp, sandboxId, error: messageOf(e) });
       }
     }
   }
@@ -256,7 +256,7 @@ export class RuntimeRsBackend implements Backend {
       }
     } catch (e) {
       if (e instanceof VolumeError) throw e;
-      throw volumeError(input, `checking the device failed: ${(e as Error).message}`, 'fix the device or re-register the volume');
+      throw volumeError(input, `checking the device failed: ${messageOf(e)}`, 'fix the device or re-register the volume', undefined, e);
     }
   }
 }

@@ -3,6 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import type { BackendLogger } from '../backend';
+import { messageOf } from '../../volumes/types';
 import type { RuntimeRsConfig } from './config';
 import type { HostDeviceConfig } from './dragonball';
 import { predictStorage, virtPathForIndex } from './guest';
@@ -108,7 +109,7 @@ function passThroughFunction(v: VolumeInput, sysfs: Sysfs, group: string, reques
     try {
       return sysfs.hexAttr(dbdf, name);
     } catch (e) {
-      throw volumeError(v, `cannot read the ${name} of PCI function ${dbdf}: ${(e as Error).message}`, 'check that sysfs is mounted and the device is present', path.join(sysfs.deviceDir(dbdf), name));
+      throw volumeError(v, `cannot read the ${name} of PCI function ${dbdf}: ${messageOf(e)}`, 'check that sysfs is mounted and the device is present', path.join(sysfs.deviceDir(dbdf), name), e);
     }
   };
   const skip = skippedClass(attr('class'));

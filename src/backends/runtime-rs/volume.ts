@@ -42,8 +42,8 @@ export interface DeviceEntry<S extends DeviceSpec = DeviceSpec> {
   storage: StorageView;
 }
 
-export function volumeError(v: Pick<VolumeInput, 'volumePath' | 'destination' | 'file'>, problem: string, fix: string, file?: string): VolumeError {
-  return new VolumeError(v.volumePath, `mount ${v.destination}: ${problem}`, fix, file ?? v.file);
+export function volumeError(v: Pick<VolumeInput, 'volumePath' | 'destination' | 'file'>, problem: string, fix: string, file?: string, cause?: unknown): VolumeError {
+  return new VolumeError(v.volumePath, `mount ${v.destination}: ${problem}`, fix, file ?? v.file, cause);
 }
 
 /**
