@@ -68,8 +68,12 @@ async function downstreamKnowsNone(downSock: string, version: number | undefined
   }
 }
 
-/** `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). */
-export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, fromPool = false): Promise<void> {
+/**
+ * `bound`: a socket already bound by an inline start in this process (else fd 3 or our path). `pool`: this
+ * process was a warm daemon, and how long each step of its start took (logged).
+ */
+export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; early: net.Socket[] }, pool?: { startStepsMs: Record<string, number> }): Promise<void> {
+  const entered = process.hrtime.bigint();
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
   if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
@@ -122,7 +126,8 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   adjustOomScore(process.env[CONTAINERD_OOM_ENV], log);
   const pidFile = daemonPidFile(ourSock);
   fs.writeFileSync(pidFile, `${process.pid}\n`);
-  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool, startupMs: Math.round(process.uptime() * 1000) });
+  if (pool) pool.startStepsMs.daemon = Math.round(Number(process.hrtime.bigint() - entered) / 1e4) / 100; // answer to serving
+  log.info('katavol shim daemon serving', { address: state.address, downstream: state.downstreamAddress, backend: cfg.backend, fromPool: pool !== undefined, ...(pool ? { startStepsMs: pool.startStepsMs } : { startupMs: Math.round(process.uptime() * 1000) }) });
 
   // Later containers of the pod may hand their start to us directly (no Node start-up, no warm daemon).
   let podChannel: import('./pod-channel').PodChannel | undefined;

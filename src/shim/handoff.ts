@@ -1,10 +1,11 @@
 // The daemon side of the launcher's start hand-off (the launcher side is `claim` in
 // bin/containerd-shim-katavol-v2): a directory holding two fifos,
-//   req: the launcher writes "<its pid>\0<build root>\0<argc>\0<argv...>\0"
+//   req: the launcher writes "<its pid>\0<its path, as run>\0<argc>\0<argv...>\0"
 //   ans: we write "<exit status>\n" and the bytes for its stdout (status 0) or stderr (status 1), or
+//        "A<answer>\n" for an answer that is one line without NUL (printed with shell builtins only), or
 //        "R\n" ("not for me": it tries elsewhere); closing our end is its EOF, also when we die.
 // A launcher claims the directory first with an O_EXCL create of <dir>/claim (holding its pid). We read
-// its environment, cwd and stdin through /proc/<pid> (a socket stdin, which /proc cannot reopen, the
+// its environment, cwd and stdin (fd 8) through /proc/<pid> (a socket stdin, which /proc cannot reopen, the
 // launcher has already moved into an unlinked file: keep_stdin), and leave a copy in <dir>/stdin for it
 // to replay should we die.
 import * as fs from 'fs';
@@ -12,9 +13,13 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 
+/** The launcher's fd holding the start's stdin while it waits for the answer (see try_claim). */
+const LAUNCHER_STDIN_FD = 8;
+
 export interface HandoffRequest {
   pid: number;
-  root: string;
+  /** The launcher's $0: the path containerd ran, maybe a symlink (see launcherRoot). */
+  launcher: string;
   argv: string[];
 }
 
@@ -38,7 +43,7 @@ export class HandoffChannel {
       const f = splitNul(this.buf);
       if (f.length < 3 || f.length < 3 + Number(f[2])) return;
       this.req.pause();
-      onRequest({ pid: Number(f[0]), root: f[1], argv: f.slice(3, 3 + Number(f[2])) });
+      onRequest({ pid: Number(f[0]), launcher: f[1], argv: f.slice(3, 3 + Number(f[2])) });
     });
   }
 
@@ -90,7 +95,9 @@ export class HandoffChannel {
 
   answer(status: string, payload: Buffer | string = ''): void {
     if (this.ansFd === undefined) return;
-    const data = Buffer.concat([Buffer.from(`${status}\n`), Buffer.from(payload)]);
+    const bytes = Buffer.from(payload);
+    const line = status === '0' && bytes.length > 0 && !bytes.includes(0x0a) && !bytes.includes(0);
+    const data = line ? Buffer.concat([Buffer.from('A'), bytes, Buffer.from('\n')]) : Buffer.concat([Buffer.from(`${status}\n`), bytes]);
     // The launcher reads as we write; a full pipe (EAGAIN) only means it has not caught up yet.
     for (let off = 0, tries = 0; off < data.length && tries < 2000;) {
       try {
@@ -140,7 +147,8 @@ export class HandoffChannel {
   async inputs(pid: number, env: NodeJS.ProcessEnv): Promise<LauncherInputs | undefined> {
     try {
       const cwd = fs.readlinkSync(`/proc/${pid}/cwd`);
-      const stdin = await fs.promises.readFile(`/proc/${pid}/fd/0`);
+      // fd 8: its stdin, kept there while its fd 0 is the answer fifo (a shell's `read <&5` moves it there).
+      const stdin = await fs.promises.readFile(`/proc/${pid}/fd/${LAUNCHER_STDIN_FD}`);
       // Kept for the launcher, which replays it on a cold start should this process die before answering.
       try { fs.writeFileSync(path.join(this.dir, 'stdin'), stdin, { mode: 0o600 }); } catch { /* best effort */ }
       return { env, cwd, stdin };

@@ -178,8 +178,8 @@ function readSpec(containerId: string, specFile: string): { text: string; spec: 
 /** Keeps the original beside config.json and writes the backend's spec; undoes the backend on failure. */
 async function rewriteSpec(backend: Backend, ctx: PrepareContext, specFile: string, orig: string, text: string, prepared: PreparedSpec, unhold: (bundle: string) => void): Promise<void> {
   try {
-    writeFileAtomic(orig, text, { mode: 0o644 });
-    writeFileAtomic(specFile, JSON.stringify(prepared.spec), { mode: 0o644 });
+    writeFileAtomic(orig, text, { mode: 0o644, durable: false }); // bundle files: see AtomicWriteOptions.durable
+    writeFileAtomic(specFile, JSON.stringify(prepared.spec), { mode: 0o644, durable: false });
   } catch (e) {
     await backend.release(ctx);
     unhold(ctx.bundle);

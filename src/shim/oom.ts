@@ -8,6 +8,14 @@ import { errnoOf } from '../volumes/files';
 import { messageOf } from '../volumes/types';
 
 /**
+ * The daemon's V8 heap cap, the other half of its resource limits (the launcher passes the same flag, and
+ * a warm daemon boots with it). Frames cross as opaque buffers outside the heap, with backpressure, so the
+ * heap holds only per-connection state; a cap keeps a runaway visible as one daemon's failure instead of
+ * memory taken from the pod.
+ */
+export const DAEMON_HEAP_FLAG = '--max-old-space-size=96';
+
+/**
  * containerd's score, read by whoever runs `start` while containerd (its parent) is certainly there: the
  * launcher for the inline daemon, `start` for the daemon it spawns.
  */
@@ -17,6 +25,20 @@ export const CONTAINERD_OOM_ENV = 'KATAVOL_CONTAINERD_OOM_SCORE';
 export function parentScore(): string {
   try {
     return String(readScore(process.ppid));
+  } catch {
+    return '';
+  }
+}
+
+/**
+ * The score of `pid`'s parent, as the env value: a warm daemon reads containerd's through the launcher
+ * that claimed it (containerd's child, waiting for the answer).
+ */
+export function parentScoreOf(pid: number): string {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    return ppid > 0 ? String(readScore(ppid)) : '';
   } catch {
     return '';
   }

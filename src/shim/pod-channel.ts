@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, type SpawnSyncReturns } from 'child_process';
 import { configPath, type ShimConfig } from './config';
-import { buildRoot, claimerAlive, procStart } from './pool';
+import { buildRoot, claimerAlive, launcherRoot, procStart } from './pool';
 import { HandoffChannel, removeHandoffDir, type HandoffRequest } from './handoff';
 import { SANDBOX_ID_ANNOTATION } from './interceptor';
 import type { Logger } from './logger';
@@ -56,7 +56,7 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
 
   const serve = async (r: HandoffRequest): Promise<void> => {
     const c = ch!;
-    if (r.root !== buildRoot()) return c.answer('R');
+    if (launcherRoot(r.pid, r.launcher) !== buildRoot()) return c.answer('R');
     const env = c.environ(r.pid);
     if (!env || configPath(env) !== cfg.file) return c.answer('R');
     const { parseShimArgs } = await import('./args');

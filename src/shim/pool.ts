@@ -7,6 +7,7 @@ import * as path from 'path';
 import { spawn } from 'child_process';
 import type { ShimConfig } from './config';
 import { removeHandoffDir } from './handoff';
+import { DAEMON_HEAP_FLAG } from './oom';
 
 export const POOL_DIR = '.warm';
 /** argv[2] of a warm daemon (before any shim flag, so it never collides with containerd's). */
@@ -21,6 +22,19 @@ export function poolDir(socketDir: string): string {
 /** Root of this build (the directory holding bin/ and dist/), as the launcher computes it. */
 export function buildRoot(): string {
   return path.resolve(__dirname, '..', '..', '..');
+}
+
+/**
+ * The build root of the launcher that sent a hand-off request, from the path it was run by (through
+ * symlinks; a relative one is relative to its cwd, where containerd ran it); undefined when unresolvable.
+ */
+export function launcherRoot(pid: number, launcher: string): string | undefined {
+  try {
+    const file = path.isAbsolute(launcher) ? launcher : path.resolve(fs.readlinkSync(`/proc/${pid}/cwd`), launcher);
+    return path.resolve(fs.realpathSync(file), '..', '..');
+  } catch {
+    return undefined;
+  }
 }
 
 /** Changes whenever the daemon's code is rebuilt or reinstalled (tsc rewrites every output file). */
@@ -155,7 +169,8 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
     const have = new Set(listPool(cfg.socketDir).filter((e) => e.kind !== 'gone' && e.alive && !e.claimed).map((e) => e.pid)).size;
     let started = 0;
     for (let i = have; i < cfg.warmDaemons; i++) {
-      const child = spawn(process.execPath, [path.join(__dirname, 'bin.js'), WARM_FLAG], {
+      // The serving daemon's heap cap (it becomes one); its OOM score: see runWarm.
+      const child = spawn(process.execPath, [DAEMON_HEAP_FLAG, path.join(__dirname, 'bin.js'), WARM_FLAG], {
         cwd: '/', detached: true, stdio: 'ignore', env,
       });
       child.on('error', () => undefined);

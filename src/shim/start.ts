@@ -12,19 +12,12 @@ import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
 import { writeFileAtomic } from '../volumes/files';
 import { messageOf } from '../volumes/types';
 import { canConnect } from './sockets';
-import { CONTAINERD_OOM_ENV, parentScore } from './oom';
+import { CONTAINERD_OOM_ENV, DAEMON_HEAP_FLAG, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
 export class StartError extends Error {
   override readonly name = 'StartError';
 }
-
-/**
- * The daemon's V8 heap cap (the launcher passes the same flag). Frames cross as opaque buffers outside the
- * heap, with backpressure, so the heap holds only per-connection state; a cap keeps a runaway visible as one
- * daemon's failure instead of memory taken from the pod.
- */
-export const DAEMON_HEAP_FLAG = '--max-old-space-size=96';
 
 /** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
 export function ourAddress(socketDir: string, downstreamAddress: string): string {
@@ -70,6 +63,8 @@ export interface StartInput {
   stdin?: Buffer;
   env?: NodeJS.ProcessEnv;
   cwd?: string;
+  /** Called as each step ends ('downstream', 'bind', 'state'): a warm daemon logs where its start's time went. */
+  mark?: (step: string) => void;
   /** Runs the downstream start without blocking (a serving daemon keeps proxying meanwhile). */
   runDownstream?: (file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer }) => Promise<SpawnSyncReturns<Buffer>>;
 }
@@ -89,6 +84,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us.
   const dsOpts = { cwd: bundle, env: containerdEnv(env), input: stdin, maxBuffer: 1 << 20 };
   const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts) : spawnSync(cfg.downstream, args.argv, dsOpts);
+  from.mark?.('downstream');
   if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
   if (ds.status !== 0) {
     throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + ds.stdout.toString()).trim()}`);
@@ -109,23 +105,26 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
     const address = ourAddress(cfg.socketDir, downstreamAddress);
     const server = await bindOrReuse(socketPath(address));
     if (server) fs.chmodSync(socketPath(address), 0o600);
+    from.mark?.('bind');
     const state = {
       address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
       downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
       bootstrap: { form: boot.form, version: boot.version, output: boot.raw.toString('base64') },
     };
     const answer = answerBootstrap(boot, address);
-    writeState(bundle, state);
+    const serveHere = server && inline;
+    // Inline, this process is the daemon: the state names it at once (one write, not two).
+    writeState(bundle, serveHere ? { ...state, daemonPid: process.pid } : state);
     // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
-    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644 });
+    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644, durable: false });
 
-    if (server && inline) {
+    if (serveHere) {
       // Connections can only come once the address is printed, but keep any rather than lose one.
       const early: net.Socket[] = [];
       server.on('connection', (c) => early.push(c));
-      writeState(bundle, { ...state, daemonPid: process.pid });
       // Written now, not when the daemon part starts: a pod's next start may look for it right away.
       fs.writeFileSync(daemonPidFile(socketPath(address)), `${process.pid}\n`);
+      from.mark?.('state');
       return { address, answer, serve: { server, early } };
     }
     if (server) {

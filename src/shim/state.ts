@@ -38,8 +38,9 @@ export function readState(bundle: string): BundleState | undefined {
   }
 }
 
+/** Not durable (see AtomicWriteOptions.durable): the bundle is containerd's state, gone with a reboot. */
 export function writeState(bundle: string, st: BundleState): void {
-  writeFileAtomic(path.join(bundle, STATE_FILE), JSON.stringify(st) + '\n');
+  writeFileAtomic(path.join(bundle, STATE_FILE), JSON.stringify(st) + '\n', { durable: false });
 }
 
 /** Strips the unix:// scheme; containerd treats a bare name as an abstract socket. */

@@ -8,13 +8,16 @@ import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
 import { configPath, loadConfig, type ShimConfig } from './config';
-import { WARM_NICE, buildId, buildRoot, listPool, poolDir, procStart, refillPool } from './pool';
+import { WARM_NICE, buildId, buildRoot, launcherRoot, listPool, poolDir, procStart, refillPool } from './pool';
 import { HandoffChannel, type HandoffRequest } from './handoff';
+import { CONTAINERD_OOM_ENV, adjustOomScore, parentScoreOf } from './oom';
 import { failureText } from './args';
 
 const POLL_MS = 2000;
 /** A claim with no request after this long was abandoned (its launcher was killed). */
 const STALE_CLAIM_MS = 30_000;
+/** Overrides STALE_CLAIM_MS (tests only: a real launcher sends its request right after claiming). */
+export const STALE_CLAIM_ENV = 'KATAVOL_STALE_CLAIM_MS';
 
 export async function runWarm(self: string): Promise<void> {
   const cfg = loadConfig();
@@ -29,6 +32,11 @@ export async function runWarm(self: string): Promise<void> {
   require('winston');
   process.chdir('/');
   process.on('SIGPIPE', () => undefined);
+  // A serving daemon's OOM score from the start (containerd's + 1, handed down by whoever refilled the
+  // pool; a claim sets it again from the claiming containerd's), like its heap cap (see refillPool).
+  adjustOomScore(bootEnv[CONTAINERD_OOM_ENV], SILENT);
+  // In the directory our first hand-off directory is built in (swept as ours should we die here).
+  await rehearse(cfg, path.join(poolDir(cfg.socketDir), `.w.${process.pid}.${start}.0.${process.pid}.new`));
   // Until it serves, a warm daemon has nothing to keep: any surprise ends it (a later start refills).
   process.on('uncaughtException', bail);
   process.on('unhandledRejection', bail);
@@ -70,12 +78,13 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     // Announce ourselves only now: the boot marker goes once the directory is claimable.
     for (const e of listPool(cfg.socketDir)) if (e.kind === 'booting' && e.pid === process.pid && e.name.startsWith('b.')) fs.rmSync(e.path, { force: true });
 
+    const staleMs = Number(process.env[STALE_CLAIM_ENV]) > 0 ? Number(process.env[STALE_CLAIM_ENV]) : STALE_CLAIM_MS;
     const poll = setInterval(() => {
       if (!fs.existsSync(dir)) return finish('retire', false);
       if (ch.claimed) {
         // Claimed but no request yet: only an abandoned claim stays like this.
         claimedSince ||= Date.now();
-        if (Date.now() - claimedSince > STALE_CLAIM_MS) finish('again', true);
+        if (Date.now() - claimedSince > staleMs) finish('again', true);
         return;
       }
       if (buildId() !== build || readText(cfg.file) !== cfgText) {
@@ -86,7 +95,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       const warm = listPool(cfg.socketDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed);
       const rank = warm.findIndex((e) => e.path === dir);
       if (rank >= cfg.warmDaemons && ch.selfClaim()) finish('retire', true);
-    }, POLL_MS);
+    }, Math.min(POLL_MS, staleMs));
 
     const refuse = (o: Outcome): Outcome => {
       ch.answer('R');
@@ -96,13 +105,25 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     const serve = async (r: HandoffRequest): Promise<Outcome> => {
       // A start waits on us: full priority at once (we waited at WARM_NICE; 'again' niceness is restored).
       try { os.setPriority(0); } catch { /* stays niced */ }
+      // Where the start's time goes, step by step (ms), for the 'serving' log line.
+      const steps: Record<string, number> = {};
+      let last = process.hrtime.bigint();
+      const mark = (step: string): void => {
+        const now = process.hrtime.bigint();
+        steps[step] = Math.round(Number(now - last) / 1e4) / 100;
+        last = now;
+      };
       // Not ours to serve: another build's launcher, or a start with another config file.
-      if (r.root !== buildRoot() || buildId() !== build) return refuse('retire');
+      const root = launcherRoot(r.pid, r.launcher);
+      if (root === undefined) return refuse('again'); // gone already, or a path we cannot follow
+      if (root !== buildRoot() || buildId() !== build) return refuse('retire');
       const env = ch.environ(r.pid);
       if (!env || configPath(env) !== cfg.file) return refuse('again');
       if (readText(cfg.file) !== cfgText) return refuse('retire');
       const got = await ch.inputs(r.pid, env);
       if (!got) return refuse('again'); // cwd or stdin unreadable (before anything was read from it)
+      const oomScore = parentScoreOf(r.pid); // containerd's, read while its child (the launcher) waits
+      mark('inputs');
       replaceEnv(got.env);
       process.chdir(got.cwd);
 
@@ -118,7 +139,7 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
       }
       let started;
       try {
-        started = await start(args, self, true, { stdin: got.stdin });
+        started = await start(args, self, true, { stdin: got.stdin, mark });
       } catch (e) {
         ch.answer('1', failureText(e));
         // This process may hold what the failed start made (a bound socket): a fresh one takes its place.
@@ -126,17 +147,61 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
         return 'retire';
       }
       ch.answer('0', started.answer);
+      mark('answer');
       if (!started.serve) return 'again';
       ch.remove();
       process.removeListener('uncaughtException', bail);
       process.removeListener('unhandledRejection', bail);
+      process.env[CONTAINERD_OOM_ENV] = oomScore;
       const { runDaemon } = await import('./daemon');
-      runDaemon(args, started.serve, true).catch(() => process.exit(1));
+      runDaemon(args, started.serve, { startStepsMs: steps }).catch(() => process.exit(1));
       // Off the critical path: the answer is out; the replacement boots niced.
       setImmediate(() => { try { refillPool(cfg); } catch { /* a later start refills */ } });
       return 'serving';
     };
   });
+}
+
+const SILENT = { debug: () => undefined, info: () => undefined, warn: () => undefined, error: () => undefined };
+
+/**
+ * Runs once, with harmless inputs, what a start runs first: V8 compiles a function on its first call,
+ * so this compiling happens while we wait, not on the claiming start's path (spawnSync, a socket bind,
+ * the address hash, the bundle writes, the bootstrap parse and answer, the async read, the argv parse).
+ * `scratch` is ours alone and removed after; a failure of any part only means that part stays uncompiled.
+ */
+async function rehearse(cfg: ShimConfig, scratch: string): Promise<void> {
+  const { spawnSync } = await import('child_process');
+  const { ourAddress, containerdEnv } = await import('./start');
+  const { writeState, readPidFile, socketPath } = await import('./state');
+  const { parseBootstrap, answerBootstrap } = await import('./bootstrap');
+  const { parseShimArgs } = await import('./args');
+  const { writeFileAtomic } = await import('../volumes/files');
+  const net = await import('net');
+  const steps: Array<() => unknown> = [
+    () => parseShimArgs(['-namespace', 'rehearsal', '-address', '/rehearsal', '-publish-binary', '/rehearsal', '-id', 'rehearsal', 'start']),
+    () => spawnSync('true', [], { cwd: '/', env: containerdEnv(process.env), input: Buffer.alloc(0), maxBuffer: 1 << 20 }),
+    () => answerBootstrap(parseBootstrap(Buffer.from(ourAddress(cfg.socketDir, 'unix:///rehearsal')), cfg.downstream), 'unix:///rehearsal'),
+    () => fs.promises.readFile('/proc/self/stat'),
+    () => fs.readlinkSync('/proc/self/cwd'),
+    () => {
+      writeState(scratch, { address: 'unix:///rehearsal', downstreamAddress: 'unix:///rehearsal', downstream: cfg.downstream, backend: cfg.backend });
+      writeFileAtomic(path.join(scratch, 'address'), 'unix:///rehearsal', { mode: 0o644, durable: false });
+      return readPidFile(path.join(scratch, 'address'));
+    },
+    () => new Promise<void>((resolve) => {
+      const srv = net.createServer();
+      srv.once('error', () => resolve());
+      srv.listen(socketPath(`unix://${path.join(scratch, 's')}`), () => srv.close(() => resolve()));
+    }),
+  ];
+  try {
+    fs.mkdirSync(scratch, { mode: 0o700 });
+    for (const step of steps) {
+      try { await step(); } catch { /* that part only */ }
+    }
+  } catch { /* no scratch: nothing rehearsed */ }
+  fs.rmSync(scratch, { recursive: true, force: true });
 }
 
 function bail(): void {

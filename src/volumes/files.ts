@@ -38,19 +38,28 @@ export interface AtomicWriteOptions {
   mode?: number;
   /** Where the temp file lives (same file system as the target); default the target's directory. */
   tempDir?: string;
+  /**
+   * fsync the file and its directory (default true). False only for a container's bundle files: they live
+   * in containerd's state directory (/run/containerd, tmpfs), mean nothing after a reboot (every shim and
+   * container is gone, containerd cleans each bundle up through `delete`), and containerd writes its own
+   * there unsynced; the rename still keeps readers from ever seeing a torn file.
+   */
+  durable?: boolean;
 }
 
 /** Atomically replaces `target` with `data`. */
 export function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): void {
   const tmp = path.join(opts.tempDir ?? path.dirname(target), tempName('tmp'));
+  const durable = opts.durable ?? true;
   try {
-    writeNewFileSync(tmp, data, opts.mode);
+    if (durable) writeNewFileSync(tmp, data, opts.mode);
+    else fs.writeFileSync(tmp, data, { flag: 'wx', mode: opts.mode ?? 0o600 });
     fs.renameSync(tmp, target);
   } catch (e) {
     fs.rmSync(tmp, { force: true });
     throw e;
   }
-  fsyncDir(path.dirname(target));
+  if (durable) fsyncDir(path.dirname(target));
 }
 
 /** The errno code of a failed fs call (ENOENT, EACCES, ...), if it has one. */

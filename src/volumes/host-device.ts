@@ -55,26 +55,61 @@ export function blockDeviceSize(blockDev: string): number {
  * (a block device node works too: its loop devices name the node).
  */
 export function loopsBacking(file: string, sysBlock = '/sys/block'): Array<{ device: string; readOnly: boolean }> {
-  let target: fs.Stats;
-  try {
-    target = fs.statSync(file);
-  } catch {
-    return [];
+  return LoopTable.scan(sysBlock).backing(file);
+}
+
+export interface LoopDevice { device: string; readOnly: boolean }
+
+/**
+ * Every attached loop device by the file (or device node) behind it, from one pass over sysfs: a Create
+ * checks all its volumes against one scan instead of one each (a host may keep dozens attached).
+ * `lazy()`: scanned on first use only, so a Create without image files scans nothing.
+ */
+export class LoopTable {
+  private table: Map<string, LoopDevice[]> | undefined;
+  private constructor(private readonly sysBlock: string) {}
+
+  static scan(sysBlock = '/sys/block'): LoopTable {
+    const t = new LoopTable(sysBlock);
+    t.load();
+    return t;
   }
-  const out: Array<{ device: string; readOnly: boolean }> = [];
-  let names: string[] = [];
-  try { names = fs.readdirSync(sysBlock); } catch { /* no sysfs: nothing can be attached either */ }
-  for (const name of names) {
-    // Only an attached loop device has loop/ (a stat, not a failed open: hosts keep dozens detached).
-    if (!/^loop\d+$/.test(name) || !fs.existsSync(`${sysBlock}/${name}/loop`)) continue;
+
+  static lazy(sysBlock = '/sys/block'): LoopTable {
+    return new LoopTable(sysBlock);
+  }
+
+  /** The loop devices over `file`, sorted by number; none when it cannot be stat'ed. */
+  backing(file: string): LoopDevice[] {
+    let target: fs.Stats;
     try {
-      const back = fs.readFileSync(`${sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
-      const st = fs.statSync(back);
-      if (st.ino !== target.ino || st.dev !== target.dev) continue;
-      out.push({ device: `/dev/${name}`, readOnly: fs.readFileSync(`${sysBlock}/${name}/ro`, 'utf8').trim() === '1' });
-    } catch { /* not attached, or detached meanwhile */ }
+      target = fs.statSync(file);
+    } catch {
+      return [];
+    }
+    return [...(this.load().get(`${target.dev}:${target.ino}`) ?? [])];
   }
-  return out.sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+
+  private load(): Map<string, LoopDevice[]> {
+    if (this.table) return this.table;
+    const table = new Map<string, LoopDevice[]>();
+    let names: string[] = [];
+    try { names = fs.readdirSync(this.sysBlock); } catch { /* no sysfs: nothing can be attached either */ }
+    for (const name of names) {
+      // Only an attached loop device has loop/ (a stat, not a failed open: hosts keep dozens detached).
+      if (!/^loop\d+$/.test(name) || !fs.existsSync(`${this.sysBlock}/${name}/loop`)) continue;
+      try {
+        const back = fs.readFileSync(`${this.sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+        const st = fs.statSync(back);
+        const key = `${st.dev}:${st.ino}`;
+        const entry = { device: `/dev/${name}`, readOnly: fs.readFileSync(`${this.sysBlock}/${name}/ro`, 'utf8').trim() === '1' };
+        table.set(key, [...(table.get(key) ?? []), entry]);
+      } catch { /* not attached, or detached meanwhile */ }
+    }
+    for (const list of table.values()) list.sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
+    this.table = table;
+    return table;
+  }
 }
 
 /** The loop devices over an image file or block device. */

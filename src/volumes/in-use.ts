@@ -5,7 +5,7 @@
 // A read-only volume may share with read-only users only.
 import * as fs from 'fs';
 import * as path from 'path';
-import { devNumber, findMountsByNumber, loopsBacking } from './host-device';
+import { type LoopDevice, type LoopTable, devNumber, findMountsByNumber, loopsBacking } from './host-device';
 import { VolumeError } from './types';
 
 export interface HostUse {
@@ -27,6 +27,8 @@ export interface HostUseOptions {
   skipLoops?: boolean;
   /** sysfs root, for the holder lookup ('/sys'). */
   sysRoot?: string;
+  /** Attached loop devices, scanned once for many volumes (a Create's); default a scan per call. */
+  loops?: LoopTable;
 }
 
 const modeOf = (ro: boolean): string => (ro ? 'read-only' : 'read-write');
@@ -137,7 +139,7 @@ export function hostUsesOf(volumePath: string, device: string, opts: HostUseOpti
   }
   if (st.isBlockDevice()) {
     const uses = blockDeviceUses(device, opts);
-    for (const l of opts.skipLoops ? [] : loopsOver(volumePath, device)) uses.push(loopUse(l, opts));
+    for (const l of opts.skipLoops ? [] : loopsOver(device, opts)) uses.push(loopUse(l, opts));
     return uses;
   }
   if (!st.isFile()) return [];
@@ -147,12 +149,12 @@ export function hostUsesOf(volumePath: string, device: string, opts: HostUseOpti
       uses.push({ kind: 'swap', readOnly: false, what: `is in use as a swap file (/proc/swaps)`, fix: `swapoff ${s.name} first` });
     }
   }
-  if (!opts.skipLoops) for (const l of loopsOver(volumePath, device)) uses.push(loopUse(l, opts));
+  if (!opts.skipLoops) for (const l of loopsOver(device, opts)) uses.push(loopUse(l, opts));
   return uses;
 }
 
-function loopsOver(_volumePath: string, device: string): Array<{ device: string; readOnly: boolean }> {
-  return loopsBacking(device);
+function loopsOver(device: string, opts: HostUseOptions): LoopDevice[] {
+  return opts.loops ? opts.loops.backing(device) : loopsBacking(device);
 }
 
 /** A loop device over the volume's device, and what uses that loop device in turn. */

@@ -8,6 +8,7 @@ import { spawn, spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeRootfs, pidsWithEnv, sleep, tmpDir } from '../support/containerd';
 import { listPool, poolDir, procStart, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
+import { STALE_CLAIM_ENV } from '../../src/shim/warm';
 import { katavolLogLines } from '../support/logrus';
 
 const RUNC_SHIM = '/usr/bin/containerd-shim-runc-v2';
@@ -204,6 +205,25 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.deepEqual(fs.readdirSync(poolDir(sockDir)).filter((f) => f.includes(`.${warm}.`)), [], 'no claim, fifo or stdin copy left');
   });
 
+  it('a claim abandoned before its request (the launcher was killed) is dropped: the daemon re-arms, nothing left, and serves the next start', async function () {
+    writeConfig({ warmDaemons: 1 });
+    refillPool(cfg(), { ...env, [STALE_CLAIM_ENV]: '1000' });
+    await waitFor('a warm daemon', () => warmPids().length === 1);
+    const [entry] = listPool(sockDir);
+    // What a launcher killed between its claim and its request leaves: the claim file with its pid.
+    const gone = spawnSync('true');
+    fs.writeFileSync(path.join(entry.path, 'claim'), `${gone.pid}\n`);
+    assert.deepEqual(warmPids(), [], 'claimed: not available');
+    await waitFor('the daemon back in the pool', () => warmPids().length === 1);
+    const after = listPool(sockDir);
+    assert.deepEqual(after.map((e) => [e.pid, e.kind, e.claimed]), [[entry.pid, 'warm', false]], 'the same daemon, one entry, unclaimed');
+    assert.notEqual(after[0].name, entry.name, 'in a new directory');
+    assert.equal(fs.existsSync(entry.path), false, 'the abandoned directory (and its claim) removed');
+    const r = await runDetached(`s${n}`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(state(`s${n}`).daemonPid, entry.pid, 'it serves the next start');
+  });
+
   it('warm daemons of another build or config retire on their own', async function () {
     const [a] = await fill(1);
     const daemonJs = path.join(__dirname, '..', '..', 'src', 'shim', 'daemon.js');
@@ -296,5 +316,24 @@ describe('warm daemons (private containerd, runc shim)', function () {
     assert.equal(r.stdout, `stopped 1 warm daemon(s): ${String(list[0].pid)}\n`);
     assert.deepEqual(listPool(sockDir), []);
     assert.deepEqual(JSON.parse(katavol('daemons', '--json').stdout).map((d: { state: string }) => d.state), ['serving']);
+  });
+
+  // Last: it raises this containerd's OOM score (lowering one back needs CAP_SYS_RESOURCE, see oom.test.ts).
+  it('a warm daemon has the serving daemon\'s heap cap and OOM score (containerd\'s + 1) from its boot, and takes its claimer\'s containerd\'s at the claim', async function () {
+    const score = (pid: number) => Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim());
+    fs.writeFileSync(`/proc/${ctd.pid}/oom_score_adj`, '321');
+    writeConfig({ warmDaemons: 1 });
+    const first = await runDetached(`o${n}-0`); // the pool filled as in production: by a (cold) start
+    assert.equal(first.status, 0, first.stderr);
+    assert.equal(score(state(`o${n}-0`).daemonPid), 322, 'the cold-started daemon, for reference');
+    await waitFor('a warm daemon', () => warmPids().length === 1);
+    const [warm] = warmPids();
+    assert.match(cmdline(warm), /--max-old-space-size=96 .*-katavol-warm/, 'heap capped like a serving daemon');
+    await waitFor('the warm daemon at containerd\'s score + 1', () => score(warm) === 322);
+    fs.writeFileSync(`/proc/${ctd.pid}/oom_score_adj`, '400');
+    const r = await runDetached(`o${n}-1`);
+    assert.equal(r.status, 0, r.stderr);
+    assert.equal(state(`o${n}-1`).daemonPid, warm);
+    await waitFor('the claimed daemon at its containerd\'s score + 1', () => score(warm) === 401);
   });
 });

@@ -7,6 +7,8 @@ import { VolumeError, messageOf, type MountInfo, type OciMount, type OciSpec, ty
 import type { SandboxUse } from '../../volumes/registry';
 import { DEVICES_ANNOTATION, encodeDevices, readBundleSpec, sandboxIdOf, siblingUses, volumePathsOf } from './annotation';
 import { buildBlockDevice } from './block';
+import { LoopTable } from '../../volumes/host-device';
+import type { HostUseOptions } from '../../volumes/in-use';
 import { clashingUsers, otherSandboxes, readOnlyByVolume, sandboxReadOnly } from '../sharing';
 import type { RuntimeRsConfig } from './config';
 import { parseVfioDevice } from './pci';
@@ -101,6 +103,7 @@ export class RuntimeRsBackend implements Backend {
   /** One device entry per mount; indexes are assigned per container in mount order (runtime-rs's are sandbox-wide). */
   private buildEntries(ordered: ResolvedVolume[], log: BackendLogger): DeviceEntry[] {
     const places = new Map<string, Placement>();
+    const hostUse = { loops: LoopTable.lazy() }; // one loop-device scan for all the container's volumes
     return ordered.map((v) => {
       const key = deviceKey(v.info);
       let place = places.get(key);
@@ -108,7 +111,7 @@ export class RuntimeRsBackend implements Backend {
         place = { index: places.size, driveId: driveIdFor(key) };
         places.set(key, place);
       }
-      return this.build(v, place, log);
+      return this.build(v, place, log, hostUse);
     });
   }
 
@@ -233,7 +236,7 @@ export class RuntimeRsBackend implements Backend {
     }
   }
 
-  private build(v: ResolvedVolume, place: Placement, log: BackendLogger): DeviceEntry {
+  private build(v: ResolvedVolume, place: Placement, log: BackendLogger, hostUse: HostUseOptions): DeviceEntry {
     const input: VolumeInput = {
       volumePath: v.volumePath,
       destination: v.mount.destination,
@@ -245,7 +248,7 @@ export class RuntimeRsBackend implements Backend {
     try {
       switch (v.info.volumeType) {
         case 'directvol':
-          return buildBlockDevice(input, this.config, place, log);
+          return buildBlockDevice(input, this.config, place, log, undefined, hostUse);
         case 'spdkvol':
         case 'spoolvol':
           return buildSpdkDevice(input, this.config, place, log);

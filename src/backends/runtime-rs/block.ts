@@ -3,7 +3,7 @@ import { execFileSync } from 'child_process';
 import * as fs from 'fs';
 import { kindOf } from '../../volumes/device';
 import { devNumberOf } from '../../volumes/host-device';
-import { refuseHostUse } from '../../volumes/in-use';
+import { type HostUseOptions, refuseHostUse } from '../../volumes/in-use';
 import { VolumeError } from '../../volumes/types';
 import type { BackendLogger } from '../backend';
 import type { RuntimeRsConfig } from './config';
@@ -35,7 +35,8 @@ export const hostReadOnly: ReadOnlyProbe = (device, rdev) => {
 };
 
 /** Host checks runtime-rs makes (stat: regular file or block device; BLKROGET), with errors that say the fix. */
-export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = hostReadOnly): BlockHostFacts {
+/** `hostUse`: shared by a Create's volumes (one loop-device scan for all, see LoopTable). */
+export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: ReadOnlyProbe = hostReadOnly, hostUse: HostUseOptions = {}): BlockHostFacts {
   const device = v.info.device;
   const reAdd = `fix the device and re-register the volume: katavol direct-volume add ${v.volumePath} '{"volume-type":"directvol","device":"<image file or block device>","fstype":"${v.info.fsType || 'ext4'}"}'`;
   if (!device.startsWith('/')) {
@@ -57,7 +58,7 @@ export function checkBlockDevice(v: VolumeInput, log?: BackendLogger, probe: Rea
   const ro = st.isFile() ? false : probe(device, st.rdev);
   // The guest kernel mounts what the VM is given: nothing on the host may write it meanwhile.
   try {
-    refuseHostUse({ volumePath: v.volumePath, device, readOnly: v.readOnly || ro === true });
+    refuseHostUse({ volumePath: v.volumePath, device, readOnly: v.readOnly || ro === true }, hostUse);
   } catch (e) {
     if (e instanceof VolumeError) throw volumeError(v, e.problem, e.fix);
     throw e;
@@ -115,6 +116,6 @@ export function blockDeviceEntry(v: VolumeInput, cfg: RuntimeRsConfig, place: Pl
   };
 }
 
-export function buildBlockDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger, probe?: ReadOnlyProbe): DeviceEntry<BlockDeviceConfigInfo> {
-  return blockDeviceEntry(v, cfg, place, checkBlockDevice(v, log, probe));
+export function buildBlockDevice(v: VolumeInput, cfg: RuntimeRsConfig, place: Placement, log?: BackendLogger, probe?: ReadOnlyProbe, hostUse?: HostUseOptions): DeviceEntry<BlockDeviceConfigInfo> {
+  return blockDeviceEntry(v, cfg, place, checkBlockDevice(v, log, probe, hostUse));
 }
