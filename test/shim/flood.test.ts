@@ -16,7 +16,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { Client, MESSAGE_LENGTH_MAX } from '../../src/ttrpc';
 import { pidAlive, socketPath } from '../../src/shim/state';
-import { DAEMON_HEAP_FLAG } from '../../src/shim/start';
+import { DAEMON_HEAP_FLAG } from '../../src/shim/oom';
 import { RECORDER, RECORDER_DIR_ENV } from '../peers/recorder/record';
 import { FLOOD_SERVICE } from '../peers/recorder/main';
 import { REPO, sleep } from '../support/containerd';
