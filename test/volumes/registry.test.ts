@@ -7,7 +7,7 @@ import { KATA_VOLUME_ROOT, LOCK_DIR_NAME, MOUNT_INFO_FILE, Registry, resolveVolu
 import { encodeVolumePath } from '../../src/volumes/encoding';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile } from './helpers';
+import { imageFile } from '../support/disks';
 import { scratchDir, snapshot } from '../support/scratch';
 
 const VOL = '/kubelet/kata-direct-vol-002/directvol002';
