@@ -4,16 +4,17 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync } from 'child_process';
-import type { BackendLogger, PrepareContext } from '../../src/backends/backend';
+import type { PrepareContext } from '../../src/backends/backend';
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { RuncBackend } from '../../src/backends/runc';
 import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
+import { imageFile } from '../support/disks';
+import { quietLog as quiet } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
-const quiet: BackendLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 describe('runc backend: block device sharing (runc.ts)', () => {
   let scratch: string;
@@ -318,9 +319,7 @@ describe('loop devices of an image (loop.ts)', () => {
   });
 
   it('finds the loop devices backed by a file (through a symlink too) from sysfs, as losetup --associated does', () => {
-    const img = path.join(dir, 'img');
-    fs.writeFileSync(img, '');
-    fs.truncateSync(img, 1 << 20);
+    const img = imageFile(dir, 'img');
     const link = path.join(dir, 'link');
     fs.symlinkSync(img, link);
     assert.deepStrictEqual(loop.loopsOf(img), []);

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { encodeVolumePath } from '../../src/volumes/encoding';
 import { scratchDir, snapshot } from '../support/scratch';
-import { mkExt4 } from '../volumes/loop-fixture';
+import { mkExt4 } from '../support/disks';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
 const BIN = path.join(REPO, 'bin', 'katavol');

@@ -2,11 +2,10 @@
 // what is refused (with nothing changed), and that uninstall restores the tree byte for byte.
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { runCli } from '../../src/cli/main';
 import { OUR_SHIM, RECORD_NAME, pathNotes } from '../../src/cli/install';
-import { snapshot } from '../support/scratch';
+import { scratchDir, snapshot } from '../support/scratch';
 
 describe('katavol install-runtime / uninstall-runtime', () => {
   let root: string;
@@ -23,7 +22,7 @@ describe('katavol install-runtime / uninstall-runtime', () => {
   }
 
   beforeEach(() => {
-    root = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-install-'));
+    root = scratchDir('install');
     prefix = path.join(root, 'usr');
     fs.mkdirSync(path.join(prefix, 'bin'), { recursive: true });
     // A stand-in for Kata's shim binary.

@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { goBuildCache, goPeerPath, goPeerSource } from '../support/gopeer';
+import { scratchDir } from '../support/scratch';
 
 const run = promisify(execFile);
 
@@ -14,7 +15,7 @@ describe('Go peer build (test/support/gopeer)', function () {
   let scratch: string;
 
   before(function () {
-    scratch = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-gopeer-test-'));
+    scratch = scratchDir('gopeer-test');
   });
 
   after(function () {

@@ -53,6 +53,20 @@ describe('shim binary flags', () => {
     assert.deepEqual(fs.readdirSync(dir), [], 'nothing written in the working directory');
     fs.rmSync(dir, { recursive: true });
   });
+  it('a failing action prints one "containerd-shim-katavol-v2: <error>" line on stderr, nothing on stdout, and exits 1', () => {
+    const dir = tmpDir();
+    const cfg = path.join(dir, 'c.json');
+    fs.writeFileSync(cfg, '{"backend": ');
+    const argv = ['-namespace', 'n', '-address', path.join(dir, 'c.sock'), '-id', 'c1'];
+    for (const action of ['delete', 'start']) {
+      const r = spawnSync(SHIM, [...argv, action], { encoding: 'utf8', cwd: dir, env: { ...process.env, KATAVOL_CONFIG: cfg }, input: '', timeout: 60000 });
+      assert.equal(r.status, 1, `${action}: ${r.stderr}`);
+      assert.equal(r.stdout, '', action);
+      assert.match(r.stderr, new RegExp(`^containerd-shim-katavol-v2: katavol config ${cfg}: not valid JSON \\(.+\\); fix the file$`), action);
+      assert.equal(r.stderr.split('containerd-shim-katavol-v2:').length, 2, `one prefix: ${r.stderr}`);
+    }
+    fs.rmSync(dir, { recursive: true });
+  });
   it('-info with a downstream that lacks it (containerd 1.6\'s runc shim) says so instead of printing the downstream\'s usage', () => {
     const dir = tmpDir();
     const cfg = path.join(dir, 'c.json');

@@ -1,7 +1,6 @@
 // A private containerd for end-to-end tests: its own root, state, sockets and config under a temp dir
 // (never /run/containerd or the host's daemon), started and stopped by pid.
 import * as fs from 'fs';
-import * as os from 'os';
 import * as path from 'path';
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'child_process';
 
@@ -184,12 +183,7 @@ export function makeRootfs(dir: string): string {
   return root;
 }
 
-export function makeExt4Image(file: string, sizeMiB = 64): void {
-  fs.writeFileSync(file, '');
-  fs.truncateSync(file, sizeMiB * 1024 * 1024);
-  const r = spawnSync('mkfs.ext4', ['-q', '-F', file], { encoding: 'utf8' });
-  if (r.status !== 0) throw new Error(`mkfs.ext4 ${file}: ${r.stderr}`);
-}
+export { makeExt4Image } from './disks';
 
 /** Reads a file from an ext4 image without mounting it. */
 export function debugfsCat(image: string, file: string): string {
@@ -202,9 +196,7 @@ export function loopDevicesOf(file: string): string[] {
   return r.stdout.split('\n').map((s) => s.trim()).filter(Boolean);
 }
 
-export function tmpDir(prefix = 'katavol-'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
-}
+export { tmpDir } from './scratch';
 
 export function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));

@@ -5,7 +5,12 @@ import * as path from 'path';
 
 /** A fresh private directory under the temp dir, named katavol-<tag>-XXXXXX; the caller removes it. */
 export function scratchDir(tag = 'test'): string {
-  return fs.mkdtempSync(path.join(os.tmpdir(), `katavol-${tag}-`));
+  return tmpDir(`katavol-${tag}-`);
+}
+
+/** The same with a name of the caller's choosing: <prefix>XXXXXX under the temp dir. */
+export function tmpDir(prefix = 'katavol-'): string {
+  return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
 export function removeDir(dir: string): void {

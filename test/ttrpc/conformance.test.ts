@@ -4,7 +4,6 @@
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
-import os from 'node:os';
 import path from 'node:path';
 import {
   Client,
@@ -22,6 +21,7 @@ import {
   type Status,
 } from '../../src/ttrpc';
 import { goPeerPath } from '../support/gopeer';
+import { scratchDir } from '../support/scratch';
 import { runPeer, startPeerServer, type PeerServer } from '../peers/spawn';
 import { ECHO_SERVICE, echoHandlers, formatMeta } from '../peers/echo-service';
 
@@ -119,7 +119,7 @@ describe('TTRPC conformance with Go ttrpc 1.1.1', function () {
 
   before(async function () {
     peer = goPeerPath(); // builds on first use (a few seconds, offline)
-    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'katavol-conformance-'));
+    dir = scratchDir('conformance');
     goSock = path.join(dir, 'go.sock');
     oursSock = path.join(dir, 'ours.sock');
     goServer = await startPeerServer(peer, ['server', goSock], 'Go ttrpc peer server');

@@ -4,7 +4,7 @@ import * as path from 'path';
 import { type ChildProcess, spawn } from 'child_process';
 import { LOCK_DIR_NAME, SANDBOX_MODES_DIR_NAME, Registry } from '../../src/volumes/registry';
 import { encodeVolumePath } from '../../src/volumes/encoding';
-import { imageFile } from './helpers';
+import { imageFile } from '../support/disks';
 import { scratchDir } from '../support/scratch';
 
 const WORKER = path.join(__dirname, 'concurrency-worker.js');

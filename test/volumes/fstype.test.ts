@@ -4,9 +4,8 @@ import * as path from 'path';
 import { closest, detectFsType, fsTypeProblem, knownFilesystems, superblockMismatch } from '../../src/volumes/fstype';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile } from './helpers';
 import { scratchDir, snapshot } from '../support/scratch';
-import { mkExt4, sh } from './loop-fixture';
+import { imageFile, mkExt4, sh } from '../support/disks';
 
 const MiB = 1 << 20;
 

@@ -12,15 +12,14 @@ import { resizeVolume } from '../../src/volumes/resize';
 import { VolumeError } from '../../src/volumes/types';
 import { RuncBackend } from '../../src/backends/runc';
 import { checkBlockDevice } from '../../src/backends/runtime-rs/block';
-import type { BackendLogger } from '../../src/backends/backend';
-import { mountInfo, volumeInput } from '../backends/runtime-rs/fixtures';
+import { volumeInput } from '../backends/runtime-rs/fixtures';
+import { mountInfo, quietLog as quiet } from '../support/volumes';
 import { KATAVOL } from '../support/containerd';
 import { scratchDir, snapshot } from '../support/scratch';
-import { LoopFixture, mkExt4 } from './loop-fixture';
+import { LoopFixture, mkExt4 } from '../support/disks';
 
 const VOL = '/kubelet/in-use';
 const MiB = 1 << 20;
-const quiet: BackendLogger = { debug() {}, info() {}, warn() {}, error() {} };
 
 function refusal(fn: () => unknown): VolumeError {
   try {

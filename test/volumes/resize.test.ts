@@ -6,7 +6,7 @@ import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volu
 import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from './loop-fixture';
+import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from '../support/disks';
 
 const MiB = 1 << 20;
 const VOL = '/kubelet/resize-me';

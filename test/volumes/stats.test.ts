@@ -5,7 +5,7 @@ import { Registry } from '../../src/volumes/registry';
 import { volumeStats } from '../../src/volumes/stats';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { LoopFixture, ext4Bytes, mkExt4 } from './loop-fixture';
+import { LoopFixture, ext4Bytes, mkExt4 } from '../support/disks';
 
 const MiB = 1 << 20;
 const VOL = '/kubelet/stats-vol';

@@ -11,7 +11,8 @@ import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
 import type { SandboxUse } from '../../../src/volumes/registry';
-import { buildSysfs, mountInfo, recordingLog, resolved } from './fixtures';
+import { buildSysfs } from './fixtures';
+import { mountInfo, recordingLog, resolved } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 type Call = [string, ...unknown[]];

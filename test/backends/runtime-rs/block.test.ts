@@ -5,7 +5,8 @@ import * as path from 'path';
 import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
-import { mountInfo, recordingLog, volumeInput } from './fixtures';
+import { volumeInput } from './fixtures';
+import { mountInfo, recordingLog } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');

@@ -1,10 +1,9 @@
-// Test fixtures for the runtime-rs backend: a sysfs tree laid out like the
-// kernel's (/sys/bus/pci/devices -> /sys/devices/..., iommu_group and driver links), and volumes.
+// Test fixtures for the runtime-rs backend: a sysfs tree laid out like the kernel's
+// (/sys/bus/pci/devices -> /sys/devices/..., iommu_group and driver links), and its volume input.
+// Fixtures every suite uses (mountInfo, resolved, loggers) are in test/support/volumes.ts.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { BackendLogger } from '../../../src/backends/backend';
-import type { ResolvedVolume } from '../../../src/volumes/types';
-import type { MountInfo, OciMount } from '../../../src/volumes/types';
+import type { MountInfo } from '../../../src/volumes/types';
 import type { VolumeInput } from '../../../src/backends/runtime-rs/volume';
 
 export interface PciFunction {
@@ -47,10 +46,6 @@ export function buildSysfs(root: string, functions: PciFunction[]): void {
   }
 }
 
-export function mountInfo(volumeType: MountInfo['volumeType'], device: string, extra: Partial<MountInfo> = {}): MountInfo {
-  return { volumeType, device, fsType: 'ext4', metadata: {}, options: [], ...extra };
-}
-
 export function volumeInput(info: MountInfo, over: Partial<VolumeInput> = {}): VolumeInput {
   return {
     volumePath: '/kubelet/vol-1',
@@ -61,30 +56,4 @@ export function volumeInput(info: MountInfo, over: Partial<VolumeInput> = {}): V
     ociOptions: [],
     ...over,
   };
-}
-
-export function resolved(index: number, mount: OciMount, volumePath: string, info: MountInfo, readOnly = false): ResolvedVolume {
-  return {
-    index,
-    mount,
-    volumePath,
-    entryDir: `/registry/${volumePath}`,
-    file: `/registry/${volumePath}/mountInfo.json`,
-    info,
-    readOnly,
-  };
-}
-
-export interface LogLine {
-  level: string;
-  msg: string;
-  meta?: Record<string, unknown>;
-}
-
-export function recordingLog(): BackendLogger & { lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const at = (level: string) => (msg: string, meta?: Record<string, unknown>) => {
-    lines.push({ level, msg, meta });
-  };
-  return { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

@@ -11,7 +11,7 @@ import { RuncBackend } from '../../../src/backends/runc';
 import { CreateInterceptor } from '../../../src/shim/interceptor';
 import { createLogger } from '../../../src/shim/logger';
 import { Writable } from 'stream';
-import { recordingLog } from './fixtures';
+import { recordingLog } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 import { makeExt4Image } from '../../support/containerd';
 

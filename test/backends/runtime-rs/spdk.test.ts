@@ -5,7 +5,8 @@ import * as path from 'path';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { buildSpdkDevice, spdkPathOnHost } from '../../../src/backends/runtime-rs/spdk';
 import { VolumeError } from '../../../src/volumes/types';
-import { mountInfo, volumeInput } from './fixtures';
+import { volumeInput } from './fixtures';
+import { mountInfo } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');

@@ -5,7 +5,8 @@ import { parseRuntimeRsConfig, type RuntimeRsConfig } from '../../../src/backend
 import { busSlotFunc, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
 import { buildVfioDevice, checkVfioDevice } from '../../../src/backends/runtime-rs/vfio';
 import { VolumeError } from '../../../src/volumes/types';
-import { buildSysfs, mountInfo, recordingLog, volumeInput } from './fixtures';
+import { buildSysfs, volumeInput } from './fixtures';
+import { mountInfo, recordingLog } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const PLACE = { index: 3, driveId: 'unused0000000000' };

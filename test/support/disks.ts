@@ -1,4 +1,5 @@
-// Real ext4 images, loop devices and mounts for the stats/resize tests; everything is undone by cleanup().
+// Disk fixtures every suite shares: sparse image files, real ext4 images, and loop devices and mounts
+// (LoopFixture; everything it made is undone by cleanup()).
 import * as fs from 'fs';
 import * as path from 'path';
 import { type ChildProcess, execFileSync, spawn } from 'child_process';
@@ -6,12 +7,24 @@ import { type ChildProcess, execFileSync, spawn } from 'child_process';
 const ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
 
-export function mkExt4(dir: string, name: string, sizeBytes: number): string {
+/** A sparse regular file (no filesystem), usable as a directvol device. */
+export function imageFile(dir: string, name = 'disk.img', size = 1 << 20): string {
   const p = path.join(dir, name);
   fs.writeFileSync(p, '');
-  fs.truncateSync(p, sizeBytes);
+  fs.truncateSync(p, size);
+  return p;
+}
+
+/** A sparse ext4 image of sizeBytes at dir/name. */
+export function mkExt4(dir: string, name: string, sizeBytes: number): string {
+  const p = imageFile(dir, name, sizeBytes);
   sh('mkfs.ext4', ['-q', '-F', p]);
   return p;
+}
+
+/** The same at a full path, sized in MiB (the containerd suites' images). */
+export function makeExt4Image(file: string, sizeMiB = 64): void {
+  mkExt4(path.dirname(file), path.basename(file), sizeMiB * 1024 * 1024);
 }
 
 /** Block count x block size of an ext4 image or device, from the superblock. */
