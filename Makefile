@@ -58,13 +58,14 @@ bench: build
 soak: build
 	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
 
-# make fuzz FRAMES=2000000 SPECS=300000 scales it; make test runs the same suites at 105,000 / 20,000 frames
-# and 2,000 Create cases.
+# make fuzz FRAMES=2000000 SPECS=300000 FLOOD_MIB=8192 scales it; make test runs the same suites at
+# 105,000 / 20,000 frames, 2,000 Create cases and a 96 MiB flood.
 FRAMES ?= 1000000
 SPECS ?= 100000
+FLOOD_MIB ?= 4096
 fuzz: build
-	@KATAVOL_FUZZ_FRAMES=$(FRAMES) KATAVOL_FUZZ_SPECS=$(SPECS) $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
-		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js dist/test/shim/create-fuzz.test.js
+	@KATAVOL_FUZZ_FRAMES=$(FRAMES) KATAVOL_FUZZ_SPECS=$(SPECS) KATAVOL_FLOOD_MIB=$(FLOOD_MIB) $(MOCHA) --no-config --exit --timeout 0 --reporter dist/test/support/reporter.js \
+		dist/test/ttrpc/fuzz.test.js dist/test/shim/proxy-fuzz.test.js dist/test/shim/create-fuzz.test.js dist/test/shim/flood.test.js
 
 # docs/refusals.md from the bad-input catalogue (test/refusals/catalogue.ts); make test checks they agree.
 refusals-doc: build

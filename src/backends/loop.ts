@@ -19,9 +19,25 @@ function run(args: string[]): string {
   }
 }
 
-/** Attaches a file to a free loop device; returns /dev/loopN. */
-export function attach(file: string, readOnly: boolean): string {
-  return run(['--find', '--show', ...(readOnly ? ['--read-only'] : []), file]);
+/**
+ * Attaches a file to a free loop device; returns /dev/loopN. With `beforeAttach`, the device is chosen
+ * first and named to it before the attach, so a caller killed right after the attach has already
+ * recorded what to detach (the device is taken by number; if another process took it meanwhile, the
+ * next free one is tried).
+ */
+export function attach(file: string, readOnly: boolean, beforeAttach?: (device: string) => void): string {
+  const ro = readOnly ? ['--read-only'] : [];
+  if (!beforeAttach) return run(['--find', '--show', ...ro, file]);
+  for (let i = 0; ; i++) {
+    const device = run(['--find']);
+    beforeAttach(device);
+    try {
+      run([...ro, device, file]);
+      return device;
+    } catch (e) {
+      if (i >= 20 || backingFile(device) === '') throw e; // failed for another reason than a race
+    }
+  }
 }
 
 /** Loop devices currently backed by the file, with their read-only flag (sysfs, no exec). */

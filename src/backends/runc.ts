@@ -68,8 +68,16 @@ export class RuncBackend implements Backend {
         this.registry.recordSandboxIf(volumePath, ctx.sandboxId, 'runc', mode, (others) => {
           if (!p.isFile) return this.refuseSharedBlockDevice({ ...p.v, readOnly: mode }, others);
           const again = this.plan(ctx, p.v);
-          device = again.podLoop ?? loop.attach(p.device, p.v.readOnly);
-          state.loops.push({ device, file: p.realFile, volume: volumePath });
+          // The device is in the state before it is attached: a daemon killed right after the attach
+          // leaves a record its `delete` detaches (detach checks the backing file, so a device that
+          // was never attached to this image is left alone).
+          const entry = { device: again.podLoop ?? '', file: p.realFile, volume: volumePath };
+          state.loops.push(entry);
+          device = again.podLoop ?? loop.attach(p.device, p.v.readOnly, (d) => {
+            entry.device = d;
+            writeFileAtomic(stateFile, JSON.stringify(state));
+          });
+          entry.device = device;
           writeFileAtomic(stateFile, JSON.stringify(state));
           if (again.podLoop) ctx.log.info('sharing the pod\'s loop device', { volume: volumePath, device, sandboxId: ctx.sandboxId });
         });

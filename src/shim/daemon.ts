@@ -17,6 +17,7 @@ import { messageOf } from '../volumes/types';
 import { createBackend } from '../backends';
 import { DaemonHolds, daemonHoldsFile } from './held';
 import { CONTAINERD_OOM_ENV, adjustOomScore } from './oom';
+import { removeOwner, sweepDeadDaemons } from './reaper';
 
 export const ORPHAN_TIMEOUT_ENV = 'KATAVOL_ORPHAN_TIMEOUT_MS';
 const DEFAULT_ORPHAN_TIMEOUT_MS = 30000;
@@ -142,6 +143,13 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
 
   watchOrphan();
 
+  // Downstreams of daemons and starts that died where containerd will not clean up (reaper.ts): looked
+  // for once per start, now that containerd has its answer.
+  setTimeout(() => {
+    if (exiting) return;
+    void sweepDeadDaemons(path.dirname(ourSock)).then((did) => { for (const d of did) log.warn('reaped the downstream of a dead katavol daemon', { what: d }); });
+  }, 100).unref();
+
   /**
    * A daemon containerd will never use again must not run forever with its downstream (containerd's own
    * runc shim leaks this way, containerd#6860): containerd stopped while our `start` was in flight never
@@ -212,6 +220,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     await interceptor.releaseAll().catch((e) => log.error('release on exit failed', { error: String(e) }));
     fs.rmSync(ourSock, { force: true });
     fs.rmSync(pidFile, { force: true });
+    removeOwner(ourSock, process.pid);
     // The runc shim removes the socket named in ./address (ours) and leaves its own behind.
     await removeIfDeadSocket(downSock);
     await log.close();

@@ -7,8 +7,7 @@ import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './state';
-import { daemonHoldsFile, readDaemonHolds, releaseHeld } from './held';
-import { HELD_FILE } from '../backends/backend';
+import { daemonHoldsFile, heldPending, readDaemonHolds, releaseHeld } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
 import { messageOf } from '../volumes/types';
@@ -55,9 +54,13 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     }
     // The start channel of its pod, if it had opened one (launchers step over a dead one, but leave it).
     (require('./pod-channel') as typeof import('./pod-channel')).sweepPodChannels(path.dirname(ours));
+    // Its owner record, and any other daemon or start that died where containerd runs no delete.
+    const { sweepDeadDaemons } = await import('./reaper');
+    for (const d of await sweepDeadDaemons(path.dirname(ours))) result.stderr += `katavol: ${d}\n`;
   }
-  // Only a crash leaves the held-file behind (the daemon removes it on task Delete): cheap check first.
-  if (fs.existsSync(path.join(bundle, HELD_FILE))) {
+  // Only a crash leaves the held-file (or a killed release's claim of it) behind: the daemon removes it on
+  // task Delete. Cheap check first.
+  if (heldPending(bundle)) {
     try {
       await releaseHeld(bundle);
     } catch (e) {

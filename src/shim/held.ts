@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../volumes/files';
 import { HELD_FILE } from '../backends/backend';
+import { pidAlive } from './state';
 
 export interface HeldRecord {
   containerId: string;
@@ -42,7 +43,15 @@ export async function releaseHeld(bundle: string): Promise<void> {
   try {
     fs.renameSync(file, claimed);
   } catch {
-    return; // nothing held, or another delete is releasing it
+    // Nothing held, or another delete is releasing it; or one that was killed mid-way left its claim:
+    // that one is ours to finish (containerd removes the bundle after this delete, and the record with it).
+    const stale = staleClaim(bundle);
+    if (!stale) return;
+    try {
+      fs.renameSync(stale, claimed);
+    } catch {
+      return; // another delete took it over first
+    }
   }
   let held: HeldRecord;
   try {
@@ -61,6 +70,26 @@ export async function releaseHeld(bundle: string): Promise<void> {
     throw e;
   }
   fs.rmSync(claimed, { force: true });
+}
+
+/** A claim (HELD_FILE.releasing.<pid>) whose releaser died before finishing. */
+function staleClaim(bundle: string): string | undefined {
+  let names: string[];
+  try {
+    names = fs.readdirSync(bundle);
+  } catch {
+    return undefined;
+  }
+  for (const n of names) {
+    const m = new RegExp(`^${HELD_FILE.replace(/\./g, '\\.')}\\.releasing\\.(\\d+)$`).exec(n);
+    if (m && !pidAlive(Number(m[1]))) return path.join(bundle, n);
+  }
+  return undefined;
+}
+
+/** Something is held for the bundle, or a release of it was left unfinished by a killed releaser. */
+export function heldPending(bundle: string): boolean {
+  return fs.existsSync(path.join(bundle, HELD_FILE)) || staleClaim(bundle) !== undefined;
 }
 
 /** Where a daemon lists the bundles it holds for: next to its socket, named by its pid. */
@@ -87,8 +116,12 @@ export class DaemonHolds {
     this.save();
   }
 
+  /** Never fails a release: a list left longer than needed only names bundles with nothing left to release. */
   remove(bundle: string): void {
-    if (this.bundles.delete(bundle)) this.save();
+    if (!this.bundles.delete(bundle)) return;
+    try {
+      this.save();
+    } catch { /* e.g. ENOSPC: the next save, or the daemon's exit, writes it */ }
   }
 
   private save(): void {

@@ -109,7 +109,12 @@ export class CreateInterceptor {
   private async prepare(backend: Backend, ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     const { containerId, bundle, sandboxId } = ctx;
     writeHeld(bundle, { containerId, sandboxId, backend: backend.name, volumeRoot: this.opts.volumeRoot });
-    this.opts.holds?.add(bundle);
+    try {
+      this.opts.holds?.add(bundle);
+    } catch (e) {
+      clearHeld(bundle);
+      throw new CreateRefused(`container "${containerId}": cannot record its volumes in ${this.opts.holds!.file} (${errorText(e)}); nothing was attached: free space on that file system (socketDir)`, { cause: e });
+    }
     try {
       return await backend.prepare(ctx, spec, volumes);
     } catch (e) {

@@ -92,18 +92,17 @@ export function openPodChannel(opts: { cfg: ShimConfig; bundle: string; self: st
 }
 
 /** The downstream start without blocking the event loop: containerd's calls keep flowing meanwhile. */
-function runDownstream(file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer }): Promise<SpawnSyncReturns<Buffer>> {
+function runDownstream(file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer; stdout: number }): Promise<SpawnSyncReturns<Buffer>> {
   return new Promise((resolve) => {
-    const out: Buffer[] = [];
     const err: Buffer[] = [];
-    const p = spawn(file, argv, { cwd: opts.cwd, env: opts.env, stdio: ['pipe', 'pipe', 'pipe'] });
+    // stdout goes to the start record (start.ts), which the downstream writes itself.
+    const p = spawn(file, argv, { cwd: opts.cwd, env: opts.env, stdio: ['pipe', opts.stdout, 'pipe'] });
     const empty = Buffer.alloc(0);
     p.on('error', (error) => resolve({ pid: 0, output: [], stdout: empty, stderr: empty, status: null, signal: null, error }));
-    p.stdout.on('data', (d: Buffer) => out.push(d));
-    p.stderr.on('data', (d: Buffer) => err.push(d));
-    p.on('close', (status, signal) => resolve({ pid: p.pid ?? 0, output: [], stdout: Buffer.concat(out), stderr: Buffer.concat(err), status, signal }));
-    p.stdin.on('error', () => undefined);
-    p.stdin.end(opts.input);
+    p.stderr!.on('data', (d: Buffer) => err.push(d));
+    p.on('close', (status, signal) => resolve({ pid: p.pid ?? 0, output: [], stdout: empty, stderr: Buffer.concat(err), status, signal }));
+    p.stdin!.on('error', () => undefined);
+    p.stdin!.end(opts.input);
   });
 }
 

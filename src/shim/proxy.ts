@@ -68,24 +68,29 @@ export class ProxyConnection {
     });
   }
 
-  private forward(raw: Buffer, copy: boolean): void {
-    if (this.backlog) this.backlog.push(copy ? Buffer.from(raw) : raw);
-    else if (this.down && !this.down.sendRaw(raw) && !this.down.closed) this.up.pause();
+  /**
+   * `ofParser`: raw is the upstream parser's frame (not a copy): it is copied if it must wait for the
+   * downstream, and otherwise goes back to that parser once written (a flood of 4 MiB frames reuses buffers).
+   */
+  private forward(raw: Buffer, ofParser: boolean): void {
+    if (this.backlog) this.backlog.push(ofParser ? Buffer.from(raw) : raw);
+    else if (this.down && !this.down.sendRaw(raw, ofParser ? this.up : undefined) && !this.down.closed) this.up.pause();
   }
 
-  private toUpstream(raw: Buffer): void {
-    if (!this.up.sendRaw(raw) && !this.up.closed) this.down?.pause();
+  /** `own`: raw is a frame of the downstream parser that nothing else refers to. */
+  private toUpstream(raw: Buffer, own = false): void {
+    if (!this.up.sendRaw(raw, own ? this.down : undefined) && !this.up.closed) this.down?.pause();
   }
 
   private fromUpstream(f: Frame): void {
-    if (f.type !== FrameType.Request) return this.forward(f.raw, !!this.backlog);
+    if (f.type !== FrameType.Request) return this.forward(f.raw, true);
     let sm: { service: string; method: string };
     try {
       sm = peekServiceMethod(f.data);
     } catch {
-      return this.forward(f.raw, !!this.backlog); // let the downstream answer garbage its own way
+      return this.forward(f.raw, true); // let the downstream answer garbage its own way
     }
-    if (!TASK_SERVICES.has(sm.service)) return this.forward(f.raw, !!this.backlog);
+    if (!TASK_SERVICES.has(sm.service)) return this.forward(f.raw, true);
     switch (sm.method) {
       case 'Create':
         return void this.intercept(f.streamId, Buffer.from(f.raw), f.data);
@@ -104,7 +109,7 @@ export class ProxyConnection {
         this.watched.set(f.streamId, { kind: 'shutdown' });
         break;
     }
-    this.forward(f.raw, !!this.backlog);
+    this.forward(f.raw, true);
   }
 
   private async intercept(streamId: number, raw: Buffer, data: Buffer): Promise<void> {
@@ -148,14 +153,14 @@ export class ProxyConnection {
       if (w.kind === 'start') {
         // The task runs: load the logger now, after containerd got its answer, rather than on the
         // start path or when the task is deleted.
-        this.toUpstream(f.raw);
+        this.toUpstream(f.raw, true);
         return void setImmediate(() => this.hooks.log.flush());
       }
       if (w.kind === 'delete' && ok) {
         void this.hooks.interceptor.deleted(w.id).catch((e) => this.hooks.log.error('release on delete failed', { container: w.id, error: String(e) }));
       }
     }
-    this.toUpstream(f.raw);
+    this.toUpstream(f.raw, true);
   }
 
   /** The downstream hung up: Kata's last Shutdown exits without replying, which counts as success. */

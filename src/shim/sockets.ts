@@ -1,6 +1,14 @@
-// Unix socket probes shared by start, delete and the daemon.
+// Our socket's name, and unix socket probes shared by start, delete, the daemon and the reaper.
 import * as fs from 'fs';
 import * as net from 'net';
+import * as path from 'path';
+import * as crypto from 'crypto';
+
+/** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
+export function ourAddress(socketDir: string, downstreamAddress: string): string {
+  const hash = crypto.createHash('sha256').update(downstreamAddress).digest('hex');
+  return `unix://${path.join(socketDir, hash)}.sock`;
+}
 
 /** True when something accepts connections on the socket. */
 export function canConnect(p: string, timeoutMs = 1000): Promise<boolean> {

@@ -4,14 +4,14 @@
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
-import * as crypto from 'crypto';
 import { spawn, spawnSync, type SpawnSyncReturns } from 'child_process';
 import type { ShimArgs } from './args';
-import { checkDownstream, loadConfig } from './config';
-import { daemonPidFile, readPidFile, socketPath, writeState } from './state';
+import { checkDownstream, loadConfig, type ShimConfig } from './config';
+import { STATE_FILE, daemonPidFile, readPidFile, socketPath, writeState } from './state';
+import { StartRecord, removeOwner, writeOwner } from './reaper';
 import { writeFileAtomic } from '../volumes/files';
 import { messageOf } from '../volumes/types';
-import { canConnect } from './sockets';
+import { canConnect, ourAddress } from './sockets';
 import { CONTAINERD_OOM_ENV, DAEMON_HEAP_FLAG, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
@@ -19,11 +19,7 @@ export class StartError extends Error {
   override readonly name = 'StartError';
 }
 
-/** Our socket: one katavol daemon per downstream daemon, so a pod that shares a shim shares ours. */
-export function ourAddress(socketDir: string, downstreamAddress: string): string {
-  const hash = crypto.createHash('sha256').update(downstreamAddress).digest('hex');
-  return `unix://${path.join(socketDir, hash)}.sock`;
-}
+export { ourAddress } from './sockets';
 
 function listen(p: string): Promise<net.Server> {
   return new Promise((resolve, reject) => {
@@ -66,7 +62,7 @@ export interface StartInput {
   /** Called as each step ends ('downstream', 'bind', 'state'): a warm daemon logs where its start's time went. */
   mark?: (step: string) => void;
   /** Runs the downstream start without blocking (a serving daemon keeps proxying meanwhile). */
-  runDownstream?: (file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer }) => Promise<SpawnSyncReturns<Buffer>>;
+  runDownstream?: (file: string, argv: string[], opts: { cwd: string; env: NodeJS.ProcessEnv; input: Buffer; stdout: number }) => Promise<SpawnSyncReturns<Buffer>>;
 }
 
 /**
@@ -81,17 +77,37 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   const bundle = args.bundle || from.cwd || process.cwd();
   const stdin = from.stdin ?? readAllStdin();
 
-  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us.
-  const dsOpts = { cwd: bundle, env: containerdEnv(env), input: stdin, maxBuffer: 1 << 20 };
-  const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts) : spawnSync(cfg.downstream, args.argv, dsOpts);
+  // 0. A record of this start, so that if this process dies from here on (SIGKILL, OOM) a sweep stops
+  // what the downstream start made (reaper.ts). A full or unwritable socketDir fails here, before anything runs.
+  let rec: StartRecord;
+  try {
+    rec = StartRecord.open(cfg.socketDir, { id: args.id, bundle, downstream: cfg.downstream });
+  } catch (e) {
+    throw new StartError(`cannot write the start record in socketDir ${cfg.socketDir} (config ${cfg.file}): ${messageOf(e)}; nothing was started: free space there or point socketDir at a writable directory`, { cause: e });
+  }
+  try {
+    return await startDownstreamAndServe(args, self, inline, from, { cfg, env, bundle, stdin, rec });
+  } finally {
+    rec.remove();
+  }
+}
+
+async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boolean, from: StartInput,
+  { cfg, env, bundle, stdin, rec }: { cfg: ShimConfig; env: NodeJS.ProcessEnv; bundle: string; stdin: Buffer; rec: StartRecord }): Promise<Started> {
+  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us;
+  // its stdout goes into the start record, so its answer outlives us.
+  const dsOpts = { cwd: bundle, env: containerdEnv(env), input: stdin, stdout: rec.fd! };
+  const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts)
+    : spawnSync(cfg.downstream, args.argv, { ...dsOpts, stdio: ['pipe', dsOpts.stdout, 'pipe'], maxBuffer: 1 << 20 });
+  const out = rec.output();
   from.mark?.('downstream');
   if (ds.error) throw new StartError(`cannot run downstream shim ${cfg.downstream}: ${ds.error.message}`);
   if (ds.status !== 0) {
-    throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${(ds.stderr.toString() + ds.stdout.toString()).trim()}`);
+    throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${((ds.stderr?.toString() ?? '') + out.toString()).trim()}`);
   }
   let boot: Bootstrap;
   try {
-    boot = parseBootstrap(ds.stdout, cfg.downstream);
+    boot = parseBootstrap(out, cfg.downstream);
   } catch (e) {
     // Nobody will ever talk to what that start may have left running: stop it if it named its pid.
     const pid = readPidFile(path.join(bundle, 'shim.pid'));
@@ -100,11 +116,18 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   }
   const downstreamAddress = boot.address;
 
+  let bound: string | undefined;
   try {
     // 2. Our socket, bound here and handed to the daemon as fd 3 so containerd can connect at once.
     const address = ourAddress(cfg.socketDir, downstreamAddress);
-    const server = await bindOrReuse(socketPath(address));
-    if (server) fs.chmodSync(socketPath(address), 0o600);
+    const sock = socketPath(address);
+    const server = await bindOrReuse(sock);
+    if (server) {
+      bound = sock;
+      fs.chmodSync(sock, 0o600);
+      // From here the daemon record, not the start record, says who answers for the downstream.
+      inSocketDir(cfg.socketDir, 'record the daemon', () => writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: process.pid }));
+    }
     from.mark?.('bind');
     const state = {
       address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
@@ -123,7 +146,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
       const early: net.Socket[] = [];
       server.on('connection', (c) => early.push(c));
       // Written now, not when the daemon part starts: a pod's next start may look for it right away.
-      fs.writeFileSync(daemonPidFile(socketPath(address)), `${process.pid}\n`);
+      inSocketDir(cfg.socketDir, 'write the daemon\'s pid file', () => fs.writeFileSync(daemonPidFile(sock), `${process.pid}\n`));
       from.mark?.('state');
       return { address, answer, serve: { server, early } };
     }
@@ -138,18 +161,36 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
         env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
       });
       child.unref();
+      bound = undefined; // the daemon has it now
+      // Best effort: while the record still names us, a sweep sees the daemon by its listening socket.
+      try { writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: child.pid! }); } catch { /* see above */ }
       writeState(bundle, { ...state, daemonPid: child.pid });
     } else {
       // A pod's existing daemon serves this container too; it recorded its pid next to its socket.
-      writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(socketPath(address))) });
+      writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(sock)) });
     }
     return { address, answer };
   } catch (e) {
     // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
-    // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed).
+    // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed), nor our socket.
     const { stopDownstream } = await import('./downstream');
     await stopDownstream(args.id, downstreamAddress, { force: false, version: boot.version }).catch(() => undefined);
+    if (bound) {
+      fs.rmSync(bound, { force: true });
+      fs.rmSync(daemonPidFile(bound), { force: true });
+      removeOwner(bound, process.pid);
+    }
+    fs.rmSync(path.join(bundle, STATE_FILE), { force: true });
     throw new StartError(`katavol start after downstream start: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+/** A write to socketDir whose failure (ENOSPC...) says where and what to do. */
+function inSocketDir(dir: string, what: string, fn: () => void): void {
+  try {
+    fn();
+  } catch (e) {
+    throw new Error(`cannot ${what} in socketDir ${dir}: ${messageOf(e)}; free space there`, { cause: e });
   }
 }
 

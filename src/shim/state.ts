@@ -11,7 +11,7 @@ export const ORIGINAL_SPEC = 'config.json.katavol-orig';
  * katavol.json. Besides Node, the sh launcher bin/containerd-shim-katavol-v2 reads it for its fast
  * `delete` (without starting Node): one line of JSON without backslash escapes, whose string fields
  * `downstream` (absolute path), `address` and `downstreamAddress` it parses by hand, and only while
- * the bundle has no katavol-held.json (HELD_FILE). Keep it one line, keep those names, and test
+ * the bundle has no katavol-held.json (HELD_FILE) nor a claim of it. Keep it one line, keep those names, and test
  * changes with test/shim/launcher.test.ts.
  */
 export interface BundleState {

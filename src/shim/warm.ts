@@ -10,6 +10,7 @@ import * as path from 'path';
 import { configPath, loadConfig, type ShimConfig } from './config';
 import { WARM_NICE, buildId, buildRoot, launcherRoot, listPool, poolDir, procStart, refillPool } from './pool';
 import { HandoffChannel, type HandoffRequest } from './handoff';
+import { sweepDeadDaemons } from './reaper';
 import { CONTAINERD_OOM_ENV, adjustOomScore, parentScoreOf } from './oom';
 import { failureText } from './args';
 
@@ -78,9 +79,16 @@ function waitForClaim(cfg: ShimConfig, cfgText: string | undefined, build: strin
     // Announce ourselves only now: the boot marker goes once the directory is claimable.
     for (const e of listPool(cfg.socketDir)) if (e.kind === 'booting' && e.pid === process.pid && e.name.startsWith('b.')) fs.rmSync(e.path, { force: true });
 
+    let sweeping = false;
     const staleMs = Number(process.env[STALE_CLAIM_ENV]) > 0 ? Number(process.env[STALE_CLAIM_ENV]) : STALE_CLAIM_MS;
     const poll = setInterval(() => {
       if (!fs.existsSync(dir)) return finish('retire', false);
+      // While waiting: stop the downstreams of daemons and starts that died unseen (reaper.ts), so they
+      // go even when no start or delete comes after the crash.
+      if (!sweeping && !ch.claimed) {
+        sweeping = true;
+        void sweepDeadDaemons(cfg.socketDir).finally(() => { sweeping = false; });
+      }
       if (ch.claimed) {
         // Claimed but no request yet: only an abandoned claim stays like this.
         claimedSince ||= Date.now();

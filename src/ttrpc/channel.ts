@@ -127,15 +127,19 @@ export class Channel extends EventEmitter<ChannelEvents> {
     return this.socket.write(frame);
   }
 
-  /** Forwards a complete frame (e.g. Frame.raw from another Channel) untouched. Same return value as send. */
-  sendRaw(frameBytes: Buffer): boolean {
+  /**
+   * Forwards a complete frame (e.g. Frame.raw from another Channel) untouched. Same return value as send.
+   * `from`: the Channel the frame came from, which gets its bytes back for reuse once they are written
+   * (see FrameParser.recycle); only pass it when nothing else refers to the frame.
+   */
+  sendRaw(frameBytes: Buffer, from?: Channel): boolean {
     if (frameBytes.length < HEADER_LENGTH || frameBytes.readUInt32BE(0) !== frameBytes.length - HEADER_LENGTH) {
       throw new RangeError(`ttrpc: sendRaw needs exactly one frame (header length field does not match ${frameBytes.length} bytes)`);
     }
     if (this._closed) return false;
     if (frameBytes.length <= HEADER_LENGTH + COPY_THRESHOLD) return this.enqueue(frameBytes);
     this.flush();
-    return this.socket.write(frameBytes);
+    return from ? this.socket.write(frameBytes, () => from.parser.recycle(frameBytes)) : this.socket.write(frameBytes);
   }
 
   /** Holds a small frame for the batch write; the same answer socket.write would give for the whole batch. */

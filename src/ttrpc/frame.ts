@@ -65,6 +65,11 @@ export interface FrameParserOptions {
   onOversize: (streamId: number, length: number, type: number, flags: number) => void;
 }
 
+/** Frames from this size on are assembled in recyclable buffers (see FrameParser.recycle). */
+const RECYCLE_MIN = 1 << 20;
+/** Spare buffers a parser keeps: enough for the frames in flight on one connection with backpressure. */
+const SPARE_BUFFERS = 2;
+
 /**
  * Incremental frame parser: feed it socket chunks of any size, split or coalesced at any byte boundary.
  * It never holds more than one (accepted-size) frame; oversize frames are skipped without being buffered.
@@ -89,6 +94,11 @@ export class FrameParser {
   private discardType = 0;
   private discardFlags = 0;
   private discarding = false;
+  // Large frames are assembled in buffers of the full frame capacity, which recycle() hands back once
+  // the receiver is done with them (a proxy, after forwarding): a flood of large frames then reuses a
+  // few buffers instead of leaving one garbage buffer per frame for a later collection.
+  private readonly spare: ArrayBuffer[] = [];
+  private readonly mine = new WeakSet<ArrayBuffer>();
 
   constructor(opts: FrameParserOptions) {
     const max = opts.maxLength ?? MESSAGE_LENGTH_MAX;
@@ -145,7 +155,7 @@ export class FrameParser {
           this.startDiscard(this.hdr, 0, length);
           continue;
         }
-        const frame = Buffer.allocUnsafe(HEADER_LENGTH + length);
+        const frame = this.allocate(HEADER_LENGTH + length);
         this.hdr.copy(frame, 0);
         if (length === 0) {
           this.emit(frame);
@@ -170,12 +180,34 @@ export class FrameParser {
         continue;
       }
       // Frame continues in later chunks: assemble it once, at its exact size.
-      const frame = Buffer.allocUnsafe(total);
+      const frame = this.allocate(total);
       chunk.copy(frame, 0, off, end);
       this.partial = frame;
       this.partialFilled = end - off;
       off = end;
     }
+  }
+
+  /**
+   * Gives back the bytes of a frame this parser assembled, once nothing refers to them any more (e.g.
+   * when the socket write that forwarded them has completed); the next large frame is assembled in
+   * them. Anything else (a small frame, a slice of a socket chunk, a copy) is ignored.
+   */
+  recycle(raw: Buffer): void {
+    const ab = raw.buffer as ArrayBuffer;
+    if (raw.byteOffset !== 0 || !this.mine.has(ab) || this.spare.length >= SPARE_BUFFERS || this.spare.includes(ab)) return;
+    this.spare.push(ab);
+  }
+
+  /** A buffer for one frame of `total` bytes: a spare or new full-capacity one for a large frame. */
+  private allocate(total: number): Buffer {
+    if (total < RECYCLE_MIN) return Buffer.allocUnsafe(total);
+    let ab = this.spare.pop();
+    if (!ab) {
+      ab = new ArrayBuffer(HEADER_LENGTH + this.maxLength);
+      this.mine.add(ab);
+    }
+    return Buffer.from(ab, 0, total);
   }
 
   private emit(raw: Buffer): void {

@@ -1,6 +1,9 @@
-// Cross-process lock for one registry entry. Node has no flock(2), so the lock is a file created with
-// O_EXCL holding "<pid> <token>". A lock whose owner died is broken under a second O_EXCL file, so two
-// waiters can never both decide to break it and then delete each other's fresh lock.
+// Cross-process lock for one registry entry. Node has no flock(2), so the lock is a symbolic link whose
+// target is "<pid> <token>": created atomically with its content (symlink(2) fails with EEXIST), and,
+// being short, kept in the inode, so taking it needs no data block: a full registry filesystem can still
+// be locked, and so volumes can still be released. A lock whose owner died is broken under a second such
+// link, so two waiters can never both decide to break it and then delete each other's fresh lock.
+// (Regular lock files holding "<pid> <token>\n", written by older builds, are still read.)
 import * as fs from 'fs';
 import * as path from 'path';
 import * as crypto from 'crypto';
@@ -26,16 +29,17 @@ function alive(pid: number): boolean {
 
 function readOrUndefined(p: string): { text: string; mtimeMs: number } | undefined {
   try {
-    const text = fs.readFileSync(p, 'utf8');
-    return { text, mtimeMs: fs.statSync(p).mtimeMs };
+    const st = fs.lstatSync(p);
+    const text = st.isSymbolicLink() ? fs.readlinkSync(p) : fs.readFileSync(p, 'utf8');
+    return { text, mtimeMs: st.mtimeMs };
   } catch {
     return undefined;
   }
 }
 
-/** Owner pid of a lock file's content, or undefined if it is not (yet) written. */
+/** Owner pid of a lock's content, or undefined if it is not (yet) written (an old-style file). */
 function ownerOf(text: string): number | undefined {
-  const m = /^(\d+) \S+\n$/.exec(text);
+  const m = /^(\d+) \S+\n?$/.exec(text);
   return m ? Number(m[1]) : undefined;
 }
 
@@ -45,17 +49,11 @@ function isStale(content: { text: string; mtimeMs: number }): boolean {
 }
 
 function tryCreate(p: string, text: string): boolean {
-  let fd: number;
   try {
-    fd = fs.openSync(p, 'wx', 0o600);
+    fs.symlinkSync(text, p);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false;
     throw e;
-  }
-  try {
-    fs.writeSync(fd, text);
-  } finally {
-    fs.closeSync(fd);
   }
   return true;
 }
@@ -76,7 +74,7 @@ export function lockFileFor(target: LockTarget): string {
 export function withLock<T>(target: LockTarget, fn: () => T, timeoutMs = 30000): T {
   const file = lockFileFor(target);
   const breaker = file + '.break';
-  const mine = `${process.pid} ${crypto.randomBytes(8).toString('hex')}\n`;
+  const mine = `${process.pid} ${crypto.randomBytes(8).toString('hex')}`;
   const deadline = Date.now() + timeoutMs;
   fs.mkdirSync(target.lockDir, { recursive: true, mode: 0o700 });
 

@@ -10,6 +10,9 @@ import {
   KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsWithEnv, sleep, tmpDir,
 } from '../support/containerd';
 import { listPool, stopPool } from '../../src/shim/pool';
+import { ourAddress } from '../../src/shim/start';
+import { socketPath } from '../../src/shim/state';
+import { STARTS_DIR } from '../../src/shim/reaper';
 import { katavolLogLines } from '../support/logrus';
 
 // The whole suite runs cold (every start boots Node) and with a warm daemon pool (starts claim one).
@@ -358,16 +361,31 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
   });
 
   it('a start that fails after the downstream started leaves no downstream daemon behind', async function () {
-    const good = fs.readFileSync(config, 'utf8');
-    const blocker = path.join(work, 'not-a-dir');
-    fs.writeFileSync(blocker, '');
-    // socketDir below a regular file: our bind fails after the downstream start succeeded.
-    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(good), socketDir: path.join(blocker, 's') }));
     const id = `startfail${n}`;
+    // A directory where our socket goes: our bind fails after the downstream start succeeded.
+    const ours = socketPath(ourAddress(sockDir, `unix://${runcSocket(id)}`));
+    fs.mkdirSync(ours);
     try {
       const r = ctd.ctr(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/true']);
       assert.notEqual(r.status, 0);
-      assert.match(r.stderr, /katavol start after downstream start: .*not-a-dir/);
+      assert.match(r.stderr, new RegExp(`katavol start after downstream start: .*${path.basename(ours)}`));
+    } finally {
+      fs.rmdirSync(ours);
+    }
+    await assertNoLeftovers([id], []);
+    assert.equal(fs.existsSync(path.join(sockDir, STARTS_DIR)), false, 'no start record left');
+  });
+
+  it('a socketDir it cannot write to fails the start before anything runs, saying so', async function () {
+    const good = fs.readFileSync(config, 'utf8');
+    const blocker = path.join(work, 'not-a-dir');
+    fs.writeFileSync(blocker, '');
+    fs.writeFileSync(config, JSON.stringify({ ...JSON.parse(good), socketDir: path.join(blocker, 's') }));
+    const id = `nodir${n}`;
+    try {
+      const r = ctd.ctr(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/true']);
+      assert.notEqual(r.status, 0);
+      assert.match(r.stderr, /cannot write the start record in socketDir .*not-a-dir\/s \(config .*\): ENOTDIR: not a directory.*; nothing was started/);
     } finally {
       fs.writeFileSync(config, good);
     }

@@ -90,6 +90,11 @@ describe('shim launcher: delete fast path', () => {
     fs.writeFileSync(path.join(bundle, 'katavol-held.json'), '{}');
     handedToNode(del());
   });
+  it('runs Node when a delete killed while releasing left its claim of the held record', () => {
+    writeState({ daemonPid: fakeDaemon() });
+    fs.writeFileSync(path.join(bundle, 'katavol-held.json.releasing.999999'), '{}');
+    handedToNode(del());
+  });
   it('runs Node for state it does not fully understand (no state, escapes, relative downstream)', () => {
     handedToNode(del());
     fs.rmSync(marker);

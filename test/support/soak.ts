@@ -6,18 +6,38 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
-import { PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, sleep, tmpDir } from './containerd';
+import { PrivateContainerd, SHIM, debugfsCat, makeExt4Image, makeRootfs, sleep, tmpDir } from './containerd';
 import { Registry } from '../../src/volumes/registry';
+import { STARTS_DIR } from '../../src/shim/reaper';
+import { stopPool } from '../../src/shim/pool';
+import { encodeVolumePath } from '../../src/volumes/encoding';
+import { TEMP_PREFIX } from '../../src/volumes/files';
 
 export type Kind = 'none' | 'rw' | 'ro' | 'pod';
 export const KINDS: readonly Kind[] = ['none', 'rw', 'ro', 'pod'];
 
-/** Injected once the churn is a third done (kill-* repeat through the rest of it). */
-export type Fault = 'containerd-sigterm' | 'containerd-sigkill' | 'start-in-flight' | 'kill-daemons' | 'kill-downstreams';
-export const FAULTS: readonly Fault[] = ['containerd-sigterm', 'containerd-sigkill', 'start-in-flight', 'kill-daemons', 'kill-downstreams'];
+/**
+ * Injected once the churn is a third done (kill-* repeat through the rest of it):
+ *   containerd-sigterm/-sigkill  containerd restarted while containers start and stop
+ *   start-in-flight              containerd stopped 150-300 ms into a `ctr run`, then restarted
+ *   kill-daemons/-downstreams    random katavol daemons (and starts, deletes) / runc shims SIGKILLed
+ *   hang-create                  the runc shim of a container SIGSTOPped before Create reaches it: `ctr --timeout 10s`
+ *                                gives up with "ctr: context deadline exceeded"; the shim then gets SIGCONT or SIGKILL
+ *   enospc                       socketDir and the volume root on a small tmpfs, filled: `direct-volume add` and
+ *                                `ctr run` fail saying "no space left on device", the registry keeps no trace of the add
+ *   image-gone                   a running container's image deleted, or its loop device detached by someone else;
+ *                                then kill, task delete and container delete must all succeed and release everything
+ */
+export type Fault = 'containerd-sigterm' | 'containerd-sigkill' | 'start-in-flight' | 'kill-daemons' | 'kill-downstreams' | 'hang-create' | 'enospc' | 'image-gone';
+export const FAULTS: readonly Fault[] = ['containerd-sigterm', 'containerd-sigkill', 'start-in-flight', 'kill-daemons', 'kill-downstreams', 'hang-create', 'enospc', 'image-gone'];
+
+/** What ctr prints when its `--timeout` ends a call that a stopped shim never answers (containerd 1.6 sets no deadline of its own on Create). */
+export const HANG_ERROR = /^ctr: context deadline exceeded\n$/;
+/** Every failure while the filesystem of socketDir and the volume root is full names the cause. */
+export const ENOSPC_ERROR = /no space left on device/i;
 
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
-export const FAULT_ERRORS = /ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
 export interface SoakOptions {
   containers: number;
@@ -61,14 +81,25 @@ const SHARED_TEXT = 'shared-read-only-content';
 export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const log = opts.log ?? (() => undefined);
   const work = tmpDir('katavol-soak-');
-  const sockDir = fs.mkdtempSync('/tmp/kvsoak-');
-  const volRoot = path.join(work, 'volumes');
+  // enospc: socketDir and the volume root share a small tmpfs that the fault fills.
+  const small = opts.fault === 'enospc' ? fs.mkdtempSync('/tmp/kvsoak-') : undefined;
+  if (small) {
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0711', 'katavol-soak', small], { encoding: 'utf8' });
+    if (m.status !== 0) throw new Error(`mount tmpfs on ${small}: ${m.stderr}`);
+    fs.mkdirSync(path.join(small, 's'));
+  }
+  const sockDir = small ? path.join(small, 's') : fs.mkdtempSync('/tmp/kvsoak-');
+  const volRoot = small ? path.join(small, 'volumes') : path.join(work, 'volumes');
   const config = path.join(work, 'katavol.json');
-  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
+  // hang-create: the downstream is the runc shim behind a script that SIGSTOPs the shim it started for
+  // an id marked in <work>/stop-<id>, before containerd's Create can reach it.
+  const downstream = opts.fault === 'hang-create' ? stoppingDownstream(work) : '/usr/bin/containerd-shim-runc-v2';
+  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir }));
   const rootfs = makeRootfs(work);
   const env = { ...process.env, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_CONFIG: config };
   const katavol = (...args: string[]) => spawnSync(path.join(__dirname, '..', '..', '..', 'bin', 'katavol'), args, { encoding: 'utf8', env });
   const problems: string[] = [];
+  const faultFailures: string[] = [];
   const images: string[] = [];
   const volumes: string[] = [];
   const tokens = new Map<string, string>(); // image -> token written into /token
@@ -83,19 +114,26 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const mk = spawnSync('mkfs.ext4', ['-q', '-F', '-d', seed, sharedImg], { encoding: 'utf8' });
   if (mk.status !== 0) throw new Error(`mkfs.ext4 -d: ${mk.stderr}`);
   images.push(sharedImg);
-  const register = (vol: string, device: string): void => {
+  let diskFull = false;
+  /** False when the add failed because the fault filled the registry's filesystem (a fault failure, not a problem). */
+  const register = (vol: string, device: string): boolean => {
     const r = katavol('direct-volume', 'add', vol, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4' }));
+    if (r.status !== 0 && diskFull && ENOSPC_ERROR.test(r.stderr)) {
+      faultFailures.push(`${vol}: direct-volume add exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`);
+      return false;
+    }
     if (r.status !== 0) throw new Error(`direct-volume add ${vol}: ${r.stderr}`);
     volumes.push(vol);
+    return true;
   };
   register(SHARED_VOLUME, sharedImg);
 
   // A short orphan timeout, so a daemon whose start containerd lost is gone before the leak checks.
   const ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_ORPHAN_TIMEOUT_MS: '4000' } });
   const ctrArgs = (args: string[]) => ['-a', ctd.sock, '-n', ctd.namespace, ...args];
-  const ctrRun = (args: string[]): Promise<Run> => new Promise((resolve) => {
+  const ctrRun = (args: string[], global: string[] = []): Promise<Run> => new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
-    const p = spawn('ctr', ctrArgs(args), { stdio: ['ignore', 'pipe', 'pipe'] });
+    const p = spawn('ctr', [...global, ...ctrArgs(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
     let first = -1;
@@ -131,7 +169,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
   const latencies: number[] = [];
   const byKind: Record<Kind, number> = { none: 0, rw: 0, ro: 0, pod: 0 };
-  const faultFailures: string[] = [];
   let faultActive = false;
   /** True when the run succeeded with the expected output; a failure during a fault is noted, not a problem. */
   const expectOk = (id: string, r: Run, out: RegExp): boolean => {
@@ -159,7 +196,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     } else if (kind === 'rw') {
       const img = newImage(id);
       const token = `token-${id}-${process.pid}`;
-      register(`/soak/${id}`, img);
+      if (!register(`/soak/${id}`, img)) return;
       const ok = expectOk(id, await run(id, `echo started; echo ${token} > /disk/token && sync && cat /disk/token`, [`type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`]), new RegExp(`^started\\n${token}\\n$`));
       // A run a fault cut short may not have written it; one that printed it back must have it on disk.
       if (ok) tokens.set(img, token);
@@ -168,7 +205,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       // daemon; the first writes its own image and outlives the second, which reads the shared volume.
       const img = newImage(`${id}-a`);
       const token = `token-${id}-${process.pid}`;
-      register(`/soak/${id}`, img);
+      if (!register(`/soak/${id}`, img)) return;
       const pod = ['--annotation', `io.kubernetes.cri.sandbox-id=${id}`];
       const first = run(`${id}-a`, `echo started; echo ${token} > /disk/token && sync; i=0; while [ ! -e /disk/go ] && [ $i -lt 300 ]; do sleep 0.1; i=$((i+1)); done; cat /disk/token`,
         [`type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`], pod);
@@ -198,6 +235,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }
   });
   let faultsInjected = 0;
+  let userCleaned = 0;
+  const goneImages: string[] = [];
   const daemonPids = (needle: string) => ctd.shimPids().filter((p) => safeCmdline(p).includes(needle));
   const injector = (async () => {
     if (!opts.fault) return;
@@ -222,6 +261,100 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         faultsInjected++;
         const r = await pending;
         if (r.status !== 0) faultFailures.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`);
+      }
+    } else if (f === 'hang-create') {
+      // A runc shim stopped before Create: ctr's own deadline ends the wait; then the shim is continued
+      // (even k) or killed (odd k). Either way nothing may be left, and the churn goes on meanwhile.
+      for (let k = 0; k < Math.max(2, Math.floor(opts.containers / 50)); k++) {
+        const id = `hang${k}`;
+        fs.writeFileSync(path.join(work, `stop-${id}`), '');
+        log(`soak: ${id}: its runc shim is SIGSTOPped before Create; ctr --timeout 10s`);
+        const r = await ctrRun(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'echo started'], ['--timeout', '10s']);
+        faultsInjected++;
+        if (!HANG_ERROR.test(r.stderr) || r.status === 0) problems.push(`${id}: expected ctr to fail with "ctr: context deadline exceeded", got exit ${r.status}: ${JSON.stringify(r.stderr.slice(0, 300))}`);
+        else faultFailures.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim()}`);
+        let pid = NaN;
+        try { pid = Number(fs.readFileSync(path.join(work, `stopped-${id}`), 'utf8')); } catch { /* not stopped */ }
+        if (!(pid > 0)) {
+          problems.push(`${id}: its runc shim was never stopped (the fault did not happen)`);
+          continue;
+        }
+        try { process.kill(pid, k % 2 === 0 ? 'SIGCONT' : 'SIGKILL'); } catch { /* already reaped */ }
+        if (spawnSync('ctr', ctrArgs(['container', 'delete', id])).status === 0) userCleaned++; // what ctr run --rm could not
+      }
+    } else if (f === 'enospc') {
+      // Fill the tmpfs of socketDir and the volume root and keep it full (the churn frees space as it
+      // goes), try what a user would, then free it. A try that found a page just freed may succeed
+      // whole; at least one of each must meet the full disk.
+      const filler = path.join(small!, 'filler');
+      diskFull = true;
+      fillUp(filler);
+      const keepFull = setInterval(() => fillUp(filler), 10);
+      log(`soak: ${small} is full`);
+      let adds = 0;
+      let runs = 0;
+      for (let k = 0; k < 10 && (adds < 3 || runs < 3); k++) {
+        fillUp(filler);
+        const vol = `/soak/enospc${k}`;
+        const before = registryTrace(volRoot);
+        const add = katavol('direct-volume', 'add', vol, JSON.stringify({ 'volume-type': 'directvol', device: sharedImg, fstype: 'ext4' }));
+        faultsInjected++;
+        if (add.status === 0) volumes.push(vol);
+        else if (!ENOSPC_ERROR.test(add.stderr)) problems.push(`${vol}: expected direct-volume add to fail with "no space left on device", got exit ${add.status}: ${add.stderr.trim().slice(0, 300)}`);
+        else {
+          adds++;
+          faultFailures.push(`${vol}: direct-volume add exited ${add.status}: ${add.stderr.trim()}`);
+          // Only this add's traces: its entry or a temp name (the churn's sandbox records come and go meanwhile).
+          const traces = registryTrace(volRoot).filter((n) => !before.includes(n) && (n.startsWith(encodeVolumePath(vol)) || path.basename(n).startsWith(TEMP_PREFIX)));
+          if (traces.length) problems.push(`${vol}: the failed add left ${traces.join(', ')} in the registry`);
+        }
+        fillUp(filler);
+        const id = `enospc${k}`;
+        const r = await ctrRun(['run', '--rm', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'echo started']);
+        if (r.status !== 0 && !ENOSPC_ERROR.test(r.stderr)) problems.push(`${id}: expected ctr run to fail with "no space left on device", got exit ${r.status}: ${r.stderr.trim().slice(0, 300)}`);
+        else if (r.status !== 0) {
+          runs++;
+          faultFailures.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim()}`);
+          if (spawnSync('ctr', ctrArgs(['container', 'delete', id])).status === 0) userCleaned++;
+        }
+      }
+      if (!adds || !runs) problems.push(`the full disk was never met: ${adds} adds and ${runs} runs failed with ENOSPC`);
+      clearInterval(keepFull);
+      fs.rmSync(filler, { force: true });
+      diskFull = false;
+      log(`soak: ${small} has room again`);
+    } else if (f === 'image-gone') {
+      // A running container's image deleted (even k) or its loop device detached by someone else (odd k):
+      // stopping and deleting it must still work and release everything.
+      for (let k = 0; k < Math.max(2, Math.floor(opts.containers / 50)); k++) {
+        const id = `gone${k}`;
+        const img = newImage(id);
+        if (!register(`/soak/${id}`, img)) continue;
+        const r = await ctrRun(['run', '-d', '--runtime', SHIM, '--mount', `type=directvol,src=/soak/${id},dst=/disk,options=rbind:rw`, '--rootfs', rootfs, id,
+          '/bin/sh', '-c', 'echo kept > /disk/t; sync; sleep 600']);
+        if (r.status !== 0) {
+          problems.push(`${id}: ctr run -d exited ${r.status}: ${r.stderr.trim().slice(0, 300)}`);
+          continue;
+        }
+        faultsInjected++;
+        if (k % 2 === 0) {
+          fs.rmSync(img);
+          images.splice(images.indexOf(img), 1); // nothing left to check in it; its loop devices still are
+          goneImages.push(img);
+          log(`soak: ${id}: image deleted while the container runs`);
+        } else {
+          for (const dev of loopsBackedBy(img)) spawnSync('losetup', ['-d', dev]);
+          log(`soak: ${id}: loop device detached by someone else while the container runs`);
+        }
+        for (const step of [['task', 'kill', '-s', 'SIGKILL', id], ['task', 'delete', id], ['container', 'delete', id]]) {
+          let d = spawnSync('ctr', ctrArgs(step), { encoding: 'utf8' });
+          // task delete answers FailedPrecondition until the kill has landed.
+          for (let t = 0; t < 50 && d.status !== 0 && step[1] === 'delete' && /is running|not stopped|precondition/i.test(d.stderr); t++) {
+            await sleep(100);
+            d = spawnSync('ctr', ctrArgs(step), { encoding: 'utf8' });
+          }
+          if (d.status !== 0) problems.push(`${id}: ctr ${step.slice(0, 2).join(' ')} exited ${d.status}: ${d.stderr.trim().slice(0, 300)}`);
+        }
       }
     } else {
       const needle = f === 'kill-daemons' ? 'shim/bin.js' : 'containerd-shim-runc-v2';
@@ -250,7 +383,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   log(`soak: churn done after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   // After a fault, a user cleans up what ctr left behind, as they would: kill and delete tasks, then
   // delete containers. Everything else must go by itself.
-  let userCleaned = 0;
   if (opts.fault) {
     const ls = (what: string) => spawnSync('ctr', ctrArgs([what, 'ls', '-q']), { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
     for (const t of ls('task')) {
@@ -268,12 +400,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   log(`soak: leftovers checked after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
   const left = ctd.shimPids().map((p) => `${p} ${safeCmdline(p)}`);
   if (left.length) problems.push(`processes left: ${left.join('; ')}`);
-  for (const img of images) {
-    const loops = loopDevicesOf(img);
+  for (const img of [...images, ...goneImages]) {
+    const loops = loopsBackedBy(img);
     if (loops.length) problems.push(`loop devices left on ${img}: ${loops.join(', ')}`);
   }
   const socks = fs.readdirSync(sockDir).filter((f) => !f.startsWith('.'));
-  if (socks.length) problems.push(`sockets left in ${sockDir}: ${socks.join(', ')}`);
+  if (socks.length) problems.push(`sockets, pid files or owner records left in ${sockDir}: ${socks.join(', ')}`);
+  if (fs.existsSync(path.join(sockDir, STARTS_DIR))) problems.push(`start records left in ${path.join(sockDir, STARTS_DIR)}: ${fs.readdirSync(path.join(sockDir, STARTS_DIR)).join(', ')}`);
   const reg = new Registry(volRoot);
   for (const v of volumes) {
     const s = reg.sandboxesOf(v);
@@ -300,6 +433,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
 
   await ctd.stop();
   fs.rmSync(sockDir, { recursive: true, force: true });
+  if (small) {
+    await stopPool(sockDir); // its waiting daemons hold files on the tmpfs
+    for (let i = 0; i < 50 && spawnSync('umount', [small]).status !== 0; i++) await sleep(100);
+    try { fs.rmdirSync(small); } catch (e) { problems.push(`cannot unmount the tmpfs ${small}: ${(e as Error).message}`); }
+  }
   if (!problems.length) fs.rmSync(work, { recursive: true, force: true });
   else problems.push(`scratch kept for inspection: ${work}`);
 
@@ -309,6 +447,72 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     containers, seconds, perSecond: containers / seconds, p50Ms: pct(50), p99Ms: pct(99), peakDaemonRssKiB: peakRss,
     tokensChecked, imagesChecked, byKind, problems, faultFailures, faultsInjected, userCleaned,
   };
+}
+
+/** Loop devices backed by the file, found through sysfs (losetup -j cannot name a deleted file). */
+export function loopsBackedBy(file: string): string[] {
+  const out: string[] = [];
+  for (const d of fs.readdirSync('/sys/block').filter((n) => n.startsWith('loop'))) {
+    try {
+      if (fs.readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '') === file) out.push(`/dev/${d}`);
+    } catch { /* not attached */ }
+  }
+  return out;
+}
+
+/** The runc shim behind a script that SIGSTOPs the shim it started for an id marked by <dir>/stop-<id>
+ *  (once), before answering: containerd's Create then waits on a stopped process. */
+function stoppingDownstream(dir: string): string {
+  const file = path.join(dir, 'downstream');
+  const listener = `process.stdout.write(String(require(${JSON.stringify(path.join(__dirname, '..', '..', 'src', 'shim', 'downstream'))}).listenerPid(process.argv[1].replace('unix://', '')) ?? ''))`;
+  fs.writeFileSync(file, [
+    '#!/bin/sh',
+    'for last in "$@"; do :; done',
+    'if [ "$last" = start ]; then',
+    '  id=; prev=; for a in "$@"; do [ "$prev" = -id ] && id=$a; prev=$a; done',
+    `  if [ -n "$id" ] && rm "${dir}/stop-$id" 2>/dev/null; then`,
+    '    /usr/bin/containerd-shim-runc-v2 "$@"; rc=$?',
+    // No shim.pid from this runc shim: its daemon is the process listening on the address it wrote.
+    `    pid=$(${process.execPath} -e "${listener.replace(/"/g, '\\"')}" "$(cat address)")`,
+    `    [ -n "$pid" ] && kill -STOP "$pid" && echo "$pid" > "${dir}/stopped-$id"`,
+    '    exit $rc',
+    '  fi',
+    'fi',
+    'exec /usr/bin/containerd-shim-runc-v2 "$@"',
+    '',
+  ].join('\n'), { mode: 0o755 });
+  return file;
+}
+
+/** Writes until the filesystem is full (big chunks, then small ones for the rest). */
+function fillUp(file: string): void {
+  const fd = fs.openSync(file, 'a');
+  try {
+    for (const size of [1 << 20, 4096, 512, 64]) {
+      const chunk = Buffer.alloc(size, 1);
+      for (;;) {
+        try { fs.writeSync(fd, chunk); } catch { break; }
+      }
+    }
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Every name under the registry root, for "a failed add left nothing" (sandbox records come and go). */
+function registryTrace(root: string): string[] {
+  const out: string[] = [];
+  const walk = (d: string): void => {
+    let names: string[];
+    try { names = fs.readdirSync(d); } catch { return; }
+    for (const n of names) {
+      const p = path.join(d, n);
+      out.push(path.relative(root, p));
+      if (fs.lstatSync(p).isDirectory()) walk(p);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 function safeCmdline(pid: number): string {

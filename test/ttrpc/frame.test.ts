@@ -133,6 +133,27 @@ describe('ttrpc frame', () => {
     assert.deepEqual(frames.map((f) => f.streamId), [7]);
   });
 
+  it('assembles large frames in buffers recycle() hands back, and takes back only its own', () => {
+    const frames: Frame[] = [];
+    const parser = new FrameParser({ onFrame: (f) => frames.push(f), onOversize: () => assert.fail('no oversize') });
+    const payload = (seed: number) => Buffer.alloc(2 << 20, seed);
+    const feed = (f: Buffer) => { for (let o = 0; o < f.length; o += 65536) parser.push(f.subarray(o, o + 65536)); };
+    feed(encodeFrame(1, FrameType.Request, 0, payload(1)));
+    const first = frames[0].raw;
+    parser.recycle(Buffer.from(first)); // a copy: not the parser's
+    parser.recycle(first);
+    feed(encodeFrame(3, FrameType.Request, 0, payload(2)));
+    assert.equal(frames[1].raw.buffer, first.buffer, 'the second large frame reuses the first one\'s buffer');
+    assert.ok(frames[1].data.equals(payload(2)), 'with its own bytes');
+    feed(encodeFrame(5, FrameType.Request, 0, payload(3)));
+    assert.notEqual(frames[2].raw.buffer, first.buffer, 'a buffer still in use is not handed out twice');
+    // Small frames are never pooled: recycle ignores them.
+    feed(encodeFrame(7, FrameType.Request, 0, Buffer.alloc(100)));
+    parser.recycle(frames[3].raw);
+    feed(encodeFrame(9, FrameType.Request, 0, payload(4)));
+    assert.notEqual(frames[4].raw.buffer, frames[3].raw.buffer);
+  });
+
   it('validates maxLength', () => {
     assert.throws(() => collect(-1), /maxLength -1/);
     assert.throws(() => collect(2 ** 32), /maxLength/);

@@ -129,7 +129,7 @@ describe('ttrpc fuzz (seeded)', function () {
     }
     assert.equal(after.connections, 0, 'all fuzz connections released');
     assert.ok(warm);
-    const summary = checkMemory('the fuzzed server', before, warm, after);
+    const summary = checkMemory('the fuzzed server', before, warm, after, { plateau: CONNECTIONS >= 40 });
     if (process.env.KATAVOL_FUZZ_FRAMES) {
       console.log(`      server fuzz: ${totalFrames} frames in ${seconds.toFixed(1)} s = ${Math.round(totalFrames / seconds)} frames/s; crashes: ${unhandled.length + after.unhandled.length}; server errors reported: ${after.errorCount}; ${summary}`);
     }

@@ -342,4 +342,30 @@ describe('volumes/registry', () => {
     assert.strictEqual(e.file, lockFile);
     assert.strictEqual(fs.readFileSync(lockFile, 'utf8'), `${process.pid} someoneelse\n`, 'a live holder keeps its lock');
   });
+
+  it('on a full filesystem: an add fails naming ENOSPC and leaves no trace, while sandbox records can still be released (the lock takes no data block)', () => {
+    const small = path.join(scratch, 'small');
+    fs.mkdirSync(small);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'katavol-test', small], { encoding: 'utf8' });
+    assert.strictEqual(m.status, 0, m.stderr);
+    try {
+      const full = new Registry(path.join(small, 'vols'));
+      full.add(VOL, json(img));
+      full.recordSandbox(VOL, 'sb1', 'runc');
+      // Fill every data page: a new file can still get an inode, but not a byte of content.
+      const fd = fs.openSync(path.join(small, 'filler'), 'a');
+      for (const size of [65536, 4096, 512, 64, 1]) {
+        for (;;) { try { fs.writeSync(fd, Buffer.alloc(size, 1)); } catch { break; } }
+      }
+      fs.closeSync(fd);
+      const before = snapshot(path.join(small, 'vols'));
+      const e = expectVolumeError(() => full.add('/kubelet/other', json(img)), /cannot write the registry entry: ENOSPC/);
+      assert.match(e.fix, /free some space/);
+      assert.deepStrictEqual(snapshot(path.join(small, 'vols')), before, 'the failed add changed nothing');
+      full.releaseSandbox(VOL, 'sb1');
+      assert.deepStrictEqual(full.sandboxesOf(VOL), [], 'released on the full disk');
+    } finally {
+      spawnSync('umount', [small]);
+    }
+  });
 });

@@ -15,6 +15,9 @@ import { parseShimArgs, type ShimArgs } from '../../../src/shim/args';
 import { decodeCreateTaskRequest } from '../../../src/shim/messages';
 import { appendRecord, RECORDER_DIR_ENV, saveCreateConfig } from './record';
 import * as m from './task-messages';
+
+/** The recorder's bulk-traffic service (see its registration below). */
+export const FLOOD_SERVICE = 'katavol.test.v1.Flood';
 import { printBootstrap, type Form } from '../bootstrap-forms';
 
 const NAME = 'containerd-shim-recorder-v2';
@@ -238,6 +241,12 @@ async function daemon(args: ShimArgs): Promise<void> {
     };
   }
   server.register(TASK_SERVICE, methods);
+  // Bulk traffic for the memory-pressure flood (test/shim/flood.test.ts), not recorded: Echo answers the
+  // payload it got, Fill answers as many bytes as the 4-byte big-endian length it is sent.
+  server.register(FLOOD_SERVICE, {
+    Echo: (_ctx, payload) => payload,
+    Fill: (_ctx, payload) => Buffer.alloc(payload.length >= 4 ? payload.readUInt32BE(0) : 0, 0x5a),
+  });
 
   function exit(): void {
     server.close();

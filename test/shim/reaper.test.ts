@@ -1,0 +1,169 @@
+// Downstreams whose katavol daemon died where containerd runs no `delete` (src/shim/reaper.ts): our
+// start killed during or right after the downstream start (containerd sees a failed start and removes
+// the bundle), and a serving daemon killed whose bundle containerd removed before any delete. The next
+// start's daemon, or a waiting warm daemon when no start comes, stops the downstream and removes what
+// the dead one left. Driven by hand as containerd would, against the recording downstream. And a
+// release killed mid-way is finished by the next.
+import { strict as assert } from 'assert';
+import * as fs from 'fs';
+import * as path from 'path';
+import { spawnSync } from 'child_process';
+import { pidAlive, readPidFile } from '../../src/shim/state';
+import { listPool, stopPool } from '../../src/shim/pool';
+import { STARTS_DIR } from '../../src/shim/reaper';
+import { heldPending, releaseHeld } from '../../src/shim/held';
+import { HELD_FILE } from '../../src/backends/backend';
+import { RUNC_STATE_FILE } from '../../src/backends/runc';
+import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
+import { SHIM, loopDevicesOf, sleep, tmpDir } from '../support/containerd';
+
+describe('shim: downstreams of dead katavol daemons are reaped', function () {
+  this.timeout(120000);
+  let dir: string;
+  let sockDir: string;
+  let rec: string;
+  let env: NodeJS.ProcessEnv;
+  const pids: number[] = [];
+
+  /** The downstream as configured: the recorder behind a script that kills our start at one point, once. */
+  function setUp(warmDaemons: number): void {
+    dir = tmpDir('katavol-reaper-');
+    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    rec = path.join(dir, 'rec');
+    const wrapper = path.join(dir, 'downstream');
+    fs.writeFileSync(wrapper, [
+      '#!/bin/sh',
+      '# $PPID is the katavol start that runs this downstream start.',
+      `d=${dir}`,
+      'case "$*" in *" start")',
+      `  if rm "$d/kill-before" 2>/dev/null; then kill -9 $PPID; ${RECORDER} "$@"; rc=$?; touch "$d/start-done"; exit $rc; fi`,
+      `  if rm "$d/kill-after" 2>/dev/null; then ${RECORDER} "$@"; rc=$?; kill -9 $PPID; touch "$d/start-done"; exit $rc; fi ;;`,
+      'esac',
+      `exec ${RECORDER} "$@"`,
+      '',
+    ].join('\n'), { mode: 0o755 });
+    const cfg = path.join(dir, 'katavol.json');
+    fs.writeFileSync(cfg, JSON.stringify({ backend: 'runtime-rs', downstream: wrapper, socketDir: sockDir, warmDaemons }));
+    env = { ...process.env, KATAVOL_CONFIG: cfg, [RECORDER_DIR_ENV]: rec, KATAVOL_VOLUME_ROOT: path.join(dir, 'vol') };
+  }
+  afterEach(async () => {
+    for (const pid of pids.splice(0)) if (pidAlive(pid)) process.kill(pid, 'SIGKILL');
+    await stopPool(sockDir);
+    fs.rmSync(dir, { recursive: true, force: true });
+    fs.rmSync(sockDir, { recursive: true, force: true });
+  });
+
+  function bundleOf(id: string): string {
+    const b = path.join(dir, 'ns', id);
+    fs.mkdirSync(b, { recursive: true });
+    fs.writeFileSync(path.join(b, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));
+    fs.writeFileSync(path.join(b, 'log'), '');
+    return b;
+  }
+  function start(id: string) {
+    const r = spawnSync(SHIM, ['-namespace', 'ns', '-address', '/run/fake-containerd.sock', '-id', id, 'start'], { cwd: bundleOf(id), env, input: '', encoding: 'utf8', timeout: 60000 });
+    const b = path.join(dir, 'ns', id);
+    const downstreamPid = readPidFile(path.join(b, 'shim.pid')); // the recorder, as Kata, writes it
+    if (downstreamPid) pids.push(downstreamPid);
+    let daemonPid: number | undefined;
+    try { daemonPid = (JSON.parse(fs.readFileSync(path.join(b, 'katavol.json'), 'utf8')) as { daemonPid: number }).daemonPid; } catch { /* failed start */ }
+    if (daemonPid) pids.push(daemonPid);
+    return { ...r, bundle: b, downstreamPid, daemonPid };
+  }
+  async function until(what: () => boolean, ms: number): Promise<boolean> {
+    for (let t = 0; t < ms && !what(); t += 100) await sleep(100);
+    return what();
+  }
+  /** The daemon writes its log once idle: wait for the line. */
+  async function logSays(bundle: string, re: RegExp): Promise<void> {
+    const text = () => fs.readFileSync(path.join(bundle, 'log'), 'utf8');
+    await until(() => re.test(text()), 15000);
+    assert.match(text(), re);
+  }
+  const ours = () => fs.readdirSync(sockDir).filter((f) => !f.startsWith('.'));
+  const downstreamSockets = () => fs.readdirSync(rec).filter((f) => f.endsWith('.sock'));
+
+  for (const when of ['before', 'after'] as const) {
+    it(`our start killed ${when === 'before' ? 'while' : 'right after'} the downstream start ran: containerd gets a failed start; the next start's daemon stops that downstream and nothing is left`, async () => {
+      setUp(0);
+      fs.writeFileSync(path.join(dir, `kill-${when}`), '');
+      const first = start('c1');
+      assert.equal(first.status, 1);
+      assert.equal(first.stderr, 'containerd-shim-katavol-v2: start ended without printing an address');
+      assert.ok(await until(() => fs.existsSync(path.join(dir, 'start-done')), 30000), 'the downstream start finished');
+      const downstreamPid = readPidFile(path.join(first.bundle, 'shim.pid'))!;
+      pids.push(downstreamPid);
+      assert.ok(pidAlive(downstreamPid), 'the downstream daemon that start made runs, with nobody to stop it');
+      assert.equal(fs.readdirSync(path.join(sockDir, STARTS_DIR)).length, 1, 'the start record holds its answer');
+      fs.rmSync(first.bundle, { recursive: true, force: true }); // containerd removes the bundle of a failed start
+      await sleep(1500);
+      assert.ok(pidAlive(downstreamPid), 'still there: only a sweep stops it');
+
+      const second = start('c2');
+      assert.equal(second.status, 0, second.stderr);
+      assert.ok(await until(() => !pidAlive(downstreamPid), 30000), 'the next start\'s daemon stopped the orphaned downstream');
+      assert.ok(await until(() => !fs.existsSync(path.join(sockDir, STARTS_DIR)), 10000), 'no start record left');
+      assert.deepEqual(rpcCalls(rec, 'c1').map((c) => c.method), ['Connect', 'Shutdown'], 'its pid asked for (the start died before recording it), asked to shut down, then killed');
+      assert.deepEqual(downstreamSockets().length, 1, 'only c2\'s downstream socket');
+      assert.equal(ours().filter((f) => f.endsWith('.sock')).length, 1, 'only c2\'s katavol socket');
+      await logSays(second.bundle, /reaped the downstream of a dead katavol daemon.*start of c1 .*died before its daemon served the downstream/);
+    });
+  }
+
+  it('a serving daemon SIGKILLed whose bundle containerd removed before any delete: the next start\'s daemon stops its downstream and removes its socket, pid file and record', async () => {
+    setUp(0);
+    const first = start('c1');
+    assert.equal(first.status, 0, first.stderr);
+    const sock = first.stdout.replace('unix://', '');
+    assert.ok(fs.existsSync(sock.replace(/\.sock$/, '.owner.json')), 'the daemon\'s owner record');
+    process.kill(first.daemonPid!, 'SIGKILL');
+    fs.rmSync(first.bundle, { recursive: true, force: true });
+    await sleep(1500);
+    assert.ok(pidAlive(first.downstreamPid), 'the downstream outlives our daemon');
+
+    const second = start('c2');
+    assert.equal(second.status, 0, second.stderr);
+    assert.ok(await until(() => !pidAlive(first.downstreamPid), 30000), 'stopped');
+    assert.ok(await until(() => !fs.existsSync(sock), 5000), 'the dead daemon\'s socket removed');
+    const base = path.basename(sock, '.sock');
+    assert.deepEqual(ours().filter((f) => f.startsWith(base)), [], 'no socket, pid file or owner record of the dead daemon');
+    assert.equal(downstreamSockets().length, 1);
+    await logSays(second.bundle, new RegExp(`reaped the downstream of a dead katavol daemon.*katavol daemon ${first.daemonPid} of c1 is gone`));
+  });
+
+  it('with no start after the crash, a waiting warm daemon reaps it', async () => {
+    setUp(1);
+    const first = start('c1');
+    assert.equal(first.status, 0, first.stderr);
+    const warm = () => listPool(sockDir).filter((e) => e.kind === 'warm' && e.alive && !e.claimed).map((e) => e.pid);
+    assert.ok(await until(() => warm().length === 1, 30000), 'the pool refilled after the start');
+    pids.push(...warm());
+    process.kill(first.daemonPid!, 'SIGKILL');
+    fs.rmSync(first.bundle, { recursive: true, force: true });
+    assert.ok(await until(() => !pidAlive(first.downstreamPid), 30000), 'stopped by the warm daemon');
+    assert.ok(await until(() => ours().length === 0, 5000), `nothing of the dead daemon left: ${ours().join(', ')}`);
+    assert.deepEqual(downstreamSockets(), []);
+  });
+
+  it('a release killed mid-way (its claim of the held record left behind) is finished by the next delete\'s release', async () => {
+    setUp(0);
+    const bundle = bundleOf('c1');
+    const img = path.join(dir, 'img');
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, 1 << 20);
+    const device = spawnSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).stdout.trim();
+    try {
+      assert.match(device, /^\/dev\/loop\d+$/);
+      fs.writeFileSync(path.join(bundle, RUNC_STATE_FILE), JSON.stringify({ containerId: 'c1', sandboxId: 'c1', loops: [{ device, file: fs.realpathSync(img) }], volumes: [] }));
+      // What a delete SIGKILLed right after claiming the record leaves (pid 999999: no such process).
+      const held = { containerId: 'c1', sandboxId: 'c1', backend: 'runc', volumeRoot: path.join(dir, 'vol') };
+      fs.writeFileSync(path.join(bundle, `${HELD_FILE}.releasing.999999`), JSON.stringify(held));
+      assert.ok(heldPending(bundle), 'the launcher and delete see something to release');
+      await releaseHeld(bundle);
+      assert.deepEqual(loopDevicesOf(img), [], 'its loop device detached');
+      assert.deepEqual(fs.readdirSync(bundle).filter((f) => f.startsWith('katavol-')), [], 'no record or claim left');
+    } finally {
+      if (loopDevicesOf(img).length) spawnSync('losetup', ['-d', device]);
+    }
+  });
+});
