@@ -47,13 +47,14 @@ export class StartRecord {
     const dir = path.join(socketDir, STARTS_DIR);
     const file = path.join(dir, `${process.pid}.${procStart(process.pid) ?? 0}.${crypto.randomBytes(4).toString('hex')}`);
     let fd: number | undefined;
-    // The last start to finish removes the directory; one starting meanwhile makes it again.
+    // The last start to finish removes the directory; one starting meanwhile makes it again. Either step
+    // can meet ENOENT from that race (Node's recursive mkdir stats what another start just removed).
     for (let i = 0; fd === undefined; i++) {
-      fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
       try {
+        fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
         fd = fs.openSync(file, 'wx+', 0o600);
       } catch (e) {
-        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || i >= 10) throw e;
+        if ((e as NodeJS.ErrnoException).code !== 'ENOENT' || i >= 100) throw e;
       }
     }
     try {
