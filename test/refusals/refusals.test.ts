@@ -3,7 +3,6 @@
 // changed (every file under the scratch directory, the registry and the bundle included, is byte for byte
 // as before), and docs/refusals.md is the table rendered from these rows (`make refusals-doc` writes it).
 import { strict as assert } from 'assert';
-import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
@@ -17,7 +16,7 @@ import { createBackend } from '../../src/backends';
 import { Registry } from '../../src/volumes/registry';
 import { RawListener, RawPeer } from '../ttrpc/helpers';
 import { makeExt4Image } from '../support/containerd';
-import { removeDir, scratchDir } from '../support/scratch';
+import { removeDir, scratchDir, snapshot } from '../support/scratch';
 import { type FrameInput, type Odd, ROWS, type Row, renderRefusals } from './catalogue';
 
 const REPO = path.resolve(__dirname, '..', '..', '..');
@@ -27,23 +26,6 @@ const SELF = path.join(REPO, 'bin', 'containerd-shim-katavol-v2');
 const DOC = path.join(REPO, 'docs', 'refusals.md');
 const SVC = 'refusals.v1.Svc';
 const LEAKS = /TypeError|ReferenceError|is not a function|Cannot read propert|unexpected error|\n\s+at .*\.js:\d+/;
-
-/** Every entry under dir: type, mode, and a digest of a file's bytes (images included) or a link's target. */
-function tree(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const walk = (p: string, rel: string): void => {
-    const st = fs.lstatSync(p);
-    const mode = (st.mode & 0o7777).toString(8);
-    if (st.isSymbolicLink()) out[rel] = `link ${fs.readlinkSync(p)}`;
-    else if (st.isDirectory()) {
-      out[rel] = `dir ${mode}`;
-      for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n), `${rel}/${n}`);
-    } else if (st.isFile()) out[rel] = `file ${mode} ${st.size} ${crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex')}`;
-    else out[rel] = `other ${mode} ${st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'device'}`;
-  };
-  walk(dir, '');
-  return out;
-}
 
 /** Puts `what` at `file`: text, or a FIFO, socket, link, directory, nothing, or a file of n bytes. */
 function place(file: string, what: string | Odd): void {
@@ -206,11 +188,11 @@ describe('bad-input catalogue (docs/refusals.md): every refusal through its real
       }
       if ('shimStart' in v && v.config !== undefined) fs.writeFileSync(cfgFile, sub(v.config));
       if ('frames' in v && v.to === 'proxy') place(path.join(bundle, 'config.json'), '{"annotations":[1],"mounts":[]}');
-      const before = tree(dir);
+      const before = snapshot(dir);
       const text = await run(row);
       assert.ok(text.includes(sub(row.error)), `expected ${JSON.stringify(sub(row.error))} in:\n${text}`);
       assert.doesNotMatch(text, LEAKS);
-      assert.deepEqual(tree(dir), before, 'the refusal changed files');
+      assert.deepEqual(snapshot(dir), before, 'the refusal changed files');
     });
   }
 

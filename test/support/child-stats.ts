@@ -28,6 +28,16 @@ export class MeasuredChild<S> {
     });
   }
 
+  /** Its figures once `settled` holds of them (asked every 10 ms, at most 1000 times), else the last ones. */
+  async statsWhen(settled: (s: S) => boolean): Promise<S> {
+    let s = await this.stats();
+    for (let i = 0; !settled(s) && i < 1000; i++) {
+      await new Promise((r) => setTimeout(r, 10));
+      s = await this.stats();
+    }
+    return s;
+  }
+
   stop(): void {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill('SIGKILL');
   }

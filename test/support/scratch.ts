@@ -1,4 +1,5 @@
 // Scratch directories and byte-exact snapshots of a directory tree: the fixtures every suite shares.
+import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as os from 'os';
 import * as path from 'path';
@@ -17,7 +18,7 @@ export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }
 
-/** Every entry under dir with its type, mode and content (files) or target (symlinks). */
+/** Every entry under dir with its type, mode and content digest (files; images included) or target (symlinks). */
 export function snapshot(dir: string): Record<string, string> {
   const out: Record<string, string> = {};
   const walk = (p: string, rel: string): void => {
@@ -27,8 +28,8 @@ export function snapshot(dir: string): Record<string, string> {
     else if (st.isDirectory()) {
       out[rel] = `dir ${mode}`;
       for (const n of fs.readdirSync(p).sort()) walk(path.join(p, n), rel ? `${rel}/${n}` : n);
-    } else if (st.isFile()) out[rel] = `file ${mode} ${fs.readFileSync(p).toString('base64')}`;
-    else out[rel] = `other ${mode}`;
+    } else if (st.isFile()) out[rel] = `file ${mode} ${st.size} ${crypto.createHash('sha256').update(fs.readFileSync(p)).digest('hex')}`;
+    else out[rel] = `other ${mode} ${st.isFIFO() ? 'fifo' : st.isSocket() ? 'socket' : 'device'}`;
   };
   if (fs.existsSync(dir)) walk(dir, '');
   return out;
