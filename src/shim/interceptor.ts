@@ -120,9 +120,10 @@ export class CreateInterceptor {
     } catch (e) {
       this.unhold(bundle);
       if (e instanceof VolumeError) {
-        // Name the container and mount unless the backend's message already names the mount.
+        // Name the container and mount unless the backend's problem already starts with the mount (runtime-rs's
+        // "mount /d: ..."); a destination merely occurring in the text ("/d" in "/dev/loop0") does not name it.
         const v = volumes.find((x) => x.volumePath === e.volumePath);
-        if (v && !e.message.includes(v.mount.destination)) throw refusal(new MountVolumeError(containerId, v.mount, e));
+        if (v && !e.problem.startsWith(`mount ${v.mount.destination}: `)) throw refusal(new MountVolumeError(containerId, v.mount, e));
         throw new CreateRefused(`container "${containerId}": ${e.message}`, { cause: e });
       }
       throw refusal(e);
