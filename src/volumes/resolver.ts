@@ -100,8 +100,9 @@ export function resolveVolumes(containerId: string, spec: OciSpec, registry: Reg
           throw new VolumeError(source, `is not registered, but ${twin} is (volume paths are matched byte for byte)`, `did you mean src=${twin}?`, registry.entryDir(source));
         }
         const where = `in the registry root ${registry.root}${rootOrigin ? ` (from ${rootOrigin})` : ''}`;
-        // Stryker disable next-line ConditionalExpression,EqualityOperator,StringLiteral: a bind reaches here only when its entry is removed between the two lookups (a race no test can time)
-        throw new VolumeError(source, `is not registered ${where}`, `register it first: katavol direct-volume add ${source} '{"volume-type":"${mount.type === 'bind' ? 'directvol' : mount.type}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
+        // Stryker disable next-line ConditionalExpression,StringLiteral: a bind reaches here only when its entry is removed between the two lookups (a race no test can time)
+        const volumeType = mount.type === 'bind' ? 'directvol' : mount.type;
+        throw new VolumeError(source, `is not registered ${where}`, `register it first: katavol direct-volume add ${source} '{"volume-type":"${volumeType}","device":"/path/to/disk.img","fstype":"ext4"}'`, registry.entryDir(source));
       }
       const shape = mountShapeProblem(mount);
       if (shape) throw new VolumeError(source, shape, 'containerd writes a valid mount here (e.g. {"destination":"/disk","type":"directvol","source":"/kubelet/vol1","options":["rbind","rw"]}), so the spec was changed by something else');
