@@ -11,7 +11,10 @@ import { createBackend } from '../../src/backends';
 import { loadConfig } from '../../src/shim/config';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
-import { DaemonHolds, readDaemonHolds } from '../../src/shim/held';
+import { DaemonHolds, readDaemonHolds, readHeld } from '../../src/shim/held';
+import { MountVolumeError } from '../../src/volumes/resolver';
+import { VolumeError } from '../../src/volumes/types';
+import { UnreadableFileError } from '../../src/volumes/files';
 import { HELD_FILE } from '../../src/backends/backend';
 
 describe('Create interceptor with broken bundles and registry entries', () => {
@@ -145,6 +148,28 @@ describe('Create interceptor with broken bundles and registry entries', () => {
       && e.message.includes(`volume "/kubelet/none": is not registered in the registry root ${registry.root} (from ${origin})`));
   });
 
+  it('a refusal is a FailedPrecondition status for containerd, with the error underneath as its cause', async () => {
+    const b = bundleWith('{"mounts": [');
+    const e = await icp.create('c1', b).then(() => assert.fail('accepted'), (x: unknown) => x);
+    assert.ok(e instanceof CreateRefused);
+    assert.strictEqual(e.name, 'CreateRefused');
+    assert.ok(e.cause instanceof SyntaxError, 'the JSON parse error');
+    assert.deepEqual(e.toStatus(), { code: 9, message: e.message, details: [] });
+    const fifo = bundleWith('');
+    fs.rmSync(path.join(fifo, 'config.json'));
+    spawnSync('mkfifo', [path.join(fifo, 'config.json')]);
+    await assert.rejects(icp.create('c1', fifo), (x: Error) => x instanceof CreateRefused && x.cause instanceof UnreadableFileError);
+    await assert.rejects(icp.create('c1', bundleWith('{"mounts": [{"destination": "/d", "type": "directvol", "source": "/v/none"}]}')),
+      (x: Error) => x instanceof CreateRefused && x.cause instanceof MountVolumeError && x.message === `katavol: ${x.cause.message}`);
+  });
+
+  it('a config.json that is a symbolic link (as some tools lay out bundles) is read through it', async () => {
+    const b = fs.mkdtempSync(path.join(dir, 'b-'));
+    fs.writeFileSync(path.join(dir, 'real.json'), '{"mounts": [{"destination": "/d", "type": "tmpfs"}]}');
+    fs.symlinkSync(path.join(dir, 'real.json'), path.join(b, 'config.json'));
+    assert.equal(await icp.create('c1', b), undefined);
+  });
+
   it('a missing config.json is refused with the path and what it means', async () => {
     const b = bundleWith('');
     fs.rmSync(path.join(b, 'config.json'));
@@ -157,11 +182,13 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     const img = path.join(dir, 'deep.img');
     makeExt4Image(img, 1);
     registry.add('/v/deep', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
-    const deep = (levels: number): string => `${'['.repeat(levels)}${']'.repeat(levels)}`;
+    // The innermost list holds values of every kind: only objects and lists count as levels.
+    const deep = (levels: number): string => `${'['.repeat(levels)}0, null, "s", true${']'.repeat(levels)}`;
     const mounts = '[{"destination": "/d", "type": "directvol", "source": "/v/deep"}]';
     const b = bundleWith(`{"process": ${deep(600)}, "mounts": ${mounts}}`);
     await assert.rejects(icp.create('c1', b), (e: Error) => e instanceof CreateRefused
       && e.message === `katavol: container "c1": OCI spec ${path.join(b, 'config.json')} is nested deeper than 512 levels; containerd writes specs a few levels deep, so the bundle was changed by something else`);
+    await assert.rejects(icp.create('c1', bundleWith(`{"process": {"a": ${deep(599)}}, "mounts": ${mounts}}`)), /nested deeper than 512 levels/);
     assert.deepEqual(fs.readdirSync(b), ['config.json']);
     assert.deepEqual(registry.sandboxesOf('/v/deep'), []);
     assert.equal(await icp.create('c1', bundleWith(`{"process": ${deep(600)}, "mounts": []}`)), undefined);
@@ -248,6 +275,72 @@ describe('Create interceptor with broken bundles and registry entries', () => {
       await a.rollback('test');
     });
 
+    it('builds the backend once, on the first Create that needs it; a typeless bind counts where the backend mounts it as one', async () => {
+      volume('/v/lazy', 'lazy');
+      const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+      const config = loadConfig({ KATAVOL_CONFIG: path.join(dir, 'katavol.json'), PATH: process.env.PATH });
+      let built = 0;
+      const counted = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => { built++; return createBackend('runc', { config, volumeRoot: registry.root }); } });
+      assert.equal(await counted.create('c0', bundleWith('{"mounts": [{"destination": "/d", "type": "tmpfs"}]}')), undefined);
+      assert.equal(built, 0, 'no volume, no backend');
+      const pod = { 'io.kubernetes.cri.sandbox-id': 'pod-l' };
+      const typeless = JSON.stringify({ annotations: pod, mounts: [{ destination: '/d', source: '/v/lazy', options: ['rbind', 'rw'] }] });
+      const a = await counted.create('c1', bundleWith(typeless));
+      assert.ok(a, 'runc mounts a typeless bind as one: it is the volume');
+      const b = await counted.create('c2', bundleWith(specWith('/v/lazy', pod)));
+      assert.ok(b);
+      assert.equal(built, 1);
+      await b.rollback('test');
+      await a.rollback('test');
+      // runtime-rs passes a typeless mount through untouched.
+      const cfgFile = path.join(dir, 'rr.json');
+      fs.writeFileSync(cfgFile, JSON.stringify({ backend: 'runtime-rs' }));
+      const rrConfig = loadConfig({ KATAVOL_CONFIG: cfgFile, PATH: process.env.PATH });
+      const rr = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => createBackend('runtime-rs', { config: rrConfig, volumeRoot: registry.root }) });
+      assert.equal(await rr.create('c3', bundleWith(typeless)), undefined);
+    });
+
+    it('writes the rewritten spec and the kept original 0644, and a held record naming what a crashed daemon\'s delete must release', async () => {
+      volume('/v/files', 'files');
+      const text = specWith('/v/files', { 'io.kubernetes.cri.sandbox-id': 'pod-f' });
+      const b = bundleWith(text);
+      fs.chmodSync(path.join(b, 'config.json'), 0o600);
+      const created = await icp.create('c1', b);
+      assert.ok(created);
+      for (const f of ['config.json', 'config.json.katavol-orig']) assert.equal(fs.statSync(path.join(b, f)).mode & 0o777, 0o644, f);
+      assert.equal(fs.readFileSync(path.join(b, 'config.json.katavol-orig'), 'utf8'), text);
+      assert.deepEqual(readHeld(b), { containerId: 'c1', sandboxId: 'pod-f', backend: 'runc', volumeRoot: registry.root });
+      await created.rollback('test');
+      assert.equal(readHeld(b), undefined);
+    });
+
+    it('a spec that cannot be rewritten is refused with the volumes released and config.json as it was', async () => {
+      const img = volume('/v/rw', 'rw');
+      const text = specWith('/v/rw');
+      const b = bundleWith(text);
+      fs.mkdirSync(path.join(b, 'config.json.katavol-orig')); // where the original is kept: a directory, by hand
+      await assert.rejects(icp.create('c1', b), (e: Error) => e instanceof CreateRefused && e.cause instanceof Error
+        && e.message === `katavol: container "c1": cannot rewrite ${path.join(b, 'config.json')}: ${e.cause.message}`);
+      assert.equal(fs.readFileSync(path.join(b, 'config.json'), 'utf8'), text);
+      assert.deepEqual(fs.readdirSync(b).sort(), ['config.json', 'config.json.katavol-orig']);
+      assert.deepEqual(loopsOf(img), []);
+      assert.deepEqual(registry.sandboxesOf('/v/rw'), []);
+    });
+
+    it('an unexpected failure inside the backend is a refusal with its text, never a crash', async () => {
+      volume('/v/boom', 'boom');
+      const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
+      const config = loadConfig({ KATAVOL_CONFIG: path.join(dir, 'katavol.json'), PATH: process.env.PATH });
+      const broken = new TypeError('Cannot read the device table');
+      const b = bundleWith(specWith('/v/boom'));
+      const failing = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => {
+        const real = createBackend('runc', { config, volumeRoot: registry.root });
+        return Object.assign(Object.create(real) as typeof real, { prepare: () => Promise.reject(broken) });
+      } });
+      await assert.rejects(failing.create('c1', b), (e: Error) => e instanceof CreateRefused && e.cause === broken && e.message === 'katavol: Cannot read the device table');
+      assert.deepEqual(fs.readdirSync(b), ['config.json'], 'the held record is cleared');
+    });
+
     it('a backend refusal names the container and the mount of the volume it is about, once', async () => {
       volume('/v/good', 'good');
       registry.add('/v/pci', JSON.stringify({ 'volume-type': 'vfiovol', device: '0000:3b:00.1', fstype: 'ext4' }));
@@ -268,7 +361,7 @@ describe('Create interceptor with broken bundles and registry entries', () => {
       const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
       const rr = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => createBackend('runtime-rs', { config, volumeRoot: registry.root }) });
       const b2 = bundleWith(JSON.stringify({ mounts: [{ destination: '/d', type: 'vfiovol', source: '/v/pci' }] }));
-      await assert.rejects(rr.create('c2', b2), (e: Error) => e instanceof CreateRefused
+      await assert.rejects(rr.create('c2', b2), (e: Error) => e instanceof CreateRefused && e.cause instanceof VolumeError
         && e.message === `katavol: container "c2": volume "/v/pci": mount /d: no PCI function 0000:3b:00.1 on this host (${sys}/bus/pci/devices/0000:3b:00.1); check the address with lspci -D and re-register the volume`);
       assert.deepEqual(fs.readdirSync(b2), ['config.json']);
     });

@@ -103,8 +103,8 @@ describe('volumes/device', () => {
   it('stores a vfiovol PCI address in lower case, and nothing else changed', () => {
     assert.strictEqual(normalizeDevice(mountInfo('vfiovol', '0000:3B:00.1')), '0000:3b:00.1');
     assert.strictEqual(normalizeDevice(mountInfo('vfiovol', '/dev/vfio/12')), '/dev/vfio/12');
-    assert.strictEqual(normalizeDevice(mountInfo('directvol', 'AB:CD.1')), 'AB:CD.1');
-    assert.strictEqual(normalizeDevice(mountInfo('spdkvol', '/Var/AB:CD.1')), '/Var/AB:CD.1');
+    assert.strictEqual(normalizeDevice(mountInfo('directvol', 'AB:0D.1')), 'AB:0D.1', 'a PCI-address-like name of another type keeps its case');
+    assert.strictEqual(normalizeDevice(mountInfo('spdkvol', '0000:AB:0D.1')), '0000:AB:0D.1');
     assert.ok(isPciAddress('0000:3b:00.1') && isPciAddress('3B:1F.7'));
     assert.ok(!isPciAddress('0000:3b:00.8') && !isPciAddress('3b:20.1') && !isPciAddress(' 3b:00.1') && !isPciAddress('3b:00.1 '));
   });

@@ -94,6 +94,8 @@ describe('volumes/resolver', () => {
       { destination: '/a', type: 'bind', source: 7, options: ['rbind'] },
       { destination: '/a', type: 'bind', source: `/${'a'.repeat(400)}`, options: ['rbind'] },
       { destination: '/a', source: '/kubelet/vol1' },
+      { destination: '/a', type: 5, source: '/kubelet/vol1', options: ['rbind'] },
+      { destination: '/a', type: ['directvol'], source: '/kubelet/vol1' },
     ]) {
       assert.deepStrictEqual(resolve([m]), [], JSON.stringify(m).slice(0, 120));
     }
@@ -139,6 +141,7 @@ describe('volumes/resolver', () => {
     assert.strictEqual(refusal([{ type: 'vfio' }]),
       'container "c1": mount (destination missing): mount type "vfio" is not a direct-volume type (runc would fail with "no such device"); did you mean type=vfiovol? e.g. --mount type=vfiovol,src=/kubelet/vol1,dst=/disk');
     assert.match(refusal([{ destination: '', type: 'spdk', source: 3 }]), /^container "c1": mount "": mount type "spdk" .* --mount type=spdkvol,src=\/kubelet\/vol1,dst=\/disk$/);
+    assert.match(refusal([{ destination: 5, type: 'spdk', source: '/kubelet/v9' }]), /^container "c1": mount \(destination a number\): volume "\/kubelet\/v9": .* --mount type=spdkvol,src=\/kubelet\/v9,dst=\/disk$/);
     for (const type of ['bind', 'none', '', 'spool', 'volume', 'vol', 'proc', 'overlay', 'directvols']) {
       assert.deepStrictEqual(resolve([{ destination: '/d', type, source: '/x/y', options: ['ro'] }]), [], type);
     }
