@@ -43,6 +43,8 @@ export interface SoakOptions {
   containers: number;
   parallel: number;
   fault?: Fault;
+  /** The shim config's warmDaemons (default: the config's own default, 1, as a node left as installed). */
+  warmDaemons?: number;
   /** Progress lines (make soak prints them; the test stays quiet). */
   log?: (line: string) => void;
 }
@@ -97,7 +99,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   // hang-create: the downstream is the runc shim behind a script that SIGSTOPs the shim it started for
   // an id marked in <work>/stop-<id>, before containerd's Create can reach it.
   const downstream = opts.fault === 'hang-create' ? stoppingDownstream(work) : '/usr/bin/containerd-shim-runc-v2';
-  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir }));
+  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir, ...(opts.warmDaemons === undefined ? {} : { warmDaemons: opts.warmDaemons }) }));
   const rootfs = makeRootfs(work);
   const env = { ...process.env, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_CONFIG: config };
   const katavol = (...args: string[]) => spawnSync(path.join(__dirname, '..', '..', '..', 'bin', 'katavol'), args, { encoding: 'utf8', env });
