@@ -1,6 +1,6 @@
 // `make soak [N=200] [P=8]`: churn N containers through a private containerd and the katavol shim, P at
 // a time, then check that nothing was lost or left (see test/support/soak.ts); prints the figures.
-import { FAULTS, FAULT_ERRORS, type Fault, formatSoak, runSoak } from '../test/support/soak';
+import { FAULTS, explainedFailure, type Fault, formatSoak, runSoak } from '../test/support/soak';
 
 function flag(name: string, dflt: number, min = 1): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -31,7 +31,7 @@ async function main(): Promise<number> {
     process.stdout.write(`\n== soak ${fault ? `with fault ${fault}` : 'without faults'}\n`);
     const r = await runSoak({ containers, parallel, fault, warmDaemons, log: (l) => process.stdout.write(`${l}\n`) });
     process.stdout.write(`${formatSoak(r)}\n`);
-    const unexplained = r.faultFailures.filter((f) => !FAULT_ERRORS.test(f));
+    const unexplained = r.faultFailures.filter((f) => !explainedFailure(f));
     for (const u of unexplained) process.stdout.write(`unexplained failure: ${u}\n`);
     if (r.problems.length || unexplained.length) failed++;
   }

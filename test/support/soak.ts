@@ -39,6 +39,11 @@ export const ENOSPC_ERROR = /no space left on device/i;
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
 export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
+/** A failure during a fault that is one of those: a run that exited 0 with the wrong output never is. */
+export function explainedFailure(failure: string): boolean {
+  return !failure.includes(': unexpected output ') && FAULT_ERRORS.test(failure);
+}
+
 export interface SoakOptions {
   containers: number;
   parallel: number;
@@ -78,6 +83,9 @@ interface Run {
   stderr: string;
   /** ms from spawn to the first stdout byte (the container ran), or -1. */
   firstOutputMs: number;
+  /** When ctr was started, and how long it ran (ms), for matching a failure with containerd's log. */
+  startedAt: number;
+  ms: number;
 }
 
 const SHARED_VOLUME = '/soak/shared';
@@ -138,6 +146,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const ctrArgs = (args: string[]) => ['-a', ctd.sock, '-n', ctd.namespace, ...args];
   const ctrRun = (args: string[], global: string[] = []): Promise<Run> => new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
+    const startedAt = Date.now();
     const p = spawn('ctr', [...global, ...ctrArgs(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -150,7 +159,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const timer = setTimeout(() => p.kill('SIGKILL'), 120000);
     p.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ status: code ?? -1, stdout, stderr, firstOutputMs: first });
+      resolve({ status: code ?? -1, stdout, stderr, firstOutputMs: first, startedAt, ms: Date.now() - startedAt });
     });
   });
   const run = (id: string, cmd: string, mounts: string[] = [], extra: string[] = []) =>
@@ -182,7 +191,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const expectOk = (id: string, r: Run, out: RegExp): boolean => {
     if (r.firstOutputMs >= 0) latencies.push(r.firstOutputMs);
     if (r.status === 0 && out.test(r.stdout)) return true;
-    const what = r.status !== 0 ? `${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}` : `${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`;
+    const what = r.status !== 0 ? `${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`
+      : `${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))} (ctr run exited 0 after ${r.ms} ms, started ${new Date(r.startedAt).toISOString()}; stderr ${JSON.stringify(r.stderr.slice(0, 200))})`;
     (faultActive ? faultFailures : problems).push(what);
     return false;
   };
@@ -445,7 +455,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const serving = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.includes('katavol shim daemon serving'));
   const fromPool = serving.filter((l) => /fromPool\W+true/.test(l)).length;
 
-  if (problems.length) {
+  if (problems.length || faultFailures.some((f) => !explainedFailure(f))) {
     // What a diagnosis needs, kept with the images: containerd's log (shim logs included) and socketDir.
     fs.copyFileSync(ctd.logFile, path.join(work, 'containerd.log'));
     spawnSync('cp', ['-a', sockDir, path.join(work, 'socketDir')]);
@@ -457,8 +467,9 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     for (let i = 0; i < 50 && spawnSync('umount', [small]).status !== 0; i++) await sleep(100);
     try { fs.rmdirSync(small); } catch (e) { problems.push(`cannot unmount the tmpfs ${small}: ${(e as Error).message}`); }
   }
-  if (!problems.length) fs.rmSync(work, { recursive: true, force: true });
-  else problems.push(`scratch kept for inspection: ${work}`);
+  if (fs.existsSync(path.join(work, 'containerd.log'))) log(`soak: scratch kept for inspection: ${work}`);
+  if (!problems.length && !fs.existsSync(path.join(work, 'containerd.log'))) fs.rmSync(work, { recursive: true, force: true });
+  else if (problems.length) problems.push(`scratch kept for inspection: ${work}`);
 
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : NaN);
