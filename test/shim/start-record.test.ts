@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { STARTS_DIR } from '../../src/shim/reaper';
-import { removeDir } from '../support/scratch';
+import { removeDir, socketDir } from '../support/scratch';
 
 describe('shim: start records under concurrent starts', function () {
   this.timeout(120000);
@@ -15,7 +15,7 @@ describe('shim: start records under concurrent starts', function () {
   afterEach(() => removeDir(sockDir));
 
   it('opens every record while other starts make and remove .starts concurrently', async () => {
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     const reaper = path.resolve(__dirname, '../../src/shim/reaper.js');
     const script = `
       const { StartRecord } = require(${JSON.stringify(reaper)});

@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { Flags, type Frame, FrameParser, FrameType, HEADER_LENGTH, MESSAGE_LENGTH_MAX, encodeFrame } from '../../src/ttrpc';
-import { hex } from './helpers';
+import { hex } from '../support/ttrpc';
 
 interface Oversize {
   id: number;

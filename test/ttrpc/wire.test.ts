@@ -6,7 +6,7 @@ import {
   encodeResponse,
   peekServiceMethod,
 } from '../../src/ttrpc';
-import { hex } from './helpers';
+import { hex } from '../support/ttrpc';
 
 describe('ttrpc wire messages', () => {
   // Expected bytes written by hand from request.proto: tag = field << 3 | wire type.
