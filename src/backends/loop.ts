@@ -2,6 +2,7 @@
 import * as fs from 'fs';
 import { execFileSync } from 'child_process';
 import { loopsBacking } from '../volumes/host-device';
+import { messageOf } from '../volumes/types';
 
 function losetupPath(): string {
   for (const p of ['/usr/sbin/losetup', '/sbin/losetup', '/usr/bin/losetup']) {
@@ -35,7 +36,10 @@ export function attach(file: string, readOnly: boolean, beforeAttach?: (device: 
       run([...ro, device, file]);
       return device;
     } catch (e) {
-      if (i >= 20 || backingFile(device) === '') throw e; // failed for another reason than a race
+      // Lost the device to another process: it is attached now, or busy (being set up or torn down
+      // by that process, which may be done with it again by the time we look). Anything else is ours.
+      const lost = backingFile(device) !== '' || /Device or resource busy/.test(messageOf(e));
+      if (i >= 20 || !lost) throw e;
     }
   }
 }
