@@ -11,8 +11,8 @@ import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { imageFile } from '../support/disks';
-import { quietLog as quiet } from '../support/volumes';
+import { LoopFixture, imageFile, mkExt4 } from '../support/disks';
+import { quietLog as quiet, recordingLog } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
 
@@ -105,6 +105,93 @@ describe('runc backend: block device sharing (runc.ts)', () => {
     await prepare(ctx('c2', 'pod-a'), 'ro');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), [{ id: 'pod-a', backend: 'runc', readOnly: false }]);
     await assert.rejects(prepare(ctx('c3', 'pod-b'), 'ro'), /already used read-write by sandbox pod-a/);
+  });
+
+  it('rewrites each mount to its own device and filesystem, keeping the other mounts and options, and records what it took in the bundle', async () => {
+    const device2 = path.join(scratch, 'blk2');
+    execFileSync('mknod', [device2, 'b', '7', '249']);
+    reg.add('/kubelet/xfs-vol', JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: 'xfs', options: ['noatime'] }));
+    // Written as kata-ctl would, with an empty fstype (katavol's own add refuses that).
+    reg.add('/kubelet/plain-vol', JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: 'ext4' }));
+    fs.writeFileSync(reg.mountInfoFile('/kubelet/plain-vol'), JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: '', metadata: {}, options: [] }));
+    const proc = { destination: '/proc', type: 'proc', source: 'proc' };
+    const mounts = [
+      proc,
+      { destination: '/a', type: 'bind', source: VOL, options: ['rbind', 'rw', 'nosuid'] },
+      { destination: '/b', type: 'bind', source: '/kubelet/xfs-vol', options: ['bind', 'ro', 'nodev'] },
+    ];
+    const vol = (index: number, volumePath: string, readOnly: boolean): ResolvedVolume => ({
+      index, mount: mounts[index], volumePath, entryDir: reg.entryDir(volumePath), file: reg.mountInfoFile(volumePath), info: reg.read(volumePath).info, readOnly,
+    });
+    const c = ctx('c1', 'pod-a');
+    const out = await new RuncBackend(reg).prepare(c, { mounts, annotations: {} }, [vol(1, VOL, false), vol(2, '/kubelet/xfs-vol', true)]);
+    assert.deepStrictEqual(out.spec.mounts, [
+      proc,
+      { destination: '/a', type: 'ext4', source: device, options: ['nosuid', 'rw'] },
+      { destination: '/b', type: 'xfs', source: device2, options: ['nodev', 'noatime', 'ro'] },
+    ]);
+    assert.deepStrictEqual(out.summary, [
+      { destination: '/a', volumePath: VOL, device, source: device, fstype: 'ext4', readOnly: false },
+      { destination: '/b', volumePath: '/kubelet/xfs-vol', device: device2, source: device2, fstype: 'xfs', readOnly: true },
+    ]);
+    assert.deepStrictEqual(JSON.parse(fs.readFileSync(path.join(c.bundle, 'katavol-runc.json'), 'utf8')),
+      { containerId: 'c1', sandboxId: 'pod-a', loops: [], volumes: [VOL, '/kubelet/xfs-vol'] });
+    // No fstype registered: ext4, as kata-ctl defaults it.
+    const plain = { destination: '/p', type: 'bind', source: '/kubelet/plain-vol', options: ['rbind'] };
+    const info = reg.read('/kubelet/plain-vol').info;
+    const p = await new RuncBackend(reg).prepare(ctx('c2', 'pod-p'), { mounts: [plain] }, [
+      { index: 0, mount: plain, volumePath: '/kubelet/plain-vol', entryDir: reg.entryDir('/kubelet/plain-vol'), file: reg.mountInfoFile('/kubelet/plain-vol'), info, readOnly: true },
+    ]);
+    assert.deepStrictEqual(p.spec.mounts, [{ destination: '/p', type: 'ext4', source: device2, options: ['ro'] }]);
+  });
+
+  it('a spec without mounts and no volumes comes back with an empty mount list', async () => {
+    const out = await new RuncBackend(reg).prepare(ctx('c0', 'pod-0'), { annotations: {} }, []);
+    assert.deepStrictEqual(out, { spec: { annotations: {}, mounts: [] }, summary: [] });
+  });
+
+  for (const [what, spoil, problem, fix] of [
+    ['gone', (dev: string) => fs.rmSync(dev), /^device ".*odd\.img" cannot be used \(ENOENT\)$/, /^create the image or block device, or re-register the volume with the right "device"$/],
+    ['now a directory', (dev: string) => { fs.rmSync(dev); fs.mkdirSync(dev); }, /^device ".*odd\.img" is neither a regular file nor a block device$/, /^a directvol device must be a raw image file or a block device; re-register the volume with the right "device"$/],
+  ] as Array<[string, (dev: string) => void, RegExp, RegExp]>) {
+    it(`refuses a device that is ${what} since it was registered, naming the volume, the file and the fix`, async () => {
+      const dev = imageFile(scratch, 'odd.img');
+      reg.add('/kubelet/odd', JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' }));
+      spoil(dev);
+      const mount = { destination: '/d', type: 'bind', source: '/kubelet/odd', options: ['rbind'] };
+      const c = ctx('c-odd', 'pod-odd');
+      await assert.rejects(new RuncBackend(reg).prepare(c, { mounts: [mount] }, [
+        { index: 0, mount, volumePath: '/kubelet/odd', entryDir: reg.entryDir('/kubelet/odd'), file: reg.mountInfoFile('/kubelet/odd'), info: reg.read('/kubelet/odd').info, readOnly: false },
+      ]), (e: Error) => {
+        assert.ok(e instanceof VolumeError);
+        assert.strictEqual(e.volumePath, '/kubelet/odd');
+        assert.strictEqual(e.file, reg.mountInfoFile('/kubelet/odd'));
+        assert.match(e.problem, problem);
+        assert.match(e.fix, fix);
+        return true;
+      });
+      assert.deepStrictEqual(fs.readdirSync(c.bundle), []);
+      assert.deepStrictEqual(reg.sandboxesOf('/kubelet/odd'), []);
+    });
+  }
+
+  it('judges block devices by the runc records only, and names every sandbox and stale record in the way', async () => {
+    // A runtime-rs pod's record of the same volume: that pod's device is in its VM, not on this host's mounts.
+    reg.recordSandbox(VOL, 'pod-vm', 'runtime-rs', false);
+    await prepare(ctx('c1', 'pod-a'), 'ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).find((u) => u.id === 'pod-a'), { id: 'pod-a', backend: 'runc', readOnly: true }, 'recorded read-only, whatever the first record says');
+    await prepare(ctx('c2', 'pod-b'), 'ro');
+    await assert.rejects(prepare(ctx('c3', 'pod-c'), 'rw'), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.fix, new RegExp(`remove its stale record: rm ${path.join(reg.entryDir(VOL), 'pod-a')} ${path.join(reg.entryDir(VOL), 'pod-b')}$`));
+      return true;
+    });
+  });
+
+  it('a bundle whose state cannot be written fails the Create and leaves no record', async () => {
+    const c: PrepareContext = { containerId: 'c9', sandboxId: 'pod-9', bundle: path.join(scratch, 'no-such-parent', 'c9'), log: quiet };
+    await assert.rejects(prepare(c, 'rw'), /ENOENT: no such file or directory, open '.*\/no-such-parent\/c9\//);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
   });
 
   it('keeps a pod\'s record until its last container using the volume is released', async () => {
