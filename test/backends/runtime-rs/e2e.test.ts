@@ -155,7 +155,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     rootfs = makeRootfs(work);
     volRoot = path.join(work, 'volumes');
     sockDir = socketDir();
-    recDir = fs.mkdtempSync('/tmp/kvr-');
+    recDir = socketDir('r');
     sysfs = path.join(work, 'sys');
     configFile = path.join(work, 'katavol.json');
     buildSysfs(sysfs, [
