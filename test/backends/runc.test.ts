@@ -649,6 +649,37 @@ describe('loop devices of an image (loop.ts)', () => {
     assert.deepStrictEqual(fromLosetup.map((l) => l.readOnly).sort(), [false, true]);
     assert.deepStrictEqual(loop.loopsOf(path.join(dir, 'missing')), []);
   });
+
+  it('attaches read-write or read-only, naming the device before the attach; detaches only a device still backed by the file', () => {
+    const img = imageFile(dir, 'img2');
+    const named: string[] = [];
+    const mine: string[] = [];
+    try {
+      const rw = loop.attach(img, false, (d) => { named.push(d); assert.strictEqual(loop.backingFile(d), '', 'named before it is attached'); });
+      mine.push(rw);
+      const ro = loop.attach(img, true, (d) => named.push(d));
+      mine.push(ro);
+      assert.deepStrictEqual(named, [rw, ro]);
+      assert.deepStrictEqual([loop.isReadOnly(rw), loop.isReadOnly(ro), loop.isReadOnly('/dev/loop99999')], [false, true, false]);
+      assert.strictEqual(loop.backingFile(rw), img);
+      assert.strictEqual(loop.backingFile('/dev/loop99999'), '');
+      assert.strictEqual(loop.detach(rw, path.join(dir, 'another.img')), false, 'not the file it is backed by');
+      assert.strictEqual(loop.detach('/dev/loop99999', img), false);
+      assert.strictEqual(loop.detach(rw, img), true);
+      assert.strictEqual(loop.detach(ro, img), true);
+      mine.length = 0;
+    } finally {
+      for (const d of mine) if (loop.backingFile(d) === img) execFileSync('losetup', ['-d', d]);
+    }
+  });
+
+  it('a failing attach is not retried as a lost race and says what losetup said', () => {
+    const named: string[] = [];
+    assert.throws(() => loop.attach(path.join(dir, 'missing.img'), false, (d) => named.push(d)),
+      (e: Error) => new RegExp(`^losetup /dev/loop\\d+ ${dir}/missing\\.img: losetup: ${dir}/missing\\.img: .*No such file or directory$`).test(e.message));
+    // Only a device lost to another process is retried (twenty times at most); under load that can happen once or twice.
+    assert.ok(named.length < 10, `tried ${named.length} devices`);
+  });
 });
 
 describe('runc backend: a block device its own containers have mounted is not in use by the host', () => {
