@@ -99,6 +99,39 @@ describe('shim proxy (fake downstream)', function () {
     down.close();
   });
 
+  it('passes large frames through (cut-through) intact both ways, interleaved with small calls on the same connections', async () => {
+    const down = new Server();
+    down.register('example.Other', { Echo: (_ctx, p) => Buffer.concat([p, Buffer.from('!')]) });
+    await down.listen(downSock);
+    const c = await client();
+    const big = (n: number) => Buffer.alloc(1 << 20, n); // 1 MiB: arrives in many socket reads
+    const calls = [];
+    for (let i = 0; i < 6; i++) {
+      calls.push(c.call('example.Other', 'Echo', big(i)).then((r) => assert.ok(r.equals(Buffer.concat([big(i), Buffer.from('!')])), `large echo ${i}`)));
+      calls.push(c.call('example.Other', 'Echo', Buffer.from(`small ${i}`)).then((r) => assert.equal(r.toString(), `small ${i}!`)));
+    }
+    await Promise.all(calls);
+    down.close();
+  });
+
+  it('still intercepts a Create request large enough to arrive in pieces: refused with code 9, never forwarded', async () => {
+    const down = new Server();
+    const calls: string[] = [];
+    down.register(TASK, { Create: () => { calls.push('Create'); return Buffer.from([8, 42]); } });
+    await down.listen(downSock);
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/none', options: ['rbind', 'rw'] }]);
+    const c = await client();
+    // The downstream connection up first (until then every frame waits, assembled, in the backlog).
+    await assert.rejects(c.call('example.Other', 'Ping', Buffer.alloc(0)), (e: TtrpcError) => e.code === Code.Unimplemented);
+    // CreateTaskRequest.stdin (field 5), 200 KB: the frame is far above the cut-through size.
+    const stdin = Buffer.alloc(200000, 0x61);
+    const padded = Buffer.concat([str(1, 'cbig'), str(2, b), Buffer.from([(5 << 3) | 2, 0xc0, 0x9a, 0x0c]), stdin]);
+    await assert.rejects(c.call(TASK, 'Create', padded), (e: TtrpcError) => e.code === Code.FailedPrecondition && /container "cbig": mount "\/disk": volume "\/vol\/none": is not registered/.test(e.message));
+    assert.deepEqual(calls, []);
+    assert.deepEqual(fs.readdirSync(b), ['config.json']);
+    down.close();
+  });
+
   it('carries streams through untouched', async () => {
     const down = new Server();
     down.registerStream('example.Stream', 'Count', async (_ctx, stream) => {
@@ -241,6 +274,23 @@ describe('shim proxy (fake downstream)', function () {
     for (let i = 0; i < 50 && backend.released.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(backend.released, ['c1']);
     assert.ok(!fs.existsSync(path.join(b, 'katavol-held.json')));
+    down.close();
+  });
+
+  it('still sees a large answer to a watched task Delete (released, answer intact)', async () => {
+    const img = path.join(dir, 'disk.img');
+    makeExt4Image(img, 1);
+    registry.add('/vol/ok', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/ok', options: ['rbind', 'rw'] }]);
+    const answer = Buffer.concat([Buffer.from([8, 42]), Buffer.from([(15 << 3) | 2, 0xa0, 0x8d, 0x06]), Buffer.alloc(100000, 7)]);
+    const down = new Server();
+    down.register(TASK, { Create: () => Buffer.from([8, 42]), Delete: () => answer });
+    await down.listen(downSock);
+    const c = await client();
+    await c.call(TASK, 'Create', Buffer.concat([str(1, 'c1'), str(2, b)]));
+    assert.ok((await c.call(TASK, 'Delete', str(1, 'c1'))).equals(answer));
+    for (let i = 0; i < 50 && backend.released.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(backend.released, ['c1']);
     down.close();
   });
 
