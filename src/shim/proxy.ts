@@ -5,7 +5,7 @@
 // 4 MiB frames costs the daemon socket buffers, not 4 MiB assemblies.
 import * as net from 'net';
 import { Channel } from '../ttrpc/channel';
-import { FrameType, type Frame, type FrameHead, type FrameSink } from '../ttrpc/frame';
+import { FrameType, HEADER_LENGTH, type Frame, type FrameHead, type FrameSink } from '../ttrpc/frame';
 import { peekCallName, peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, type Status } from '../ttrpc/wire';
 import { Code, TtrpcError, oversizeError } from '../ttrpc/errors';
 import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';
@@ -34,6 +34,11 @@ export class ProxyConnection {
   /** Frames that arrived before the downstream connection was up. */
   private backlog: Buffer[] | undefined = [];
   private readonly watched = new Map<number, Watch>();
+  /**
+   * Frames from containerd that came while a Create was being prepared: they follow it, in order, because
+   * a ttrpc server (Go's since 1.2, and ours) refuses a request whose stream id is below one it has seen.
+   */
+  private behindCreate: Frame[] | undefined;
   private sawShutdown = false;
   private done = false;
 
@@ -61,7 +66,9 @@ export class ProxyConnection {
       });
       down.on('close', () => this.downstreamClosed());
       // Backpressure both ways: stop reading a side while the other side's socket buffer is full.
-      down.on('drain', () => this.up.resume());
+      down.on('drain', () => {
+        if (!this.behindCreate) this.up.resume();
+      });
       this.up.on('drain', () => down.resume());
       const q = this.backlog ?? [];
       this.backlog = undefined;
@@ -92,7 +99,7 @@ export class ProxyConnection {
 
   /** A large frame from containerd passes straight through unless it is a task call we watch. */
   private cutThroughUp(head: FrameHead, prefix: Buffer): FrameSink | undefined {
-    if (!this.down || this.down.closed) return undefined; // held in the backlog, or dropped, as usual
+    if (!this.down || this.down.closed || this.behindCreate) return undefined; // waits whole, in the backlog or behind a Create
     if (head.type === FrameType.Request) {
       const call = peekCallName(prefix);
       if (!call || (TASK_SERVICES.has(call.service) && WATCHED_METHODS.has(call.method))) return undefined;
@@ -107,6 +114,10 @@ export class ProxyConnection {
   }
 
   private fromUpstream(f: Frame): void {
+    if (this.behindCreate) {
+      const raw = Buffer.from(f.raw); // the parser may reuse its buffer
+      return void this.behindCreate.push({ ...f, raw, data: raw.subarray(HEADER_LENGTH) });
+    }
     if (f.type !== FrameType.Request) return this.forward(f.raw, true);
     let sm: { service: string; method: string };
     try {
@@ -116,8 +127,13 @@ export class ProxyConnection {
     }
     if (!TASK_SERVICES.has(sm.service)) return this.forward(f.raw, true);
     switch (sm.method) {
-      case 'Create':
-        return void this.intercept(f.streamId, Buffer.from(f.raw), f.data);
+      case 'Create': {
+        // Read no more from containerd until it is forwarded (what was read already waits behind it).
+        this.behindCreate = [];
+        this.up.pause();
+        const raw = Buffer.from(f.raw);
+        return void this.intercept(f.streamId, raw, raw.subarray(HEADER_LENGTH)).finally(() => this.afterCreate());
+      }
       case 'Delete': {
         this.hooks.log.flush();
         const r = safeDecode(() => decodeIdExec(decodeRequest(f.data).payload));
@@ -134,6 +150,18 @@ export class ProxyConnection {
         break;
     }
     this.forward(f.raw, true);
+  }
+
+  /** The Create was forwarded or answered: what came behind it goes on, in order (another Create waits again). */
+  private afterCreate(): void {
+    const waiting = this.behindCreate ?? [];
+    this.behindCreate = undefined;
+    while (waiting.length > 0) {
+      this.fromUpstream(waiting.shift() as Frame);
+      const again = this.behindCreate as Frame[] | undefined; // that frame was another Create
+      if (again) return void again.push(...waiting);
+    }
+    if (!this.up.closed) this.up.resume();
   }
 
   private async intercept(streamId: number, raw: Buffer, data: Buffer): Promise<void> {

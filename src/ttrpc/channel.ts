@@ -98,10 +98,9 @@ export class Channel extends EventEmitter<ChannelEvents> {
     return this._closed;
   }
 
-  /** Bytes waiting to be written (for callers applying backpressure). */
+  /** Bytes waiting to be written (for callers applying backpressure); frames held behind openRaw's do not count. */
   get writableLength(): number {
-    const held = this.open?.held.reduce((n, h) => n + h.bytes.length, 0) ?? 0;
-    return this.socket.writableLength + this.batchBytes + held;
+    return this.socket.writableLength + this.batchBytes;
   }
 
   /**
@@ -192,12 +191,15 @@ export class Channel extends EventEmitter<ChannelEvents> {
     };
   }
 
-  /** Every frame's bytes reach the socket here; while a frame is open (openRaw), they wait behind it. */
+  /**
+   * Every frame's bytes reach the socket here; while a frame is open (openRaw), they wait behind it. Held
+   * bytes are not backpressure: they leave as soon as the open frame's source has fed it, so a caller that
+   * paused that source for them would wait forever (only the socket's own buffer counts).
+   */
   private write(bytes: Uint8Array, done?: () => void): boolean {
     if (this.open) {
       this.open.held.push({ bytes, done });
-      this.drainOwed = true;
-      return false;
+      return true;
     }
     if (this.socket.destroyed) return false;
     return done ? this.socket.write(bytes, done) : this.socket.write(bytes);

@@ -13,6 +13,7 @@ import type { Backend, PrepareContext, PreparedSpec } from '../../src/backends/b
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
+import { RawPeer } from '../ttrpc/helpers';
 
 const TASK = 'containerd.task.v2.Task';
 const str = (field: number, s: string) => Buffer.concat([Buffer.from([(field << 3) | 2, Buffer.byteLength(s)]), Buffer.from(s)]);
@@ -22,8 +23,11 @@ class FakeBackend implements Backend {
   readonly typelessBind = true;
   prepared: string[] = [];
   released: string[] = [];
+  /** When set, prepare waits for it (a slow backend). */
+  gate: Promise<void> | undefined;
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     this.prepared.push(ctx.containerId);
+    await this.gate;
     const mounts = [...(spec.mounts ?? [])];
     for (const v of volumes) mounts[v.index] = { ...v.mount, type: 'ext4', source: '/dev/fake0' };
     return { spec: { ...spec, mounts }, summary: volumes.map((v) => ({ volumePath: v.volumePath })) };
@@ -130,6 +134,50 @@ describe('shim proxy (fake downstream)', function () {
     assert.deepEqual(calls, []);
     assert.deepEqual(fs.readdirSync(b), ['config.json']);
     down.close();
+  });
+
+  it('keeps the order of requests that come while a Create is prepared (ttrpc refuses a lower stream id), large ones too, and stalls nothing', async function () {
+    this.timeout(10000); // a stall shows as this test's timeout
+    const img = path.join(dir, 'disk.img');
+    makeExt4Image(img, 1);
+    registry.add('/vol/slow', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/slow', options: ['rbind', 'rw'] }]);
+    let ready!: () => void;
+    backend.gate = new Promise<void>((r) => (ready = r));
+    const down = new Server(); // our server, like Go ttrpc >= 1.2, refuses a stream id below one it has seen
+    const order: string[] = [];
+    down.register(TASK, { Create: () => { order.push('Create'); return Buffer.from([8, 42]); } });
+    down.register('example.Other', { Echo: (_ctx, p) => { order.push(`Echo ${p.length}`); return p; } });
+    await down.listen(downSock);
+    const peer = await RawPeer.connect(upSock);
+    try {
+      const req = (id: number, service: string, method: string, payload: Buffer) => encodeFrame(id, FrameType.Request, 0, encodeRequest({ service, method, payload }));
+      peer.write(req(1, 'example.Other', 'Echo', Buffer.from('ping'))); // the downstream connection is up after this
+      assert.equal((await peer.nextResponse()).streamId, 1);
+      order.length = 0;
+      peer.write(req(3, TASK, 'Create', Buffer.concat([str(1, 'cslow'), str(2, b)])));
+      for (let i = 0; i < 200 && backend.prepared.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const payload = Buffer.alloc(300000, 0x33);
+      const big = req(7, 'example.Other', 'Echo', payload);
+      peer.write(Buffer.concat([req(5, 'example.Other', 'Echo', Buffer.from('small')), big.subarray(0, 100000)]));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(order, [], 'nothing overtakes the Create being prepared');
+      ready();
+      await new Promise((r) => setTimeout(r, 50));
+      peer.write(big.subarray(100000));
+      const answers = new Map<number, { payload: Buffer; status: unknown }>();
+      for (let i = 0; i < 3; i++) {
+        const a = await peer.nextResponse();
+        answers.set(a.streamId, { payload: a.res.payload, status: a.res.status });
+      }
+      assert.deepEqual(answers.get(3), { payload: Buffer.from([8, 42]), status: undefined }, 'Create answered');
+      assert.deepEqual(answers.get(5), { payload: Buffer.from('small'), status: undefined });
+      assert.ok(answers.get(7)?.payload.equals(payload), 'the large echo came back whole');
+      assert.deepEqual(order, ['Create', 'Echo 5', 'Echo 300000']);
+    } finally {
+      peer.destroy();
+      down.close();
+    }
   });
 
   it('carries streams through untouched', async () => {
