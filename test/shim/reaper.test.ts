@@ -17,6 +17,7 @@ import { RUNC_STATE_FILE } from '../../src/backends/runc';
 import { Registry } from '../../src/volumes/registry';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
 import { SHIM, loopDevicesOf, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 
 describe('shim: downstreams of dead katavol daemons are reaped', function () {
   this.timeout(120000);
@@ -29,7 +30,7 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
   /** The downstream as configured: the recorder behind a script that kills our start at one point, once. */
   function setUp(warmDaemons: number): void {
     dir = tmpDir('katavol-reaper-');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     rec = path.join(dir, 'rec');
     const wrapper = path.join(dir, 'downstream');
     fs.writeFileSync(wrapper, [
@@ -144,6 +145,20 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
     assert.ok(await until(() => !pidAlive(first.downstreamPid), 30000), 'stopped by the warm daemon');
     assert.ok(await until(() => ours().length === 0, 5000), `nothing of the dead daemon left: ${ours().join(', ')}`);
     assert.deepEqual(downstreamSockets(), []);
+  });
+
+  it('an owner record\'s temp file left by a start killed before its rename goes at the next sweep; a live writer\'s stays', async () => {
+    setUp(0);
+    const { sweepDeadDaemons } = await import('../../src/shim/reaper');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const dead = path.join(sockDir, `${'a'.repeat(64)}.owner.json.${gone}.tmp`);
+    const live = path.join(sockDir, `${'b'.repeat(64)}.owner.json.${process.pid}.tmp`);
+    fs.writeFileSync(dead, '');
+    fs.writeFileSync(live, '');
+    await sweepDeadDaemons(sockDir);
+    assert.ok(!fs.existsSync(dead), 'the dead writer\'s temp file is gone');
+    assert.ok(fs.existsSync(live), 'a live writer\'s stays (it is about to rename it)');
+    fs.rmSync(live);
   });
 
   it('delete does not answer while another live process releases its bundle (containerd removes the bundle right after), and finishes that release if the other dies', async () => {
