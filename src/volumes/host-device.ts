@@ -46,6 +46,7 @@ export function devNumberOf(rdev: bigint): string {
 
 /** Size in bytes of a block device, from sysfs. */
 export function blockDeviceSize(blockDev: string): number {
+  // Stryker disable next-line StringLiteral: without an encoding Number() reads the Buffer's text the same
   return Number(fs.readFileSync(`/sys/dev/block/${devNumber(blockDev)}/size`, 'utf8')) * 512; // Number() skips the newline
 }
 

@@ -115,6 +115,7 @@ describe('volumes/host-device facts', () => {
     loop('loop3', undefined); // being set up: no backing file yet
     loop('loop4', `${img} (deleted)`);
     loop('loopx', img);
+    loop('xloop7', img);
     loop('sda', img);
     fs.mkdirSync(path.join(sys, 'loop5')); // detached: no loop/
     assert.deepStrictEqual(LoopTable.scan(sys).backing(img), [
