@@ -474,6 +474,7 @@ export class Registry {
         writeFileAtomic(mode, formatSandboxRecord(backend, readOnly), { tempDir: this.root });
         fs.writeFileSync(file, '', { mode: 0o600 });
       } catch (e) {
+        this.pruneModeDirs(mode); // the directories made for a record that failed (nothing half-created)
         throw fsFailure(volumePath, `record sandbox ${sandboxId}`, file, e);
       }
     });
@@ -505,6 +506,11 @@ export class Registry {
   /** Removes our part of a record, and the volume's mode directory once empty. */
   private dropMode(mode: string): void {
     fs.rmSync(mode, { force: true });
+    this.pruneModeDirs(mode);
+  }
+
+  /** Removes the volume's mode directory and the one above it, each only once empty. */
+  private pruneModeDirs(mode: string): void {
     try {
       fs.rmdirSync(path.dirname(mode));
       fs.rmdirSync(path.dirname(path.dirname(mode)));
