@@ -107,8 +107,8 @@ export function formatSandboxRecord(backend: string, readOnly: boolean): string 
 
 /** Reads a sandbox record back; tolerant of surrounding whitespace and newlines (hand-written files). */
 export function parseSandboxRecord(content: string): { backend: string; readOnly: boolean } {
-  const words = content.trim().split(/\s+/).filter((w) => w !== '');
-  const readOnly = words.length > 0 && words[words.length - 1] === READ_ONLY_MARK;
+  const words = content.trim().split(/\s+/); // [''] for a blank record
+  const readOnly = words[words.length - 1] === READ_ONLY_MARK;
   if (readOnly) words.pop();
   return { backend: words.join(' '), readOnly };
 }
@@ -227,7 +227,7 @@ export class Registry {
     variants.delete(canonical);
     for (const v of variants) {
       const p = path.join(this.root, v);
-      if (v && lstatOrUndefined(p)?.isDirectory()) return p;
+      if (lstatOrUndefined(p)?.isDirectory()) return p;
     }
     return undefined;
   }

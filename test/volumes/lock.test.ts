@@ -139,6 +139,13 @@ describe('volumes/lock', () => {
     }
   });
 
+  it('a lock that cannot be read (here a directory in its place) is never broken, only waited for', () => {
+    fs.mkdirSync(file, { recursive: true });
+    age(file, 60);
+    assert.strictEqual(refused().problem, 'registry entry is locked for more than 0s');
+    assert.ok(fs.statSync(file).isDirectory());
+  });
+
   it('reports the wait in whole seconds', () => {
     fs.mkdirSync(target.lockDir, { recursive: true });
     fs.writeFileSync(file, `${process.pid} someoneelse\n`);
