@@ -129,9 +129,10 @@ export function readRegularFile(file: string, opts: { maxBytes: number; follow?:
     // Read to the end (the size may change while reading), never past the cap.
     const buf = Buffer.alloc(Math.min(opts.maxBytes, st.size) + 1);
     let n = 0;
-    for (let r; n < buf.length && (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
+    // A full buffer asks for 0 more bytes and gets 0: the loop ends there too.
+    for (let r; (r = fs.readSync(fd, buf, n, buf.length - n, null)) > 0;) n += r;
     if (n > opts.maxBytes) throw new UnreadableFileError(file, `grew past ${opts.maxBytes} bytes while katavol read it`);
-    return buf.subarray(0, n).toString('utf8');
+    return buf.subarray(0, n).toString();
   } finally {
     fs.closeSync(fd);
   }

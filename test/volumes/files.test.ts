@@ -90,6 +90,14 @@ describe('volumes/files', () => {
     }
   });
 
+  it('writeFileAtomic passes on the first failure as it was (here: no directory to write in)', () => {
+    const target = path.join(scratch, 'missing-dir', 'f');
+    for (const durable of [true, false]) {
+      assert.throws(() => writeFileAtomic(target, 'x', { durable }), (e: NodeJS.ErrnoException) => e.code === 'ENOENT' && e.syscall === 'open');
+    }
+    assert.deepStrictEqual(fs.readdirSync(scratch), []);
+  });
+
   it('closes every file descriptor it opens, also on failure', () => {
     const file = path.join(scratch, 'f');
     fs.writeFileSync(file, 'content');

@@ -183,6 +183,15 @@ describe('volumes/lock', () => {
     assert.strictEqual(withLock(target, () => 'mine'), 'mine');
     assert.deepStrictEqual(fs.readdirSync(target.lockDir), []);
 
+    // A breaker that cannot be read (a directory in its place) is never cleared: it is waited for.
+    fs.symlinkSync(`${dead} stale`, file);
+    fs.mkdirSync(breaker);
+    age(breaker, 60);
+    refused();
+    assert.ok(fs.statSync(breaker).isDirectory());
+    fs.rmdirSync(breaker);
+    fs.rmSync(file);
+
     // An old breaker without an owner too.
     fs.symlinkSync(`${dead} stale`, file);
     fs.writeFileSync(breaker, '');
@@ -197,7 +206,7 @@ describe('volumes/lock', () => {
     const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro', 'katavol-test', ro], { encoding: 'utf8' });
     assert.strictEqual(m.status, 0, m.stderr);
     try {
-      assert.throws(() => withLock({ ...target, lockDir: ro }, () => 1), (e: NodeJS.ErrnoException) => e.code === 'EROFS' && e.syscall === 'symlink');
+      assert.throws(() => withLock({ ...target, lockDir: ro }, () => 1, 1000), (e: NodeJS.ErrnoException) => e.code === 'EROFS' && e.syscall === 'symlink');
     } finally {
       spawnSync('umount', [ro]);
     }

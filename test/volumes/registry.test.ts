@@ -8,6 +8,7 @@ import {
   resolveVolumeRoot, volumePathWarnings, volumeRootInEffect,
 } from '../../src/volumes/registry';
 import { encodeVolumePath } from '../../src/volumes/encoding';
+import { errnoOf } from '../../src/volumes/files';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
 import { imageFile, mkExt4 } from '../support/disks';
@@ -428,6 +429,45 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     const e = expectVolumeError(() => volumeRootInEffect({ KATAVOL_VOLUME_ROOT: 'vols' }, { root: '/etc/x', file: 'f' }), /is a relative path/);
     assert.strictEqual(e.message, `$KATAVOL_VOLUME_ROOT "vols" is a relative path, which the CLI and the shim would each resolve from their own working directory; set KATAVOL_VOLUME_ROOT to an absolute path, e.g. KATAVOL_VOLUME_ROOT=${path.resolve('vols')}`);
     assert.strictEqual(new Registry('relative/vols').root, path.resolve('relative/vols'));
+    assert.strictEqual(KATA_VOLUME_ROOT, '/run/kata-containers/shared/direct-volumes', "Kata's own root (kata-ctl, runtime-rs)");
+  });
+
+  it('creates the registry root 0755 and its lock directory 0700 whatever the umask', () => {
+    const saved = process.umask(0);
+    try {
+      reg.add(VOL, json(img));
+    } finally {
+      process.umask(saved);
+    }
+    assert.strictEqual(fs.statSync(root).mode & 0o777, 0o755);
+    assert.strictEqual(fs.statSync(path.join(root, LOCK_DIR_NAME)).mode & 0o777, 0o700);
+    assert.strictEqual(fs.statSync(reg.entryDir(VOL)).mode & 0o777, 0o700);
+  });
+
+  it('an entry that is a symbolic link or a plain file is not registered, and is refused naming what to delete; nothing is written through a link', () => {
+    fs.mkdirSync(root, { recursive: true });
+    const target = path.join(scratch, 'elsewhere');
+    fs.mkdirSync(target);
+    fs.writeFileSync(path.join(target, 'sb1'), '');
+    fs.symlinkSync(target, path.join(root, NAME));
+    assert.strictEqual(reg.isRegistered(VOL), false);
+    let e = expectVolumeError(() => reg.read(VOL), /symbolic link/);
+    assert.deepStrictEqual([e.problem, e.fix, e.file], ['the registry entry is a symbolic link; katavol refuses to follow it', `check where it points and delete it by hand (rm ${path.join(root, NAME)}), then add the volume again`, path.join(root, NAME)]);
+    reg.releaseSandbox(VOL, 'sb1');
+    reg.releaseSandboxIf(VOL, 'sb1', () => true);
+    assert.deepStrictEqual(fs.readdirSync(target), ['sb1'], 'the link\'s target is left alone');
+    fs.rmSync(path.join(root, NAME));
+    fs.writeFileSync(path.join(root, NAME), '');
+    assert.strictEqual(reg.isRegistered(VOL), false);
+    e = expectVolumeError(() => reg.read(VOL), /not a directory/);
+    assert.deepStrictEqual([e.problem, e.fix], ['the registry entry exists but is not a directory', `delete it by hand (rm ${path.join(root, NAME)}), then add the volume again`]);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+  });
+
+  it('releasing a sandbox of a volume that is not registered creates nothing, not even the root', () => {
+    const none = new Registry(path.join(scratch, 'none'));
+    none.releaseSandbox(VOL, 'sb1');
+    assert.strictEqual(fs.existsSync(none.root), false);
   });
 
   it('warns about volume paths that are legal but probably not what was meant, and keys them byte for byte', () => {
@@ -497,6 +537,10 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     }
     reg.add(vol, json(img));
     assert.strictEqual(reg.strayEntryFor(vol), undefined, 'the right name is no stray');
+    // Two '=' of padding dropped.
+    assert.strictEqual(encodeVolumePath('/abc'), 'L2FiYw==');
+    fs.mkdirSync(path.join(root, 'L2FiYw'));
+    assert.strictEqual(reg.strayEntryFor('/abc'), path.join(root, 'L2FiYw'));
   });
 
   it('read: an incomplete entry, or a mountInfo.json that is not a small regular file, is refused naming the file and the fix', () => {
@@ -554,6 +598,18 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     r = reg.addWithResult('/v', '{"volume-type":"vfiovol","device":"0000:3B:0A.7","fstype":"ext4"}');
     assert.deepStrictEqual(r.notes, ['stored PCI address "0000:3B:0A.7" as "0000:3b:0a.7" (sysfs names are lower case)']);
     assert.deepStrictEqual(reg.addWithResult('/v', '{"volume-type":"vfiovol","device":"0000:3b:0a.7","fstype":"ext4"}').notes, []);
+
+    const empty = expectVolumeError(() => reg.add(VOL, `{"volume-type":"directvol","device":"${img}","fstype":""}`), /"fstype" is empty/);
+    assert.deepStrictEqual([empty.problem, empty.fix], ['"fstype" is empty (the guest could not mount the volume)', 'set "fstype" to the filesystem on the device, e.g. "fstype":"ext4"']);
+    // A relative "PCI address" that happens to name a file here is still no image to look into.
+    const cwd = process.cwd();
+    fs.writeFileSync(path.join(scratch, '0000:3b:0a.6'), Buffer.alloc(4096));
+    process.chdir(scratch);
+    try {
+      assert.deepStrictEqual(reg.addWithResult('/v6', '{"volume-type":"vfiovol","device":"0000:3b:0a.6","fstype":"ext4"}').notes, []);
+    } finally {
+      process.chdir(cwd);
+    }
 
     const file = reg.mountInfoFile(VOL);
     const before = fs.statSync(file);
@@ -640,10 +696,16 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     fs.rmSync(path.join(reg.entryDir(VOL), 'sb1'));
     const before2 = snapshot(scratch);
     asNobody(() => {
-      const e = expectVolumeError(() => reg.remove(VOL), /^cannot remove the registry entry: EPERM/);
+      let e = expectVolumeError(() => reg.remove(VOL), /^cannot remove the registry entry: EPERM/);
       assert.deepStrictEqual([e.fix, e.file], [fix, reg.entryDir(VOL)]);
+      // The entry can be listed but its mountInfo.json not read: changing it fails at the read, naming it.
+      e = expectVolumeError(() => reg.add(VOL, json(img, ',"options":["ro"]')), /^cannot write the registry entry: EACCES/);
+      assert.deepStrictEqual([e.fix, e.file], [fix, reg.mountInfoFile(VOL)]);
     });
     assert.deepStrictEqual(snapshot(scratch), before2);
+    // A sandbox record it cannot read is an error, not a guess at its mode.
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'sb2'), 'runc ro', { mode: 0o600 });
+    asNobody(() => assert.throws(() => reg.sandboxesOf(VOL), (e) => errnoOf(e) === 'EACCES'));
   });
 
   it('a full registry file system: add, a canonical rewrite and a new sandbox record fail naming ENOSPC, changing nothing', () => {
@@ -740,8 +802,16 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     assert.deepStrictEqual(seen, [['other runc true']]);
     assert.deepStrictEqual(reg.sandboxesOf(VOL).find((s) => s.id === 'me'), { id: 'me', backend: 'runtime-rs', readOnly: true });
     const before = snapshot(scratch);
-    assert.throws(() => reg.recordSandboxIf(VOL, 'new', 'runc', false, () => { throw new Error('conflict'); }), /conflict/);
+    const conflict = new Error('conflict');
+    assert.throws(() => reg.recordSandboxIf(VOL, 'new', 'runc', false, () => { throw conflict; }), (e) => e === conflict, 'the check\'s own error, as it was thrown');
     assert.deepStrictEqual(snapshot(scratch), before);
+  });
+
+  it('repairs an entry without mountInfo.json even while Kata records a sandbox on it (nothing there to change under it)', () => {
+    fs.mkdirSync(path.join(root, NAME), { recursive: true });
+    fs.writeFileSync(path.join(root, NAME, 'kata-sb'), '');
+    assert.strictEqual(reg.addWithResult(VOL, json(img)).action, 'repaired');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).map((s) => s.id), ['kata-sb']);
   });
 
   it('releaseSandboxIf: decides under the lock, also for a volume no longer registered; keeps the record unless told', () => {

@@ -305,13 +305,33 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
     }
   });
 
-  it('refuses a filesystem that e2fsck cannot repair unattended, before growing anything', () => {
+  it('refuses a filesystem that e2fsck cannot repair unattended (exit 4), checked through its loop device, before growing anything', () => {
     add(img);
     sh('debugfs', ['-w', '-R', 'clri <2>', img]); // the root directory's inode, zeroed
+    const loop = loops.attach(img);
     const e = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /e2fsck -f -p/);
-    assert.match(e.problem, new RegExp(`^e2fsck -f -p ${img} found errors it could not fix \\(exit [4-9]\\): .+`));
-    assert.strictEqual(e.fix, `repair it with e2fsck -f ${img}, then resize again`);
+    assert.match(e.problem, new RegExp(`^e2fsck -f -p ${loop} found errors it could not fix \\(exit 4\\): .*UNEXPECTED INCONSISTENCY`, 's'));
+    assert.strictEqual(e.fix, `repair it with e2fsck -f ${loop}, then resize again`);
     assert.strictEqual(fs.statSync(img).size, 16 * MiB);
+    assert.strictEqual(loops.loopSizeBytes(loop), 16 * MiB);
+  });
+
+  it('mounted: refuses read-only mounts and, without CAP_SYS_RESOURCE, read-write ones, in words that say nothing was changed', async function () {
+    add(img);
+    const loop = loops.attach(img);
+    const pid = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ro-mnt'), ['-o', 'ro']);
+    const ro = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /read-only/);
+    assert.strictEqual(ro.problem, `is mounted read-only (${loop} at ${path.join(scratch, 'ro-mnt')} in the mount namespace of pid ${pid}); a read-only filesystem cannot be grown online`);
+    assert.strictEqual(ro.fix, 'nothing was changed; stop the containers using it and resize it offline');
+    if (canResizeOnline()) return; // the refusal below is for hosts without the capability
+    const rw = mkExt4(scratch, 'rw.img', 16 * MiB);
+    add(rw);
+    const loop2 = loops.attach(rw);
+    loops.mount(loop2, path.join(scratch, 'rw-mnt'));
+    const cap = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /CAP_SYS_RESOURCE/);
+    assert.strictEqual(cap.problem, `is mounted (${loop2} at ${path.join(scratch, 'rw-mnt')}) and growing a mounted ext4 needs CAP_SYS_RESOURCE, which this process does not have (CapEff in /proc/self/status)`);
+    assert.strictEqual(cap.fix, 'nothing was changed; run the resize as root where CAP_SYS_RESOURCE is not dropped (on the host, not inside a restricted container), or stop the container using the volume and resize it offline');
+    assert.strictEqual(fs.statSync(rw).size, 16 * MiB);
   });
 
   it('an entry without a filesystem type: only the file grows, and the summary says so', () => {
