@@ -830,6 +830,9 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     assert.strictEqual(asked, 2, 'asked for an unregistered volume too');
     reg.releaseSandboxIf(VOL, 'sb1', () => true);
     assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-sb'), ''); // written by Kata: no mode of ours beside it
+    reg.releaseSandbox(VOL, 'kata-sb');
+    assert.deepStrictEqual(fs.readdirSync(reg.entryDir(VOL)), [MOUNT_INFO_FILE]);
     assert.strictEqual(fs.existsSync(path.join(root, SANDBOX_MODES_DIR_NAME)), false, 'the last record takes katavol\'s record directories with it');
     expectVolumeError(() => reg.releaseSandboxIf(VOL, '../x', () => true), /sandbox id "..\/x" is not valid/);
 
