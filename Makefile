@@ -8,7 +8,8 @@ SOURCES := $(shell find src test scripts -name '*.ts' 2>/dev/null) tsconfig.json
 
 .PHONY: all deps build lint test coverage mutate demo demo-k8s bench soak fuzz refusals-doc install uninstall clean
 
-# make soak N=1000 P=16 scales the churn.
+# make soak N=1000 P=16 scales the churn; FAULTS=a,b picks the fault scenarios (none: only the plain churn);
+# WARM=8 sets the shim config's warmDaemons (default 1, the config's default).
 N ?= 200
 P ?= 8
 
@@ -56,7 +57,7 @@ bench: build
 	@node dist/scripts/bench.js
 
 soak: build
-	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS))
+	@node dist/scripts/soak.js --containers $(N) --parallel $(P) $(if $(FAULTS),--faults $(FAULTS)) $(if $(WARM),--warm $(WARM))
 
 # make fuzz FRAMES=2000000 SPECS=300000 FLOOD_MIB=8192 scales it; make test runs the same suites at
 # 105,000 / 20,000 frames, 2,000 Create cases and a 96 MiB flood.

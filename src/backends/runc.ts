@@ -211,8 +211,10 @@ export class RuncBackend implements Backend {
 
   /**
    * Per volume, under its lock: detach this container's loop devices unless another container of the
-   * pod still lists them, take the volume off this bundle's state (so a sibling released at the same
-   * moment sees this one gone), and drop the pod's record when no sibling holds the volume.
+   * pod still lists them, drop the pod's record when no sibling holds the volume, then take the volume
+   * off this bundle's state (so a sibling released at the same moment sees this one gone). In that
+   * order: a release killed at any step leaves the volume in the state, and the next release (the
+   * crash-path `delete`) redoes it; were the state written first, the record would stay for good.
    */
   private async releaseState(state: RuncState, log: BackendLogger, bundle: string): Promise<void> {
     const stateFile = path.join(bundle, RUNC_STATE_FILE);
@@ -230,11 +232,17 @@ export class RuncBackend implements Backend {
               this.detach(l, log);
             }
           }
-          state.loops = state.loops.filter((x) => x.volume !== v);
-          state.volumes = state.volumes.filter((x) => x !== v);
-          if (fs.existsSync(stateFile)) writeFileAtomic(stateFile, JSON.stringify(state));
           // Another container of the same pod still holds it: the pod's record stays.
           return !siblings.some((b) => b.state.volumes.includes(v) || b.state.loops.some((x) => x.volume === v));
+        }, () => {
+          state.loops = state.loops.filter((x) => x.volume !== v);
+          state.volumes = state.volumes.filter((x) => x !== v);
+          try {
+            if (fs.existsSync(stateFile)) writeFileAtomic(stateFile, JSON.stringify(state));
+          } catch (e) {
+            // containerd removed the bundle meanwhile (a crash-path release): nothing left to note it in.
+            if (errnoOf(e) !== 'ENOENT') throw e;
+          }
         });
       } catch (e) {
         log.warn('releasing volume failed', { volume: v, error: messageOf(e) });

@@ -195,7 +195,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
     const did = await stopDownstream(args.id, state!.downstreamAddress, { pid: state!.downstreamPid, force: true, version: state!.bootstrap?.version }).catch((e: unknown) => messageOf(e));
     log.info('downstream shim stopped', { result: did });
     const { releaseHeld } = await import('./held');
-    await releaseHeld(bundle).catch((e: unknown) => log.error('releasing the bundle\'s volumes failed', { error: messageOf(e) }));
+    await releaseHeld(bundle, log).catch((e: unknown) => log.error('releasing the bundle\'s volumes failed', { error: messageOf(e) }));
     await exit(reason, true);
   }
 

@@ -7,12 +7,15 @@ import { spawnSync } from 'child_process';
 import type { ShimArgs } from './args';
 import { loadConfig } from './config';
 import { daemonPidFile, pidAlive, readPidFile, readState, socketPath } from './state';
-import { daemonHoldsFile, heldPending, readDaemonHolds, releaseHeld } from './held';
+import { daemonHoldsFile, heldPending, readDaemonHolds, releaseHeld, releaseInProgress } from './held';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { stopDownstream } from './downstream';
 import { messageOf } from '../volumes/types';
 
 export interface DeleteResult { stdout: Buffer; stderr: string; status: number }
+
+/** How long a delete waits for another process's release of its bundle: containerd gives `delete` 5 s in all. */
+const RELEASE_WAIT_MS = 3000;
 
 export async function del(args: ShimArgs): Promise<DeleteResult> {
   const bundle = args.bundle || process.cwd();
@@ -58,6 +61,10 @@ export async function del(args: ShimArgs): Promise<DeleteResult> {
     const { sweepDeadDaemons } = await import('./reaper');
     for (const d of await sweepDeadDaemons(path.dirname(ours))) result.stderr += `katavol: ${d}\n`;
   }
+  // containerd removes the bundle as soon as we answer, and with it the state a release works from: a
+  // release of this bundle that another process (a daemon's reaper, say) is doing must end first. If that
+  // process dies meanwhile, its claim is stale and the release below finishes it.
+  for (let waited = 0; waited < RELEASE_WAIT_MS && releaseInProgress(bundle); waited += 50) await new Promise((r) => setTimeout(r, 50));
   // Only a crash leaves the held-file (or a killed release's claim of it) behind: the daemon removes it on
   // task Delete. Cheap check first.
   if (heldPending(bundle)) {

@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { writeFileAtomic } from '../volumes/files';
-import { HELD_FILE } from '../backends/backend';
+import { HELD_FILE, type BackendLogger } from '../backends/backend';
 import { pidAlive } from './state';
 
 export interface HeldRecord {
@@ -35,22 +35,28 @@ export function clearHeld(bundle: string): void {
 /**
  * Crash path: release through the backend named in the record, from bundle state alone. The record is
  * claimed first by an atomic rename, so the concurrent deletes containerd runs for a pod's containers
- * never release one bundle twice; on failure it is put back for a later delete to retry.
+ * never release one bundle twice; on failure it is put back for a later delete to retry. True when this
+ * call released it; false when nothing was held or another live process is releasing it. The backend's
+ * warnings go to `log` (by default stderr, which containerd logs for a `delete`).
  */
-export async function releaseHeld(bundle: string): Promise<void> {
+export async function releaseHeld(bundle: string, log: BackendLogger = consoleLogger): Promise<boolean> {
   const file = path.join(bundle, HELD_FILE);
   const claimed = `${file}.releasing.${process.pid}`;
+  // Loaded before the claim, so that from the claim until the backend has read its state from the bundle
+  // nothing awaits: once it holds the state, containerd removing the bundle cannot stop the release.
+  const { createBackend } = await import('../backends');
+  const { loadConfig } = await import('./config');
   try {
     fs.renameSync(file, claimed);
   } catch {
     // Nothing held, or another delete is releasing it; or one that was killed mid-way left its claim:
     // that one is ours to finish (containerd removes the bundle after this delete, and the record with it).
     const stale = staleClaim(bundle);
-    if (!stale) return;
+    if (!stale) return false;
     try {
       fs.renameSync(stale, claimed);
     } catch {
-      return; // another delete took it over first
+      return false; // another delete took it over first
     }
   }
   let held: HeldRecord;
@@ -58,38 +64,48 @@ export async function releaseHeld(bundle: string): Promise<void> {
     held = JSON.parse(fs.readFileSync(claimed, 'utf8')) as HeldRecord;
   } catch {
     fs.rmSync(claimed, { force: true }); // torn by a crash mid-write: the backend had not acted yet
-    return;
+    return false;
   }
   try {
-    const { createBackend } = await import('../backends');
-    const { loadConfig } = await import('./config');
     const backend = createBackend(held.backend, { config: loadConfig(), volumeRoot: held.volumeRoot });
-    await backend.releaseBundle(bundle, consoleLogger);
+    await backend.releaseBundle(bundle, log);
   } catch (e) {
     try { fs.renameSync(claimed, file); } catch { /* bundle gone */ }
     throw e;
   }
   fs.rmSync(claimed, { force: true });
+  return true;
 }
 
-/** A claim (HELD_FILE.releasing.<pid>) whose releaser died before finishing. */
-function staleClaim(bundle: string): string | undefined {
+const CLAIM_NAME = new RegExp(`^${HELD_FILE.replace(/\./g, '\\.')}\\.releasing\\.(\\d+)$`);
+
+/** Claims of the bundle's held record (HELD_FILE.releasing.<pid>), with the releaser's pid. */
+function claimsOf(bundle: string): Array<{ file: string; pid: number }> {
   let names: string[];
   try {
     names = fs.readdirSync(bundle);
   } catch {
-    return undefined;
+    return [];
   }
-  for (const n of names) {
-    const m = new RegExp(`^${HELD_FILE.replace(/\./g, '\\.')}\\.releasing\\.(\\d+)$`).exec(n);
-    if (m && !pidAlive(Number(m[1]))) return path.join(bundle, n);
-  }
-  return undefined;
+  return names.flatMap((n) => {
+    const m = CLAIM_NAME.exec(n);
+    return m ? [{ file: path.join(bundle, n), pid: Number(m[1]) }] : [];
+  });
+}
+
+/** A claim whose releaser died before finishing. */
+function staleClaim(bundle: string): string | undefined {
+  return claimsOf(bundle).find((c) => !pidAlive(c.pid))?.file;
 }
 
 /** Something is held for the bundle, or a release of it was left unfinished by a killed releaser. */
 export function heldPending(bundle: string): boolean {
   return fs.existsSync(path.join(bundle, HELD_FILE)) || staleClaim(bundle) !== undefined;
+}
+
+/** Another live process (a daemon's reaper, a concurrent delete) is releasing the bundle right now. */
+export function releaseInProgress(bundle: string): boolean {
+  return claimsOf(bundle).some((c) => c.pid !== process.pid && pidAlive(c.pid));
 }
 
 /** Where a daemon lists the bundles it holds for: next to its socket, named by its pid. */

@@ -23,7 +23,7 @@ export const STARTS_DIR = '.starts';
 const RESERVE = 4096;
 /** Padding after the answer: no bootstrap form ends in 0xFF (text, JSON and a protobuf's last byte are < 0x80). */
 const PAD = 0xff;
-/** A dead start's record with no answer yet: its downstream start may still be running; after this, nothing will come. */
+/** A dead start's record with no answer yet, where it cannot be seen whether its downstream start still has it open: after this, nothing will come. */
 const EMPTY_START_TTL_MS = 60_000;
 
 interface StartMeta { id: string; bundle: string; downstream: string }
@@ -196,7 +196,11 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
       const { daemonHoldsFile, readDaemonHolds, releaseHeld } = await import('./held');
       const holds = daemonHoldsFile(sock, rec.daemonPid);
       for (const b of readDaemonHolds(holds)) {
-        await releaseHeld(b).then(() => what.push(`released the volumes of ${b}`), (e: Error) => what.push(`releasing the volumes of ${b} failed: ${e.message}`));
+        // The backend's warnings join the line the caller logs (a daemon's stderr goes nowhere).
+        const warned = (m: string, meta?: Record<string, unknown>): void => void what.push(`${m} ${meta ? JSON.stringify(meta) : ''}`.trim());
+        const log = { debug: () => undefined, info: () => undefined, warn: warned, error: warned };
+        await releaseHeld(b, log).then((did) => what.push(did ? `released the volumes of ${b}` : `nothing to release for ${b} (released already, or being released by another process)`),
+          (e: Error) => what.push(`releasing the volumes of ${b} failed: ${e.message}`));
       }
       fs.rmSync(holds, { force: true });
       await removeDeadFiles(sock);
@@ -218,8 +222,10 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
       const meta = nl > 0 ? readMeta(text.subarray(0, nl)) : undefined;
       const answer = nl > 0 ? answerOf(text.subarray(nl + 1)) : Buffer.alloc(0);
       if (!meta || !answer.length) {
-        // The downstream start may still be writing; after the TTL nothing will come.
-        if (Date.now() - fs.statSync(file).mtimeMs > EMPTY_START_TTL_MS) removeRecord(file);
+        // The downstream start may still be writing: it holds the record open as its stdout. Once no
+        // process does (or, where that cannot be seen, after the TTL), nothing will come.
+        const open = openedByAnyProcess(file);
+        if (open === false || (open === undefined && Date.now() - fs.statSync(file).mtimeMs > EMPTY_START_TTL_MS)) removeRecord(file);
         continue;
       }
       const { parseBootstrap } = await import('./bootstrap');
@@ -249,6 +255,37 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
   }
   if (did.length) (require('./pod-channel') as typeof import('./pod-channel')).sweepPodChannels(socketDir);
   return did;
+}
+
+/**
+ * Whether some process has the file open, from every /proc/<pid>/fd; undefined when that cannot be seen
+ * (no procfs, or processes hidden from us). Costly, so only asked of a dead start's empty record.
+ */
+function openedByAnyProcess(file: string): boolean | undefined {
+  let real: string;
+  let pids: string[];
+  try {
+    real = fs.realpathSync(file);
+    pids = fs.readdirSync('/proc').filter((n) => /^\d+$/.test(n));
+  } catch {
+    return undefined;
+  }
+  let unreadable = false;
+  for (const pid of pids) {
+    let fds: string[];
+    try {
+      fds = fs.readdirSync(`/proc/${pid}/fd`);
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') unreadable = true; // hidden from us, not exited
+      continue;
+    }
+    for (const fd of fds) {
+      try {
+        if (fs.readlinkSync(`/proc/${pid}/fd/${fd}`) === real) return true;
+      } catch { /* closed meanwhile */ }
+    }
+  }
+  return unreadable ? undefined : false;
 }
 
 function readMeta(b: Buffer): StartMeta | undefined {

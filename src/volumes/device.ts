@@ -28,9 +28,8 @@ export function normalizeDevice(info: MountInfo): string {
 function statOrUndefined(p: string): fs.Stats | undefined {
   try {
     return fs.statSync(p);
-  } catch {
-    return undefined;
-  }
+  } catch { /* missing or unreadable: the callers say which path */ }
+  return undefined;
 }
 
 /** Trees where a missing path is a device or kernel object that must never be created by hand. */

@@ -99,8 +99,9 @@ export class LoopTable {
       // Only an attached loop device has loop/ (a stat, not a failed open: hosts keep dozens detached).
       if (!/^loop\d+$/.test(name) || !fs.existsSync(`${this.sysBlock}/${name}/loop`)) continue;
       try {
-        const back = fs.readFileSync(`${this.sysBlock}/${name}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
-        const st = fs.statSync(back);
+        // A deleted backing file reads "<path> (deleted)": stat fails on it, so the loop device is nobody's
+        // (a new file at the old path is not what it holds).
+        const st = fs.statSync(fs.readFileSync(`${this.sysBlock}/${name}/loop/backing_file`, 'utf8').trim());
         const key = `${st.dev}:${st.ino}`;
         const entry = { device: `/dev/${name}`, readOnly: fs.readFileSync(`${this.sysBlock}/${name}/ro`, 'utf8').trim() === '1' };
         table.set(key, [...(table.get(key) ?? []), entry]);

@@ -75,7 +75,8 @@ function swapEntries(): Array<{ st: fs.Stats; name: string }> {
     const name = line.split(/\s+/)[0]?.replace(/\\([0-7]{3})/g, (_, o: string) => String.fromCharCode(parseInt(o, 8)));
     if (!name) continue;
     try {
-      out.push({ st: fs.statSync(name.replace(/ \(deleted\)$/, '')), name });
+      // A swap file deleted while active reads "<path> (deleted)": stat fails on it (a new file at the old path is not it).
+      out.push({ st: fs.statSync(name), name });
     } catch { /* swap file deleted while active */ }
   }
   return out;
@@ -161,7 +162,7 @@ function loopsOver(device: string, opts: HostUseOptions): LoopDevice[] {
 function loopUse(l: { device: string; readOnly: boolean }, opts: HostUseOptions): HostUse {
   let beyond: HostUse[] = [];
   try {
-    beyond = blockDeviceUses(l.device, { ...opts, skipLoops: true });
+    beyond = blockDeviceUses(l.device, opts);
   } catch { /* detached meanwhile */ }
   const then = beyond.length ? `, which ${beyond.map((u) => u.what).join(' and ')}` : '';
   return {

@@ -499,18 +499,22 @@ export class Registry {
   /**
    * Runs `decide` under the volume's lock (also when the volume is no longer registered) and drops the
    * sandbox's record if it returns true: a backend's "is this the pod's last user?" and the release
-   * are then one step against every process using this registry.
+   * are then one step against every process using this registry. `settled` runs next, still under the
+   * lock, once the record is gone or kept: a caller's own note that the volume is released belongs
+   * there, so a release killed half-way never notes it while the record stays (the next one redoes it).
    */
-  releaseSandboxIf(volumePath: string, sandboxId: string, decide: () => boolean): void {
+  releaseSandboxIf(volumePath: string, sandboxId: string, decide: () => boolean, settled?: () => void): void {
     const file = this.sandboxFile(volumePath, sandboxId);
     this.locked(volumePath, () => {
-      if (!decide() || !this.isRegistered(volumePath)) return;
-      try {
-        fs.rmSync(file, { force: true });
-        this.dropMode(this.sandboxModeFile(volumePath, sandboxId));
-      } catch (e) {
-        throw fsFailure(volumePath, `release sandbox ${sandboxId}`, file, e);
+      if (decide() && this.isRegistered(volumePath)) {
+        try {
+          fs.rmSync(file, { force: true });
+          this.dropMode(this.sandboxModeFile(volumePath, sandboxId));
+        } catch (e) {
+          throw fsFailure(volumePath, `release sandbox ${sandboxId}`, file, e);
+        }
       }
+      settled?.();
     });
   }
 

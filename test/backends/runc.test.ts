@@ -242,6 +242,41 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.deepStrictEqual(ids(), []);
   });
 
+  // A release SIGKILLed at each of its steps (in a process of its own, killed by itself at that step), then
+  // the next release from the bundle's state, as the crash-path `delete` does: nothing may be left.
+  for (const step of ['after the detach', 'before the record is dropped', 'after the record is dropped'] as const) {
+    it(`a release SIGKILLed ${step} is finished by the next one: device and record gone`, async () => {
+      const { spawnSync } = await import('child_process');
+      const [dev] = (await prepare(ctx('app', 'pod-a'), 'rw'))[0].split(' ');
+      const record = path.join(reg.entryDir(IMG_VOL), 'pod-a');
+      const dist = path.resolve(__dirname, '..', '..', 'src');
+      const worker = `
+        const fs = require('fs'); const cp = require('child_process');
+        const die = () => process.kill(process.pid, 'SIGKILL');
+        const step = process.argv[2];
+        if (step === 'after the detach') {
+          const exec = cp.execFileSync;
+          cp.execFileSync = (...a) => { const r = exec(...a); if (a[1].includes('--detach')) die(); return r; };
+        } else {
+          const rm = fs.rmSync;
+          fs.rmSync = (p, o) => { if (p === process.argv[3] && step === 'before the record is dropped') die(); rm(p, o); if (p === process.argv[3]) die(); };
+        }
+        const { RuncBackend } = require(${JSON.stringify(path.join(dist, 'backends', 'runc.js'))});
+        const { Registry } = require(${JSON.stringify(path.join(dist, 'volumes', 'registry.js'))});
+        const log = { debug() {}, info() {}, warn() {}, error() {} };
+        new RuncBackend(new Registry(${JSON.stringify(reg.root)})).releaseBundle(process.argv[1], log).then(() => process.stdout.write('finished'));`;
+      const r = spawnSync(process.execPath, ['-e', worker, path.join(scratch, 'bundles', 'app'), step, record], { encoding: 'utf8' });
+      assert.strictEqual(r.signal, 'SIGKILL', `the release was killed ${step}: ${r.stdout}${r.stderr}`);
+      assert.deepStrictEqual(loops(), [], 'the device went before the kill');
+      assert.strictEqual(fs.existsSync(record), step !== 'after the record is dropped', 'the kill came where meant');
+      await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'app'), quiet);
+      assert.deepStrictEqual(loops(), [], `no loop device (${dev}) left`);
+      assert.deepStrictEqual(ids(), [], 'no sandbox record left');
+      assert.ok(!fs.existsSync(reg.sandboxModeFile(IMG_VOL, 'pod-a')), 'nor its mode file');
+      assert.deepStrictEqual(fs.readdirSync(path.join(scratch, 'bundles', 'app')), [], 'the bundle\'s state is gone');
+    });
+  }
+
   it('containers of the pod released at the same moment in separate processes leave nothing', async () => {
     const { spawn } = await import('child_process');
     for (let i = 0; i < 3; i++) await prepare(ctx(`c${i}`, 'pod-a'), 'rw');

@@ -7,13 +7,14 @@
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawnSync } from 'child_process';
+import { spawn, spawnSync } from 'child_process';
 import { pidAlive, readPidFile } from '../../src/shim/state';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { STARTS_DIR } from '../../src/shim/reaper';
 import { heldPending, releaseHeld } from '../../src/shim/held';
 import { HELD_FILE } from '../../src/backends/backend';
 import { RUNC_STATE_FILE } from '../../src/backends/runc';
+import { Registry } from '../../src/volumes/registry';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
 import { SHIM, loopDevicesOf, sleep, tmpDir } from '../support/containerd';
 
@@ -143,6 +144,48 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
     assert.ok(await until(() => !pidAlive(first.downstreamPid), 30000), 'stopped by the warm daemon');
     assert.ok(await until(() => ours().length === 0, 5000), `nothing of the dead daemon left: ${ours().join(', ')}`);
     assert.deepEqual(downstreamSockets(), []);
+  });
+
+  it('delete does not answer while another live process releases its bundle (containerd removes the bundle right after), and finishes that release if the other dies', async () => {
+    setUp(0);
+    // A downstream whose `delete` only leaves a mark, so we know when our delete is past it.
+    const marker = path.join(dir, 'downstream-deleted');
+    const downstream = path.join(dir, 'downstream-delete');
+    fs.writeFileSync(downstream, `#!/bin/sh\ntouch ${marker}\n`, { mode: 0o755 });
+    fs.writeFileSync(env.KATAVOL_CONFIG!, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir, warmDaemons: 0 }));
+    const volRoot = env.KATAVOL_VOLUME_ROOT!;
+    const bundle = bundleOf('c1');
+    const img = path.join(dir, 'img');
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, 1 << 20);
+    const reg = new Registry(volRoot);
+    reg.add('/kubelet/v', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    reg.recordSandbox('/kubelet/v', 'c1', 'runc', false);
+    const device = spawnSync('losetup', ['--find', '--show', img], { encoding: 'utf8' }).stdout.trim();
+    // Another releaser at work: a live process (here one that does nothing) holds the claim.
+    const other = spawn('sleep', ['600'], { stdio: 'ignore' });
+    pids.push(other.pid!);
+    try {
+      assert.match(device, /^\/dev\/loop\d+$/);
+      fs.writeFileSync(path.join(bundle, RUNC_STATE_FILE), JSON.stringify({ containerId: 'c1', sandboxId: 'c1', loops: [{ device, file: fs.realpathSync(img), volume: '/kubelet/v' }], volumes: ['/kubelet/v'] }));
+      const held = { containerId: 'c1', sandboxId: 'c1', backend: 'runc', volumeRoot: volRoot };
+      fs.writeFileSync(path.join(bundle, `${HELD_FILE}.releasing.${other.pid}`), JSON.stringify(held));
+
+      const del = spawn(SHIM, ['-namespace', 'ns', '-address', '/run/fake-containerd.sock', '-id', 'c1', '-bundle', bundle, 'delete'], { cwd: bundle, env, stdio: 'ignore' });
+      const exited = new Promise<number | null>((r) => del.on('exit', (code) => r(code)));
+      let answered = false;
+      void exited.then(() => (answered = true));
+      assert.ok(await until(() => fs.existsSync(marker) || answered, 60000), 'the downstream delete ran');
+      await until(() => answered, 1000);
+      assert.ok(!answered, 'delete answered while another process was releasing its bundle');
+      process.kill(other.pid!, 'SIGKILL'); // that releaser dies half-way
+      assert.equal(await exited, 0);
+      fs.rmSync(bundle, { recursive: true, force: true }); // what containerd does once delete answered
+      assert.deepEqual(loopDevicesOf(img), [], 'the delete finished the dead releaser\'s work: loop device detached');
+      assert.deepEqual(reg.sandboxesOf('/kubelet/v'), [], 'and the sandbox record dropped');
+    } finally {
+      if (loopDevicesOf(img).length) spawnSync('losetup', ['-d', device]);
+    }
   });
 
   it('a release killed mid-way (its claim of the held record left behind) is finished by the next delete\'s release', async () => {

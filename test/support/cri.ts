@@ -6,8 +6,8 @@
 import * as crypto from 'crypto';
 import * as fs from 'fs';
 import * as path from 'path';
-import { PrivateContainerd, SHIM, loopDevicesOf, pidsMatching, pidsWithEnv, sleep } from './containerd';
-import { POOL_DIR, listPool, stopPool } from '../../src/shim/pool';
+import { PrivateContainerd, SHIM, loopDevicesOf, pidsMatching, sleep, startedFor } from './containerd';
+import { POOL_DIR, stopPool } from '../../src/shim/pool';
 import { CriClient, type ContainerConfig, type Mount, type PodSandboxConfig } from './cri-client';
 import { BUSYBOX_IMAGE, PAUSE_IMAGE, buildImage } from './image';
 
@@ -233,9 +233,7 @@ export class CriContainerd {
    *  daemon that came from the warm pool carries this containerd's KATAVOL_CONFIG in its environment.
    *  Warm daemons still waiting in the pool are not counted (stop() stops them). */
   shimPids(): number[] {
-    const warm = new Set(listPool(this.socketDir).filter((e) => !e.claimed).map((e) => e.pid));
-    const all = new Set([...this.ctd.shimPids(), ...pidsWithEnv(`KATAVOL_CONFIG=${this.katavolConfig}`)]);
-    return [...all].filter((p) => p !== this.ctd.pid && !warm.has(p));
+    return startedFor(this.ctd, this.katavolConfig, this.socketDir);
   }
 
   /** What is left of pods and containers removed through CRI: [] when nothing (see assertNothingLeft). */

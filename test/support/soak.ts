@@ -6,7 +6,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
-import { PrivateContainerd, SHIM, debugfsCat, makeExt4Image, makeRootfs, sleep, tmpDir } from './containerd';
+import { PrivateContainerd, SHIM, debugfsCat, makeExt4Image, makeRootfs, sleep, startedFor, tmpDir } from './containerd';
 import { Registry } from '../../src/volumes/registry';
 import { STARTS_DIR } from '../../src/shim/reaper';
 import { stopPool } from '../../src/shim/pool';
@@ -39,10 +39,17 @@ export const ENOSPC_ERROR = /no space left on device/i;
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
 export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
+/** A failure during a fault that is one of those: a run that exited 0 with the wrong output never is. */
+export function explainedFailure(failure: string): boolean {
+  return !failure.includes(': unexpected output ') && FAULT_ERRORS.test(failure);
+}
+
 export interface SoakOptions {
   containers: number;
   parallel: number;
   fault?: Fault;
+  /** The shim config's warmDaemons (default: the config's own default, 1, as a node left as installed). */
+  warmDaemons?: number;
   /** Progress lines (make soak prints them; the test stays quiet). */
   log?: (line: string) => void;
 }
@@ -63,6 +70,9 @@ export interface SoakResult {
   /** How often the fault was injected, and the containers a user had to clean up afterwards. */
   faultsInjected: number;
   userCleaned: number;
+  /** Daemons that began serving (one per start that made a daemon), and how many were warm daemons from the pool. */
+  daemons: number;
+  fromPool: number;
   /** Every problem found; empty means the soak passed. */
   problems: string[];
 }
@@ -73,6 +83,9 @@ interface Run {
   stderr: string;
   /** ms from spawn to the first stdout byte (the container ran), or -1. */
   firstOutputMs: number;
+  /** When ctr was started, and how long it ran (ms), for matching a failure with containerd's log. */
+  startedAt: number;
+  ms: number;
 }
 
 const SHARED_VOLUME = '/soak/shared';
@@ -94,7 +107,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   // hang-create: the downstream is the runc shim behind a script that SIGSTOPs the shim it started for
   // an id marked in <work>/stop-<id>, before containerd's Create can reach it.
   const downstream = opts.fault === 'hang-create' ? stoppingDownstream(work) : '/usr/bin/containerd-shim-runc-v2';
-  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir }));
+  fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream, socketDir: sockDir, ...(opts.warmDaemons === undefined ? {} : { warmDaemons: opts.warmDaemons }) }));
   const rootfs = makeRootfs(work);
   const env = { ...process.env, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_CONFIG: config };
   const katavol = (...args: string[]) => spawnSync(path.join(__dirname, '..', '..', '..', 'bin', 'katavol'), args, { encoding: 'utf8', env });
@@ -133,6 +146,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const ctrArgs = (args: string[]) => ['-a', ctd.sock, '-n', ctd.namespace, ...args];
   const ctrRun = (args: string[], global: string[] = []): Promise<Run> => new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
+    const startedAt = Date.now();
     const p = spawn('ctr', [...global, ...ctrArgs(args)], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stdout = '';
     let stderr = '';
@@ -145,18 +159,21 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     const timer = setTimeout(() => p.kill('SIGKILL'), 120000);
     p.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ status: code ?? -1, stdout, stderr, firstOutputMs: first });
+      resolve({ status: code ?? -1, stdout, stderr, firstOutputMs: first, startedAt, ms: Date.now() - startedAt });
     });
   });
   const run = (id: string, cmd: string, mounts: string[] = [], extra: string[] = []) =>
     ctrRun(['run', '--rm', '--runtime', SHIM, ...mounts.flatMap((m) => ['--mount', m]), ...extra, '--rootfs', rootfs, id, '/bin/sh', '-c', cmd]);
 
-  // Peak RSS of katavol daemons (node processes serving this containerd's tasks).
+  /** This run's katavol processes and downstream shims, found by their environment (KATAVOL_CONFIG): warm
+   *  daemons, whose argv names no containerd, included; those still waiting in the pool only if `waiting`. */
+  const ours = (waiting = false): number[] => startedFor(ctd, config, sockDir, { waiting });
+  // Peak RSS of katavol processes (daemons, warm or serving, and starts and deletes).
   let peakRss = 0;
   let sampling = true;
   const sampler = (async () => {
     while (sampling) {
-      for (const pid of ctd.shimPids()) {
+      for (const pid of ours(true)) {
         try {
           if (!fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('shim/bin.js')) continue;
           const kb = Number(/^VmRSS:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? 0);
@@ -174,7 +191,8 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   const expectOk = (id: string, r: Run, out: RegExp): boolean => {
     if (r.firstOutputMs >= 0) latencies.push(r.firstOutputMs);
     if (r.status === 0 && out.test(r.stdout)) return true;
-    const what = r.status !== 0 ? `${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}` : `${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))}`;
+    const what = r.status !== 0 ? `${id}: ctr run exited ${r.status}: ${r.stderr.trim().slice(0, 400)}`
+      : `${id}: unexpected output ${JSON.stringify(r.stdout.slice(0, 200))} (ctr run exited 0 after ${r.ms} ms, started ${new Date(r.startedAt).toISOString()}; stderr ${JSON.stringify(r.stderr.slice(0, 200))})`;
     (faultActive ? faultFailures : problems).push(what);
     return false;
   };
@@ -237,7 +255,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   let faultsInjected = 0;
   let userCleaned = 0;
   const goneImages: string[] = [];
-  const daemonPids = (needle: string) => ctd.shimPids().filter((p) => safeCmdline(p).includes(needle));
+  const daemonPids = (needle: string) => ours(true).filter((p) => safeCmdline(p).includes(needle));
   const injector = (async () => {
     if (!opts.fault) return;
     const third = Math.floor(opts.containers / 3);
@@ -394,11 +412,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     }
   }
 
-  // Nothing left (an orphaned daemon takes up to its orphan timeout to go).
+  // Nothing left (an orphaned daemon takes up to its orphan timeout to go; the reaper's sweeps run in
+  // starts, deletes and waiting warm daemons).
   log(`soak: checking for leftovers after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  for (let i = 0; i < 150 && ctd.shimPids().length > 0; i++) await sleep(100);
+  const startRecords = (): string[] => { try { return fs.readdirSync(path.join(sockDir, STARTS_DIR)); } catch { return []; } };
+  for (let i = 0; i < 150 && (ours().length > 0 || startRecords().length > 0); i++) await sleep(100);
   log(`soak: leftovers checked after ${((Date.now() - t0) / 1000).toFixed(1)} s`);
-  const left = ctd.shimPids().map((p) => `${p} ${safeCmdline(p)}`);
+  const left = ours().map((p) => `${p} ${safeCmdline(p)}`);
   if (left.length) problems.push(`processes left: ${left.join('; ')}`);
   for (const img of [...images, ...goneImages]) {
     const loops = loopsBackedBy(img);
@@ -406,7 +426,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   }
   const socks = fs.readdirSync(sockDir).filter((f) => !f.startsWith('.'));
   if (socks.length) problems.push(`sockets, pid files or owner records left in ${sockDir}: ${socks.join(', ')}`);
-  if (fs.existsSync(path.join(sockDir, STARTS_DIR))) problems.push(`start records left in ${path.join(sockDir, STARTS_DIR)}: ${fs.readdirSync(path.join(sockDir, STARTS_DIR)).join(', ')}`);
+  if (startRecords().length) problems.push(`start records left in ${path.join(sockDir, STARTS_DIR)}: ${startRecords().join(', ')}`);
   const reg = new Registry(volRoot);
   for (const v of volumes) {
     const s = reg.sandboxesOf(v);
@@ -431,21 +451,31 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     else imagesChecked++;
   }
 
+  // How many starts warm daemons served (each serving daemon logs whether it came from the pool).
+  const serving = fs.readFileSync(ctd.logFile, 'utf8').split('\n').filter((l) => l.includes('katavol shim daemon serving'));
+  const fromPool = serving.filter((l) => /fromPool\W+true/.test(l)).length;
+
+  if (problems.length || faultFailures.some((f) => !explainedFailure(f))) {
+    // What a diagnosis needs, kept with the images: containerd's log (shim logs included) and socketDir.
+    fs.copyFileSync(ctd.logFile, path.join(work, 'containerd.log'));
+    spawnSync('cp', ['-a', sockDir, path.join(work, 'socketDir')]);
+  }
   await ctd.stop();
+  await stopPool(sockDir);
   fs.rmSync(sockDir, { recursive: true, force: true });
   if (small) {
-    await stopPool(sockDir); // its waiting daemons hold files on the tmpfs
     for (let i = 0; i < 50 && spawnSync('umount', [small]).status !== 0; i++) await sleep(100);
     try { fs.rmdirSync(small); } catch (e) { problems.push(`cannot unmount the tmpfs ${small}: ${(e as Error).message}`); }
   }
-  if (!problems.length) fs.rmSync(work, { recursive: true, force: true });
-  else problems.push(`scratch kept for inspection: ${work}`);
+  if (fs.existsSync(path.join(work, 'containerd.log'))) log(`soak: scratch kept for inspection: ${work}`);
+  if (!problems.length && !fs.existsSync(path.join(work, 'containerd.log'))) fs.rmSync(work, { recursive: true, force: true });
+  else if (problems.length) problems.push(`scratch kept for inspection: ${work}`);
 
   latencies.sort((a, b) => a - b);
   const pct = (p: number) => (latencies.length ? latencies[Math.min(latencies.length - 1, Math.floor((p / 100) * latencies.length))] : NaN);
   return {
     containers, seconds, perSecond: containers / seconds, p50Ms: pct(50), p99Ms: pct(99), peakDaemonRssKiB: peakRss,
-    tokensChecked, imagesChecked, byKind, problems, faultFailures, faultsInjected, userCleaned,
+    tokensChecked, imagesChecked, byKind, problems, faultFailures, faultsInjected, userCleaned, daemons: serving.length, fromPool,
   };
 }
 
@@ -527,7 +557,7 @@ export function formatSoak(r: SoakResult): string {
   return [
     `containers: ${r.containers} (${Object.entries(r.byKind).map(([k, v]) => `${v} ${k}`).join(', ')}; pods count 2) in ${r.seconds.toFixed(1)} s = ${r.perSecond.toFixed(2)} containers/s`,
     `start latency (ctr run -> first output): p50 ${r.p50Ms.toFixed(0)} ms, p99 ${r.p99Ms.toFixed(0)} ms`,
-    `peak katavol daemon RSS: ${(r.peakDaemonRssKiB / 1024).toFixed(1)} MiB`,
+    `peak katavol daemon RSS: ${(r.peakDaemonRssKiB / 1024).toFixed(1)} MiB; daemons started: ${r.daemons}, ${r.fromPool} of them warm from the pool`,
     `tokens read back with debugfs: ${r.tokensChecked}; images clean under e2fsck -fn: ${r.imagesChecked}`,
     ...(r.faultsInjected ? [`fault injected ${r.faultsInjected} time(s); runs it failed: ${r.faultFailures.length}; containers a user deleted afterwards: ${r.userCleaned}`] : []),
     ...r.faultFailures.map((p) => `  ~ ${p}`),

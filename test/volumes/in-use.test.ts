@@ -6,7 +6,8 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { execFileSync, spawnSync } from 'child_process';
-import { hostUsesOf, refuseHostUse } from '../../src/volumes/in-use';
+import { describeUses, fixOf, hostUsesOf, refuseHostUse } from '../../src/volumes/in-use';
+import { LoopTable } from '../../src/volumes/host-device';
 import { Registry } from '../../src/volumes/registry';
 import { resizeVolume } from '../../src/volumes/resize';
 import { VolumeError } from '../../src/volumes/types';
@@ -129,6 +130,124 @@ describe('volumes/in-use: devices the host uses are refused', function () {
     assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly]), [['holder', false]]);
     assert.strictEqual(uses[0].what, `is held by dm-3 (device-mapper "vg0-data") (${sys}/class/block/${path.basename(dev)}/holders)`);
     assert.match(uses[0].fix, /dmsetup remove, vgchange -an, mdadm --stop/);
+  });
+
+  /** A sysfs tree in the kernel's layout (through the sysRoot option) where `dev` has a partition `name` whose number is `partNum`. */
+  const sysWithPartition = (dev: string, name: string, partNum: string): string => {
+    const sys = path.join(scratch, 'sys');
+    const own = fs.readFileSync(`/sys/block/${path.basename(dev)}/dev`, 'utf8').trim();
+    fs.mkdirSync(path.join(sys, 'dev', 'block', own, name), { recursive: true });
+    fs.writeFileSync(path.join(sys, 'dev', 'block', own, name, 'partition'), '1\n');
+    fs.writeFileSync(path.join(sys, 'dev', 'block', own, name, 'dev'), `${partNum}\n`);
+    fs.mkdirSync(path.join(sys, 'dev', 'block', own, 'queue'), { recursive: true }); // not a partition
+    return sys;
+  };
+  /**
+   * Without what other mount namespaces show: a namespace made while this test's mount existed (another
+   * suite's container or unshare, running at the same time) holds a copy of it. Ours are listed first.
+   */
+  const here = <T extends { what: string }>(uses: T[]): T[] => uses.filter((u) => !u.what.includes(', in the mount namespace of pid '));
+  const numberOf = (dev: string): string => fs.readFileSync(`/sys/block/${path.basename(dev)}/dev`, 'utf8').trim();
+
+  it('finds the uses of a block device\'s partitions (mount, holder, swap) and names the partition', function () {
+    // No partition scanning for loop devices here: the partition is another loop device's number, laid
+    // out in sysfs the way the kernel lists a partition of the first.
+    const dev = fx.attach(img);
+    const part = fx.attach(mkExt4(scratch, 'part.img', 16 * MiB));
+    const sys = sysWithPartition(dev, 'loopXp1', numberOf(part));
+    const mnt = path.join(scratch, 'p');
+    fx.mount(part, mnt);
+    const uses = here(hostUsesOf(VOL, dev, { sysRoot: sys }));
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.what, u.fix]), [['mount', `is mounted (its partition /dev/loopXp1) at ${mnt} (ext4, read-write)`, `unmount it first (umount ${mnt})`]]);
+  });
+
+  it('names a partition\'s holders (md arrays by name) and a partition used as swap', function () {
+    const dev = fx.attach(img);
+    const swapImg = path.join(scratch, 'swap.img');
+    fs.writeFileSync(swapImg, Buffer.alloc(16 * MiB));
+    const part = fx.attach(swapImg);
+    const sys = sysWithPartition(dev, 'loopXp2', numberOf(part));
+    fs.mkdirSync(path.join(sys, 'dev', 'block', numberOf(part), 'holders', 'md0'), { recursive: true });
+    let uses = hostUsesOf(VOL, dev, { sysRoot: sys });
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly, u.what]), [['holder', false, `is held (its partition /dev/loopXp2) by md0 (md RAID array) (${sys}/class/block/loopXp2/holders)`]]);
+    fs.rmSync(path.join(sys, 'dev', 'block', numberOf(part), 'holders'), { recursive: true });
+    try {
+      fx.swapOn(part);
+    } catch {
+      return this.skip(); // swapon not permitted in this sandbox
+    }
+    uses = hostUsesOf(VOL, dev, { sysRoot: sys });
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly, u.what, u.fix]), [['swap', false, 'is in use as swap (its partition /dev/loopXp2) (/proc/swaps)', `swapoff ${part} first`]]);
+    assert.deepStrictEqual(hostUsesOf(VOL, dev), [], 'without the partition, the swap device is not this one');
+  });
+
+  it('refuses an image file in use as a swap file, even read-only; another swap file is no use of it', function () {
+    const swapFile = path.join(scratch, 'swapfile');
+    fs.writeFileSync(swapFile, Buffer.alloc(16 * MiB), { mode: 0o600 });
+    execFileSync('mkswap', [swapFile], { stdio: 'ignore' });
+    const copy = path.join(scratch, 'copy');
+    fs.copyFileSync(swapFile, copy);
+    if (spawnSync('swapon', [swapFile]).status !== 0) return this.skip();
+    try {
+      const e = refusal(check(swapFile, true));
+      assert.strictEqual(e.problem, `image "${swapFile}" is in use on the host: it is in use as a swap file (/proc/swaps); a read-only volume may share its device with read-only users only: the other user writes it underneath`);
+      assert.strictEqual(e.fix, `swapoff ${swapFile} first`);
+      check(img, false)();
+      check(copy, false)();
+    } finally {
+      execFileSync('swapoff', [swapFile]);
+    }
+  });
+
+  it('a loop device over the image that is read-only but built on by a writer conflicts with a read-only volume too', () => {
+    const ro = fx.attach(img, true);
+    check(img, true)();
+    const sys = path.join(scratch, 'sys');
+    fs.mkdirSync(path.join(sys, 'dev', 'block', numberOf(ro), 'holders', 'dm-1'), { recursive: true });
+    const uses = hostUsesOf(VOL, img, { sysRoot: sys });
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly]), [['loop', false]]);
+    assert.strictEqual(uses[0].what, `is attached read-only to loop device ${ro}, which is held by dm-1 (${sys}/class/block/${path.basename(ro)}/holders)`);
+    assert.strictEqual(uses[0].fix, `give the container the device on top instead, or release it first (dmsetup remove, vgchange -an, mdadm --stop), then detach it (losetup -d ${ro})`);
+    assert.deepStrictEqual(uses[0].beyond!.map((u) => u.kind), ['holder']);
+    assert.throws(() => refuseHostUse({ volumePath: VOL, device: img, readOnly: true }, { sysRoot: sys }), /which is held by dm-1/);
+  });
+
+  it('two uses of a loop device are both named; the fixes are given once each', () => {
+    const dev = fx.attach(img, true);
+    fx.mount(dev, path.join(scratch, 'a'), 'ro');
+    fx.mount(dev, path.join(scratch, 'b'), 'ro');
+    const uses = hostUsesOf(VOL, img);
+    assert.strictEqual(uses.length, 1);
+    assert.strictEqual(uses[0].readOnly, true, 'a read-only loop device mounted read-only only reads');
+    assert.deepStrictEqual(here(uses[0].beyond!).map((u) => u.what), [`is mounted at ${scratch}/a (ext4, read-only)`, `is mounted at ${scratch}/b (ext4, read-only)`]);
+    assert.ok(uses[0].what.startsWith(`is attached read-only to loop device ${dev}, which is mounted at ${scratch}/a (ext4, read-only) and is mounted at ${scratch}/b (ext4, read-only)`), uses[0].what);
+    assert.ok(uses[0].fix.startsWith(`unmount it first (umount ${scratch}/a), unmount it first (umount ${scratch}/b), `), uses[0].fix);
+    assert.ok(uses[0].fix.endsWith(`, then detach it (losetup -d ${dev})`), uses[0].fix);
+    const twice = [...uses, ...uses];
+    assert.strictEqual(fixOf(twice, true), uses[0].fix);
+    assert.strictEqual(fixOf(twice, false), `${uses[0].fix}; or, if the other users only read it, mount the volume read-only (options=rbind:ro)`);
+    assert.strictEqual(describeUses(img, twice, false), `image "${img}" is in use on the host: it ${uses[0].what}; it ${uses[0].what}; a read-write volume needs the device to itself: two kernels mounting one filesystem corrupt it`);
+    assert.match(describeUses(path.join(scratch, 'gone'), uses, true), /^device ".*gone" is in use on the host: it is attached/);
+  });
+
+  it('our own mount namespaces\' mounts and, when asked, loop devices over the device are not host uses', () => {
+    const dev = fx.attach(img);
+    fx.mount(dev, path.join(scratch, 'own'));
+    const upper = fx.attach(dev); // loop over loop
+    const own = new Set([fs.readlinkSync('/proc/self/ns/mnt')]);
+    assert.deepStrictEqual(here(hostUsesOf(VOL, dev, { ownNamespaces: own })).map((u) => u.what), [`is attached read-write to loop device ${upper}`]);
+    assert.deepStrictEqual(here(hostUsesOf(VOL, dev, { ownNamespaces: own, skipLoops: true })), []);
+    assert.deepStrictEqual(here(hostUsesOf(VOL, dev, { skipLoops: true })).map((u) => u.kind), ['mount']);
+    assert.deepStrictEqual(hostUsesOf(VOL, img, { skipLoops: true }), []);
+    const viaTable = hostUsesOf(VOL, img, { loops: LoopTable.scan() });
+    assert.strictEqual(viaTable.length, 1);
+    assert.ok(viaTable[0].what.startsWith(`is attached read-write to loop device ${dev}, which is mounted at ${scratch}/own (ext4, read-write)`), viaTable[0].what);
+  });
+
+  it('a missing device, a directory or a socket has no host use', () => {
+    assert.deepStrictEqual(hostUsesOf(VOL, path.join(scratch, 'none')), []);
+    assert.deepStrictEqual(hostUsesOf(VOL, scratch), []);
+    assert.deepStrictEqual(hostUsesOf(VOL, '/dev/null'), []);
   });
 
   it('runc backend: refuses a mounted block device before anything is attached or recorded', async () => {

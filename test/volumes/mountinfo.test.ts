@@ -106,4 +106,56 @@ describe('volumes/mountinfo', () => {
     rejects('[]', /must be a JSON object, found an array/);
     rejects('', /not valid JSON/);
   });
+
+  it('every refusal says exactly what is wrong and how to write it instead', () => {
+    const example = `give one JSON object such as '{"volume-type":"directvol","device":"/dev/sdb","fstype":"ext4"}' (single-quote it in the shell)`;
+    const head = '"volume-type":"directvol","device":"/a","fstype":"ext4"';
+    const cases: Array<[string, string, string]> = [
+      ['{"volume-type":"directvol","device":"/a","device":"/b","fstype":"ext4"}', 'mount info is not valid JSON: duplicate key "device" at character 42', 'give each key once'],
+      ['{', 'mount info is not valid JSON: expected a quoted key, found end of input at character 2', example],
+      // "duplicate key" inside another syntax error is not a duplicate key.
+      ['{"duplicate key" 1}', 'mount info is not valid JSON: expected \':\' after key "duplicate key", found "1" at character 18', example],
+      ['{"volume_type":"directvol","volume-type":"directvol","device":"/a","fstype":"ext4"}', 'key "volume-type" is given twice ("volume_type" and "volume-type")', 'keep only "volume-type"'],
+      ['{"volume-type":"directvol","device":"/a","fstype":"ext4","fs_type":"xfs"}', 'key "fstype" is given twice ("fstype" and "fs_type")', 'keep only "fstype"'],
+      ['{"device":"/a","fstype":"ext4"}', 'mount info has no "volume-type"', 'add "volume-type":"directvol"'],
+      ['{"volume-type":"directvol","fstype":"ext4"}', 'mount info has no "device"', 'add "device":"/dev/sdb"'],
+      ['{"volume-type":"directvol","device":"/a"}', 'mount info has no "fstype"', 'add "fstype":"ext4"'],
+      ['{"volume-type":5,"device":"/a","fstype":"ext4"}', '"volume-type" must be a string, found a number 5', 'write "volume-type":"directvol"'],
+      ['{"volume-type":"directvol","device":["/a"],"fstype":"ext4"}', '"device" must be a string, found an array', 'write "device":"/dev/sdb"'],
+      ['{"volume-type":"directvol","device":"/a","fstype":true}', '"fstype" must be a string, found a boolean true', 'write "fstype":"ext4"'],
+      ['{"Volume_Type":"directvol","device":"/a","fstype":"ext4"}', 'unknown key "Volume_Type": keys are case-sensitive and Kata ignores this one', 'spell it "volume-type"'],
+      [`{${head},"metadata":"{x"}`, '"metadata" is a string that is not a JSON object (expected a quoted key, found "x" at character 2)', 'write metadata as an object, e.g. "metadata":{"fsGroup":"1000"}'],
+      [`{${head},"metadata":"[1]"}`, '"metadata" is a string holding an array, not an object', 'write metadata as an object, e.g. "metadata":{}'],
+      [`{${head},"metadata":5}`, '"metadata" must be an object of strings, found a number 5', 'write e.g. "metadata":{"fsGroup":"1000"}'],
+      [`{${head},"metadata":{"x":null}}`, 'metadata "x" is null; metadata values must be strings', 'quote it: "x":"..."'],
+      [`{${head},"metadata":{"x":{"y":"1"}}}`, 'metadata "x" is an object; metadata values must be strings', 'quote it: "x":"..."'],
+      [`{${head},"metadata":{"x":false}}`, 'metadata "x" is a boolean false; metadata values must be strings', 'quote it: "x":"false"'],
+      [`{${head},"metadata":{"x":12}}`, 'metadata "x" is a number 12; metadata values must be strings', 'quote it: "x":"12"'],
+      [`{${head},"options":"ro,,bind"}`, '"options" must be a list of strings, found a string "ro,,bind"', 'write a list: "options":["ro","bind"]'],
+      [`{${head},"options":5}`, '"options" must be a list of strings, found a number 5', 'write a list of strings, e.g. "options":["ro"]'],
+      [`{${head},"options":["ro",1]}`, '"options"[1] is a number 1; options must be strings', 'write e.g. "options":["ro","discard"]'],
+    ];
+    for (const [json, problem, fix] of cases) {
+      const e = rejects(json, /./);
+      assert.deepStrictEqual([e.problem, e.fix], [problem, fix], json);
+    }
+  });
+
+  it('says when metadata given as a JSON string was read as an object; the parsed metadata is an ordinary object', () => {
+    const notes: string[] = [];
+    const info = parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":"{\\"fsGroup\\":\\"1000\\"}"}', notes);
+    assert.deepStrictEqual(notes, ['read "metadata" given as a JSON string as an object (stored as an object, which Kata requires)']);
+    assert.deepStrictEqual(parse('{"volume-type":"directvol","device":"/d","fstype":"ext4","metadata":{"a":"1"}}', notes).metadata, { a: '1' });
+    assert.strictEqual(notes.length, 1, 'an object is not noted');
+    // Callers may change the result like any parsed JSON (the CSI plugin and the CLI build on it).
+    info.metadata.fsGroup = '2000';
+    delete info.metadata.fsGroup;
+    assert.deepStrictEqual(info.metadata, {});
+  });
+
+  it('suggests a volume type whatever its case or separators', () => {
+    for (const t of ['direct-vol', 'Direct_Vol', 'direct vol']) assert.strictEqual(suggestVolumeType(t), 'directvol', t);
+    assert.strictEqual(suggestVolumeType('vhost-user-blk'), 'spdkvol');
+    assert.strictEqual(suggestVolumeType('nfs'), undefined);
+  });
 });
