@@ -11,6 +11,7 @@ import { daemonPidFile, readState, socketPath } from './state';
 import { createLogger } from './logger';
 import { CreateInterceptor } from './interceptor';
 import { ProxyConnection } from './proxy';
+import { GcPacer } from './gc-pacer';
 import { canConnect, removeIfDeadSocket } from './sockets';
 import { volumeRootInEffect } from '../volumes/registry';
 import { messageOf } from '../volumes/types';
@@ -102,8 +103,9 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   process.on('unhandledRejection', (err) => log.error('unhandled rejection (kept running)', { error: String(err) }));
   process.on('SIGPIPE', () => undefined);
 
+  const pacer = new GcPacer();
   const serve = (socket: net.Socket): void => {
-    const p = new ProxyConnection(socket, downSock, { interceptor, log, onClosed: (c, sawShutdown) => {
+    const p = new ProxyConnection(socket, downSock, { interceptor, log, pacer, onClosed: (c, sawShutdown) => {
       conns.delete(c);
       log.debug('containerd connection closed', { connections: conns.size, afterShutdown: sawShutdown });
       void maybeExit(sawShutdown);

@@ -16,6 +16,12 @@ import { messageOf } from '../volumes/types';
 export const DAEMON_HEAP_FLAG = '--max-old-space-size=96';
 
 /**
+ * Every Node flag a daemon runs with: the heap cap, and gc() for its collection pacing (gc-pacer.ts). The
+ * launcher's inline start passes the same (test/shim/oom.test.ts checks both paths).
+ */
+export const DAEMON_NODE_FLAGS: readonly string[] = [DAEMON_HEAP_FLAG, '--expose-gc'];
+
+/**
  * containerd's score, read by whoever runs `start` while containerd (its parent) is certainly there: the
  * launcher for the inline daemon, `start` for the daemon it spawns.
  */

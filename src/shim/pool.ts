@@ -7,7 +7,7 @@ import * as path from 'path';
 import { spawn } from 'child_process';
 import type { ShimConfig } from './config';
 import { removeHandoffDir } from './handoff';
-import { DAEMON_HEAP_FLAG } from './oom';
+import { DAEMON_NODE_FLAGS } from './oom';
 
 export const POOL_DIR = '.warm';
 /** argv[2] of a warm daemon (before any shim flag, so it never collides with containerd's). */
@@ -170,7 +170,7 @@ export function refillPool(cfg: ShimConfig, env: NodeJS.ProcessEnv = process.env
     let started = 0;
     for (let i = have; i < cfg.warmDaemons; i++) {
       // The serving daemon's heap cap (it becomes one); its OOM score: see runWarm.
-      const child = spawn(process.execPath, [DAEMON_HEAP_FLAG, path.join(__dirname, 'bin.js'), WARM_FLAG], {
+      const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, path.join(__dirname, 'bin.js'), WARM_FLAG], {
         cwd: '/', detached: true, stdio: 'ignore', env,
       });
       child.on('error', () => undefined);

@@ -1,14 +1,17 @@
 // One containerd connection and its downstream twin: every frame crosses as opaque bytes with its
 // stream id (so streaming RPCs and unknown services pass untouched). Only task Create is decoded before
 // forwarding; Delete and Shutdown are watched so the backend can release and the daemon can exit.
+// Large frames that need none of that cross cut-through, piece by piece as they arrive, so a flood of
+// 4 MiB frames costs the daemon socket buffers, not 4 MiB assemblies.
 import * as net from 'net';
 import { Channel } from '../ttrpc/channel';
-import { FrameType, type Frame } from '../ttrpc/frame';
-import { peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, type Status } from '../ttrpc/wire';
+import { FrameType, HEADER_LENGTH, type Frame, type FrameHead, type FrameSink } from '../ttrpc/frame';
+import { peekCallName, peekServiceMethod, decodeRequest, decodeResponse, encodeResponse, type Status } from '../ttrpc/wire';
 import { Code, TtrpcError, oversizeError } from '../ttrpc/errors';
 import { TASK_SERVICES, decodeCreateTaskRequest, decodeIdExec } from './messages';
 import type { CreateInterceptor, InterceptedCreate } from './interceptor';
 import type { Logger } from './logger';
+import type { GcPacer } from './gc-pacer';
 
 type Watch =
   | { kind: 'create'; prepared: InterceptedCreate }
@@ -19,6 +22,8 @@ type Watch =
 export interface ProxyHooks {
   interceptor: CreateInterceptor;
   log: Logger;
+  /** Counts the bytes read from both sockets (see gc-pacer.ts). */
+  pacer?: GcPacer;
   /** Called once when both sides are closed. */
   onClosed(p: ProxyConnection, sawShutdown: boolean): void;
 }
@@ -29,11 +34,18 @@ export class ProxyConnection {
   /** Frames that arrived before the downstream connection was up. */
   private backlog: Buffer[] | undefined = [];
   private readonly watched = new Map<number, Watch>();
+  /**
+   * Frames from containerd that came while a Create was being prepared: they follow it, in order, because
+   * a ttrpc server (Go's since 1.2, and ours) refuses a request whose stream id is below one it has seen.
+   */
+  private behindCreate: Frame[] | undefined;
   private sawShutdown = false;
   private done = false;
 
   constructor(socket: net.Socket, private readonly downstreamPath: string, private readonly hooks: ProxyHooks) {
-    this.up = new Channel(socket);
+    const pacer = hooks.pacer;
+    if (pacer) socket.on('data', (chunk: Buffer) => pacer.readBytes(chunk.length));
+    this.up = new Channel(socket, { onLargeFrame: (head, prefix) => this.cutThroughUp(head, prefix) });
     this.up.on('frame', (f) => this.fromUpstream(f));
     this.up.on('oversize', (streamId, length) => {
       // Answered here like ttrpc does; the downstream never sees the discarded bytes.
@@ -43,7 +55,8 @@ export class ProxyConnection {
     const ds = net.connect(downstreamPath);
     ds.once('connect', () => {
       if (this.up.closed) return void ds.destroy();
-      const down = new Channel(ds);
+      if (pacer) ds.on('data', (chunk: Buffer) => pacer.readBytes(chunk.length));
+      const down = new Channel(ds, { onLargeFrame: (head) => this.cutThroughDown(head) });
       this.down = down;
       down.on('frame', (f) => this.fromDownstream(f));
       down.on('oversize', (streamId, length) => {
@@ -53,7 +66,9 @@ export class ProxyConnection {
       });
       down.on('close', () => this.downstreamClosed());
       // Backpressure both ways: stop reading a side while the other side's socket buffer is full.
-      down.on('drain', () => this.up.resume());
+      down.on('drain', () => {
+        if (!this.behindCreate) this.up.resume();
+      });
       this.up.on('drain', () => down.resume());
       const q = this.backlog ?? [];
       this.backlog = undefined;
@@ -82,7 +97,27 @@ export class ProxyConnection {
     if (!this.up.sendRaw(raw, own ? this.down : undefined) && !this.up.closed) this.down?.pause();
   }
 
+  /** A large frame from containerd passes straight through unless it is a task call we watch. */
+  private cutThroughUp(head: FrameHead, prefix: Buffer): FrameSink | undefined {
+    if (!this.down || this.down.closed || this.behindCreate) return undefined; // waits whole, in the backlog or behind a Create
+    if (head.type === FrameType.Request) {
+      const call = peekCallName(prefix);
+      if (!call || (TASK_SERVICES.has(call.service) && WATCHED_METHODS.has(call.method))) return undefined;
+    }
+    return passOn(this.down, head.length, this.up);
+  }
+
+  /** A large answer passes straight through unless it answers a call we watch. */
+  private cutThroughDown(head: FrameHead): FrameSink | undefined {
+    if (this.up.closed || (head.type === FrameType.Response && this.watched.has(head.streamId))) return undefined;
+    return passOn(this.up, head.length, this.down as Channel);
+  }
+
   private fromUpstream(f: Frame): void {
+    if (this.behindCreate) {
+      const raw = Buffer.from(f.raw); // the parser may reuse its buffer
+      return void this.behindCreate.push({ ...f, raw, data: raw.subarray(HEADER_LENGTH) });
+    }
     if (f.type !== FrameType.Request) return this.forward(f.raw, true);
     let sm: { service: string; method: string };
     try {
@@ -92,8 +127,13 @@ export class ProxyConnection {
     }
     if (!TASK_SERVICES.has(sm.service)) return this.forward(f.raw, true);
     switch (sm.method) {
-      case 'Create':
-        return void this.intercept(f.streamId, Buffer.from(f.raw), f.data);
+      case 'Create': {
+        // Read no more from containerd until it is forwarded (what was read already waits behind it).
+        this.behindCreate = [];
+        this.up.pause();
+        const raw = Buffer.from(f.raw);
+        return void this.intercept(f.streamId, raw, raw.subarray(HEADER_LENGTH)).finally(() => this.afterCreate());
+      }
       case 'Delete': {
         this.hooks.log.flush();
         const r = safeDecode(() => decodeIdExec(decodeRequest(f.data).payload));
@@ -110,6 +150,18 @@ export class ProxyConnection {
         break;
     }
     this.forward(f.raw, true);
+  }
+
+  /** The Create was forwarded or answered: what came behind it goes on, in order (another Create waits again). */
+  private afterCreate(): void {
+    const waiting = this.behindCreate ?? [];
+    this.behindCreate = undefined;
+    while (waiting.length > 0) {
+      this.fromUpstream(waiting.shift() as Frame);
+      const again = this.behindCreate as Frame[] | undefined; // that frame was another Create
+      if (again) return void again.push(...waiting);
+    }
+    if (!this.up.closed) this.up.resume();
   }
 
   private async intercept(streamId: number, raw: Buffer, data: Buffer): Promise<void> {
@@ -200,6 +252,20 @@ export class ProxyConnection {
 export function createFailureStatus(e: unknown): Status {
   if (e instanceof TtrpcError) return e.toStatus();
   return { code: Code.Internal, message: e instanceof Error ? e.message : String(e), details: [] };
+}
+
+/** Task methods whose requests the proxy reads (fromUpstream); they are never cut through. */
+const WATCHED_METHODS: ReadonlySet<string> = new Set(['Create', 'Delete', 'Start', 'Shutdown']);
+
+/** A frame of `length` written into `to` as it arrives, pausing `from` while `to`'s socket is full (its 'drain' resumes it). */
+function passOn(to: Channel, length: number, from: Channel): FrameSink {
+  const w = to.openRaw(length);
+  return {
+    write: (bytes) => {
+      if (!w.write(bytes) && !to.closed) from.pause();
+    },
+    end: () => w.end(),
+  };
 }
 
 function safeDecode<T>(fn: () => T): T | undefined {

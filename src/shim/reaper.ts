@@ -167,6 +167,11 @@ export async function sweepDeadDaemons(socketDir: string): Promise<string[]> {
   } catch {
     return did;
   }
+  // A writeOwner killed between its temp file and the rename leaves <hash>.owner.json.<pid>.tmp behind.
+  for (const n of names) {
+    const tmp = /\.owner\.json\.(\d+)\.tmp$/.exec(n);
+    if (tmp && !pidAlive(Number(tmp[1]))) fs.rmSync(path.join(socketDir, n), { force: true });
+  }
   const owners = names.filter((n) => /\.owner\.json(\.reaping\.\d+)?$/.test(n));
   let starts: string[] = [];
   try {

@@ -12,7 +12,7 @@ import { StartRecord, removeOwner, writeOwner } from './reaper';
 import { writeFileAtomic } from '../volumes/files';
 import { messageOf } from '../volumes/types';
 import { canConnect, ourAddress } from './sockets';
-import { CONTAINERD_OOM_ENV, DAEMON_HEAP_FLAG, parentScore } from './oom';
+import { CONTAINERD_OOM_ENV, DAEMON_NODE_FLAGS, parentScore } from './oom';
 import { answerBootstrap, parseBootstrap, type Bootstrap } from './bootstrap';
 
 export class StartError extends Error {
@@ -153,7 +153,7 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
     if (server) {
       const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
       const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
-      const child = spawn(process.execPath, [DAEMON_HEAP_FLAG, self, ...daemonArgv], {
+      const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, self, ...daemonArgv], {
         cwd: bundle,
         detached: true, // own session: containerd's CombinedOutput must not wait on it
         stdio: ['ignore', 'ignore', 'ignore', fd],

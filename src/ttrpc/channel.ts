@@ -3,7 +3,7 @@
 
 import { EventEmitter } from 'events';
 import type * as net from 'net';
-import { type Frame, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
+import { type Frame, type FrameHead, type FrameSink, FrameParser, HEADER_LENGTH, MESSAGE_LENGTH_MAX, checkHeaderFields, writeHeader } from './frame';
 import { oversizeError } from './errors';
 
 // Below this size header and data are copied into one buffer; above it the data is written by reference
@@ -13,6 +13,17 @@ const COPY_THRESHOLD = 16 * 1024;
 export interface ChannelOptions {
   /** Largest data length accepted and sent; default MESSAGE_LENGTH_MAX (4 MiB). */
   maxLength?: number;
+  /**
+   * Cut-through (see FrameParserOptions.onLargeFrame): a forwarder returns openRaw() of the other
+   * Channel to pass a large frame on as it arrives; such a frame is never emitted as 'frame'.
+   */
+  onLargeFrame?: (head: FrameHead, prefix: Buffer) => FrameSink | undefined;
+}
+
+/** A frame being written in pieces (Channel.openRaw). */
+export interface RawFrameWriter extends FrameSink {
+  /** Same as FrameSink.write; false when the socket's buffer is full (wait for 'drain' if you care). */
+  write(bytes: Buffer): boolean;
 }
 
 /** A Channel's events and their arguments (listeners get these types without restating them). */
@@ -28,6 +39,11 @@ export interface ChannelEvents {
    * threw. Socket errors never throw and never emit 'error'.
    */
   close: [err?: Error];
+}
+
+interface Held {
+  bytes: Uint8Array;
+  done: (() => void) | undefined;
 }
 
 export class Channel extends EventEmitter<ChannelEvents> {
@@ -47,6 +63,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
   // send() returned false while the frame sat in the batch: a 'drain' is owed even if the socket takes it.
   private drainOwed = false;
   private readonly flushBatch = (): void => this.flush();
+  // While a frame is being written in pieces (openRaw), everything else sent waits here, in order.
+  private open: { left: number; held: Held[] } | undefined;
 
   constructor(socket: net.Socket, opts?: ChannelOptions) {
     super();
@@ -60,6 +78,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
       onOversize: (id, len, type, flags) => {
         if (!this._closed) this.emit('oversize', id, len, type, flags);
       },
+      onLargeFrame: opts?.onLargeFrame && ((head, prefix) => (this._closed ? undefined : opts.onLargeFrame?.(head, prefix))),
     });
     socket.setNoDelay?.(true);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -79,7 +98,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
     return this._closed;
   }
 
-  /** Bytes waiting to be written (for callers applying backpressure). */
+  /** Bytes waiting to be written (for callers applying backpressure); frames held behind openRaw's do not count. */
   get writableLength(): number {
     return this.socket.writableLength + this.batchBytes;
   }
@@ -105,8 +124,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
     const hdr = Buffer.allocUnsafe(HEADER_LENGTH);
     writeHeader(hdr, 0, data.length, streamId, type, flags);
     s.cork();
-    s.write(hdr);
-    const ok = s.write(data);
+    this.write(hdr);
+    const ok = this.write(data);
     s.uncork();
     return ok;
   }
@@ -124,7 +143,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
     writeHeader(frame, 0, length, streamId, type, flags);
     if (length <= COPY_THRESHOLD) return this.enqueue(frame);
     this.flush();
-    return this.socket.write(frame);
+    return this.write(frame);
   }
 
   /**
@@ -139,7 +158,60 @@ export class Channel extends EventEmitter<ChannelEvents> {
     if (this._closed) return false;
     if (frameBytes.length <= HEADER_LENGTH + COPY_THRESHOLD) return this.enqueue(frameBytes);
     this.flush();
-    return from ? this.socket.write(frameBytes, () => from.parser.recycle(frameBytes)) : this.socket.write(frameBytes);
+    return this.write(frameBytes, from && (() => from.parser.recycle(frameBytes)));
+  }
+
+  /**
+   * Starts writing one frame of `length` data bytes in pieces, as a forwarder passes on a frame it gets
+   * in pieces (ChannelOptions.onLargeFrame): write() its header + data bytes exactly as received, then
+   * end(). Frames sent meanwhile wait and follow it. If the source fails before the frame is complete,
+   * this connection cannot be framed any more: close it (close() while a frame is open destroys).
+   */
+  openRaw(length: number): RawFrameWriter {
+    if (this.open) throw new Error('ttrpc: openRaw while another frame is open on this channel');
+    if (length > this.maxLength) throw oversizeError(length, this.maxLength);
+    this.flush(); // frames sent before it go first
+    const frame = { left: HEADER_LENGTH + length, held: [] as Held[] };
+    this.open = frame;
+    return {
+      write: (bytes: Buffer): boolean => {
+        if (bytes.length > frame.left) throw new RangeError(`ttrpc: openRaw frame given ${bytes.length} bytes with ${frame.left} left`);
+        frame.left -= bytes.length;
+        if (this.open !== frame || this._closed || this.socket.destroyed) return false;
+        return this.socket.write(bytes);
+      },
+      end: (): void => {
+        if (this.open !== frame) return;
+        if (frame.left !== 0) throw new RangeError(`ttrpc: openRaw frame ended ${frame.left} bytes short`);
+        this.open = undefined;
+        let ok = true;
+        for (const h of frame.held) ok = this.write(h.bytes, h.done);
+        this.payDrain(ok);
+      },
+    };
+  }
+
+  /**
+   * Every frame's bytes reach the socket here; while a frame is open (openRaw), they wait behind it. Held
+   * bytes are not backpressure: they leave as soon as the open frame's source has fed it, so a caller that
+   * paused that source for them would wait forever (only the socket's own buffer counts).
+   */
+  private write(bytes: Uint8Array, done?: () => void): boolean {
+    if (this.open) {
+      this.open.held.push({ bytes, done });
+      return true;
+    }
+    if (this.socket.destroyed) return false;
+    return done ? this.socket.write(bytes, done) : this.socket.write(bytes);
+  }
+
+  /** The socket emits 'drain' only after a write it refused; one it took pays an owed 'drain' here. */
+  private payDrain(socketTookIt: boolean): void {
+    if (!socketTookIt || !this.drainOwed) return;
+    this.drainOwed = false;
+    process.nextTick(() => {
+      if (!this.closeEmitted) this.emit('drain');
+    });
   }
 
   /** Holds a small frame for the batch write; the same answer socket.write would give for the whole batch. */
@@ -150,8 +222,7 @@ export class Channel extends EventEmitter<ChannelEvents> {
       this.flushQueued = true;
       queueMicrotask(this.flushBatch);
     }
-    const s = this.socket;
-    if (s.writableLength + this.batchBytes < s.writableHighWaterMark) return true;
+    if (this.writableLength < this.socket.writableHighWaterMark) return true;
     this.drainOwed = true;
     return false;
   }
@@ -165,16 +236,8 @@ export class Channel extends EventEmitter<ChannelEvents> {
     const bytes = this.batchBytes;
     this.batch = [];
     this.batchBytes = 0;
-    const s = this.socket;
-    if (s.destroyed) return;
-    const ok = s.write(n === 1 ? frames[0] : Buffer.concat(frames, bytes));
-    // The socket emits 'drain' after a write it refused; if it took this one, pay the owed 'drain' ourselves.
-    if (ok && this.drainOwed) {
-      this.drainOwed = false;
-      process.nextTick(() => {
-        if (!this.closeEmitted) this.emit('drain');
-      });
-    }
+    if (this.socket.destroyed) return;
+    this.payDrain(this.write(n === 1 ? frames[0] : Buffer.concat(frames, bytes)));
   }
 
   /** Stops reading (backpressure for a forwarder); frames already parsed are still delivered. */
@@ -194,6 +257,11 @@ export class Channel extends EventEmitter<ChannelEvents> {
     this.flush();
     const s = this.socket;
     if (s.destroyed) return;
+    if (this.open) {
+      // A frame written in pieces is unfinished: nothing after it could be framed.
+      s.destroy();
+      return;
+    }
     if (s.writableLength === 0) {
       s.destroy();
       return;

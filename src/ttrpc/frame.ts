@@ -63,7 +63,38 @@ export interface FrameParserOptions {
   onFrame: (f: Frame) => void;
   /** Called once an oversize frame's data has been read and discarded (as Go ttrpc does before answering). */
   onOversize: (streamId: number, length: number, type: number, flags: number) => void;
+  /**
+   * Cut-through for a forwarder: a frame of at least CUT_THROUGH_MIN data bytes that does not arrive
+   * whole is offered here once its header and first CUT_THROUGH_PREFIX data bytes are in. Returning a
+   * sink passes the frame's bytes on as they arrive, never assembled; returning undefined assembles it
+   * as usual. Must not throw.
+   */
+  onLargeFrame?: (head: FrameHead, prefix: Buffer) => FrameSink | undefined;
 }
+
+/** The header fields of a frame offered for cut-through. */
+export interface FrameHead {
+  streamId: number;
+  type: number;
+  flags: number;
+  /** Data length. */
+  length: number;
+}
+
+/**
+ * Takes one frame's bytes in order (the header and prefix first, then the rest of the data in socket-
+ * chunk pieces), then end() once all header + length bytes were written. The pieces are views of socket
+ * chunks that nothing else writes to, so they may be kept (e.g. queued for a socket write).
+ */
+export interface FrameSink {
+  write(bytes: Buffer): void;
+  end(): void;
+}
+
+/** Frames from this data length on are offered for cut-through (when they straddle socket reads). */
+export const CUT_THROUGH_MIN = 64 * 1024;
+/** Data bytes gathered before a frame is offered: enough for a request's service and method names. */
+export const CUT_THROUGH_PREFIX = 512;
 
 /** Frames from this size on are assembled in recyclable buffers (see FrameParser.recycle). */
 const RECYCLE_MIN = 1 << 20;
@@ -72,7 +103,8 @@ const SPARE_BUFFERS = 2;
 
 /**
  * Incremental frame parser: feed it socket chunks of any size, split or coalesced at any byte boundary.
- * It never holds more than one (accepted-size) frame; oversize frames are skipped without being buffered.
+ * It never holds more than one (accepted-size) frame; oversize frames are skipped without being buffered,
+ * and a large frame handed to a sink (onLargeFrame) passes through in pieces, never held whole.
  * Callbacks run synchronously inside push(); the parser's state is updated before each callback, but if a
  * callback throws, the rest of that chunk is not parsed (callers should treat the stream as broken).
  */
@@ -94,6 +126,14 @@ export class FrameParser {
   private discardType = 0;
   private discardFlags = 0;
   private discarding = false;
+  private readonly onLargeFrame: FrameParserOptions['onLargeFrame'];
+  // A large frame's header + first data bytes, gathered before it is offered (onLargeFrame).
+  private offer: Buffer | null = null;
+  private offerFilled = 0;
+  // The sink taking a cut-through frame, and how many of its bytes have passed.
+  private sink: FrameSink | null = null;
+  private sinkTotal = 0;
+  private sinkDone = 0;
   // Large frames are assembled in buffers of the full frame capacity, which recycle() hands back once
   // the receiver is done with them (a proxy, after forwarding): a flood of large frames then reuses a
   // few buffers instead of leaving one garbage buffer per frame for a later collection.
@@ -108,12 +148,15 @@ export class FrameParser {
     this.maxLength = max;
     this.onFrame = opts.onFrame;
     this.onOversize = opts.onOversize;
+    this.onLargeFrame = opts.onLargeFrame;
   }
 
   /** Bytes received of the current incomplete frame (buffered, or being discarded); 0 at a frame boundary. */
   get pending(): number {
     if (this.discarding) return HEADER_LENGTH + this.discardDone;
     if (this.partial) return this.partialFilled;
+    if (this.offer) return this.offerFilled;
+    if (this.sink) return this.sinkDone;
     return this.hdrFilled;
   }
 
@@ -127,6 +170,30 @@ export class FrameParser {
         this.discardLeft -= n;
         this.discardDone += n;
         if (this.discardLeft === 0) this.finishDiscard();
+        continue;
+      }
+      if (this.sink) {
+        const n = Math.min(this.sinkTotal - this.sinkDone, end - off);
+        const piece = chunk.subarray(off, off + n);
+        off += n;
+        this.sinkDone += n;
+        if (this.sinkDone === this.sinkTotal) {
+          const sink = this.sink;
+          this.sink = null;
+          sink.write(piece);
+          sink.end();
+        } else {
+          this.sink.write(piece);
+        }
+        continue;
+      }
+      if (this.offer) {
+        const o = this.offer;
+        const n = Math.min(o.length - this.offerFilled, end - off);
+        chunk.copy(o, this.offerFilled, off, off + n);
+        off += n;
+        this.offerFilled += n;
+        if (this.offerFilled === o.length) this.decideOffer();
         continue;
       }
       if (this.partial) {
@@ -155,6 +222,10 @@ export class FrameParser {
           this.startDiscard(this.hdr, 0, length);
           continue;
         }
+        if (this.offerable(length)) {
+          this.startOffer(this.hdr, 0, length);
+          continue;
+        }
         const frame = this.allocate(HEADER_LENGTH + length);
         this.hdr.copy(frame, 0);
         if (length === 0) {
@@ -179,6 +250,12 @@ export class FrameParser {
         this.emit(raw);
         continue;
       }
+      if (this.offerable(length)) {
+        // Large and continuing in later chunks: gather its opening and offer it before assembling.
+        this.startOffer(chunk, off, length);
+        off += HEADER_LENGTH;
+        continue;
+      }
       // Frame continues in later chunks: assemble it once, at its exact size.
       const frame = this.allocate(total);
       chunk.copy(frame, 0, off, end);
@@ -197,6 +274,40 @@ export class FrameParser {
     const ab = raw.buffer as ArrayBuffer;
     if (raw.byteOffset !== 0 || !this.mine.has(ab) || this.spare.length >= SPARE_BUFFERS || this.spare.includes(ab)) return;
     this.spare.push(ab);
+  }
+
+  private offerable(length: number): boolean {
+    return this.onLargeFrame !== undefined && length >= CUT_THROUGH_MIN;
+  }
+
+  /** Starts gathering a large frame's header (at h[off]) and first data bytes. */
+  private startOffer(h: Buffer, off: number, length: number): void {
+    const o = Buffer.allocUnsafe(HEADER_LENGTH + Math.min(length, CUT_THROUGH_PREFIX));
+    h.copy(o, 0, off, off + HEADER_LENGTH);
+    this.offer = o;
+    this.offerFilled = HEADER_LENGTH;
+  }
+
+  /** The opening is in: hand the frame to a sink, or go on assembling it. */
+  private decideOffer(): void {
+    const o = this.offer as Buffer;
+    this.offer = null;
+    this.offerFilled = 0;
+    const length = o.readUInt32BE(0);
+    const head: FrameHead = { streamId: o.readUInt32BE(4), type: o[8], flags: o[9], length };
+    const sink = this.onLargeFrame?.(head, o.subarray(HEADER_LENGTH));
+    if (!sink) {
+      const frame = this.allocate(HEADER_LENGTH + length);
+      o.copy(frame, 0);
+      this.partial = frame;
+      this.partialFilled = o.length;
+      return;
+    }
+    // The opening is never the whole frame: only frames that continue past it are offered.
+    this.sink = sink;
+    this.sinkTotal = HEADER_LENGTH + length;
+    this.sinkDone = o.length;
+    sink.write(o);
   }
 
   /** A buffer for one frame of `total` bytes: a spare or new full-capacity one for a large frame. */

@@ -128,6 +128,27 @@ export function peekServiceMethod(data: Buffer): { service: string; method: stri
   return { service, method };
 }
 
+/**
+ * The service and method of a Request from its first bytes only (a forwarder's view of a frame still
+ * arriving): both names when they come first, as every ttrpc encoder writes them, else undefined.
+ */
+export function peekCallName(prefix: Buffer): { service: string; method: string } | undefined {
+  const r = new Reader(prefix);
+  let service: string | undefined;
+  let method: string | undefined;
+  try {
+    while ((service === undefined || method === undefined) && !r.done) {
+      const t = r.tag();
+      if (t === ((1 << 3) | WIRE_BYTES)) service = r.string();
+      else if (t === ((2 << 3) | WIRE_BYTES)) method = r.string();
+      else return undefined;
+    }
+  } catch {
+    return undefined; // a name cut off by the end of the prefix, or not a Request at all
+  }
+  return service !== undefined && method !== undefined ? { service, method } : undefined;
+}
+
 /** Decodes a ttrpc.Response; payload and detail values are views into `data`. */
 export function decodeResponse(data: Buffer): Response {
   const r = new Reader(data);

@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { pidAlive } from '../../src/shim/state';
+import { DAEMON_NODE_FLAGS } from '../../src/shim/oom';
 import { RECORDER, RECORDER_DIR_ENV } from '../peers/recorder/record';
 import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
 
@@ -41,6 +42,8 @@ describe('shim daemon: oom_score_adj = containerd\'s + 1', function () {
         for (let i = 0; i < 50 && score(st.daemonPid) !== 322; i++) await sleep(100);
         assert.equal(score(st.daemonPid), 322);
         assert.match(fs.readFileSync(`/proc/${st.daemonPid}/cmdline`, 'utf8'), /--max-old-space-size=96/, 'heap capped');
+        const argv = fs.readFileSync(`/proc/${st.daemonPid}/cmdline`, 'utf8').split('\0');
+        for (const flag of DAEMON_NODE_FLAGS) assert.ok(argv.includes(flag), `${mode}: the daemon runs with ${flag} (${argv.join(' ')})`);
       } finally {
         for (const p of [st.daemonPid, st.downstreamPid]) if (pidAlive(p)) process.kill(p, 'SIGKILL');
       }

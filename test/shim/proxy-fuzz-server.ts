@@ -8,6 +8,7 @@ import { Writable } from 'stream';
 import { ProxyConnection } from '../../src/shim/proxy';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
+import { GcPacer } from '../../src/shim/gc-pacer';
 
 export interface ProxyStats {
   rss: number;
@@ -28,9 +29,10 @@ async function main(upSock: string, downSock: string, volumeRoot: string): Promi
   const log = createLogger({ level: 'error', stream: new Writable({ write: (c, _e, cb) => { logLines++; if (logged.length < 100) logged.push(String(c)); cb(); } }) });
   const interceptor = new CreateInterceptor({ volumeRoot, log, makeBackend: () => { throw new Error('no volume is registered: no backend needed'); } });
   let open = 0;
+  const pacer = new GcPacer(); // as the daemon runs it
   const server = net.createServer((s) => {
     open++;
-    new ProxyConnection(s, downSock, { interceptor, log, onClosed: () => void open-- });
+    new ProxyConnection(s, downSock, { interceptor, log, pacer, onClosed: () => void open-- });
   });
   await new Promise<void>((r) => server.listen(upSock, r));
   process.on('message', (m: { op?: string }) => {

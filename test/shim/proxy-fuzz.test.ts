@@ -1,7 +1,8 @@
 // Seeded fuzzing of the shim proxy in both directions: containerd's side sends random and mutated frames
 // (task calls, Create with random payloads, unknown services) in random pieces, while a hostile downstream
 // answers each request with a random frame, garbage, Data frames or nothing, and sends frames nobody asked
-// for. The proxy must neither crash nor leak: every connection ends, nothing escapes as an unhandled
+// for. Some frames both ways are large enough to cross the proxy cut-through, and some connections end in
+// the middle of one, from either side. The proxy must neither crash nor leak: every connection ends, nothing escapes as an unhandled
 // rejection, and a fresh connection through the same proxy still works. make test runs 20,000 frames,
 // `make fuzz` 1,000,000 (KATAVOL_FUZZ_FRAMES).
 import { strict as assert } from 'assert';
@@ -10,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { Client, FrameParser, FrameType, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
 import { RawPeer, prng, until } from '../ttrpc/helpers';
-import { generate, int, pick, randomBytes, writeInPieces, type Rnd } from '../ttrpc/fuzz-gen';
+import { generate, int, largeBytes, largeFrame, pick, randomBytes, writeInPieces, type Rnd } from '../ttrpc/fuzz-gen';
 import { MeasuredChild, checkMemory } from '../support/child-stats';
 import type { ProxyStats } from './proxy-fuzz-server';
 import { tmpDir } from '../support/containerd';
@@ -50,6 +51,13 @@ class HostileDownstream {
         else if (r < 0.7) send(encodeFrame(f.streamId, FrameType.Data, int(rnd, 8), randomBytes(rnd, 24)));
         else if (r < 0.8) send(encodeFrame(int(rnd, 2 ** 31), int(rnd, 256), int(rnd, 256), randomBytes(rnd, 24))); // unsolicited
         else if (r < 0.802) send(encodeFrame(f.streamId, FrameType.Response, 0, Buffer.alloc(4 * 2 ** 20 + 1 + int(rnd, 64)))); // oversize answer
+        else if (r < 0.812) send(encodeFrame(f.streamId, pick(rnd, [FrameType.Response, FrameType.Data]), 0, largeBytes(rnd, 65536 + int(rnd, 200000)))); // large answer
+        else if (r < 0.81205) {
+          // Dies in the middle of a large answer.
+          const big = encodeFrame(f.streamId, FrameType.Response, 0, largeBytes(rnd, 65536 + int(rnd, 200000)));
+          send(big.subarray(0, 1 + int(rnd, big.length - 1)));
+          s.destroy();
+        }
         // else: never answered
       },
       onOversize: () => undefined,
@@ -97,9 +105,15 @@ describe('shim proxy fuzz (seeded, both directions)', function () {
         const peer = await RawPeer.connect(upSock);
         const n = Math.min(PER_CONNECTION, TOTAL - sent);
         // Task calls (Create is decoded and intercepted) mixed with another service's frames.
-        const frames = rnd() < 0.7 ? generate(rnd, n, c % 10 === 0 ? 1 : 0, { service: TASK, methods: TASK_METHODS }) : generate(rnd, n, 0);
+        const frames = rnd() < 0.7 ? generate(rnd, n, c % 10 === 0 ? 1 : 0, { service: TASK, methods: TASK_METHODS }, 4) : generate(rnd, n, 0, undefined, 4);
         sent += frames.length;
         await writeInPieces(rnd, peer, Buffer.concat(frames)).catch(() => undefined); // the proxy may hang up first
+        if (c % 10 === 5 && !peer.socket.destroyed) {
+          // containerd's side dies in the middle of a large frame.
+          const big = largeFrame(rnd, 0x7ffffff1, pick(rnd, [TASK, 'fuzz.v1.Svc']), TASK_METHODS);
+          await writeInPieces(rnd, peer, big.subarray(0, 1 + int(rnd, big.length - 1))).catch(() => undefined);
+          peer.destroy();
+        }
         if (!peer.socket.destroyed) {
           peer.write(encodeFrame(SENTINEL_ID, FrameType.Request, 0, encodeRequest({ service: 'fuzz.v1.Svc', method: 'Echo', payload: Buffer.from('sentinel') })));
         }

@@ -13,6 +13,7 @@ import type { Backend, PrepareContext, PreparedSpec } from '../../src/backends/b
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
+import { RawPeer } from '../ttrpc/helpers';
 
 const TASK = 'containerd.task.v2.Task';
 const str = (field: number, s: string) => Buffer.concat([Buffer.from([(field << 3) | 2, Buffer.byteLength(s)]), Buffer.from(s)]);
@@ -22,8 +23,11 @@ class FakeBackend implements Backend {
   readonly typelessBind = true;
   prepared: string[] = [];
   released: string[] = [];
+  /** When set, prepare waits for it (a slow backend). */
+  gate: Promise<void> | undefined;
   async prepare(ctx: PrepareContext, spec: OciSpec, volumes: ResolvedVolume[]): Promise<PreparedSpec> {
     this.prepared.push(ctx.containerId);
+    await this.gate;
     const mounts = [...(spec.mounts ?? [])];
     for (const v of volumes) mounts[v.index] = { ...v.mount, type: 'ext4', source: '/dev/fake0' };
     return { spec: { ...spec, mounts }, summary: volumes.map((v) => ({ volumePath: v.volumePath })) };
@@ -97,6 +101,83 @@ describe('shim proxy (fake downstream)', function () {
     await assert.rejects(c.call('example.Other', 'Fail', Buffer.alloc(0)), (e: TtrpcError) => e.code === Code.NotFound && e.message === 'nope: from downstream');
     await assert.rejects(c.call('example.Missing', 'X', Buffer.alloc(0)), (e: TtrpcError) => e.code === Code.Unimplemented && /service example.Missing/.test(e.message));
     down.close();
+  });
+
+  it('passes large frames through (cut-through) intact both ways, interleaved with small calls on the same connections', async () => {
+    const down = new Server();
+    down.register('example.Other', { Echo: (_ctx, p) => Buffer.concat([p, Buffer.from('!')]) });
+    await down.listen(downSock);
+    const c = await client();
+    const big = (n: number) => Buffer.alloc(1 << 20, n); // 1 MiB: arrives in many socket reads
+    const calls = [];
+    for (let i = 0; i < 6; i++) {
+      calls.push(c.call('example.Other', 'Echo', big(i)).then((r) => assert.ok(r.equals(Buffer.concat([big(i), Buffer.from('!')])), `large echo ${i}`)));
+      calls.push(c.call('example.Other', 'Echo', Buffer.from(`small ${i}`)).then((r) => assert.equal(r.toString(), `small ${i}!`)));
+    }
+    await Promise.all(calls);
+    down.close();
+  });
+
+  it('still intercepts a Create request large enough to arrive in pieces: refused with code 9, never forwarded', async () => {
+    const down = new Server();
+    const calls: string[] = [];
+    down.register(TASK, { Create: () => { calls.push('Create'); return Buffer.from([8, 42]); } });
+    await down.listen(downSock);
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/none', options: ['rbind', 'rw'] }]);
+    const c = await client();
+    // The downstream connection up first (until then every frame waits, assembled, in the backlog).
+    await assert.rejects(c.call('example.Other', 'Ping', Buffer.alloc(0)), (e: TtrpcError) => e.code === Code.Unimplemented);
+    // CreateTaskRequest.stdin (field 5), 200 KB: the frame is far above the cut-through size.
+    const stdin = Buffer.alloc(200000, 0x61);
+    const padded = Buffer.concat([str(1, 'cbig'), str(2, b), Buffer.from([(5 << 3) | 2, 0xc0, 0x9a, 0x0c]), stdin]);
+    await assert.rejects(c.call(TASK, 'Create', padded), (e: TtrpcError) => e.code === Code.FailedPrecondition && /container "cbig": mount "\/disk": volume "\/vol\/none": is not registered/.test(e.message));
+    assert.deepEqual(calls, []);
+    assert.deepEqual(fs.readdirSync(b), ['config.json']);
+    down.close();
+  });
+
+  it('keeps the order of requests that come while a Create is prepared (ttrpc refuses a lower stream id), large ones too, and stalls nothing', async function () {
+    this.timeout(10000); // a stall shows as this test's timeout
+    const img = path.join(dir, 'disk.img');
+    makeExt4Image(img, 1);
+    registry.add('/vol/slow', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/slow', options: ['rbind', 'rw'] }]);
+    let ready!: () => void;
+    backend.gate = new Promise<void>((r) => (ready = r));
+    const down = new Server(); // our server, like Go ttrpc >= 1.2, refuses a stream id below one it has seen
+    const order: string[] = [];
+    down.register(TASK, { Create: () => { order.push('Create'); return Buffer.from([8, 42]); } });
+    down.register('example.Other', { Echo: (_ctx, p) => { order.push(`Echo ${p.length}`); return p; } });
+    await down.listen(downSock);
+    const peer = await RawPeer.connect(upSock);
+    try {
+      const req = (id: number, service: string, method: string, payload: Buffer) => encodeFrame(id, FrameType.Request, 0, encodeRequest({ service, method, payload }));
+      peer.write(req(1, 'example.Other', 'Echo', Buffer.from('ping'))); // the downstream connection is up after this
+      assert.equal((await peer.nextResponse()).streamId, 1);
+      order.length = 0;
+      peer.write(req(3, TASK, 'Create', Buffer.concat([str(1, 'cslow'), str(2, b)])));
+      for (let i = 0; i < 200 && backend.prepared.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+      const payload = Buffer.alloc(300000, 0x33);
+      const big = req(7, 'example.Other', 'Echo', payload);
+      peer.write(Buffer.concat([req(5, 'example.Other', 'Echo', Buffer.from('small')), big.subarray(0, 100000)]));
+      await new Promise((r) => setTimeout(r, 50));
+      assert.deepEqual(order, [], 'nothing overtakes the Create being prepared');
+      ready();
+      await new Promise((r) => setTimeout(r, 50));
+      peer.write(big.subarray(100000));
+      const answers = new Map<number, { payload: Buffer; status: unknown }>();
+      for (let i = 0; i < 3; i++) {
+        const a = await peer.nextResponse();
+        answers.set(a.streamId, { payload: a.res.payload, status: a.res.status });
+      }
+      assert.deepEqual(answers.get(3), { payload: Buffer.from([8, 42]), status: undefined }, 'Create answered');
+      assert.deepEqual(answers.get(5), { payload: Buffer.from('small'), status: undefined });
+      assert.ok(answers.get(7)?.payload.equals(payload), 'the large echo came back whole');
+      assert.deepEqual(order, ['Create', 'Echo 5', 'Echo 300000']);
+    } finally {
+      peer.destroy();
+      down.close();
+    }
   });
 
   it('carries streams through untouched', async () => {
@@ -241,6 +322,23 @@ describe('shim proxy (fake downstream)', function () {
     for (let i = 0; i < 50 && backend.released.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
     assert.deepEqual(backend.released, ['c1']);
     assert.ok(!fs.existsSync(path.join(b, 'katavol-held.json')));
+    down.close();
+  });
+
+  it('still sees a large answer to a watched task Delete (released, answer intact)', async () => {
+    const img = path.join(dir, 'disk.img');
+    makeExt4Image(img, 1);
+    registry.add('/vol/ok', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const b = bundle([{ destination: '/disk', type: 'directvol', source: '/vol/ok', options: ['rbind', 'rw'] }]);
+    const answer = Buffer.concat([Buffer.from([8, 42]), Buffer.from([(15 << 3) | 2, 0xa0, 0x8d, 0x06]), Buffer.alloc(100000, 7)]);
+    const down = new Server();
+    down.register(TASK, { Create: () => Buffer.from([8, 42]), Delete: () => answer });
+    await down.listen(downSock);
+    const c = await client();
+    await c.call(TASK, 'Create', Buffer.concat([str(1, 'c1'), str(2, b)]));
+    assert.ok((await c.call(TASK, 'Delete', str(1, 'c1'))).equals(answer));
+    for (let i = 0; i < 50 && backend.released.length === 0; i++) await new Promise((r) => setTimeout(r, 10));
+    assert.deepEqual(backend.released, ['c1']);
     down.close();
   });
 

@@ -146,6 +146,20 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
     assert.deepEqual(downstreamSockets(), []);
   });
 
+  it('an owner record\'s temp file left by a start killed before its rename goes at the next sweep; a live writer\'s stays', async () => {
+    setUp(0);
+    const { sweepDeadDaemons } = await import('../../src/shim/reaper');
+    const gone = spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { encoding: 'utf8' }).stdout;
+    const dead = path.join(sockDir, `${'a'.repeat(64)}.owner.json.${gone}.tmp`);
+    const live = path.join(sockDir, `${'b'.repeat(64)}.owner.json.${process.pid}.tmp`);
+    fs.writeFileSync(dead, '');
+    fs.writeFileSync(live, '');
+    await sweepDeadDaemons(sockDir);
+    assert.ok(!fs.existsSync(dead), 'the dead writer\'s temp file is gone');
+    assert.ok(fs.existsSync(live), 'a live writer\'s stays (it is about to rename it)');
+    fs.rmSync(live);
+  });
+
   it('delete does not answer while another live process releases its bundle (containerd removes the bundle right after), and finishes that release if the other dies', async () => {
     setUp(0);
     // A downstream whose `delete` only leaves a mark, so we know when our delete is past it.

@@ -37,7 +37,7 @@ export const HANG_ERROR = /^ctr: context deadline exceeded\n$/;
 export const ENOSPC_ERROR = /no space left on device/i;
 
 /** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
-export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|error while dialing|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
 
 /** A failure during a fault that is one of those: a run that exited 0 with the wrong output never is. */
 export function explainedFailure(failure: string): boolean {

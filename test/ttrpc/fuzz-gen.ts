@@ -1,6 +1,6 @@
 // The seeded frame generator shared by the server fuzz (test/ttrpc/fuzz.test.ts) and the proxy fuzz
 // (test/shim/proxy-fuzz.test.ts): random, well-formed and mutated frames, written in random pieces.
-import { FrameType, MESSAGE_LENGTH_MAX, encodeFrame, encodeRequest } from '../../src/ttrpc';
+import { CUT_THROUGH_MIN, FrameType, MESSAGE_LENGTH_MAX, encodeFrame, encodeRequest } from '../../src/ttrpc';
 import type { RawPeer } from './helpers';
 
 export const SVC = 'fuzz.v1.Svc';
@@ -19,15 +19,21 @@ export function randomBytes(rnd: Rnd, max: number): Buffer {
 export const METHODS = ['Echo', 'Echo', 'Throw', 'Slow', 'Undefined', 'Count', 'Sum', 'Hang', 'Nope'] as const;
 
 /** Generates one connection's worth of frames (each a complete, self-consistent frame). */
-export function generate(rnd: Rnd, count: number, oversize: number, target: { service: string; methods: readonly string[] } = { service: SVC, methods: METHODS }): Buffer[] {
+export function generate(rnd: Rnd, count: number, oversize: number, target: { service: string; methods: readonly string[] } = { service: SVC, methods: METHODS }, large = 0): Buffer[] {
   const SVC_ = target.service;
   const frames: Buffer[] = [];
   let lastId = 1;
   const oversizeAt = new Set<number>();
   for (let i = 0; i < oversize; i++) oversizeAt.add(int(rnd, count));
+  const largeAt = new Set<number>();
+  for (let i = 0; i < large; i++) largeAt.add(int(rnd, count));
   for (let i = 0; i < count; i++) {
     if (oversizeAt.has(i)) {
       frames.push(encodeFrame(lastId, FrameType.Request, 0, Buffer.alloc(MESSAGE_LENGTH_MAX + 1 + int(rnd, 100))));
+      continue;
+    }
+    if (largeAt.has(i)) {
+      frames.push(largeFrame(rnd, (lastId += 2), SVC_, target.methods));
       continue;
     }
     const r = rnd();
@@ -81,6 +87,31 @@ export function generate(rnd: Rnd, count: number, oversize: number, target: { se
   return frames;
 }
 
+/** A random fill of `n` bytes, cheap at any size: random head and tail around a repeated byte. */
+export function largeBytes(rnd: Rnd, n: number): Buffer {
+  const b = Buffer.alloc(n, int(rnd, 256));
+  randomBytes(rnd, 64).copy(b, 0);
+  randomBytes(rnd, 64).copy(b, Math.max(0, n - 64));
+  return b;
+}
+
+/**
+ * A frame large enough to cross a proxy cut-through (CUT_THROUGH_MIN and up): a well-formed request
+ * (any method, so also ones a proxy must read whole), one whose names are damaged, a Data frame, or
+ * any type.
+ */
+export function largeFrame(rnd: Rnd, id: number, service: string, methods: readonly string[]): Buffer {
+  const n = CUT_THROUGH_MIN + int(rnd, 200000);
+  const r = rnd();
+  if (r < 0.7) {
+    const body = Buffer.from(encodeRequest({ service, method: pick(rnd, methods), payload: largeBytes(rnd, n) }));
+    if (r >= 0.5) for (let k = 0, m = 1 + int(rnd, 4); k < m; k++) body[int(rnd, Math.min(64, body.length))] ^= 1 << int(rnd, 8);
+    return encodeFrame(id, FrameType.Request, 0, body);
+  }
+  if (r < 0.85) return encodeFrame(id, FrameType.Data, int(rnd, 8), largeBytes(rnd, n));
+  return encodeFrame(id, int(rnd, 256), int(rnd, 256), largeBytes(rnd, n));
+}
+
 /** Writes `data` in random-size pieces (1 byte .. 16 KiB), yielding to the event loop now and then. */
 export async function writeInPieces(rnd: Rnd, peer: RawPeer, data: Buffer): Promise<void> {
   let off = 0;
@@ -89,7 +120,15 @@ export async function writeInPieces(rnd: Rnd, peer: RawPeer, data: Buffer): Prom
     const n = Math.min(data.length - off, 1 + int(rnd, tiny ? 16 : 16384));
     const ok = peer.socket.write(data.subarray(off, off + n));
     off += n;
-    if (!ok) await new Promise((r) => peer.socket.once('drain', r));
+    if (!ok) {
+      // The other side may hang up instead of reading on: then no 'drain' ever comes.
+      const closed = await new Promise<boolean>((r) => {
+        const onDrain = () => { peer.socket.off('close', onClose); r(false); };
+        const onClose = () => { peer.socket.off('drain', onDrain); r(true); };
+        peer.socket.once('drain', onDrain).once('close', onClose);
+      });
+      if (closed) return;
+    }
     else if (rnd() < 0.05) await new Promise((r) => setImmediate(r));
   }
 }
