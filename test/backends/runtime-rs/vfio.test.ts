@@ -2,7 +2,7 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseRuntimeRsConfig, type RuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
-import { busSlotFunc, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
+import { Sysfs, busSlotFunc, isDbdf, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
 import { buildVfioDevice, checkVfioDevice } from '../../../src/backends/runtime-rs/vfio';
 import { VolumeError } from '../../../src/volumes/types';
 import { buildSysfs, volumeInput } from './fixtures';
@@ -35,6 +35,36 @@ describe('runtime-rs vfiovol: PCI address parsing (pci.ts)', () => {
     assert.strictEqual(skippedClass(0x040300), 'an audio function');
     assert.strictEqual(skippedClass(0x060400), undefined); // PCI bridge class is not in runtime-rs's list
     assert.strictEqual(skippedClass(0x010000), undefined);
+  });
+});
+
+describe('runtime-rs vfiovol: sysfs names and attributes (pci.ts)', () => {
+  let root: string;
+  before(() => {
+    root = scratchDir('sysfs-attr');
+    buildSysfs(root, [
+      { dbdf: '0000:01:00.0', vendor: '0x1AF4', device: '0x1042zz', class: 'zz0x010000', group: '3' },
+    ]);
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('takes a sysfs PCI device name only in full, lower-case form', () => {
+    assert.strictEqual(isDbdf('0000:3b:00.1'), true);
+    for (const name of ['x0000:3b:00.1', '0000:3b:00.1x', '0000:3B:00.1', '3b:00.1', '0000:3b:00.8']) assert.strictEqual(isDbdf(name), false, name);
+  });
+
+  it('reads hex attributes whole, naming the file of one that is not', () => {
+    const sysfs = new Sysfs(root);
+    assert.strictEqual(sysfs.hexAttr('0000:01:00.0', 'vendor'), 0x1af4);
+    for (const attr of ['device', 'class']) {
+      const file = path.join(root, 'bus/pci/devices/0000:01:00.0', attr);
+      const text = fs.readFileSync(file, 'utf8').trim();
+      assert.throws(() => sysfs.hexAttr('0000:01:00.0', attr), (e: Error) => e.message === `${file} holds ${JSON.stringify(text)}, not a hex number`);
+    }
+    assert.strictEqual(sysfs.iommuGroupOf('0000:01:00.0'), '3');
+    assert.strictEqual(sysfs.driverOf('0000:01:00.0'), undefined);
+    assert.strictEqual(sysfs.iommuGroupOf('0000:02:00.0'), undefined);
+    assert.strictEqual(sysfs.exists(path.join(root, 'nothing')), false);
   });
 });
 
