@@ -30,7 +30,14 @@ describe('Create interceptor with broken bundles and registry entries', () => {
     const log = createLogger({ level: 'error', stream: new Writable({ write: (_c, _e, cb) => cb() }) });
     icp = new CreateInterceptor({ volumeRoot: registry.root, log, makeBackend: () => createBackend('runc', { config, volumeRoot: registry.root }) });
   });
-  afterEach(() => fs.rmSync(dir, { recursive: true, force: true }));
+  afterEach(() => {
+    // Whatever a failing Create (or a mutant of it) left attached over this test's images goes first.
+    for (const img of fs.readdirSync(dir).filter((n) => n.endsWith('.img'))) {
+      const r = spawnSync('losetup', ['-j', path.join(dir, img)], { encoding: 'utf8' });
+      for (const l of r.stdout.split('\n').filter(Boolean)) spawnSync('losetup', ['-d', l.split(':')[0]]);
+    }
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
 
   const bundleWith = (text: string): string => {
     const b = fs.mkdtempSync(path.join(dir, 'b-'));
