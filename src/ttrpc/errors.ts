@@ -74,11 +74,13 @@ const ERRNO_CODES: Record<string, Code> = {
  * with its message. Never returns a status without a message for a failure.
  */
 export function toStatus(err: unknown): Status {
+  // Stryker disable next-line ConditionalExpression: the foreign check below takes this copy's TtrpcError too, with the same fields
   if (err instanceof TtrpcError) return err.toStatus();
   if (isForeignTtrpcError(err)) return { code: err.code, message: err.message, details: err.details ?? [] };
   if (err instanceof Error) {
     const errno = (err as NodeJS.ErrnoException).code;
-    if (typeof errno === 'string' && errno in ERRNO_CODES) {
+    // Own keys only: `in` would take inherited names ('constructor') for errno codes.
+    if (typeof errno === 'string' && Object.hasOwn(ERRNO_CODES, errno)) {
       return { code: ERRNO_CODES[errno], message: err.message, details: [] };
     }
     if (err.name === 'AbortError') return { code: Code.Canceled, message: err.message || 'context canceled', details: [] };
@@ -98,6 +100,7 @@ export function toStatus(err: unknown): Status {
 function isForeignTtrpcError(err: unknown): err is { code: number; message: string; details?: Any[] } {
   if (!(err instanceof Error) || err.name !== 'TtrpcError') return false;
   const code = (err as unknown as { code?: unknown }).code;
+  // Stryker disable next-line ConditionalExpression: Number.isInteger is false for anything but a number; the typeof narrows the type for tsc
   return typeof code === 'number' && Number.isInteger(code) && code >= -0x80000000 && code <= 0x7fffffff;
 }
 

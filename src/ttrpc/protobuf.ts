@@ -34,6 +34,7 @@ export class Reader {
         lo |= (byte & 0x0f) << 28;
         hi |= (byte & 0x7f) >>> 4;
       } else {
+        // Stryker disable next-line ArithmeticOperator: JS takes a shift count mod 32, so shift + 32 shifts as shift - 32 does
         hi |= (byte & 0x7f) << (shift - 32);
       }
       if (byte < 0x80) {

@@ -148,7 +148,7 @@ class Parser {
       }
       const e = this.s[this.i + 1];
       const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
-      if (e !== undefined && e in simple) {
+      if (e in simple) { // past the end, e is undefined: not a key of simple
         out += simple[e];
         this.i += 2;
       } else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(this.s.slice(this.i + 2, this.i + 6))) {

@@ -11,8 +11,8 @@ import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { imageFile } from '../support/disks';
-import { quietLog as quiet } from '../support/volumes';
+import { LoopFixture, imageFile, mkExt4 } from '../support/disks';
+import { quietLog as quiet, recordingLog } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
 
@@ -107,6 +107,93 @@ describe('runc backend: block device sharing (runc.ts)', () => {
     await assert.rejects(prepare(ctx('c3', 'pod-b'), 'ro'), /already used read-write by sandbox pod-a/);
   });
 
+  it('rewrites each mount to its own device and filesystem, keeping the other mounts and options, and records what it took in the bundle', async () => {
+    const device2 = path.join(scratch, 'blk2');
+    execFileSync('mknod', [device2, 'b', '7', '249']);
+    reg.add('/kubelet/xfs-vol', JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: 'xfs', options: ['noatime'] }));
+    // Written as kata-ctl would, with an empty fstype (katavol's own add refuses that).
+    reg.add('/kubelet/plain-vol', JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: 'ext4' }));
+    fs.writeFileSync(reg.mountInfoFile('/kubelet/plain-vol'), JSON.stringify({ 'volume-type': 'directvol', device: device2, fstype: '', metadata: {}, options: [] }));
+    const proc = { destination: '/proc', type: 'proc', source: 'proc' };
+    const mounts = [
+      proc,
+      { destination: '/a', type: 'bind', source: VOL, options: ['rbind', 'rw', 'nosuid'] },
+      { destination: '/b', type: 'bind', source: '/kubelet/xfs-vol', options: ['bind', 'ro', 'nodev'] },
+    ];
+    const vol = (index: number, volumePath: string, readOnly: boolean): ResolvedVolume => ({
+      index, mount: mounts[index], volumePath, entryDir: reg.entryDir(volumePath), file: reg.mountInfoFile(volumePath), info: reg.read(volumePath).info, readOnly,
+    });
+    const c = ctx('c1', 'pod-a');
+    const out = await new RuncBackend(reg).prepare(c, { mounts, annotations: {} }, [vol(1, VOL, false), vol(2, '/kubelet/xfs-vol', true)]);
+    assert.deepStrictEqual(out.spec.mounts, [
+      proc,
+      { destination: '/a', type: 'ext4', source: device, options: ['nosuid', 'rw'] },
+      { destination: '/b', type: 'xfs', source: device2, options: ['nodev', 'noatime', 'ro'] },
+    ]);
+    assert.deepStrictEqual(out.summary, [
+      { destination: '/a', volumePath: VOL, device, source: device, fstype: 'ext4', readOnly: false },
+      { destination: '/b', volumePath: '/kubelet/xfs-vol', device: device2, source: device2, fstype: 'xfs', readOnly: true },
+    ]);
+    assert.deepStrictEqual(JSON.parse(fs.readFileSync(path.join(c.bundle, 'katavol-runc.json'), 'utf8')),
+      { containerId: 'c1', sandboxId: 'pod-a', loops: [], volumes: [VOL, '/kubelet/xfs-vol'] });
+    // No fstype registered: ext4, as kata-ctl defaults it.
+    const plain = { destination: '/p', type: 'bind', source: '/kubelet/plain-vol', options: ['rbind'] };
+    const info = reg.read('/kubelet/plain-vol').info;
+    const p = await new RuncBackend(reg).prepare(ctx('c2', 'pod-p'), { mounts: [plain] }, [
+      { index: 0, mount: plain, volumePath: '/kubelet/plain-vol', entryDir: reg.entryDir('/kubelet/plain-vol'), file: reg.mountInfoFile('/kubelet/plain-vol'), info, readOnly: true },
+    ]);
+    assert.deepStrictEqual(p.spec.mounts, [{ destination: '/p', type: 'ext4', source: device2, options: ['ro'] }]);
+  });
+
+  it('a spec without mounts and no volumes comes back with an empty mount list', async () => {
+    const out = await new RuncBackend(reg).prepare(ctx('c0', 'pod-0'), { annotations: {} }, []);
+    assert.deepStrictEqual(out, { spec: { annotations: {}, mounts: [] }, summary: [] });
+  });
+
+  for (const [what, spoil, problem, fix] of [
+    ['gone', (dev: string) => fs.rmSync(dev), /^device ".*odd\.img" cannot be used \(ENOENT\)$/, /^create the image or block device, or re-register the volume with the right "device"$/],
+    ['now a directory', (dev: string) => { fs.rmSync(dev); fs.mkdirSync(dev); }, /^device ".*odd\.img" is neither a regular file nor a block device$/, /^a directvol device must be a raw image file or a block device; re-register the volume with the right "device"$/],
+  ] as Array<[string, (dev: string) => void, RegExp, RegExp]>) {
+    it(`refuses a device that is ${what} since it was registered, naming the volume, the file and the fix`, async () => {
+      const dev = imageFile(scratch, 'odd.img');
+      reg.add('/kubelet/odd', JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' }));
+      spoil(dev);
+      const mount = { destination: '/d', type: 'bind', source: '/kubelet/odd', options: ['rbind'] };
+      const c = ctx('c-odd', 'pod-odd');
+      await assert.rejects(new RuncBackend(reg).prepare(c, { mounts: [mount] }, [
+        { index: 0, mount, volumePath: '/kubelet/odd', entryDir: reg.entryDir('/kubelet/odd'), file: reg.mountInfoFile('/kubelet/odd'), info: reg.read('/kubelet/odd').info, readOnly: false },
+      ]), (e: Error) => {
+        assert.ok(e instanceof VolumeError);
+        assert.strictEqual(e.volumePath, '/kubelet/odd');
+        assert.strictEqual(e.file, reg.mountInfoFile('/kubelet/odd'));
+        assert.match(e.problem, problem);
+        assert.match(e.fix, fix);
+        return true;
+      });
+      assert.deepStrictEqual(fs.readdirSync(c.bundle), []);
+      assert.deepStrictEqual(reg.sandboxesOf('/kubelet/odd'), []);
+    });
+  }
+
+  it('judges block devices by the runc records only, and names every sandbox and stale record in the way', async () => {
+    // A runtime-rs pod's record of the same volume: that pod's device is in its VM, not on this host's mounts.
+    reg.recordSandbox(VOL, 'pod-vm', 'runtime-rs', false);
+    await prepare(ctx('c1', 'pod-a'), 'ro');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).find((u) => u.id === 'pod-a'), { id: 'pod-a', backend: 'runc', readOnly: true }, 'recorded read-only, whatever the first record says');
+    await prepare(ctx('c2', 'pod-b'), 'ro');
+    await assert.rejects(prepare(ctx('c3', 'pod-c'), 'rw'), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.match(e.fix, new RegExp(`remove its stale record: rm ${path.join(reg.entryDir(VOL), 'pod-a')} ${path.join(reg.entryDir(VOL), 'pod-b')}$`));
+      return true;
+    });
+  });
+
+  it('a bundle whose state cannot be written fails the Create and leaves no record', async () => {
+    const c: PrepareContext = { containerId: 'c9', sandboxId: 'pod-9', bundle: path.join(scratch, 'no-such-parent', 'c9'), log: quiet };
+    await assert.rejects(prepare(c, 'rw'), /ENOENT: no such file or directory, open '.*\/no-such-parent\/c9\//);
+    assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
+  });
+
   it('keeps a pod\'s record until its last container using the volume is released', async () => {
     await prepare(ctx('c1', 'pod-a'), 'ro');
     await prepare(ctx('c2', 'pod-a'), 'ro');
@@ -151,13 +238,23 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     fs.mkdirSync(bundle, { recursive: true });
     return { containerId, sandboxId, bundle, log: quiet };
   };
-  const prepare = async (c: PrepareContext, ...modes: Array<'ro' | 'rw'>): Promise<string[]> => {
-    const mounts = modes.map((m, i) => ({ destination: `/data${i}`, type: 'bind', source: IMG_VOL, options: ['rbind', m] }));
+  const prepare = async (c: PrepareContext, ...modes: Array<'ro' | 'rw'>): Promise<string[]> => prepareIn(c, {}, modes.map((m) => [IMG_VOL, m]));
+  /** A container mounting each [volume, mode] given, with these spec annotations. */
+  const prepareIn = async (c: PrepareContext, annotations: Record<string, string>, uses: Array<[string, 'ro' | 'rw']>): Promise<string[]> => {
+    const mounts = uses.map(([vp, m], i) => ({ destination: `/data${i}`, type: 'bind', source: vp, options: ['rbind', m] }));
     const volumes = mounts.map((mount, index) => ({
-      index, mount, volumePath: IMG_VOL, entryDir: reg.entryDir(IMG_VOL), file: reg.mountInfoFile(IMG_VOL), info: reg.read(IMG_VOL).info, readOnly: modes[index] === 'ro',
+      index, mount, volumePath: uses[index][0], entryDir: reg.entryDir(uses[index][0]), file: reg.mountInfoFile(uses[index][0]), info: reg.read(uses[index][0]).info, readOnly: uses[index][1] === 'ro',
     }));
-    const out = await new RuncBackend(reg).prepare(c, { mounts }, volumes);
+    const out = await new RuncBackend(reg).prepare(c, { mounts, annotations }, volumes);
     return out.spec.mounts!.map((m) => `${m.source} ${m.options!.join(',')}`);
+  };
+  /** Whether the device is (still) attached to this file; another test may take a device number we free. */
+  const backs = (dev: string, file: string): boolean => loop.backingFile(dev).replace(/ \(deleted\)$/, '') === fs.realpathSync(file);
+  const cri = (ns: string | undefined, name: string) => ({ ...(ns ? { 'io.kubernetes.cri.sandbox-namespace': ns } : {}), 'io.kubernetes.cri.sandbox-name': name });
+  /** A bundle state as another (perhaps crashed) container left it. */
+  const fakeBundle = (id: string, state: object): void => {
+    fs.mkdirSync(path.join(scratch, 'bundles', id), { recursive: true });
+    fs.writeFileSync(path.join(scratch, 'bundles', id, 'katavol-runc.json'), JSON.stringify(state));
   };
   const release = (c: PrepareContext) => new RuncBackend(reg).release(c);
   const ids = () => reg.sandboxesOf(IMG_VOL).map((u) => `${u.id} ${u.readOnly ? 'ro' : 'rw'}`);
@@ -230,6 +327,190 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     const dev = out[0].split(' ')[0];
     assert.deepStrictEqual(out, [`${dev} ro`, `${dev} rw`]);
     assert.deepStrictEqual(loops(), [`${dev} 0`]);
+  });
+
+  it('names the holding pod by its Kubernetes namespace and name, and only the bundles that really hold the image', async () => {
+    const [dev] = (await prepareIn(ctx('app', 'pod-a'), cri('shop', 'web-0'), [[IMG_VOL, 'rw']]))[0].split(' ');
+    // Stale states: another pod listing this device for a different image, and listing this image on a device it no longer has.
+    fakeBundle('ghost', { containerId: 'ghost', sandboxId: 'pod-x', pod: 'old/x', loops: [{ device: dev, file: '/elsewhere.img', volume: '/kubelet/x' }], volumes: ['/kubelet/x'] });
+    fakeBundle('ghost2', { containerId: 'ghost2', sandboxId: 'pod-y', pod: 'old/y', loops: [{ device: '/dev/loop99999', file: img, volume: IMG_VOL }], volumes: [IMG_VOL] });
+    // A record of a pod that holds nothing through this host is not named as stale.
+    reg.recordSandbox(IMG_VOL, 'pod-vm', 'runtime-rs', true);
+    await assert.rejects(prepareIn(ctx('other', 'pod-b'), cri('shop', 'web-1'), [[IMG_VOL, 'rw']]), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.strictEqual(e.problem, `image "${img}" is already in use by pod shop/web-0 (sandbox pod-a, read-write, ${dev}); a read-write volume belongs to one pod at a time`);
+      assert.match(e.fix, new RegExp(`detach its loop device \\(losetup -d ${dev}\\) and remove its stale record: rm ${path.join(reg.entryDir(IMG_VOL), 'pod-a')}$`));
+      return true;
+    });
+    fs.rmSync(path.join(scratch, 'bundles', 'ghost'), { recursive: true });
+    fs.rmSync(path.join(scratch, 'bundles', 'ghost2'), { recursive: true });
+    // A pod name without a namespace is given as it is.
+    await release(ctx('app', 'pod-a'));
+    const [dev2] = (await prepareIn(ctx('app2', 'pod-c'), cri(undefined, 'solo'), [[IMG_VOL, 'rw']]))[0].split(' ');
+    await assert.rejects(prepare(ctx('other2', 'pod-d'), 'ro'), new RegExp(`already used read-write by pod solo \\(sandbox pod-c, read-write, ${dev2}\\); a read-only mount`));
+  });
+
+  it('names the holders from the registry when their bundles are elsewhere, and says when no record names them', async () => {
+    // pod-a's container lives in another containerd namespace: its bundle is not beside ours.
+    fs.mkdirSync(path.join(scratch, 'elsewhere', 'app'), { recursive: true });
+    const far: PrepareContext = { containerId: 'app', sandboxId: 'pod-a', bundle: path.join(scratch, 'elsewhere', 'app'), log: quiet };
+    const [dev] = (await prepareIn(far, cri('shop', 'web-0'), [[IMG_VOL, 'rw']]))[0].split(' ');
+    try {
+      await assert.rejects(prepare(ctx('other', 'pod-b'), 'rw'), (e: Error) => {
+        assert.strictEqual((e as VolumeError).problem, `image "${img}" is already in use by pod pod-a (read-write, ${dev}); a read-write volume belongs to one pod at a time`);
+        assert.match((e as VolumeError).fix, new RegExp(`rm ${path.join(reg.entryDir(IMG_VOL), 'pod-a')}$`));
+        return true;
+      });
+      // Without its record either, nobody is named: the message says so and how to find the user.
+      reg.releaseSandbox(IMG_VOL, 'pod-a');
+      await assert.rejects(prepare(ctx('other', 'pod-b'), 'ro'), (e: Error) => {
+        assert.strictEqual((e as VolumeError).problem, `image "${img}" is already in use through ${dev} by something with no sandbox record (a container still being created, or a process outside katavol)`);
+        assert.strictEqual((e as VolumeError).fix, `find the user with losetup -j ${img}; detach it, or mount the volume read-only everywhere (options=rbind:ro)`);
+        return true;
+      });
+    } finally {
+      await new RuncBackend(reg).releaseBundle(far.bundle, quiet);
+    }
+    assert.deepStrictEqual(loops(), []);
+  });
+
+  it('leaves out the stale-record part of the fix when the holder has no record', async () => {
+    const [dev] = (await prepare(ctx('app', 'pod-a'), 'rw'))[0].split(' ');
+    fs.rmSync(path.join(reg.entryDir(IMG_VOL), 'pod-a'));
+    await assert.rejects(prepare(ctx('other', 'pod-b'), 'rw'),
+      (e: Error) => (e as VolumeError).fix === `stop that pod first, or mount the volume read-only in every pod (options=rbind:ro); if that pod no longer exists, detach its loop device (losetup -d ${dev})`);
+  });
+
+  it('names every writer in the way of a reader', async () => {
+    const lf = new LoopFixture();
+    try {
+      const [dev] = (await prepare(ctx('app', 'pod-a'), 'rw'))[0].split(' ');
+      // Another pod's container (crashed, its device still attached read-write) lists a second device on the image.
+      const other = lf.attach(img);
+      fakeBundle('crashed', { containerId: 'crashed', sandboxId: 'pod-z', loops: [{ device: other, file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [IMG_VOL] });
+      await assert.rejects(prepare(ctx('reader', 'pod-b'), 'ro'), (e: Error) => {
+        const pods = (e as VolumeError).problem.replace(/^image ".*" is already used read-write by pod /, '').replace(/; a read-only mount would see it change underneath$/, '');
+        assert.deepStrictEqual(pods.split('), ').sort(), [`pod-a (read-write, ${dev}`, `pod-z (read-write, ${other})`].sort());
+        assert.match((e as VolumeError).fix, new RegExp(`losetup -d (${dev} ${other}|${other} ${dev})\\)`));
+        return true;
+      });
+      fs.rmSync(path.join(scratch, 'bundles', 'crashed'), { recursive: true });
+    } finally {
+      await lf.cleanup();
+    }
+  });
+
+  it('joins the pod\'s device only while it is still backed by the image, whatever the pod\'s other containers use', async () => {
+    // Another container of the pod uses only a block device; a stale one lists a device long gone.
+    const blk = path.join(scratch, 'blk');
+    execFileSync('mknod', [blk, 'b', '7', '248']);
+    reg.add('/kubelet/blk', JSON.stringify({ 'volume-type': 'directvol', device: blk, fstype: 'ext4' }));
+    await prepareIn(ctx('db', 'pod-a'), {}, [['/kubelet/blk', 'rw']]);
+    fakeBundle('stale', { containerId: 'stale', sandboxId: 'pod-a', loops: [{ device: '/dev/loop99999', file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [IMG_VOL] });
+    const [app] = await prepare(ctx('app', 'pod-a'), 'rw');
+    assert.match(app, /^\/dev\/loop\d+ rw$/);
+    assert.notStrictEqual(app.split(' ')[0], '/dev/loop99999');
+    fs.rmSync(path.join(scratch, 'bundles', 'stale'), { recursive: true });
+  });
+
+  it('a pod whose image was replaced keeps sharing the device of the old one', async () => {
+    const [app] = await prepare(ctx('app', 'pod-a'), 'rw');
+    const dev = app.split(' ')[0];
+    // Replaced under the running container: the device reads "<image> (deleted)".
+    fs.rmSync(img);
+    fs.writeFileSync(img, Buffer.alloc(1 << 20));
+    assert.strictEqual(loop.backingFile(dev), `${img} (deleted)`);
+    const [sidecar] = await prepare(ctx('sidecar', 'pod-a'), 'rw');
+    assert.strictEqual(sidecar, app);
+    await release(ctx('app', 'pod-a'));
+    await release(ctx('sidecar', 'pod-a'));
+    assert.ok(!backs(dev, img), 'detached with the last container');
+  });
+
+  it('on release, detaches only what no other container of the pod lists, and drops the records of volumes no sibling uses', async () => {
+    const img2 = path.join(scratch, 'disk2.img');
+    fs.writeFileSync(img2, Buffer.alloc(1 << 20));
+    reg.add('/kubelet/vol2', JSON.stringify({ 'volume-type': 'directvol', device: img2, fstype: 'ext4' }));
+    const [a1] = await prepareIn(ctx('app', 'pod-a'), {}, [[IMG_VOL, 'rw']]);
+    const [s1, s2] = await prepareIn(ctx('sidecar', 'pod-a'), {}, [[IMG_VOL, 'rw'], ['/kubelet/vol2', 'rw']]);
+    assert.strictEqual(s1, a1);
+    // Stale state of the pod: the app's device listed for another image, and this image on another device.
+    fakeBundle('ghost', { containerId: 'ghost', sandboxId: 'pod-a', loops: [{ device: '/dev/loop99998', file: fs.realpathSync(img), volume: '/kubelet/gone' }], volumes: ['/kubelet/gone'] });
+    const log = recordingLog();
+    await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'sidecar'), log);
+    // The app still uses the image: its device and the pod's record stay; vol2 goes.
+    assert.ok(backs(a1.split(' ')[0], img));
+    assert.ok(!backs(s2.split(' ')[0], img2));
+    assert.deepStrictEqual(ids(), ['pod-a rw']);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/vol2'), []);
+    assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), []);
+    fakeBundle('ghost', { containerId: 'ghost', sandboxId: 'pod-a', loops: [{ device: a1.split(' ')[0], file: '/elsewhere.img', volume: '/kubelet/gone' }], volumes: ['/kubelet/gone'] });
+    await release(ctx('app', 'pod-a'));
+    assert.ok(!backs(a1.split(' ')[0], img), 'a sibling listing the number for another image does not keep it');
+    assert.deepStrictEqual(ids(), []);
+    fs.rmSync(path.join(scratch, 'bundles', 'ghost'), { recursive: true });
+  });
+
+  it('releases every volume of a container, each pod on its own, and keeps a record a sibling is still taking', async () => {
+    const img2 = path.join(scratch, 'disk2.img');
+    fs.writeFileSync(img2, Buffer.alloc(1 << 20));
+    reg.add('/kubelet/vol2', JSON.stringify({ 'volume-type': 'directvol', device: img2, fstype: 'ext4' }));
+    const [a, b] = await prepareIn(ctx('app', 'pod-a'), {}, [[IMG_VOL, 'ro'], ['/kubelet/vol2', 'rw']]);
+    const [r] = await prepare(ctx('reader', 'pod-b'), 'ro');
+    await release(ctx('app', 'pod-a'));
+    assert.ok(!backs(a.split(' ')[0], img));
+    assert.ok(!backs(b.split(' ')[0], img2));
+    assert.deepStrictEqual(ids(), ['pod-b ro'], 'pod-b reads on');
+    assert.ok(backs(r.split(' ')[0], img));
+    // A sibling caught between attaching and listing the volume (its state names the loop only) keeps the record.
+    fakeBundle('starting', { containerId: 'starting', sandboxId: 'pod-b', loops: [{ device: r.split(' ')[0], file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [] });
+    await release(ctx('reader', 'pod-b'));
+    assert.deepStrictEqual(ids(), ['pod-b ro']);
+    assert.ok(backs(r.split(' ')[0], img));
+    await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'starting'), quiet);
+    assert.deepStrictEqual(ids(), []);
+  });
+
+  it('detaches the loop devices of a state written before devices were shared per pod', async () => {
+    const dev = execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim();
+    fakeBundle('legacy', { containerId: 'legacy', sandboxId: 'pod-l', loops: [{ device: dev, file: fs.realpathSync(img) }], volumes: [] });
+    const log = recordingLog();
+    await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', 'legacy'), log);
+    assert.ok(!backs(dev, img));
+    assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), []);
+    assert.ok(!fs.existsSync(path.join(scratch, 'bundles', 'legacy', 'katavol-runc.json')));
+  });
+
+  it('a record it cannot remove is logged; the device is still detached and the other volumes released', async () => {
+    const [a] = await prepare(ctx('app', 'pod-a'), 'rw');
+    const record = path.join(reg.entryDir(IMG_VOL), 'pod-a');
+    fs.rmSync(record);
+    fs.mkdirSync(path.join(record, 'in-the-way'), { recursive: true });
+    const log = recordingLog();
+    await new RuncBackend(reg).release({ ...ctx('app', 'pod-a'), log });
+    assert.ok(!backs(a.split(' ')[0], img));
+    const warns = log.lines.filter((l) => l.level === 'warn');
+    assert.deepStrictEqual(warns.map((l) => [l.msg, l.meta?.volume]), [['releasing volume failed', IMG_VOL]]);
+    assert.match(String(warns[0].meta?.error), /pod-a/);
+    fs.rmSync(record, { recursive: true });
+  });
+
+  it('a Create that fails part-way gives back what it took: loop device, record and bundle state', async () => {
+    const blk = path.join(scratch, 'blk');
+    execFileSync('mknod', [blk, 'b', '7', '247']);
+    reg.add('/kubelet/blk', JSON.stringify({ 'volume-type': 'directvol', device: blk, fstype: 'ext4' }));
+    // Another pod takes the block device between our check and our record.
+    const racer = new Registry(reg.root);
+    const recordIf = reg.recordSandboxIf.bind(reg);
+    reg.recordSandboxIf = (vp, id, backend, readOnly, check) => {
+      if (vp === '/kubelet/blk') racer.recordSandbox(vp, 'pod-racer', 'runc', false);
+      recordIf(vp, id, backend, readOnly, check);
+    };
+    const c = ctx('app', 'pod-a');
+    await assert.rejects(prepareIn(c, {}, [[IMG_VOL, 'rw'], ['/kubelet/blk', 'rw']]), /already used by sandbox pod-racer \(read-write\)/);
+    assert.deepStrictEqual(loops(), []);
+    assert.deepStrictEqual(ids(), []);
+    assert.deepStrictEqual(fs.readdirSync(c.bundle), []);
   });
 
   it('after a crash, `delete` of each bundle in any order detaches the device with the last one', async () => {
@@ -367,5 +648,81 @@ describe('loop devices of an image (loop.ts)', () => {
     assert.deepStrictEqual(loop.loopsOf(link), fromLosetup);
     assert.deepStrictEqual(fromLosetup.map((l) => l.readOnly).sort(), [false, true]);
     assert.deepStrictEqual(loop.loopsOf(path.join(dir, 'missing')), []);
+  });
+
+  it('attaches read-write or read-only, naming the device before the attach; detaches only a device still backed by the file', () => {
+    const img = imageFile(dir, 'img2');
+    const named: string[] = [];
+    const mine: string[] = [];
+    try {
+      const rw = loop.attach(img, false, (d) => { named.push(d); assert.strictEqual(loop.backingFile(d), '', 'named before it is attached'); });
+      mine.push(rw);
+      const ro = loop.attach(img, true, (d) => named.push(d));
+      mine.push(ro);
+      assert.deepStrictEqual(named, [rw, ro]);
+      assert.deepStrictEqual([loop.isReadOnly(rw), loop.isReadOnly(ro), loop.isReadOnly('/dev/loop99999')], [false, true, false]);
+      assert.strictEqual(loop.backingFile(rw), img);
+      assert.strictEqual(loop.backingFile('/dev/loop99999'), '');
+      assert.strictEqual(loop.detach(rw, path.join(dir, 'another.img')), false, 'not the file it is backed by');
+      assert.strictEqual(loop.detach('/dev/loop99999', img), false);
+      assert.strictEqual(loop.detach(rw, img), true);
+      assert.strictEqual(loop.detach(ro, img), true);
+      mine.length = 0;
+    } finally {
+      for (const d of mine) if (loop.backingFile(d) === img) execFileSync('losetup', ['-d', d]);
+    }
+  });
+
+  it('a failing attach is not retried as a lost race and says what losetup said', () => {
+    const named: string[] = [];
+    assert.throws(() => loop.attach(path.join(dir, 'missing.img'), false, (d) => named.push(d)),
+      (e: Error) => new RegExp(`^losetup /dev/loop\\d+ ${dir}/missing\\.img: losetup: ${dir}/missing\\.img: .*No such file or directory$`).test(e.message));
+    // Only a device lost to another process is retried (twenty times at most); under load that can happen once or twice.
+    assert.ok(named.length < 10, `tried ${named.length} devices`);
+  });
+});
+
+describe('runc backend: a block device its own containers have mounted is not in use by the host', () => {
+  const VOLNS = '/kubelet/ns-vol';
+  let scratch: string;
+  let reg: Registry;
+  const lf = new LoopFixture();
+  beforeEach(() => {
+    scratch = scratchDir('runc-ns');
+    reg = new Registry(path.join(scratch, 'root'));
+  });
+  afterEach(async () => {
+    await lf.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('skips the mounts in the namespaces of containers whose bundles list the volume, and only those', async () => {
+    const dev = lf.attach(mkExt4(scratch, 'fs.img', 16 << 20));
+    reg.add(VOLNS, JSON.stringify({ 'volume-type': 'directvol', device: dev, fstype: 'ext4' }));
+    // A running container of ours with the volume: runc's shim wrote its init pid into the bundle.
+    const pid = await lf.mountInOtherNamespace(dev, path.join(scratch, 'mnt'));
+    const running = path.join(scratch, 'bundles', 'c0');
+    fs.mkdirSync(running, { recursive: true });
+    const ctx = (id: string): PrepareContext => {
+      fs.mkdirSync(path.join(scratch, 'bundles', id), { recursive: true });
+      return { containerId: id, sandboxId: 'pod-a', bundle: path.join(scratch, 'bundles', id), log: quiet };
+    };
+    const mount = { destination: '/d', type: 'bind', source: VOLNS, options: ['rbind', 'rw'] };
+    const prepare = (c: PrepareContext) => new RuncBackend(reg).prepare(c, { mounts: [mount] }, [
+      { index: 0, mount, volumePath: VOLNS, entryDir: reg.entryDir(VOLNS), file: reg.mountInfoFile(VOLNS), info: reg.read(VOLNS).info, readOnly: false },
+    ]);
+    const write = (volumes: string[], initPid?: string) => {
+      fs.writeFileSync(path.join(running, 'katavol-runc.json'), JSON.stringify({ containerId: 'c0', sandboxId: 'pod-a', loops: [], volumes }));
+      if (initPid !== undefined) fs.writeFileSync(path.join(running, 'init.pid'), initPid);
+    };
+    // Not started yet (no init.pid), or started with another volume: the mount is the host's.
+    write([VOLNS]);
+    await assert.rejects(prepare(ctx('c1')), /is mounted at .*mnt/);
+    write(['/kubelet/other'], `${pid}\n`);
+    await assert.rejects(prepare(ctx('c1')), /is mounted at .*mnt/);
+    write([VOLNS], `${pid}\n`);
+    const out = await prepare(ctx('c1'));
+    assert.deepStrictEqual(out.spec.mounts, [{ destination: '/d', type: 'ext4', source: dev, options: ['rw'] }]);
+    await new RuncBackend(reg).release(ctx('c1'));
   });
 });

@@ -7,7 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { PrivateContainerd, REPO, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, sleep, tmpDir } from '../support/containerd';
-import { snapshot } from '../support/scratch';
+import { snapshot, socketDir } from '../support/scratch';
 import { listPool, procStart } from '../../src/shim/pool';
 
 const INSTALL = path.join(REPO, 'scripts', 'install.sh');
@@ -28,7 +28,7 @@ describe('make install + katavol install-runtime (io.containerd.kata.v2 through 
     // Something already in the prefix that install must not touch.
     fs.mkdirSync(path.join(prefix, 'bin'), { recursive: true });
     fs.writeFileSync(path.join(prefix, 'bin', 'other-tool'), '#!/bin/sh\n', { mode: 0o755 });
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
   });
 
   after(async () => {

@@ -14,7 +14,7 @@ import { ProxyConnection } from '../../src/shim/proxy';
 import { createLogger } from '../../src/shim/logger';
 import { createBackend } from '../../src/backends';
 import { Registry } from '../../src/volumes/registry';
-import { RawListener, RawPeer } from '../ttrpc/helpers';
+import { RawListener, RawPeer } from '../support/ttrpc';
 import { makeExt4Image } from '../support/containerd';
 import { removeDir, scratchDir, snapshot } from '../support/scratch';
 import { type FrameInput, type Odd, ROWS, type Row, renderRefusals } from './catalogue';

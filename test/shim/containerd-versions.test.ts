@@ -11,6 +11,7 @@ import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { KATAVOL, SHIM, loopDevicesOf, makeExt4Image, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 import { ShimManager, VERSIONS, type ShimTask, type Version } from '../support/shim-manager';
 import { RECORDER, RECORDER_DIR_ENV, readRecords, createdSpecs, type ActionRecord } from '../peers/recorder/record';
 import { KIND_ENV, KINDS, type Kind } from '../peers/recorder/main';
@@ -54,7 +55,7 @@ describe('containerd 1.6-2.3 x downstream bootstrap forms (shim-manager harness)
   before(function () {
     work = tmpDir('katavol-versions-');
     volRoot = path.join(work, 'volumes');
-    sockDir = fs.mkdtempSync('/tmp/kvv-');
+    sockDir = socketDir('v');
     for (const backend of ['runtime-rs', 'runc']) {
       for (const kind of DOWNSTREAMS) {
         for (const variant of ['normal', 'crash', 'restart']) {

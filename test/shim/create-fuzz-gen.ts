@@ -3,7 +3,7 @@
 // broken the ways a hostile or broken tool breaks them: a wrong type at any key, huge strings, deep
 // nesting, NUL bytes, duplicate keys, `..` paths, prototype keys, and FIFOs, sockets, symbolic links or
 // directories where a file belongs. Case n of seed s is generated from its own PRNG, so one case replays alone.
-import { prng } from '../ttrpc/helpers';
+import { prng } from '../support/ttrpc';
 import { type Rnd, int, pick } from '../ttrpc/fuzz-gen';
 
 /** Something other than text where a file belongs. */

@@ -9,6 +9,7 @@ import { spawnSync } from 'child_process';
 import {
   KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsWithEnv, sleep, tmpDir,
 } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { ourAddress } from '../../src/shim/start';
 import { socketPath } from '../../src/shim/state';
@@ -90,7 +91,7 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
     work = tmpDir('katavol-e2e-');
     rootfs = makeRootfs(work);
     volRoot = path.join(work, 'volumes');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     config = path.join(work, 'katavol.json');
     fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir, warmDaemons }));
     ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot } });
@@ -428,7 +429,7 @@ describe('shim log level (containerd at debug level passes -debug)', function ()
   it('logs debug lines only when containerd asked for them', async function () {
     const work = tmpDir('katavol-e2e-debug-');
     const rootfs = makeRootfs(work);
-    const sockDir = fs.mkdtempSync('/tmp/kvs-');
+    const sockDir = socketDir();
     const config = path.join(work, 'katavol.json');
     fs.writeFileSync(config, JSON.stringify({ backend: 'runc', downstream: '/usr/bin/containerd-shim-runc-v2', socketDir: sockDir }));
     const debugLines = async (debug: boolean): Promise<number> => {

@@ -20,7 +20,7 @@ import { DAEMON_HEAP_FLAG, DAEMON_NODE_FLAGS } from '../../src/shim/oom';
 import { RECORDER, RECORDER_DIR_ENV } from '../peers/recorder/record';
 import { FLOOD_SERVICE } from '../peers/recorder/main';
 import { REPO, sleep } from '../support/containerd';
-import { removeDir, scratchDir } from '../support/scratch';
+import { removeDir, scratchDir, socketDir } from '../support/scratch';
 
 const TASK = 'containerd.task.v2.Task';
 const FLOOD_MIB = Number(process.env.KATAVOL_FLOOD_MIB ?? 96);
@@ -50,7 +50,7 @@ describe('memory pressure: a heap-capped serving daemon under a flood of maximum
   const pids: number[] = [];
   beforeEach(() => {
     dir = scratchDir('flood');
-    sockDir = fs.mkdtempSync('/tmp/kvf-'); // short: socket paths must fit sun_path
+    sockDir = socketDir('f');
   });
   afterEach(() => {
     for (const p of pids.splice(0)) if (pidAlive(p)) process.kill(p, 'SIGKILL');

@@ -9,6 +9,7 @@ import { pidAlive } from '../../src/shim/state';
 import { DAEMON_NODE_FLAGS } from '../../src/shim/oom';
 import { RECORDER, RECORDER_DIR_ENV } from '../peers/recorder/record';
 import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 
 const score = (pid: number | 'self') => Number(fs.readFileSync(`/proc/${pid}/oom_score_adj`, 'utf8').trim());
 
@@ -17,7 +18,7 @@ describe('shim daemon: oom_score_adj = containerd\'s + 1', function () {
   let sockDir: string;
   beforeEach(() => {
     dir = tmpDir('katavol-oom-');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
   });
   afterEach(() => {
     fs.rmSync(dir, { recursive: true, force: true });

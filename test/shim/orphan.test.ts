@@ -12,6 +12,7 @@ import { pidAlive } from '../../src/shim/state';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
 import { KIND_ENV } from '../peers/recorder/main';
 import { SHIM, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 
 const TASK = 'containerd.task.v2.Task';
 const TASK_V3 = 'containerd.task.v3.Task';
@@ -24,7 +25,7 @@ describe('shim daemon: orphaned daemons exit (KATAVOL_ORPHAN_TIMEOUT_MS)', funct
   let env: NodeJS.ProcessEnv;
   beforeEach(() => {
     dir = tmpDir('katavol-orphan-');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     bundle = path.join(dir, 'ns', 'c1');
     fs.mkdirSync(bundle, { recursive: true });
     fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));

@@ -10,7 +10,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import * as path from 'path';
 import { Client, FrameParser, FrameType, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
-import { RawPeer, prng, until } from '../ttrpc/helpers';
+import { RawPeer, prng, until } from '../support/ttrpc';
 import { generate, int, largeBytes, largeFrame, pick, randomBytes, writeInPieces, type Rnd } from '../ttrpc/fuzz-gen';
 import { MeasuredChild, checkMemory } from '../support/child-stats';
 import type { ProxyStats } from './proxy-fuzz-server';

@@ -13,7 +13,7 @@ import type { Backend, PrepareContext, PreparedSpec } from '../../src/backends/b
 import type { OciSpec, ResolvedVolume } from '../../src/volumes/types';
 import { Registry } from '../../src/volumes/registry';
 import { makeExt4Image, tmpDir } from '../support/containerd';
-import { RawPeer } from '../ttrpc/helpers';
+import { RawPeer } from '../support/ttrpc';
 
 const TASK = 'containerd.task.v2.Task';
 const str = (field: number, s: string) => Buffer.concat([Buffer.from([(field << 3) | 2, Buffer.byteLength(s)]), Buffer.from(s)]);

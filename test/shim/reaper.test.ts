@@ -17,6 +17,7 @@ import { RUNC_STATE_FILE } from '../../src/backends/runc';
 import { Registry } from '../../src/volumes/registry';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
 import { SHIM, loopDevicesOf, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 
 describe('shim: downstreams of dead katavol daemons are reaped', function () {
   this.timeout(120000);
@@ -29,7 +30,7 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
   /** The downstream as configured: the recorder behind a script that kills our start at one point, once. */
   function setUp(warmDaemons: number): void {
     dir = tmpDir('katavol-reaper-');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     rec = path.join(dir, 'rec');
     const wrapper = path.join(dir, 'downstream');
     fs.writeFileSync(wrapper, [

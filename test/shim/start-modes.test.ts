@@ -15,6 +15,7 @@ import { RECORDER, RECORDER_DIR_ENV, readRecords, rpcCalls, type ActionRecord } 
 import { KIND_ENV, KINDS, type Kind } from '../peers/recorder/main';
 import { decodeBootstrapResult, printBootstrap } from '../peers/bootstrap-forms';
 import { REPO, SHIM, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 
 const OTHER = { 'containerd.task.v2.Task': 'containerd.task.v3.Task', 'containerd.task.v3.Task': 'containerd.task.v2.Task' } as const;
 
@@ -39,7 +40,7 @@ for (const mode of ['launcher (inline daemon)', 'node directly (spawned daemon)'
     const sockets = () => fs.readdirSync(sockDir).filter((f) => f !== '.warm');
     beforeEach(() => {
       dir = tmpDir('katavol-start-');
-      sockDir = fs.mkdtempSync('/tmp/kvs-');
+      sockDir = socketDir();
       bundle = path.join(dir, 'bundle');
       fs.mkdirSync(bundle);
       fs.writeFileSync(path.join(bundle, 'config.json'), JSON.stringify({ ociVersion: '1.0.2', mounts: [] }));

@@ -8,7 +8,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn } from 'child_process';
 import { STARTS_DIR, sweepDeadDaemons } from '../../src/shim/reaper';
-import { removeDir } from '../support/scratch';
+import { removeDir, socketDir } from '../support/scratch';
 
 describe('shim: start records under concurrent starts', function () {
   this.timeout(120000);
@@ -16,7 +16,7 @@ describe('shim: start records under concurrent starts', function () {
   afterEach(() => removeDir(sockDir));
 
   it('a dead start\'s record with no answer stays while its downstream start can still write it, and goes at the next sweep once nothing can', async () => {
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     const reaper = path.resolve(__dirname, '../../src/shim/reaper.js');
     // A start that opens its record, hands it to a "downstream start" that writes nothing (yet), and dies.
     const script = `
@@ -47,7 +47,7 @@ describe('shim: start records under concurrent starts', function () {
   });
 
   it('opens every record while other starts make and remove .starts concurrently', async () => {
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
+    sockDir = socketDir();
     const reaper = path.resolve(__dirname, '../../src/shim/reaper.js');
     const script = `
       const { StartRecord } = require(${JSON.stringify(reaper)});

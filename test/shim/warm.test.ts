@@ -6,6 +6,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeRootfs, pidsWithEnv, sleep, tmpDir } from '../support/containerd';
+import { socketDir } from '../support/scratch';
 import { listPool, poolDir, procStart, refillPool, stopPool } from '../../src/shim/pool';
 import { loadConfig } from '../../src/shim/config';
 import { STALE_CLAIM_ENV } from '../../src/shim/warm';
@@ -70,7 +71,7 @@ describe('warm daemons (private containerd, runc shim)', function () {
   before(async function () {
     work = tmpDir('katavol-warm-');
     rootfs = makeRootfs(work);
-    sockDir = fs.mkdtempSync('/tmp/kvw-');
+    sockDir = socketDir('w');
     config = path.join(work, 'katavol.json');
     writeConfig();
     // A `node` first on containerd's PATH that notes each run: the warm path must not start one.

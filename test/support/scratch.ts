@@ -14,6 +14,14 @@ export function tmpDir(prefix = 'katavol-'): string {
   return fs.mkdtempSync(path.join(os.tmpdir(), prefix));
 }
 
+/**
+ * A fresh private directory for sockets: /tmp/kv<tag>-XXXXXX, short on purpose (a socket path must fit
+ * sun_path's 108 bytes, and the shim's sockets nest under it), hence /tmp itself rather than the temp dir.
+ */
+export function socketDir(tag = 's'): string {
+  return fs.mkdtempSync(`/tmp/kv${tag}-`);
+}
+
 export function removeDir(dir: string): void {
   fs.rmSync(dir, { recursive: true, force: true });
 }

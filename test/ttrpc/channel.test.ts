@@ -2,7 +2,7 @@ import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
 import { Channel, Code, type Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
-import { RawPeer, until } from './helpers';
+import { RawPeer, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 /** A connected pair: our Channel on one end, a RawPeer on the other, over a real unix socket. */

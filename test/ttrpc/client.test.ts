@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { Client, Code, FrameType, TtrpcError, decodeRequest, encodeFrame, encodeResponse } from '../../src/ttrpc';
-import { RawListener, type RawPeer, until } from './helpers';
+import { RawListener, type RawPeer, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 function respond(peer: RawPeer, id: number, payload: string | Buffer, status?: { code: number; message: string }): void {

@@ -8,7 +8,7 @@ import {
   CUT_THROUGH_MIN, CUT_THROUGH_PREFIX, Channel, type Frame, type FrameHead, FrameParser, FrameType, HEADER_LENGTH,
   encodeFrame, encodeRequest, peekCallName,
 } from '../../src/ttrpc';
-import { RawPeer } from './helpers';
+import { RawPeer } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 /** Data of `n` bytes where no two positions a few bytes apart hold the same pattern. */

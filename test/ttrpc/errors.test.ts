@@ -1,5 +1,6 @@
 import { strict as assert } from 'assert';
-import { Code, TtrpcError, codeName, toStatus } from '../../src/ttrpc';
+import { Code, TtrpcError, closedError, codeName, oversizeError, toStatus } from '../../src/ttrpc';
+import { messageOf } from '../../src/ttrpc/errors';
 
 function errno(code: string, message: string): NodeJS.ErrnoException {
   const e: NodeJS.ErrnoException = new Error(message);
@@ -48,5 +49,65 @@ describe('ttrpc errors', () => {
     // A TtrpcError from another copy of the library (instanceof fails) keeps its code.
     const foreign = Object.assign(new Error('from elsewhere'), { name: 'TtrpcError', code: 6, details: [] });
     assert.deepEqual(toStatus(foreign), { code: 6, message: 'from elsewhere', details: [] });
+  });
+
+  it('maps every errno Go\'s convertCode knows, keeping the message; any other code, or one that is not a string, is Unknown', () => {
+    for (const [code, want] of [
+      ['EEXIST', Code.AlreadyExists], ['ENOTEMPTY', Code.AlreadyExists], ['ENOENT', Code.NotFound],
+      ['ENOTDIR', Code.NotFound], ['EACCES', Code.PermissionDenied], ['EPERM', Code.PermissionDenied],
+    ] as const) {
+      assert.deepEqual(toStatus(errno(code, `${code} text`)), { code: want, message: `${code} text`, details: [] });
+    }
+    // Names an object has by inheritance are not errno codes.
+    for (const code of ['constructor', 'toString', '__proto__']) {
+      assert.deepEqual(toStatus(errno(code, 'odd')), { code: Code.Unknown, message: 'odd', details: [] });
+    }
+    // A numeric code is not an errno name, nor does an Error with a code become a TtrpcError.
+    assert.deepEqual(toStatus(Object.assign(new Error('numeric'), { code: 5 })), { code: Code.Unknown, message: 'numeric', details: [] });
+    assert.deepEqual(toStatus(Object.assign(new Error('object'), { code: { toString: () => 'ENOENT' } })), { code: Code.Unknown, message: 'object', details: [] });
+  });
+
+  it('maps aborts and timeouts, and gives each a message when the error has none', () => {
+    const named = (name: string, message: string) => Object.assign(new Error(message), { name });
+    assert.deepEqual(toStatus(named('AbortError', '')), { code: Code.Canceled, message: 'context canceled', details: [] });
+    assert.deepEqual(toStatus(named('TimeoutError', 'too slow')), { code: Code.DeadlineExceeded, message: 'too slow', details: [] });
+    assert.deepEqual(toStatus(named('TimeoutError', '')), { code: Code.DeadlineExceeded, message: 'context deadline exceeded', details: [] });
+    assert.deepEqual(toStatus(named('', '')), { code: Code.Unknown, message: 'unknown error', details: [] });
+  });
+
+  it('describes thrown non-errors: JSON when it can, else their string form, never an empty message', () => {
+    assert.deepEqual(toStatus(''), { code: Code.Unknown, message: 'unknown error', details: [] });
+    assert.equal(toStatus(10n).message, '10', 'JSON.stringify throws on a BigInt');
+    const circular: Record<string, unknown> = {};
+    circular.self = circular;
+    assert.equal(toStatus(circular).message, '[object Object]');
+    assert.equal(toStatus(Symbol('s')).message, 'Symbol(s)', 'JSON.stringify gives undefined for a symbol');
+  });
+
+  it('takes the code of a TtrpcError from another copy of the library only when it is an int32', () => {
+    const foreign = (code: unknown, details?: unknown) => Object.assign(new Error('from elsewhere'), { name: 'TtrpcError', code, details });
+    assert.deepEqual(toStatus(foreign(-0x80000000)), { code: -0x80000000, message: 'from elsewhere', details: [] });
+    assert.deepEqual(toStatus(foreign(0x7fffffff)), { code: 0x7fffffff, message: 'from elsewhere', details: [] });
+    const details = [{ typeUrl: 't', value: Buffer.from([1]) }];
+    assert.deepEqual(toStatus(foreign(9, details)), { code: 9, message: 'from elsewhere', details });
+    for (const code of ['6', 1.5, -0x80000001, 0x80000000, undefined]) {
+      assert.deepEqual(toStatus(foreign(code)), { code: Code.Unknown, message: 'from elsewhere', details: [] }, String(code));
+    }
+    // Not an Error at all: described, not trusted.
+    assert.deepEqual(toStatus({ name: 'TtrpcError', code: 6, message: 'm' }), { code: Code.Unknown, message: '{"name":"TtrpcError","code":6,"message":"m"}', details: [] });
+  });
+
+  it('words the closed and oversize errors as Go ttrpc does', () => {
+    assert.deepEqual(closedError().toStatus(), { code: Code.Unavailable, message: 'ttrpc: closed', details: [] });
+    assert.deepEqual(oversizeError(5, 4).toStatus(), { code: Code.ResourceExhausted, message: 'message length 5 exceed maximum message size of 4', details: [] });
+  });
+
+  it('takes the text of any thrown value', () => {
+    assert.equal(messageOf(new Error('boom')), 'boom');
+    assert.equal(messageOf('plain'), 'plain');
+    assert.equal(messageOf(undefined), 'undefined');
+    assert.equal(messageOf(null), 'null');
+    assert.equal(messageOf({ message: 42 }), '[object Object]');
+    assert.equal(messageOf({ message: '' }), '');
   });
 });

@@ -5,7 +5,7 @@ import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
 import { Channel, Client, Code, type Frame, FrameType, Server, TtrpcError, peekServiceMethod } from '../../src/ttrpc';
-import { hex, until } from './helpers';
+import { hex, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 function pipe(from: Channel, to: Channel, seen: string[], rawSeen: Buffer[]): void {

@@ -1,6 +1,6 @@
 import { strict as assert } from 'assert';
 import { Flags, type Frame, FrameParser, FrameType, HEADER_LENGTH, MESSAGE_LENGTH_MAX, encodeFrame } from '../../src/ttrpc';
-import { hex } from './helpers';
+import { hex } from '../support/ttrpc';
 
 interface Oversize {
   id: number;
@@ -41,6 +41,26 @@ describe('ttrpc frame', () => {
     assert.throws(() => encodeFrame(1, 1, 1.5, Buffer.alloc(0)), /frame flags 1.5/);
   });
 
+  it('accepts every uint32 stream id and uint8 type and flags, and names the field of anything else', () => {
+    assert.deepEqual(encodeFrame(0, 0, 0, Buffer.alloc(0)), hex('00000000 00000000 00 00'));
+    assert.deepEqual(encodeFrame(0xffffffff, 0xff, 0xff, Buffer.alloc(0)), hex('00000000 ffffffff ff ff'));
+    for (const [args, message] of [
+      [[1.5, 1, 0], 'stream id 1.5 is not a uint32'],
+      [[-1, 1, 0], 'stream id -1 is not a uint32'],
+      [[2 ** 32, 1, 0], 'stream id 4294967296 is not a uint32'],
+      [[1, -1, 0], 'frame type -1 is not a uint8'],
+      [[1, 0.5, 0], 'frame type 0.5 is not a uint8'],
+      [[1, 256, 0], 'frame type 256 is not a uint8'],
+      [[1, 1, -1], 'frame flags -1 is not a uint8'],
+      [[1, 1, 256], 'frame flags 256 is not a uint8'],
+    ] as Array<[[number, number, number], string]>) {
+      assert.throws(() => encodeFrame(...args, Buffer.alloc(0)), (e: Error) => e instanceof RangeError && e.message === `ttrpc: ${message}`, message);
+    }
+    // A length that does not fit the header's uint32 (a stand-in: a real 4 GiB buffer is too big for a test).
+    assert.throws(() => encodeFrame(1, 1, 0, { length: 2 ** 32 } as Uint8Array),
+      (e: Error) => e instanceof RangeError && e.message === 'ttrpc: frame data of 4294967296 bytes does not fit a uint32 length');
+  });
+
   it('parses coalesced frames from one chunk as views of that chunk (no copy)', () => {
     const { parser, frames } = collect();
     const chunk = Buffer.concat([
@@ -61,6 +81,34 @@ describe('ttrpc frame', () => {
     for (const f of frames) assert.equal(f.raw.buffer, chunk.buffer, 'frame inside a chunk must be a view');
     assert.deepEqual(frames[2].raw, encodeFrame(5, 2, 0, Buffer.from('three')));
     assert.equal(parser.pending, 0);
+  });
+
+  it('hands out views of a chunk that is not from Node\'s shared pool, the empty frame that ends it too', () => {
+    const { parser, frames } = collect();
+    const bytes = Buffer.concat([encodeFrame(1, 1, 0, Buffer.from('one')), encodeFrame(3, 3, 0, Buffer.alloc(0))]);
+    // Buffer.alloc never uses the pool that small copies come from, so a copy cannot share its memory.
+    const chunk = Buffer.alloc(bytes.length);
+    bytes.copy(chunk);
+    parser.push(chunk);
+    assert.deepEqual(frames.map((f) => [f.streamId, f.raw.buffer === chunk.buffer, f.raw.byteOffset]), [[1, true, 0], [3, true, 13]]);
+  });
+
+  it('emits an empty frame as soon as its split header is complete', () => {
+    const { parser, frames } = collect();
+    const f = encodeFrame(7, 2, 0, Buffer.alloc(0));
+    parser.push(f.subarray(0, 4));
+    parser.push(f.subarray(4));
+    assert.deepEqual(frames.map((x) => x.streamId), [7]);
+    assert.equal(parser.pending, 0);
+  });
+
+  it('accepts a frame of exactly maxLength whose header arrives split', () => {
+    const { parser, frames, oversize } = collect(8);
+    const f = encodeFrame(1, 1, 0, Buffer.alloc(8, 3));
+    parser.push(f.subarray(0, 5));
+    parser.push(f.subarray(5));
+    assert.deepEqual(frames.map((x) => x.data), [Buffer.alloc(8, 3)]);
+    assert.deepEqual(oversize, []);
   });
 
   it('reassembles frames split at every possible byte boundary', () => {
@@ -154,8 +202,40 @@ describe('ttrpc frame', () => {
     assert.notEqual(frames[4].raw.buffer, frames[3].raw.buffer);
   });
 
+  it('pools frames from 1 MiB on, keeps at most two spare buffers, and ignores a slice of its own buffer', () => {
+    const frames: Frame[] = [];
+    const parser = new FrameParser({ onFrame: (f) => frames.push(f), onOversize: () => assert.fail('no oversize') });
+    const feed = (f: Buffer) => { for (let o = 0; o < f.length; o += 65536) parser.push(f.subarray(o, o + 65536)); };
+    const large = (id: number) => encodeFrame(id, FrameType.Request, 0, Buffer.alloc(2 << 20, id));
+    // Exactly 1 MiB with its header: the smallest pooled frame.
+    feed(encodeFrame(1, FrameType.Request, 0, Buffer.alloc((1 << 20) - HEADER_LENGTH)));
+    parser.recycle(frames[0].raw);
+    feed(large(3));
+    assert.equal(frames[1].raw.buffer, frames[0].raw.buffer, 'a 1 MiB frame\'s buffer is reused');
+    // Three in flight, all given back: only two are kept.
+    feed(large(5));
+    feed(large(7));
+    const given = [frames[1], frames[2], frames[3]].map((f) => f.raw.buffer);
+    assert.equal(new Set(given).size, 3);
+    for (const f of [frames[1], frames[2], frames[3]]) parser.recycle(f.raw);
+    for (const id of [9, 11, 13]) feed(large(id));
+    const reused = frames.slice(4).map((f) => given.includes(f.raw.buffer));
+    assert.deepEqual(reused, [true, true, false]);
+    // The data view of a pooled frame starts inside the buffer: not a frame the parser gave out.
+    parser.recycle(frames[6].data);
+    feed(large(15));
+    assert.notEqual(frames[7].raw.buffer, frames[6].raw.buffer);
+  });
+
   it('validates maxLength', () => {
     assert.throws(() => collect(-1), /maxLength -1/);
     assert.throws(() => collect(2 ** 32), /maxLength/);
+    assert.throws(() => collect(1.5), /^RangeError: ttrpc: maxLength 1.5 must be an integer between 0 and 4294967295$/);
+    // Both ends are valid: 0 accepts only empty frames.
+    assert.doesNotThrow(() => collect(0xffffffff));
+    const { parser, frames, oversize } = collect(0);
+    parser.push(Buffer.concat([encodeFrame(1, 1, 0, Buffer.alloc(0)), encodeFrame(3, 1, 0, Buffer.alloc(1))]));
+    assert.deepEqual(frames.map((f) => f.streamId), [1]);
+    assert.deepEqual(oversize.map((o) => o.id), [3]);
   });
 });

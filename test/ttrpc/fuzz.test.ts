@@ -16,7 +16,7 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeers, prng, until } from './helpers';
+import { RawPeers, prng, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 import { SVC, generate, int, pick, randomBytes, writeInPieces } from './fuzz-gen';
 import type { Stats } from './fuzz-server';

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { type CallContext, Client, Code, FrameType, Server, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { type RawPeer, RawPeers, prng, until } from './helpers';
+import { type RawPeer, RawPeers, prng, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 const SVC = 'robust.v1.Svc';

@@ -14,7 +14,7 @@ import {
   encodeFrame,
   encodeRequest,
 } from '../../src/ttrpc';
-import { RawPeer, RawPeers, until } from './helpers';
+import { RawPeer, RawPeers, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 const SVC = 'test.v1.Svc';

@@ -1,7 +1,7 @@
 import { strict as assert } from 'assert';
 import * as path from 'path';
 import { type CallContext, Client, Code, FrameType, Server, type ServerStream, TtrpcError, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import { RawListener, type RawPeer, RawPeers, hex, until } from './helpers';
+import { RawListener, type RawPeer, RawPeers, hex, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 const SVC = 'stream.v1.Svc';

@@ -2,11 +2,13 @@ import { strict as assert } from 'assert';
 import {
   decodeRequest,
   decodeResponse,
+  decodeStatus,
   encodeRequest,
   encodeResponse,
+  encodeStatus,
   peekServiceMethod,
 } from '../../src/ttrpc';
-import { hex } from './helpers';
+import { hex } from '../support/ttrpc';
 
 describe('ttrpc wire messages', () => {
   // Expected bytes written by hand from request.proto: tag = field << 3 | wire type.
@@ -122,5 +124,81 @@ describe('ttrpc wire messages', () => {
     assert.equal(decodeResponse(hex('0a 0b 08 ffffffffffffffffff01')).status?.code, -1);
     assert.throws(() => decodeResponse(hex('0a 03 08')), /exceeds/);
     assert.throws(() => decodeResponse(hex('12 01')), /unexpected EOF in varint|exceeds/);
+  });
+
+  // Each envelope message skips fields it does not know (a newer peer may send them) and names itself
+  // and the field when a known field arrives with the wrong wire type.
+  const unknownFields = '48 01  51 0102030405060708  5d 01020304  62 01 00';
+
+  it('skips unknown fields inside metadata entries, statuses, details and Responses', () => {
+    const kv = `${unknownFields} 0a016b 120176`;
+    const req = decodeRequest(hex(`2a ${(hex(kv).length).toString(16).padStart(2, '0')} ${kv}`));
+    assert.deepEqual(req.metadata, [{ key: 'k', value: 'v' }]);
+    const any = `${unknownFields} 0a0174 120101`;
+    const status = `0809 ${unknownFields} 12016d 1a ${hex(any).length.toString(16).padStart(2, '0')} ${any}`;
+    const res = decodeResponse(hex(`${unknownFields} 0a ${hex(status).length.toString(16).padStart(2, '0')} ${status} 12 01 02`));
+    assert.deepEqual(res.status, { code: 9, message: 'm', details: [{ typeUrl: 't', value: Buffer.from([1]) }] });
+    assert.deepEqual(res.payload, Buffer.from([2]));
+    assert.deepEqual(peekServiceMethod(hex(`${unknownFields} 0a0173 1a0100 12016d`)), { service: 's', method: 'm' });
+  });
+
+  it('decodes absent fields as their proto3 defaults: empty strings, an empty payload, no details', () => {
+    assert.deepEqual(decodeRequest(hex('2a 00')).metadata, [{ key: '', value: '' }]);
+    assert.deepEqual(peekServiceMethod(Buffer.alloc(0)), { service: '', method: '' });
+    assert.deepEqual(decodeResponse(hex('0a 02 0805')), { status: { code: 5, message: '', details: [] }, payload: Buffer.alloc(0) });
+    assert.deepEqual(decodeStatus(hex('1a 00')), { code: 0, message: '', details: [{ typeUrl: '', value: Buffer.alloc(0) }] });
+  });
+
+  for (const [what, decode, bytes, re] of [
+    ['Request service', decodeRequest, '08 01', /^Error: Request: wrong wire type 0 for field 1$/],
+    ['Request method', decodeRequest, '10 01', /^Error: Request: wrong wire type 0 for field 2$/],
+    ['Request payload', decodeRequest, '18 01', /^Error: Request: wrong wire type 0 for field 3$/],
+    ['Request timeout', decodeRequest, '22 00', /^Error: Request: wrong wire type 2 for field 4$/],
+    ['Request metadata', decodeRequest, '28 01', /^Error: Request: wrong wire type 0 for field 5$/],
+    ['KeyValue key', decodeRequest, '2a 02 0801', /^Error: KeyValue: wrong wire type 0 for field 1$/],
+    ['KeyValue value', decodeRequest, '2a 02 1001', /^Error: KeyValue: wrong wire type 0 for field 2$/],
+    ['peeked service', peekServiceMethod, '08 01', /^Error: Request: wrong wire type 0 for field 1$/],
+    ['peeked method', peekServiceMethod, '10 01', /^Error: Request: wrong wire type 0 for field 2$/],
+    ['Response status', decodeResponse, '08 01', /^Error: Response: wrong wire type 0 for field 1$/],
+    ['Response payload', decodeResponse, '10 01', /^Error: Response: wrong wire type 0 for field 2$/],
+    ['Status code', decodeStatus, '0a 00', /^Error: Status: wrong wire type 2 for field 1$/],
+    ['Status message', decodeStatus, '10 01', /^Error: Status: wrong wire type 0 for field 2$/],
+    ['Status details', decodeStatus, '18 01', /^Error: Status: wrong wire type 0 for field 3$/],
+    ['Any type_url', decodeStatus, '1a 02 0801', /^Error: Any: wrong wire type 0 for field 1$/],
+    ['Any value', decodeStatus, '1a 02 1001', /^Error: Any: wrong wire type 0 for field 2$/],
+  ] as [string, (b: Buffer) => unknown, string, RegExp][]) {
+    it(`names the message and field of a wrongly typed ${what}`, () => {
+      assert.throws(() => decode(hex(bytes)), re);
+    });
+  }
+
+  it('accepts exactly the int32 status codes', () => {
+    for (const code of [-0x80000000, 0x7fffffff]) assert.equal(decodeStatus(encodeStatus({ code, message: '', details: [] })).code, code);
+    for (const code of [-0x80000001, 0x80000000, 1.5, NaN]) {
+      assert.throws(() => encodeStatus({ code, message: '', details: [] }), new RegExp(`^RangeError: ttrpc: status code ${code} is not an int32$`));
+    }
+  });
+
+  it('encodes a status with code 0 but a message or details (not OK) without a code field', () => {
+    assert.deepEqual(encodeResponse({ status: { code: 0, message: 'm', details: [] } }), hex('0a 03 12016d'));
+    assert.deepEqual(encodeResponse({ status: { code: 0, message: '', details: [{ typeUrl: 't', value: Buffer.alloc(0) }] } }), hex('0a 05 1a03 0a0174'));
+    // Fields the caller left out are proto3 defaults.
+    assert.deepEqual(encodeStatus({ code: 5 } as never), hex('0805'));
+  });
+
+  it('encodes several details, each with its own lengths', () => {
+    const details = [
+      { typeUrl: 'type.googleapis.com/a', value: Buffer.from([1, 2, 3]) },
+      { typeUrl: 'b', value: Buffer.alloc(0) },
+      { typeUrl: '', value: Buffer.from('ü') },
+    ];
+    const st = encodeStatus({ code: 3, message: 'bad', details });
+    assert.deepEqual(st, Buffer.concat([
+      hex('0803 1203'), Buffer.from('bad'),
+      hex('1a1c 0a15'), Buffer.from('type.googleapis.com/a'), hex('1203 010203'),
+      hex('1a03 0a0162'),
+      hex('1a04 1202 c3bc'),
+    ]));
+    assert.deepEqual(decodeStatus(st), { code: 3, message: 'bad', details });
   });
 });

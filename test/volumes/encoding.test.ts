@@ -35,6 +35,25 @@ describe('volumes/encoding', () => {
     assert.strictEqual(decodeLooseDirName('L2E_Yj4'), '/a?b>');
   });
 
+  it('decodes nothing but the exact encoding: no other alphabet, padding, characters or trailing bits', () => {
+    for (const name of ['L2E-Yj4', 'L2E+Yj4=', 'L2E=x', ' L2E=', 'L2E=\n', 'L2E', 'L2F=', 'L2E==', '=', '====']) {
+      assert.strictEqual(decodeVolumeDirName(name), undefined, JSON.stringify(name));
+    }
+    assert.strictEqual(decodeVolumeDirName('L2E='), '/a');
+    assert.strictEqual(decodeVolumeDirName('L2E-Yj4='), '/a>b>');
+  });
+
+  it('reads a mis-encoded name (padding dropped, the "+" alphabet) as the path it was probably meant for, and nothing else', () => {
+    assert.strictEqual(decodeLooseDirName('L2E-Yj4'), '/a>b>');
+    assert.strictEqual(decodeLooseDirName('L2E+Yj4='), '/a>b>');
+    assert.strictEqual(decodeLooseDirName('L2E+Yj4'), '/a>b>');
+    assert.strictEqual(decodeLooseDirName('L2E_Yj4'), '/a?b>');
+    assert.strictEqual(decodeLooseDirName('YQ'), 'a');
+    for (const name of ['', 'A', '.L2Ex', 'L2Ex.', 'L2E_Yj4=x', 'L2E_Yj4===', '_w==', 'mountInfo.json', '.katavol-locks']) {
+      assert.strictEqual(decodeLooseDirName(name), undefined, JSON.stringify(name));
+    }
+  });
+
   it('knows the longest path whose name fits in 255 bytes', () => {
     assert.strictEqual(MAX_VOLUME_PATH_BYTES, 189);
     assert.ok(encodeVolumePath('x'.repeat(189)).length <= 255);

@@ -1,6 +1,7 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
+import { spawnSync } from 'child_process';
 import { Registry } from '../../src/volumes/registry';
 import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volumes/resize';
 import { findHostMounts, runTool } from '../../src/volumes/host-device';
@@ -215,5 +216,178 @@ describe('volumes/resize', () => {
     refuses(() => resizeVolume(reg, VOL, 2 ** 50), /growing .*vol\.img by .* needs that much free space on its file system, which has .* available/);
     assert.strictEqual(fs.statSync(img).size, 32 * MiB);
     assert.strictEqual(ext4Bytes(img), 32 * MiB);
+  });
+});
+
+describe('volumes/resize: every refusal as the user reads it, and what is left as it was', () => {
+  let scratch: string;
+  let reg: Registry;
+  let img: string;
+  const loops = new LoopFixture();
+  const add = (device: string, fstype = 'ext4'): void => void reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype }));
+
+  beforeEach(() => {
+    scratch = scratchDir('resize');
+    reg = new Registry(path.join(scratch, 'root'));
+    img = mkExt4(scratch, 'vol.img', 16 * MiB);
+  });
+  afterEach(async () => {
+    await loops.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('sizes: surrounding blanks allowed, binary units in either case, unsafe integers refused; formatted in the largest whole unit', () => {
+    assert.deepStrictEqual([' 10G ', '2 k', '3MIB', '1kb', '5p', '0'].map(parseSize), [10 * 2 ** 30, 2048, 3 * MiB, 1024, 5 * 2 ** 50, 0]);
+    assert.deepStrictEqual(['8P', '9007199254740993', '1 0G', '1GiBs'].map(parseSize), [undefined, undefined, undefined, undefined]);
+    const cases: Array<[number, string]> = [
+      [0, '0 bytes'], [1023, '1023 bytes'], [1024, '1 KiB'], [1536, '1536 bytes'], [3 * MiB, '3 MiB'], [1.5 * 2 ** 30, '1536 MiB'],
+      [2 ** 30, '1 GiB'], [2 ** 40, '1 TiB'], [2 ** 50, '1024 TiB'], [2 ** 40 + 2 ** 30, '1025 GiB'],
+    ];
+    for (const [n, text] of cases) assert.strictEqual(formatSize(n), text, String(n));
+  });
+
+  it('reports what it did: sizes, loop devices and one summary line', () => {
+    add(img);
+    const loop = loops.attach(img);
+    const r = resizeVolume(reg, VOL, 24 * MiB);
+    assert.deepStrictEqual({ ...r, summary: undefined }, { volumePath: VOL, device: img, oldSize: 16 * MiB, newSize: 24 * MiB, loopDevices: [loop], filesystem: 'grown-offline', summary: undefined });
+    assert.strictEqual(r.summary, `resized direct volume ${VOL}: ${img} 16 MiB -> 24 MiB; ext4 filesystem grown to fill it`);
+    assert.strictEqual(loops.loopSizeBytes(loop), 24 * MiB, 'the loop device sees the new size');
+    assert.strictEqual(ext4Bytes(loop), 24 * MiB, 'grown through the loop device');
+  });
+
+  it('refusals name the volume, the entry and the fix, and change nothing', () => {
+    const expect = (problem: string, fix: string): void => {
+      const before = fs.statSync(img).size;
+      const e = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /./);
+      assert.deepStrictEqual([e.problem, e.fix, e.file], [problem, fix, reg.entryDir(VOL)]);
+      assert.strictEqual(fs.statSync(img).size, before);
+    };
+    reg.add(VOL, '{"volume-type":"vfiovol","device":"0000:3b:00.1","fstype":"ext4"}');
+    expect('is a vfiovol volume; katavol resizes directvol volumes backed by an image file', 'grow the device with its own tools');
+    add('/dev/loop0');
+    expect('device /dev/loop0 is a block device, not an image file', 'grow the block device with its own tools (e.g. lvextend), then resize2fs it');
+    add(img);
+    reg.recordSandbox(VOL, 'vm-a', 'runtime-rs');
+    fs.writeFileSync(path.join(reg.entryDir(VOL), 'vm-b'), '');
+    expect('is in use by VM sandbox vm-a (runtime-rs), vm-b (recorded by Kata); a running VM does not see its disk grow and Kata\'s agent cannot resize it', 'stop those sandboxes first, then resize');
+    reg.releaseSandbox(VOL, 'vm-a');
+    reg.releaseSandbox(VOL, 'vm-b');
+    const e = refuses(() => resizeVolume(reg, VOL, 8 * MiB), /never shrinks/);
+    assert.deepStrictEqual([e.problem, e.fix], [`new size 8388608 is smaller than the current 16777216 bytes of ${img}; katavol never shrinks a volume`, 'give a size of at least 16777216']);
+    const raw = path.join(scratch, 'raw.img');
+    fs.writeFileSync(raw, Buffer.alloc(MiB));
+    add(raw);
+    const s = refuses(() => resizeVolume(reg, VOL, 2 * MiB), /superblock/);
+    assert.deepStrictEqual([s.problem, s.fix], [`fstype is ext4 but ${raw} has no ext2/3/4 superblock`, `correct "fstype" with katavol direct-volume add (blkid -p ${raw} shows what it holds)`]);
+    assert.strictEqual(fs.statSync(raw).size, MiB);
+    add(img);
+    fs.rmSync(img);
+    const m = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /cannot be read/);
+    assert.deepStrictEqual([m.problem, m.fix], [`device ${img} cannot be read: ENOENT: no such file or directory, stat '${img}'`, 'restore the image file or register the volume again']);
+    assert.strictEqual((m.cause as NodeJS.ErrnoException).code, 'ENOENT');
+  });
+
+  it('refuses an image in use as a swap file, saying to swapoff first', function () {
+    const swap = path.join(scratch, 'swap.img');
+    fs.writeFileSync(swap, Buffer.alloc(16 * MiB), { mode: 0o600 });
+    add(swap, 'xfs');
+    sh('mkswap', [swap]);
+    const on = spawnSync('swapon', [swap], { encoding: 'utf8' });
+    if (on.status !== 0) return this.skip(); // swapon not permitted in this sandbox
+    try {
+      const e = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /swap/);
+      assert.strictEqual(e.problem, `image "${swap}" is in use on the host: it is in use as a swap file (/proc/swaps); a read-write volume needs the device to itself: two kernels mounting one filesystem corrupt it; katavol does not resize a device something else builds on`);
+      assert.strictEqual(e.fix, `swapoff ${swap} first; then resize again`);
+      assert.strictEqual(fs.statSync(swap).size, 16 * MiB);
+    } finally {
+      spawnSync('swapoff', [swap]);
+    }
+  });
+
+  it('refuses a filesystem that e2fsck cannot repair unattended (exit 4), checked through its loop device, before growing anything', () => {
+    add(img);
+    sh('debugfs', ['-w', '-R', 'clri <2>', img]); // the root directory's inode, zeroed
+    const loop = loops.attach(img);
+    const e = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /e2fsck -f -p/);
+    assert.match(e.problem, new RegExp(`^e2fsck -f -p ${loop} found errors it could not fix \\(exit 4\\): .*UNEXPECTED INCONSISTENCY`, 's'));
+    assert.strictEqual(e.fix, `repair it with e2fsck -f ${loop}, then resize again`);
+    assert.strictEqual(fs.statSync(img).size, 16 * MiB);
+    assert.strictEqual(loops.loopSizeBytes(loop), 16 * MiB);
+  });
+
+  it('mounted: refuses read-only mounts and, without CAP_SYS_RESOURCE, read-write ones, in words that say nothing was changed', async function () {
+    add(img);
+    const loop = loops.attach(img);
+    const pid = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ro-mnt'), ['-o', 'ro']);
+    const ro = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /read-only/);
+    assert.strictEqual(ro.problem, `is mounted read-only (${loop} at ${path.join(scratch, 'ro-mnt')} in the mount namespace of pid ${pid}); a read-only filesystem cannot be grown online`);
+    assert.strictEqual(ro.fix, 'nothing was changed; stop the containers using it and resize it offline');
+    if (canResizeOnline()) return; // the refusal below is for hosts without the capability
+    const rw = mkExt4(scratch, 'rw.img', 16 * MiB);
+    add(rw);
+    const loop2 = loops.attach(rw);
+    loops.mount(loop2, path.join(scratch, 'rw-mnt'));
+    const cap = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /CAP_SYS_RESOURCE/);
+    assert.strictEqual(cap.problem, `is mounted (${loop2} at ${path.join(scratch, 'rw-mnt')}) and growing a mounted ext4 needs CAP_SYS_RESOURCE, which this process does not have (CapEff in /proc/self/status)`);
+    assert.strictEqual(cap.fix, 'nothing was changed; run the resize as root where CAP_SYS_RESOURCE is not dropped (on the host, not inside a restricted container), or stop the container using the volume and resize it offline');
+    assert.strictEqual(fs.statSync(rw).size, 16 * MiB);
+  });
+
+  it('an entry without a filesystem type: only the file grows, and the summary says so', () => {
+    const raw = path.join(scratch, 'raw.img');
+    fs.writeFileSync(raw, Buffer.alloc(MiB));
+    add(raw, 'xfs');
+    fs.writeFileSync(reg.mountInfoFile(VOL), JSON.stringify({ 'volume-type': 'directvol', device: raw, fstype: '' }));
+    const r = resizeVolume(reg, VOL, 2 * MiB);
+    assert.deepStrictEqual([r.filesystem, r.summary], ['not-ext', `resized direct volume ${VOL}: ${raw} 1 MiB -> 2 MiB; no fstype, so no filesystem was grown`]);
+    assert.strictEqual(fs.statSync(raw).size, 2 * MiB);
+    const x = resizeVolume(reg, VOL, 2 * MiB);
+    assert.strictEqual(x.summary, `resized direct volume ${VOL}: ${raw} 2 MiB -> 2 MiB; no fstype, so no filesystem was grown`);
+  });
+
+  it('needs free space on the image\'s file system for the growth only (not for the whole new size)', () => {
+    const small = path.join(scratch, 'small');
+    fs.mkdirSync(small);
+    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'katavol-test', small], { encoding: 'utf8' });
+    assert.strictEqual(m.status, 0, m.stderr);
+    try {
+      const vol = path.join(small, 'vol.img');
+      fs.writeFileSync(vol, Buffer.alloc(12 * MiB));
+      add(vol, 'xfs');
+      // 12 MiB used of 24: growing by 8 fits, by 16 does not.
+      const e = refuses(() => resizeVolume(reg, VOL, 28 * MiB), /free space/);
+      assert.match(e.problem, new RegExp(`^growing ${vol} by 16 MiB needs that much free space on its file system, which has [0-9]+ (KiB|bytes|MiB) available$`));
+      assert.strictEqual(e.fix, `nothing was changed; free space there (df ${small}) or choose a smaller size`);
+      assert.strictEqual(fs.statSync(vol).size, 12 * MiB);
+      assert.strictEqual(resizeVolume(reg, VOL, 20 * MiB).newSize, 20 * MiB);
+    } finally {
+      spawnSync('umount', [small]);
+    }
+  });
+
+  it('mountAndRun: mounts the device once more in a private namespace (gone afterwards), and reports a mount that fails', async () => {
+    add(img);
+    const loop = loops.attach(img);
+    await loops.mountInOtherNamespace(loop, path.join(scratch, 'ns-mnt'));
+    const [m] = findHostMounts([loop]);
+    const tmpdir = path.join(scratch, 'tmp');
+    fs.mkdirSync(tmpdir);
+    const savedTmp = process.env.TMPDIR;
+    process.env.TMPDIR = tmpdir;
+    try {
+      const probe = mountAndRun(VOL, m, []);
+      assert.deepStrictEqual([probe.status, probe.stdout, probe.stderr], [0, '', '']);
+      const inside = mountAndRun(VOL, m, ['cat', '/proc/self/mountinfo']);
+      assert.strictEqual(inside.status, 0, inside.stderr);
+      assert.match(inside.stdout, new RegExp(`^.* ${tmpdir}/katavol-resize-\\w+ .* - ext4 ${loop} .*$`, 'm'), 'the command ran where the device is mounted again');
+      const bad = mountAndRun(VOL, { ...m, fstype: 'xfs' }, ['true']);
+      assert.notStrictEqual(bad.status, 0);
+      assert.match(bad.stderr, /mount/);
+    } finally {
+      if (savedTmp === undefined) delete process.env.TMPDIR;
+      else process.env.TMPDIR = savedTmp;
+    }
+    assert.deepStrictEqual(fs.readdirSync(tmpdir), [], 'temporary directories removed');
   });
 });

@@ -1,5 +1,6 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
+import * as net from 'net';
 import * as path from 'path';
 import { Registry } from '../../src/volumes/registry';
 import { volumeStats } from '../../src/volumes/stats';
@@ -77,5 +78,75 @@ describe('volumes/stats', () => {
     fs.rmSync(img);
     assert.throws(() => volumeStats(reg, VOL), (e: unknown) => e instanceof VolumeError && /device .*vol\.img cannot be read/.test(e.problem));
     assert.throws(() => volumeStats(reg, '/nope'), (e: unknown) => e instanceof VolumeError && /is not registered/.test(e.problem));
+  });
+});
+
+describe('volumes/stats: block devices, sockets and what cannot be read', () => {
+  let scratch: string;
+  let reg: Registry;
+  const loops = new LoopFixture();
+
+  beforeEach(() => {
+    scratch = scratchDir('stats');
+    reg = new Registry(path.join(scratch, 'root'));
+  });
+  afterEach(async () => {
+    await loops.cleanup();
+    fs.rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('a block device: its size from sysfs, its own mounts and usage; no loop devices or allocation', () => {
+    const loop = loops.attach(mkExt4(scratch, 'vol.img', 20 * MiB));
+    reg.add('/blk', JSON.stringify({ 'volume-type': 'directvol', device: loop, fstype: 'ext4' }));
+    let s = volumeStats(reg, '/blk');
+    assert.deepStrictEqual([s.deviceKind, s.sizeBytes, s.allocatedBytes, s.loopDevices, s.mounts], ['block', 20 * MiB, undefined, undefined, []]);
+    assert.deepStrictEqual([s.usage?.source, s.usage?.totalBytes], ['dumpe2fs', ext4Bytes(loop)]);
+    const mnt = path.join(scratch, 'mnt');
+    loops.mount(loop, mnt);
+    s = volumeStats(reg, '/blk');
+    assert.deepStrictEqual(s.mounts.map((m) => [m.mountPoint, m.device, m.fstype]), [[mnt, loop, 'ext4']]);
+    assert.strictEqual(s.usage?.source, 'statfs');
+  });
+
+  it('an spdk volume: a socket, found with or without spdk://; a missing socket is an error naming it and the fix', async () => {
+    const sock = path.join(scratch, 'vhost.0');
+    const server = net.createServer();
+    await new Promise<void>((res) => server.listen(sock, res));
+    try {
+      reg.add('/s1', JSON.stringify({ 'volume-type': 'spdkvol', device: sock, fstype: 'ext4' }));
+      reg.add('/s2', JSON.stringify({ 'volume-type': 'spoolvol', device: `spdk://${sock}`, fstype: 'xfs' }));
+      reg.recordSandbox('/s1', 'vm-1', 'runtime-rs');
+      const s = volumeStats(reg, '/s1');
+      assert.deepStrictEqual(s, {
+        volumePath: '/s1', directory: reg.entryDir('/s1'), volumeType: 'spdkvol', device: sock, fstype: 'ext4',
+        deviceKind: 'socket', mounts: [], usage: null, sandboxes: [{ id: 'vm-1', backend: 'runtime-rs', readOnly: false }],
+      });
+      assert.deepStrictEqual([volumeStats(reg, '/s2').deviceKind, volumeStats(reg, '/s2').volumeType], ['socket', 'spoolvol']);
+    } finally {
+      await new Promise((res) => server.close(res));
+    }
+    assert.throws(() => volumeStats(reg, '/s2'), (e: unknown) => e instanceof VolumeError && e.volumePath === '/s2'
+      && e.problem === `vhost-user socket ${sock} does not exist`
+      && e.fix === 'start the SPDK vhost target or fix the registry entry with katavol direct-volume add');
+  });
+
+  it('a vanished device names the volume, the entry and the fix; an ext4 image without a superblock reports why there is no usage', () => {
+    const img = path.join(scratch, 'blank.img');
+    fs.writeFileSync(img, '');
+    fs.truncateSync(img, 4 * MiB);
+    reg.add('/blank', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
+    const s = volumeStats(reg, '/blank');
+    assert.deepStrictEqual([s.deviceKind, s.sizeBytes, s.usage], ['file', 4 * MiB, null]);
+    assert.match(s.usageError ?? '', /^volume "\/blank": dumpe2fs -h .*blank\.img failed: .*; check that .*blank\.img holds an ext2\/3\/4 filesystem$/);
+    // Not ext: no usage and no error (nothing to read it with).
+    reg.add('/raw', JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'xfs' }));
+    const r = volumeStats(reg, '/raw');
+    assert.deepStrictEqual([r.usage, r.usageError], [null, undefined]);
+
+    fs.rmSync(img);
+    assert.throws(() => volumeStats(reg, '/blank'), (e: unknown) => e instanceof VolumeError
+      && e.problem === `device ${img} cannot be read: ENOENT: no such file or directory, stat '${img}'`
+      && e.fix === 'restore the device or register the volume again with katavol direct-volume add'
+      && e.file === reg.entryDir('/blank') && (e.cause as NodeJS.ErrnoException).code === 'ENOENT');
   });
 });

@@ -60,8 +60,14 @@ export function deviceKey(info: MountInfo): string {
       return `spdk:${spdkSocketPath(info.device)}`;
     case 'vfiovol': {
       const t = parseVfioDevice(info.device);
-      return t?.kind === 'bdf' ? `vfio:${t.dbdf}` : t ? `vfio:group:${t.group}` : `vfio:${info.device}`;
+      if (t?.kind === 'bdf') return `vfio:${t.dbdf}`;
+      if (t) return `vfio:group:${t.group}`;
+      // Stryker disable next-line StringLiteral: an unparseable device is refused by buildVfioDevice before its key is used
+      return `vfio:${info.device}`;
     }
+    default:
+      // A type no builder knows: build() refuses it, naming the volume.
+      return `${String((info as { volumeType: unknown }).volumeType)}:${info.device}`;
   }
 }
 
@@ -87,6 +93,7 @@ export class RuntimeRsBackend implements Backend {
     const unique = this.recordSandbox(ctx, ordered, entries);
     this.held.set(ctx.containerId, { sandboxId: ctx.sandboxId, volumes: unique });
 
+    // Stryker disable next-line StringLiteral,ObjectLiteral: a debug line's wording and fields; nothing reads it back
     for (const e of entries) ctx.log.debug('runtime-rs device spec', { ...e });
     const summary = entries.map((e, i) => ({
       destination: e.destination,
@@ -103,6 +110,7 @@ export class RuntimeRsBackend implements Backend {
   /** One device entry per mount; indexes are assigned per container in mount order (runtime-rs's are sandbox-wide). */
   private buildEntries(ordered: ResolvedVolume[], log: BackendLogger): DeviceEntry[] {
     const places = new Map<string, Placement>();
+    // Stryker disable next-line ObjectLiteral: without the shared table each volume scans the loop devices itself, with the same answer
     const hostUse = { loops: LoopTable.lazy() }; // one loop-device scan for all the container's volumes
     return ordered.map((v) => {
       const key = deviceKey(v.info);
@@ -225,6 +233,7 @@ export class RuntimeRsBackend implements Backend {
     for (const vp of volumes) {
       const stillHeld = [...this.held.values()].some((h) => h.sandboxId === sandboxId && h.volumes.includes(vp));
       if (stillHeld || siblingUses(bundle, sandboxId, vp)) {
+        // Stryker disable next-line StringLiteral,ObjectLiteral: a debug line's wording and fields; the kept record is what the tests check
         log.debug('volume still used by another container of the sandbox; keeping the record', { volume: vp, sandboxId });
         continue;
       }

@@ -23,6 +23,9 @@ class FakeRegistry implements RegistryPort {
   users = new Map<string, SandboxUse[]>();
   canonical = new Set<string>();
   failRecordOn?: string;
+  /** Makes the n-th recordSandbox call (1-based) fail, e.g. the restore of an earlier record. */
+  failRecordCall?: number;
+  failReleaseOn?: string;
 
   rewriteCanonical(volumePath: string): boolean {
     this.calls.push(['rewriteCanonical', volumePath]);
@@ -33,6 +36,7 @@ class FakeRegistry implements RegistryPort {
   recordSandbox(volumePath: string, sandboxId: string, backend = '', readOnly = false): void {
     this.calls.push(['recordSandbox', volumePath, sandboxId, backend, readOnly]);
     if (this.failRecordOn === volumePath) throw new Error('ENOSPC: no space left on device');
+    if (this.failRecordCall === this.calls.filter((c) => c[0] === 'recordSandbox').length) throw new Error('EIO: i/o error, restoring');
     const list = this.users.get(volumePath) ?? [];
     const use = { id: sandboxId, backend, readOnly };
     const at = list.findIndex((u) => u.id === sandboxId);
@@ -42,6 +46,7 @@ class FakeRegistry implements RegistryPort {
   }
   releaseSandbox(volumePath: string, sandboxId: string): void {
     this.calls.push(['releaseSandbox', volumePath, sandboxId]);
+    if (this.failReleaseOn === volumePath) throw new Error('EROFS: read-only file system');
     this.users.set(volumePath, (this.users.get(volumePath) ?? []).filter((u) => u.id !== sandboxId));
   }
   sandboxesOf(volumePath: string): SandboxUse[] {
@@ -70,6 +75,7 @@ describe('runtime-rs backend (backend.ts)', () => {
     buildSysfs(sysfs, [
       { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
       { dbdf: '0000:3b:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '8', driver: 'nvme' },
+      { dbdf: '0000:3b:00.2', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '9', driver: 'vfio-pci' },
     ]);
   });
   after(async () => {
@@ -349,6 +355,141 @@ describe('runtime-rs backend (backend.ts)', () => {
     assert.deepStrictEqual(reg.calls, [['releaseSandbox', '/kubelet/fast', 'pod-a'], ['releaseSandbox', '/kubelet/data', 'pod-a']]);
   });
 
+  it('leaves a mount without options without options unless it must say ro, and keeps mount order whatever order the volumes come in', async () => {
+    const reg = new FakeRegistry();
+    const other = path.join(dir, 'other.img');
+    fs.writeFileSync(other, Buffer.alloc(65536));
+    // Index 10 sorts before 2 as text: the order must be numeric.
+    const mounts = Array.from({ length: 11 }, (_, i) => ({ destination: `/m${i}`, type: 'bind', source: `/x${i}`, options: ['rbind'] }));
+    mounts[2] = { destination: '/data', type: 'directvol', source: '/kubelet/data' } as never;
+    mounts[10] = { destination: '/other', type: 'directvol', source: '/kubelet/other' } as never;
+    const spec: OciSpec = { mounts };
+    const out = await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, [
+      resolved(10, mounts[10], '/kubelet/other', mountInfo('directvol', other), true),
+      resolved(2, mounts[2], '/kubelet/data', mountInfo('directvol', image)),
+    ]);
+    assert.deepStrictEqual(out.spec.mounts![2], { destination: '/data', type: 'directvol', source: '/kubelet/data' });
+    assert.deepStrictEqual(out.spec.mounts![10], { destination: '/other', type: 'directvol', source: '/kubelet/other', options: ['ro'] });
+    const entries = JSON.parse(out.spec.annotations![DEVICES_ANNOTATION]) as Array<{ destination: string; spec: { drive_id: string }; guest: { virtPath: string } }>;
+    // Two images, two devices, in mount order.
+    assert.deepStrictEqual(entries.map((e) => [e.destination, e.guest.virtPath, e.spec.drive_id]),
+      [['/data', '/dev/vda', driveIdFor(`blk:${image}`)], ['/other', '/dev/vdb', driveIdFor(`blk:${other}`)]]);
+    assert.deepStrictEqual(out.summary.map((e) => e.destination), ['/data', '/other']);
+  });
+
+  it('adds only the annotation to a spec without mounts when no volume is given', async () => {
+    const out = await new RuntimeRsBackend(cfg(), new FakeRegistry()).prepare(ctx().ctx, { ociVersion: '1.1.0' }, []);
+    assert.deepStrictEqual(out.spec, { ociVersion: '1.1.0', mounts: [], annotations: { [DEVICES_ANNOTATION]: '[]' } });
+  });
+
+  it('gives one vfio function one device however it is spelled; an spoolvol is refused as Dragonball cannot serve it', async () => {
+    const reg = new FakeRegistry();
+    const devices = ['3B:00.0', '0000:3b:00.0', '3b:00.2', '/dev/vfio/7', '/dev/vfio/9', '/dev/vfio/9'];
+    const spec: OciSpec = { mounts: devices.map((_, i) => ({ ...vfioMount(), destination: `/dpu${i}` })) };
+    const out = await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec,
+      devices.map((d, i) => resolved(i, spec.mounts![i], `/kubelet/dpu${i}`, mountInfo('vfiovol', d))));
+    const entries = JSON.parse(out.spec.annotations![DEVICES_ANNOTATION]) as Array<{ guest: { virtPath: string } }>;
+    assert.deepStrictEqual(entries.map((e) => e.guest.virtPath), ['/dev/vda', '/dev/vda', '/dev/vdb', '/dev/vdc', '/dev/vdd', '/dev/vdd']);
+    const pool: OciSpec = { mounts: [{ ...spdkMount(), type: 'spoolvol' }] };
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, pool, [resolved(0, pool.mounts![0], '/kubelet/pool', mountInfo('spoolvol', sock))]),
+      /^VolumeError: volume "\/kubelet\/pool": mount \/fast: spoolvol is not supported with Dragonball/);
+  });
+
+  it('refuses a volume type it does not handle, naming the volume, the file and the fix', async () => {
+    const spec: OciSpec = { mounts: [dataMount()] };
+    await assert.rejects(new RuntimeRsBackend(cfg(), new FakeRegistry()).prepare(ctx().ctx, spec, [
+      resolved(0, spec.mounts![0], '/kubelet/data', mountInfo('nfsvol' as never, image)),
+    ]), (e: Error) => {
+      assert.ok(e instanceof VolumeError);
+      assert.strictEqual(e.message, 'volume "/kubelet/data": mount /data: volume-type "nfsvol" is not one runtime-rs handles (/registry//kubelet/data/mountInfo.json); re-register it as directvol, spdkvol or vfiovol');
+      return true;
+    });
+  });
+
+  it('turns an unexpected failure while checking a device into a volume error that keeps the cause', async () => {
+    // A VFIO group whose devices directory is a file: listing it fails with ENOTDIR.
+    const odd = path.join(dir, 'sys-odd');
+    fs.mkdirSync(path.join(odd, 'kernel/iommu_groups/5'), { recursive: true });
+    fs.writeFileSync(path.join(odd, 'kernel/iommu_groups/5/devices'), '');
+    const spec: OciSpec = { mounts: [vfioMount()] };
+    const config = parseRuntimeRsConfig({ sysfsRoot: odd, blockDeviceDriver: 'virtio-blk-mmio' }, 'test');
+    await assert.rejects(new RuntimeRsBackend(config, new FakeRegistry()).prepare(ctx().ctx, spec, [
+      resolved(0, spec.mounts![0], '/kubelet/dpu', mountInfo('vfiovol', '/dev/vfio/5')),
+    ]), (e: Error) => {
+      assert.ok(e instanceof VolumeError, String(e));
+      assert.match(e.message, /^volume "\/kubelet\/dpu": mount \/dpu: checking the device failed: ENOTDIR: not a directory, scandir '.*\/kernel\/iommu_groups\/5\/devices' \(\/registry\/\/kubelet\/dpu\/mountInfo\.json\); fix the device or re-register the volume$/);
+      assert.strictEqual((e.cause as NodeJS.ErrnoException).code, 'ENOTDIR');
+      return true;
+    });
+  });
+
+  it('names every sandbox in the way and every stale record to remove', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/data', [{ id: 'pod-b', backend: 'runtime-rs', readOnly: true }, { id: 'pod-c', backend: 'runtime-rs', readOnly: true }]);
+    const spec: OciSpec = { mounts: [dataMount()] };
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec, [resolved(0, spec.mounts![0], '/kubelet/data', mountInfo('directvol', image))]),
+      /already in use by sandbox pod-b \(runtime-rs, read-only\), pod-c \(runtime-rs, read-only\) .*rm \/registry\/kubelet\/data\/pod-b \/registry\/kubelet\/data\/pod-c$/);
+  });
+
+  it('undoing a failed Create releases only its own new records and restores only the records it changed', async () => {
+    const reg = new FakeRegistry();
+    // Another pod reads /data; our pod already writes /fast (unchanged by this Create) and holds /dpu in Kata's form.
+    reg.users.set('/kubelet/data', [{ id: 'pod-b', backend: 'runtime-rs', readOnly: true }]);
+    reg.users.set('/kubelet/fast', [{ id: 'pod-a', backend: 'runtime-rs', readOnly: false }]);
+    reg.users.set('/kubelet/dpu', [{ id: 'pod-a', backend: '', readOnly: false }]);
+    reg.failRecordOn = '/kubelet/extra';
+    const spec = baseSpec();
+    spec.mounts!.push({ destination: '/extra', type: 'directvol', source: '/kubelet/extra', options: ['ro'] });
+    const vols = volumes(spec);
+    vols[0] = resolved(1, spec.mounts![1], '/kubelet/data', mountInfo('directvol', image), true);
+    vols.push(resolved(4, spec.mounts![4], '/kubelet/extra', mountInfo('directvol', image), true));
+    const { ctx: c, log } = ctx();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(c, spec, vols), /ENOSPC/);
+    assert.deepStrictEqual(reg.calls, [
+      ['recordSandbox', '/kubelet/data', 'pod-a', 'runtime-rs', true],
+      ['recordSandbox', '/kubelet/fast', 'pod-a', 'runtime-rs', false],
+      ['recordSandbox', '/kubelet/dpu', 'pod-a', 'runtime-rs', false],
+      ['recordSandbox', '/kubelet/extra', 'pod-a', 'runtime-rs', true],
+      ['releaseSandbox', '/kubelet/data', 'pod-a'],
+      ['recordSandbox', '/kubelet/dpu', 'pod-a', '', false],
+    ]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/data'), [{ id: 'pod-b', backend: 'runtime-rs', readOnly: true }]);
+    assert.deepStrictEqual(reg.sandboxesOf('/kubelet/dpu'), [{ id: 'pod-a', backend: '', readOnly: false }]);
+    assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), []);
+  });
+
+  it('when undoing fails too, says so per volume and still undoes the rest', async () => {
+    const reg = new FakeRegistry();
+    reg.users.set('/kubelet/fast', [{ id: 'pod-a', backend: '', readOnly: true }]);
+    reg.failRecordOn = '/kubelet/dpu';
+    reg.failReleaseOn = '/kubelet/data';
+    reg.failRecordCall = 4; // data, fast, dpu (fails), then the restore of fast
+    const spec = baseSpec();
+    const { ctx: c, log } = ctx();
+    await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(c, spec, volumes(spec)), /ENOSPC/);
+    assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), [
+      { level: 'warn', msg: 'undoing a sandbox record failed', meta: { volume: '/kubelet/data', error: 'EROFS: read-only file system' } },
+      { level: 'warn', msg: 'restoring the earlier sandbox record failed', meta: { volume: '/kubelet/fast', error: 'EIO: i/o error, restoring' } },
+    ]);
+  });
+
+  it('a failing release of one volume is logged and the others are still released', async () => {
+    const reg = new FakeRegistry();
+    const backend = new RuntimeRsBackend(cfg(), reg);
+    const spec = baseSpec();
+    const { ctx: c, log } = ctx();
+    await backend.prepare(c, spec, volumes(spec));
+    reg.calls = [];
+    reg.failReleaseOn = '/kubelet/fast';
+    await backend.release(c);
+    assert.deepStrictEqual(reg.calls, [
+      ['releaseSandbox', '/kubelet/data', 'pod-a'], ['releaseSandbox', '/kubelet/fast', 'pod-a'], ['releaseSandbox', '/kubelet/dpu', 'pod-a'],
+    ]);
+    assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), [
+      { level: 'warn', msg: 'releasing the sandbox record failed', meta: { volume: '/kubelet/fast', sandboxId: 'pod-a', error: 'EROFS: read-only file system' } },
+    ]);
+  });
+
   describe('from the bundle (after a restart)', () => {
     let bundles: string;
     beforeEach(() => {
@@ -405,6 +546,15 @@ describe('runtime-rs backend (backend.ts)', () => {
       await new RuntimeRsBackend(cfg(), reg).releaseBundle(path.join(bundles, 'gone'), log);
       assert.deepStrictEqual(reg.calls, []);
       assert.ok(log.lines.some((l) => l.level === 'warn' && /devices annotation/.test(l.msg)));
+      assert.deepStrictEqual(log.lines.map((l) => [l.level, l.msg, l.meta?.bundle]),
+        [['warn', 'cannot read the devices annotation back from the bundle; nothing released', path.join(bundles, 'gone')]]);
+      assert.match(String(log.lines[0].meta?.error), /ENOENT/);
+      // The same through release() in a process that did not prepare the container.
+      const fresh = recordingLog();
+      await new RuntimeRsBackend(cfg(), reg).release({ containerId: 'gone', sandboxId: 'pod-z', bundle: path.join(bundles, 'gone'), log: fresh });
+      assert.deepStrictEqual(reg.calls, []);
+      assert.deepStrictEqual(fresh.lines.map((l) => [l.level, l.msg, l.meta?.bundle]),
+        [['warn', 'cannot read the devices annotation back from the bundle; nothing released', path.join(bundles, 'gone')]]);
       const plain = writeBundle('plain', { mounts: [] });
       await new RuntimeRsBackend(cfg(), reg).releaseBundle(plain, log);
       assert.deepStrictEqual(reg.calls, []);

@@ -8,6 +8,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeExt4Image, makeRootfs, sleep, tmpDir } from '../../support/containerd';
+import { socketDir } from '../../support/scratch';
 import { RECORDER, RECORDER_DIR_ENV, createdSpecs, readRecords, rpcCalls } from '../../peers/recorder/record';
 import { Registry, encodeVolumePath } from '../../../src/volumes/registry';
 import type { OciMount } from '../../../src/volumes/types';
@@ -153,8 +154,8 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     work = tmpDir('katavol-rr-e2e-');
     rootfs = makeRootfs(work);
     volRoot = path.join(work, 'volumes');
-    sockDir = fs.mkdtempSync('/tmp/kvs-');
-    recDir = fs.mkdtempSync('/tmp/kvr-');
+    sockDir = socketDir();
+    recDir = socketDir('r');
     sysfs = path.join(work, 'sys');
     configFile = path.join(work, 'katavol.json');
     buildSysfs(sysfs, [

@@ -1,4 +1,4 @@
-// Test helpers for the ttrpc suite: a raw frame-level peer and a raw listening peer.
+// Fixtures for suites that speak TTRPC raw: a frame-level peer and listener, a seeded PRNG for fuzzing, hex and waiting helpers.
 
 import * as net from 'net';
 import { type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
