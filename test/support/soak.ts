@@ -36,8 +36,9 @@ export const HANG_ERROR = /^ctr: context deadline exceeded\n$/;
 /** Every failure while the filesystem of socketDir and the volume root is full names the cause. */
 export const ENOSPC_ERROR = /no space left on device/i;
 
-/** What ctr prints when the daemon, shim or containerd it talks to went away mid-call. */
-export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|error while dialing|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found/;
+/** What ctr prints when the daemon, shim or containerd it talks to went away mid-call (runc exits 137 when
+ *  the runc shim that runs it is SIGKILLed: go-runc gives it SIGKILL as its parent-death signal). */
+export const FAULT_ERRORS = /no space left on device|context deadline exceeded|ttrpc: closed|failed to dial|error while dialing|transport is closing|connection closed: unavailable|connection refused|connection reset|Unavailable|error reading from server: EOF|context canceled|shim disconnected|no such file or directory|failed to (start|create) shim|task .* not found|exit status 1: |not found|runc did not terminate successfully: exit status 137/;
 
 /**
  * containerd 1.6's ctr (`ctr run`, `ctr task exec`) now and then prints nothing at all for a process that
