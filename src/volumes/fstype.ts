@@ -67,8 +67,8 @@ function editDistance(a: string, b: string): number {
   for (let i = 1; i <= a.length; i++) {
     for (let j = 1; j <= b.length; j++) {
       d[i][j] = Math.min(d[i - 1][j] + 1, d[i][j - 1] + 1, d[i - 1][j - 1] + (a[i - 1] === b[j - 1] ? 0 : 1));
-      // A swap of two neighbours ("xsf") is one typo.
-      if (i > 1 && j > 1 && a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
+      // A swap of two neighbours ("xsf") is one typo. (Before the first character, a[-1] and b[-1] read undefined, which matches none.)
+      if (a[i - 1] === b[j - 2] && a[i - 2] === b[j - 1]) d[i][j] = Math.min(d[i][j], d[i - 2][j - 2] + 1);
     }
   }
   return d[a.length][b.length];
@@ -85,7 +85,7 @@ export function closest(word: string, names: Iterable<string>): string | undefin
       bestD = d;
     }
   }
-  return best !== undefined && bestD <= Math.min(2, Math.max(1, Math.floor(word.length / 2))) ? best : undefined;
+  return bestD <= Math.min(2, Math.max(1, Math.floor(word.length / 2))) ? best : undefined; // no names: bestD is Infinity
 }
 
 /** Undefined when fstype is a block filesystem Linux knows; else the problem and the fix. */

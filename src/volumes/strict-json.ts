@@ -41,7 +41,7 @@ class Parser {
   constructor(private readonly s: string) {}
 
   ws(): void {
-    while (this.i < this.s.length && ' \t\n\r'.includes(this.s[this.i])) this.i++;
+    while (' \t\n\r'.includes(this.s[this.i])) this.i++; // past the end, s[i] is undefined: not white space
   }
 
   private fail(msg: string): never {
@@ -151,7 +151,7 @@ class Parser {
       if (e in simple) { // past the end, e is undefined: not a key of simple
         out += simple[e];
         this.i += 2;
-      } else if (e === 'u' && /^[0-9a-fA-F]{4}$/.test(this.s.slice(this.i + 2, this.i + 6))) {
+      } else if (e === 'u' && /[0-9a-fA-F]{4}/.test(this.s.slice(this.i + 2, this.i + 6))) { // the slice is at most 4 long
         out += String.fromCharCode(parseInt(this.s.slice(this.i + 2, this.i + 6), 16));
         this.i += 6;
       } else {

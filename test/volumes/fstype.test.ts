@@ -151,6 +151,14 @@ describe('volumes/fstype', () => {
     assert.strictEqual(closest('ba', ['ab']), 'ab');
     assert.strictEqual(closest('abc', ['abd', 'abc']), 'abc', 'the nearest wins');
     assert.strictEqual(closest('abc', ['abd', 'abe']), 'abd', 'the first of equals');
+    assert.strictEqual(closest('abc', []), undefined);
+    // A swap counts only when both characters cross, and as one edit.
+    const names = ['ext2', 'ext3', 'ext4', 'xfs', 'btrfs', 'vfat', 'f2fs'];
+    assert.strictEqual(closest('tsrf', names), undefined);
+    assert.strictEqual(closest('sert', names), undefined);
+    assert.strictEqual(closest('sffs', names), 'xfs');
+    assert.strictEqual(closest('fvr', names), undefined);
+    assert.strictEqual(closest('rbtxy', ['btrfs']), undefined, 'a swap and two substitutions are three edits');
     assert.strictEqual(fsTypeProblem('tmpfs', k)!.problem, 'fstype "tmpfs" is a filesystem that never lives on a device (the kernel lists it as nodev)');
     assert.strictEqual(fix('tmpfs'), 'set "fstype" to the filesystem on the device, e.g. "ext4" (blkid -p <device> shows it)');
     assert.strictEqual(fsTypeProblem('ext5', k)!.problem, 'fstype "ext5" is not a filesystem Linux knows (not in /proc/filesystems, the kernel\'s fs modules or mainline\'s block filesystems)');

@@ -168,8 +168,9 @@ describe('volumes/in-use: devices the host uses are refused', function () {
     const part = fx.attach(swapImg);
     const sys = sysWithPartition(dev, 'loopXp2', numberOf(part));
     fs.mkdirSync(path.join(sys, 'dev', 'block', numberOf(part), 'holders', 'md0'), { recursive: true });
+    fs.mkdirSync(path.join(sys, 'dev', 'block', numberOf(part), 'holders', 'nvmd1'), { recursive: true });
     let uses = hostUsesOf(VOL, dev, { sysRoot: sys });
-    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly, u.what]), [['holder', false, `is held (its partition /dev/loopXp2) by md0 (md RAID array) (${sys}/class/block/loopXp2/holders)`]]);
+    assert.deepStrictEqual(uses.map((u) => [u.kind, u.readOnly, u.what]), [['holder', false, `is held (its partition /dev/loopXp2) by md0 (md RAID array), nvmd1 (${sys}/class/block/loopXp2/holders)`]]);
     fs.rmSync(path.join(sys, 'dev', 'block', numberOf(part), 'holders'), { recursive: true });
     try {
       fx.swapOn(part);
@@ -187,8 +188,10 @@ describe('volumes/in-use: devices the host uses are refused', function () {
     execFileSync('mkswap', [swapFile], { stdio: 'ignore' });
     const copy = path.join(scratch, 'copy');
     fs.copyFileSync(swapFile, copy);
-    if (spawnSync('swapon', [swapFile]).status !== 0) return this.skip();
+    const on = spawnSync('swapon', [swapFile], { encoding: 'utf8' });
+    if (on.status !== 0) return this.skip(); // swapon not permitted in this sandbox
     try {
+      assert.deepStrictEqual(hostUsesOf(VOL, swapFile).map((u) => [u.kind, u.readOnly]), [['swap', false]]);
       const e = refusal(check(swapFile, true));
       assert.strictEqual(e.problem, `image "${swapFile}" is in use on the host: it is in use as a swap file (/proc/swaps); a read-only volume may share its device with read-only users only: the other user writes it underneath`);
       assert.strictEqual(e.fix, `swapoff ${swapFile} first`);
@@ -242,6 +245,18 @@ describe('volumes/in-use: devices the host uses are refused', function () {
     const viaTable = hostUsesOf(VOL, img, { loops: LoopTable.scan() });
     assert.strictEqual(viaTable.length, 1);
     assert.ok(viaTable[0].what.startsWith(`is attached read-write to loop device ${dev}, which is mounted at ${scratch}/own (ext4, read-write)`), viaTable[0].what);
+  });
+
+  it('a plain loop device over the image is detached by the fix; different fixes are all given', () => {
+    const dev = fx.attach(img);
+    const [loop] = hostUsesOf(VOL, img);
+    assert.deepStrictEqual([loop.kind, loop.readOnly, loop.what, loop.fix, loop.beyond], ['loop', false, `is attached read-write to loop device ${dev}`, `detach it (losetup -d ${dev})`, []]);
+    const mnt = path.join(scratch, 'fm');
+    fx.mount(dev, mnt);
+    const [mount] = here(hostUsesOf(VOL, dev, { skipLoops: true }));
+    assert.strictEqual(fixOf([mount, loop], true), `unmount it first (umount ${mnt}); detach it (losetup -d ${dev})`);
+    // A sysfs without this device's entry: its own number still finds the mount.
+    assert.deepStrictEqual(here(hostUsesOf(VOL, dev, { sysRoot: path.join(scratch, 'no-sys'), skipLoops: true })).map((u) => u.what), [mount.what]);
   });
 
   it('a missing device, a directory or a socket has no host use', () => {

@@ -134,6 +134,7 @@ describe('volumes/mountinfo', () => {
       [`{${head},"options":"ro,,bind"}`, '"options" must be a list of strings, found a string "ro,,bind"', 'write a list: "options":["ro","bind"]'],
       [`{${head},"options":5}`, '"options" must be a list of strings, found a number 5', 'write a list of strings, e.g. "options":["ro"]'],
       [`{${head},"options":["ro",1]}`, '"options"[1] is a number 1; options must be strings', 'write e.g. "options":["ro","discard"]'],
+      [`{${head},"options":["ro","d\\u0000"]}`, '"options"[1] "d\\u0000" holds a NUL byte, which no mount option can', 'remove the \\u0000 from "options"[1]'],
     ];
     for (const [json, problem, fix] of cases) {
       const e = rejects(json, /./);

@@ -464,6 +464,19 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
   });
 
+  it('removes a volume that never had a sandbox record, leaving no record directories', () => {
+    reg.add(VOL, json(img));
+    assert.deepStrictEqual(reg.remove(VOL), []);
+    assert.deepStrictEqual(fs.readdirSync(root), [LOCK_DIR_NAME]);
+  });
+
+  it('lists sandbox records in byte order, whatever order the directory gives', () => {
+    reg.add(VOL, json(img));
+    const ids = ['z9', 'Zed', 'm-1', 'a.b', 'A0', 'q_q', 'b', '9', 'k', 'x-y-z', 'C', 'e'];
+    for (const id of ids) fs.writeFileSync(path.join(reg.entryDir(VOL), id), '');
+    assert.deepStrictEqual(reg.sandboxesOf(VOL).map((s) => s.id), [...ids].sort());
+  });
+
   it('releasing a sandbox of a volume that is not registered creates nothing, not even the root', () => {
     const none = new Registry(path.join(scratch, 'none'));
     none.releaseSandbox(VOL, 'sb1');
@@ -578,6 +591,7 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     assert.strictEqual(e.problem, 'stored mount info must be a JSON object, found an array');
     assert.strictEqual(e.fix, `give one JSON object such as '{"volume-type":"directvol","device":"/dev/sdb","fstype":"ext4"}' (single-quote it in the shell); then write it again with katavol direct-volume add`);
     assert.strictEqual(e.file, reg.mountInfoFile(VOL));
+    assert.ok(e.cause instanceof VolumeError && e.cause.file === reg.mountInfoFile(VOL) && e.cause.volumePath === VOL, 'the parse error kept as the cause, naming the file');
     fs.writeFileSync(reg.mountInfoFile(VOL), json(img));
     assert.deepStrictEqual([reg.read(VOL).canonical, reg.read(VOL).raw], [true, json(img)]);
   });
@@ -699,10 +713,20 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
       let e = expectVolumeError(() => reg.remove(VOL), /^cannot remove the registry entry: EPERM/);
       assert.deepStrictEqual([e.fix, e.file], [fix, reg.entryDir(VOL)]);
       // The entry can be listed but its mountInfo.json not read: changing it fails at the read, naming it.
-      e = expectVolumeError(() => reg.add(VOL, json(img, ',"options":["ro"]')), /^cannot write the registry entry: EACCES/);
+      e = expectVolumeError(() => reg.add(VOL, json(img, ',"options":["ro"]')), /^cannot write the registry entry: EACCES: permission denied, open /);
       assert.deepStrictEqual([e.fix, e.file], [fix, reg.mountInfoFile(VOL)]);
     });
     assert.deepStrictEqual(snapshot(scratch), before2);
+    // Readable but not writable: the new content is built in the root and fails only at the rename into the entry.
+    fs.writeFileSync(reg.mountInfoFile(VOL), ` ${json(img)}`, { mode: 0o644 });
+    fs.chmodSync(reg.mountInfoFile(VOL), 0o644);
+    asNobody(() => {
+      let e = expectVolumeError(() => reg.add(VOL, json(img, ',"options":["ro"]')), /^cannot write the registry entry: EACCES: permission denied, rename /);
+      assert.deepStrictEqual([e.fix, e.file], [fix, reg.mountInfoFile(VOL)]);
+      e = expectVolumeError(() => reg.rewriteCanonical(VOL), /^cannot rewrite mountInfo\.json: EACCES: permission denied, rename /);
+      assert.deepStrictEqual([e.fix, e.file], [fix, reg.mountInfoFile(VOL)]);
+    });
+    assert.deepStrictEqual(fs.readdirSync(root).filter((n) => n.startsWith('.katavol-tmp')), [], 'no temporary file left');
     // A sandbox record it cannot read is an error, not a guess at its mode.
     fs.writeFileSync(path.join(reg.entryDir(VOL), 'sb2'), 'runc ro', { mode: 0o600 });
     asNobody(() => assert.throws(() => reg.sandboxesOf(VOL), (e) => errnoOf(e) === 'EACCES'));
@@ -828,7 +852,14 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
     assert.deepStrictEqual(snapshot(scratch), before, 'kept when the answer is no');
     reg.releaseSandboxIf('/gone', 'sb1', () => (asked++, true));
     assert.strictEqual(asked, 2, 'asked for an unregistered volume too');
-    reg.releaseSandboxIf(VOL, 'sb1', () => true);
+    // settled runs next under the same lock, whether the record went or stayed.
+    const settledSaw: string[][] = [];
+    const settled = (): void => void settledSaw.push([...reg.sandboxesOf(VOL).map((s) => s.id), `locks:${fs.readdirSync(path.join(root, LOCK_DIR_NAME)).length}`]);
+    reg.releaseSandboxIf(VOL, 'sb1', () => false, settled);
+    reg.releaseSandboxIf('/gone', 'sb1', () => true, settled);
+    assert.deepStrictEqual(settledSaw, [['sb1', 'locks:1'], ['sb1', 'locks:1']]);
+    reg.releaseSandboxIf(VOL, 'sb1', () => true, settled);
+    assert.deepStrictEqual(settledSaw[2], ['locks:1'], 'after the record went');
     assert.deepStrictEqual(reg.sandboxesOf(VOL), []);
     fs.writeFileSync(path.join(reg.entryDir(VOL), 'kata-sb'), ''); // written by Kata: no mode of ours beside it
     reg.releaseSandbox(VOL, 'kata-sb');

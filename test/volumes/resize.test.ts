@@ -305,6 +305,23 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
     }
   });
 
+  it('refuses an image that several things build on, giving every fix', function () {
+    add(img);
+    const a = loops.attach(img);
+    const b = loops.attach(img);
+    try {
+      loops.swapOn(a);
+      loops.swapOn(b);
+    } catch {
+      return this.skip(); // swapon not permitted in this sandbox
+    }
+    const e = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /in use as swap/);
+    const fixes = e.fix.split('; ');
+    assert.strictEqual(fixes.pop(), 'then resize again');
+    assert.deepStrictEqual(fixes.sort(), [a, b].sort().map((l) => `swapoff ${l} first, then detach it (losetup -d ${l})`));
+    assert.strictEqual(fs.statSync(img).size, 16 * MiB);
+  });
+
   it('refuses a filesystem that e2fsck cannot repair unattended (exit 4), checked through its loop device, before growing anything', () => {
     add(img);
     sh('debugfs', ['-w', '-R', 'clri <2>', img]); // the root directory's inode, zeroed
@@ -320,8 +337,10 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
     add(img);
     const loop = loops.attach(img);
     const pid = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ro-mnt'), ['-o', 'ro']);
+    const pid2 = await loops.mountInOtherNamespace(loop, path.join(scratch, 'ro-mnt2'), ['-o', 'ro']);
     const ro = refuses(() => resizeVolume(reg, VOL, 32 * MiB), /read-only/);
-    assert.strictEqual(ro.problem, `is mounted read-only (${loop} at ${path.join(scratch, 'ro-mnt')} in the mount namespace of pid ${pid}); a read-only filesystem cannot be grown online`);
+    const at = (dir: string, p: number): string => `${loop} at ${path.join(scratch, dir)} in the mount namespace of pid ${p}`;
+    assert.strictEqual(ro.problem, `is mounted read-only (${[at('ro-mnt', pid), at('ro-mnt2', pid2)].sort().join(', ')}); a read-only filesystem cannot be grown online`);
     assert.strictEqual(ro.fix, 'nothing was changed; stop the containers using it and resize it offline');
     if (canResizeOnline()) return; // the refusal below is for hosts without the capability
     const rw = mkExt4(scratch, 'rw.img', 16 * MiB);

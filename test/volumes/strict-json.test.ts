@@ -104,6 +104,7 @@ describe('volumes/strict-json', () => {
     let v = parseStrictJson(deep(MAX_JSON_DEPTH));
     for (let i = 1; i < MAX_JSON_DEPTH; i++) v = (v as JsonValue[])[0];
     assert.deepStrictEqual(v, []);
+    assert.ok(Array.isArray(parseStrictJson(`${'['.repeat(MAX_JSON_DEPTH)}1, "s", true${']'.repeat(MAX_JSON_DEPTH)}`)), 'scalars at the deepest level are fine');
     assert.deepStrictEqual(syntaxError(deep(MAX_JSON_DEPTH + 1)), { message: 'nested deeper than 128 levels (serde_json, which Kata uses, stops there) at character 129', offset: 128 });
     const objects = (n: number): string => '{"k":'.repeat(n - 1) + '{}' + '}'.repeat(n - 1);
     assert.ok(isJsonObject(parseStrictJson(objects(MAX_JSON_DEPTH))));
