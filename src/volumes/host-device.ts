@@ -216,8 +216,9 @@ export interface Ext4Header {
 
 /** The superblock summary of an unmounted ext2/3/4 filesystem (`dumpe2fs -h`). */
 export function ext4Header(volumePath: string, target: string): Ext4Header {
-  // Stryker disable next-line StringLiteral: the package is named only when dumpe2fs is not installed (runTool's message is tested in host-device.test.ts)
-  const r = runTool(volumePath, 'dumpe2fs', ['-h', target], 'e2fsprogs');
+  const r = runTool(volumePath, 'dumpe2fs', ['-h', target],
+    // Stryker disable next-line StringLiteral: the package is named only when dumpe2fs is not installed (runTool's message is tested in host-device.test.ts)
+    'e2fsprogs');
   if (r.status !== 0) throw new VolumeError(volumePath, `${r.command} failed: ${r.stderr.split('\n').pop()}`, `check that ${target} holds an ext2/3/4 filesystem`);
   const num = (label: string): number => {
     const m = new RegExp(`^${label}:\\s+(\\d+)`, 'm').exec(r.stdout);
@@ -252,8 +253,9 @@ export const isExtFs = (fstype: string): boolean => /^ext[234]$/.test(fstype);
 
 /** Whether this process holds an effective capability (bit number as in linux/capability.h). */
 export function hasEffectiveCapability(bit: number): boolean {
-  // Stryker disable next-line Regex,StringLiteral: the kernel writes "CapEff:\t<16 hex digits>" on a line of its own; the anchors, one-or-more and the encoding make no difference on it
-  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(fs.readFileSync('/proc/self/status', 'utf8'));
+  const status = String(fs.readFileSync('/proc/self/status'));
+  // Stryker disable next-line Regex: the kernel writes "CapEff:\t<16 hex digits>" on a line of its own; the anchors and one-or-more make no difference on it
+  const m = /^CapEff:\s+([0-9a-f]+)$/m.exec(status);
   return !!m && (BigInt('0x' + m[1]) & (1n << BigInt(bit))) !== 0n;
 }
 

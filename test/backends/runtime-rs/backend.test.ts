@@ -4,7 +4,7 @@ import * as net from 'net';
 import * as path from 'path';
 import type { PrepareContext } from '../../../src/backends/backend';
 import type { OciSpec } from '../../../src/volumes/types';
-import { DEVICES_ANNOTATION } from '../../../src/backends/runtime-rs/annotation';
+import { DEVICES_ANNOTATION, volumePathsOf } from '../../../src/backends/runtime-rs/annotation';
 import { HELD_FILE } from '../../../src/backends/backend';
 import { RuntimeRsBackend, type RegistryPort } from '../../../src/backends/runtime-rs/backend';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
@@ -559,5 +559,22 @@ describe('runtime-rs backend (backend.ts)', () => {
       await new RuntimeRsBackend(cfg(), reg).releaseBundle(plain, log);
       assert.deepStrictEqual(reg.calls, []);
     });
+  });
+});
+
+describe('runtime-rs devices annotation read back (annotation.ts)', () => {
+  const spec = (value?: string): OciSpec => (value === undefined ? {} : { annotations: { [DEVICES_ANNOTATION]: value } });
+
+  it('lists each volume once, in order; none without the annotation', () => {
+    assert.deepStrictEqual(volumePathsOf({}), []);
+    assert.deepStrictEqual(volumePathsOf({ annotations: {} }), []);
+    assert.deepStrictEqual(volumePathsOf(spec(JSON.stringify([{ volumePath: '/b' }, { volumePath: '/a' }, { volumePath: '/b' }]))), ['/b', '/a']);
+  });
+
+  it('refuses a malformed annotation, saying what is wrong', () => {
+    assert.throws(() => volumePathsOf(spec('{"volumePath":"/a"}')), /^Error: io\.katacontainers\.katavol\.devices is not a JSON array$/);
+    for (const entry of ['null', '{}', '{"volumePath":5}']) {
+      assert.throws(() => volumePathsOf(spec(`[${entry}]`)), /^Error: io\.katacontainers\.katavol\.devices has an entry without a volumePath$/, entry);
+    }
   });
 });

@@ -27,8 +27,8 @@ describe('runtime-rs directvol (block.ts)', () => {
     fs.writeFileSync(image, Buffer.alloc(1024 * 1024));
   });
   /** A loop device over the test image (read-only with -r), detached after the suite. */
-  const attach = (readOnly: boolean): string => {
-    const loop = execFileSync('losetup', ['-f', '--show', ...(readOnly ? ['-r'] : []), image], { encoding: 'utf8' }).trim();
+  const attach = (readOnly: boolean, file = image): string => {
+    const loop = execFileSync('losetup', ['-f', '--show', ...(readOnly ? ['-r'] : []), file], { encoding: 'utf8' }).trim();
     loops.push(loop);
     return loop;
   };
@@ -160,6 +160,36 @@ describe('runtime-rs directvol (block.ts)', () => {
         process.env.PATH = savedPath;
       }
     }
+  });
+
+  it('asks blockdev when sysfs has no entry for the device number, and gives up quietly when that fails too', () => {
+    // 0:0 is no block device's number: /sys/dev/block/0:0 does not exist.
+    assert.strictEqual(hostReadOnly(attach(true), 0), true);
+    assert.strictEqual(hostReadOnly(attach(false), 0), false);
+    assert.strictEqual(hostReadOnly(path.join(dir, 'no-such-device'), 0), undefined);
+  });
+
+  it('says why a device cannot be looked at, and re-registers with the volume\'s filesystem (ext4 when it names none)', () => {
+    const fail = (device: string, fsType: string): VolumeError => {
+      try {
+        checkBlockDevice(volumeInput(mountInfo('directvol', device, { fsType })));
+      } catch (e) {
+        return e as VolumeError;
+      }
+      throw new Error('accepted');
+    };
+    const e = fail(path.join(image, 'x'), 'xfs');
+    assert.strictEqual(e.problem, `mount /data: cannot stat directvol device ${image}/x (ENOTDIR)`);
+    assert.strictEqual(e.fix, 'fix the device and re-register the volume: katavol direct-volume add /kubelet/vol-1 \'{"volume-type":"directvol","device":"<image file or block device>","fstype":"xfs"}\'');
+    assert.match(fail('disk.img', '').fix, /"fstype":"ext4"\}'$/);
+  });
+
+  it('refuses to write an image another process reads through a loop device', () => {
+    const shared = path.join(dir, 'shared.img');
+    fs.writeFileSync(shared, Buffer.alloc(1024 * 1024));
+    attach(true, shared);
+    assert.throws(() => checkBlockDevice(volumeInput(mountInfo('directvol', shared))), (e: Error) => e instanceof VolumeError && /loop/.test(e.message));
+    assert.deepStrictEqual(checkBlockDevice(volumeInput(mountInfo('directvol', shared), { readOnly: true })), { kind: 'file', hostReadOnly: false });
   });
 
   it('warns and assumes writable when the read-only probe fails', () => {

@@ -69,6 +69,25 @@ describe('runtime-rs config', () => {
     });
   }
 
+  it('words its refusals exactly: the key with its section, the supported keys, the expected value', () => {
+    const message = (section: unknown) => {
+      try {
+        parseRuntimeRsConfig(section, FILE);
+      } catch (e) {
+        return (e as Error).message;
+      }
+      return 'accepted';
+    };
+    assert.strictEqual(message({ numQueues: 0 }), `katavol config ${FILE}: key "runtimeRs.numQueues": must be a whole number from 1 to 65535, got 0`);
+    assert.strictEqual(message({ nope: 1 }), `katavol config ${FILE}: key "runtimeRs.nope": unknown key; supported keys are ${Object.keys(DEFAULT_RUNTIME_RS_CONFIG).join(', ')}`);
+    assert.strictEqual(message({ sysfsRoot: 5 }), `katavol config ${FILE}: key "runtimeRs.sysfsRoot": must be an absolute path, got 5`);
+  });
+
+  it('drops every trailing slash of sysfsRoot, but keeps the root itself', () => {
+    assert.strictEqual(parseRuntimeRsConfig({ sysfsRoot: '/host/sys///' }, FILE).sysfsRoot, '/host/sys');
+    assert.strictEqual(parseRuntimeRsConfig({ sysfsRoot: '/' }, FILE).sysfsRoot, '/');
+  });
+
   it('rejects a section that is not an object', () => {
     assert.throws(() => parseRuntimeRsConfig(['virtio-blk-pci'], FILE), /config \/etc\/katavol\/config.json: key "runtimeRs": must be a JSON object/);
     assert.throws(() => parseRuntimeRsConfig('mmio', FILE), /key "runtimeRs": must be a JSON object/);

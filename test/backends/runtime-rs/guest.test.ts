@@ -11,6 +11,7 @@ describe('runtime-rs guest view', () => {
     for (const [i, name] of cases) assert.strictEqual(virtPathForIndex(i), name, `index ${i}`);
     assert.throws(() => virtPathForIndex(-1), RangeError);
     assert.throws(() => virtPathForIndex(1.5), RangeError);
+    assert.throws(() => virtPathForIndex(-1), /^RangeError: device index must be a whole number >= 0, got -1$/);
   });
 
   it('maps block drivers to agent drivers', () => {

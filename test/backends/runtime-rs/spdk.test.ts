@@ -95,6 +95,7 @@ describe('runtime-rs spdkvol (spdk.ts)', () => {
     [{ num_queues: ' 2' }, /metadata num_queues=" 2"/],
     [{ queue_size: '65536' }, /metadata queue_size="65536" is not a whole number from 1 to 65535/],
     [{ queue_size: '99999999999999999999' }, /metadata queue_size="99999999999999999999"/],
+    [{ num_queues: '2 ' }, /metadata num_queues="2 "/],
   ];
   for (const [metadata, re] of badMeta) {
     it(`refuses metadata ${JSON.stringify(metadata)}`, () => {
@@ -106,6 +107,41 @@ describe('runtime-rs spdkvol (spdk.ts)', () => {
       });
     });
   }
+
+  it('takes the bounds themselves: 1 queue, and queues of 65535', () => {
+    const e = buildSpdkDevice(volumeInput(mountInfo('spdkvol', sock, { metadata: { num_queues: '1', queue_size: '65535' } })), DEFAULTS, PLACE);
+    assert.deepStrictEqual([e.spec.num_queues, e.spec.queue_size], [1, 65535]);
+  });
+
+  it('gives a valid example of the key it refuses', () => {
+    for (const [key, example] of [['num_queues', '1'], ['queue_size', '256']]) {
+      assert.throws(() => buildSpdkDevice(volumeInput(mountInfo('spdkvol', sock, { metadata: { [key]: 'x' } })), DEFAULTS, PLACE),
+        (e: Error) => (e as VolumeError).fix === `re-register the volume with a valid value, e.g. "metadata":{"${key}":"${example}"}, or leave it out to use the configured default`);
+    }
+  });
+
+  it('says what the path is when it is not a socket, and why it cannot be looked at', () => {
+    const why = (device: string) => {
+      try {
+        buildSpdkDevice(volumeInput(mountInfo('spdkvol', device)), DEFAULTS, PLACE);
+      } catch (e) {
+        return (e as VolumeError).problem;
+      }
+      return 'accepted';
+    };
+    assert.strictEqual(why(dir), `mount /data: spdkvol socket ${dir} is a directory, not a unix socket`);
+    assert.strictEqual(why('/dev/null'), 'mount /data: spdkvol socket /dev/null is not a socket, not a unix socket');
+    const file = path.join(dir, 'plain');
+    fs.writeFileSync(file, '');
+    assert.strictEqual(why(path.join(file, 'vhost.0')), `mount /data: cannot stat spdkvol socket ${file}/vhost.0 (ENOTDIR)`);
+  });
+
+  it('suggests the spdkvol registration with the volume\'s own filesystem (ext4 when it names none)', () => {
+    for (const [fsType, want] of [['xfs', 'xfs'], ['', 'ext4']]) {
+      assert.throws(() => buildSpdkDevice(volumeInput(mountInfo('spoolvol', sock, { fsType })), DEFAULTS, PLACE),
+        (e: Error) => (e as VolumeError).fix === `register the vhost-user socket as spdkvol instead: katavol direct-volume add /kubelet/vol-1 '{"volume-type":"spdkvol","device":"${sock}","fstype":"${want}"}'`);
+    }
+  });
 
   it('refuses a path that is a regular file, naming the socket and the fix', () => {
     const file = path.join(dir, 'not-a-socket');

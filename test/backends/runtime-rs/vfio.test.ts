@@ -2,7 +2,7 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { parseRuntimeRsConfig, type RuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
-import { busSlotFunc, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
+import { Sysfs, busSlotFunc, isDbdf, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
 import { buildVfioDevice, checkVfioDevice } from '../../../src/backends/runtime-rs/vfio';
 import { VolumeError } from '../../../src/volumes/types';
 import { buildSysfs, volumeInput } from './fixtures';
@@ -38,6 +38,36 @@ describe('runtime-rs vfiovol: PCI address parsing (pci.ts)', () => {
   });
 });
 
+describe('runtime-rs vfiovol: sysfs names and attributes (pci.ts)', () => {
+  let root: string;
+  before(() => {
+    root = scratchDir('sysfs-attr');
+    buildSysfs(root, [
+      { dbdf: '0000:01:00.0', vendor: '0x1AF4', device: '0x1042zz', class: 'zz0x010000', group: '3' },
+    ]);
+  });
+  after(() => fs.rmSync(root, { recursive: true, force: true }));
+
+  it('takes a sysfs PCI device name only in full, lower-case form', () => {
+    assert.strictEqual(isDbdf('0000:3b:00.1'), true);
+    for (const name of ['x0000:3b:00.1', '0000:3b:00.1x', '0000:3B:00.1', '3b:00.1', '0000:3b:00.8']) assert.strictEqual(isDbdf(name), false, name);
+  });
+
+  it('reads hex attributes whole, naming the file of one that is not', () => {
+    const sysfs = new Sysfs(root);
+    assert.strictEqual(sysfs.hexAttr('0000:01:00.0', 'vendor'), 0x1af4);
+    for (const attr of ['device', 'class']) {
+      const file = path.join(root, 'bus/pci/devices/0000:01:00.0', attr);
+      const text = fs.readFileSync(file, 'utf8').trim();
+      assert.throws(() => sysfs.hexAttr('0000:01:00.0', attr), (e: Error) => e.message === `${file} holds ${JSON.stringify(text)}, not a hex number`);
+    }
+    assert.strictEqual(sysfs.iommuGroupOf('0000:01:00.0'), '3');
+    assert.strictEqual(sysfs.driverOf('0000:01:00.0'), undefined);
+    assert.strictEqual(sysfs.iommuGroupOf('0000:02:00.0'), undefined);
+    assert.strictEqual(sysfs.exists(path.join(root, 'nothing')), false);
+  });
+});
+
 describe('runtime-rs vfiovol: host checks and HostDeviceConfig (vfio.ts)', () => {
   let root: string;
   let cfg: RuntimeRsConfig;
@@ -64,7 +94,23 @@ describe('runtime-rs vfiovol: host checks and HostDeviceConfig (vfio.ts)', () =>
       // Group 12: a GPU-like function whose audio sibling is still held by the host sound driver.
       { dbdf: '0000:63:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '12', driver: 'vfio-pci' },
       { dbdf: '0000:63:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '12', driver: 'snd_hda_intel' },
+      // Group 13: six functions, made in descending address order.
+      ...[5, 4, 3, 2, 1, 0].map((f) => ({ dbdf: `0000:64:00.${f}`, vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '13', driver: 'vfio-pci' })),
+      // Group 14: only a host bridge.
+      { dbdf: '0000:65:00.0', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '14' },
+      // Group 16: a function whose class attribute is unreadable.
+      { dbdf: '0000:67:00.0', vendor: '0x1af4', device: '0x1042', class: 'garbage', group: '16', driver: 'vfio-pci' },
+      // Group 17: a bridge held by its port driver, an audio function with no driver, one on pci-stub: all fine.
+      { dbdf: '0000:68:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '17', driver: 'vfio-pci' },
+      { dbdf: '0000:68:00.1', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '17', driver: 'pcieport' },
+      { dbdf: '0000:68:00.2', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '17' },
+      { dbdf: '0000:68:00.3', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '17', driver: 'pci-stub' },
+      // A group whose name makes the host device id longer than runtime-rs's 31 characters.
+      { dbdf: '0000:69:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '1234567890123456789012345', driver: 'vfio-pci' },
     ]);
+    // Group 15: a mediated device (named by UUID, not a PCI address) beside a PCI function.
+    buildSysfs(root, [{ dbdf: '0000:66:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '15', driver: 'vfio-pci' }]);
+    fs.mkdirSync(path.join(root, 'kernel/iommu_groups/15/devices/83b8f4f2-509f-382f-3c1e-e6bfe0fa1001'));
     cfg = parseRuntimeRsConfig({ sysfsRoot: root }, 'test');
   });
   after(() => fs.rmSync(root, { recursive: true, force: true }));
@@ -132,6 +178,41 @@ describe('runtime-rs vfiovol: host checks and HostDeviceConfig (vfio.ts)', () =>
         assert.match(e.message, problem);
         assert.match(e.message, fix);
         assert.ok(e.file?.endsWith(file), `file ${e.file} should end with ${file}`);
+        return true;
+      });
+    });
+  }
+
+  it('orders a group by address with the requested function first, wherever it sorts', () => {
+    const ids = (device: string) => checkVfioDevice(volumeInput(mountInfo('vfiovol', device)), cfg).functions.map((f) => f.dbdf.slice(-1));
+    assert.deepStrictEqual(ids('/dev/vfio/13'), ['0', '1', '2', '3', '4', '5']);
+    assert.deepStrictEqual(ids('64:00.5'), ['5', '0', '1', '2', '3', '4']);
+    assert.deepStrictEqual(ids('64:00.3'), ['3', '0', '1', '2', '4', '5']);
+  });
+
+  it('leaves bridges on their port driver and audio functions without a driver or on pci-stub in the group, out of the VM', () => {
+    const e = buildVfioDevice(volumeInput(mountInfo('vfiovol', '68:00.0')), cfg, PLACE);
+    assert.deepStrictEqual(e.spec.host_devices.map((d) => d.sysfs_path), ['/sys/bus/pci/devices/0000:68:00.0']);
+  });
+
+  it('keeps the host device id within runtime-rs\'s 31 characters', () => {
+    const e = buildVfioDevice(volumeInput(mountInfo('vfiovol', '69:00.0')), cfg, PLACE);
+    assert.deepStrictEqual(e.spec.host_devices.map((d) => d.hostdev_id), ['vfio_vol_1234567890123456789012'.slice(0, 31)]);
+  });
+
+  const more: Array<[string, string, string, string]> = [
+    ['a group with nothing to pass through', '/dev/vfio/14', 'VFIO group 14 has no function that can be passed through', 'register a group holding the PCI function to pass through'],
+    ['a group holding a mediated device', '/dev/vfio/15', 'IOMMU group 15 holds 83b8f4f2-509f-382f-3c1e-e6bfe0fa1001, which is not a PCI function (mediated devices are not supported)', 'use a group of PCI functions only'],
+    ['a function whose class cannot be read', '67:00.0', 'cannot read the class of PCI function 0000:67:00.0: ', 'check that sysfs is mounted and the device is present'],
+    ['a group (named as /dev/vfio/N) with a function on another driver', '/dev/vfio/11', 'PCI function 0000:62:00.1 (in IOMMU group 11 with the volume) is bound to virtio-pci, not vfio-pci', 'bind it to vfio-pci: echo 0000:62:00.1 > '],
+    ['a VFIO group that does not exist', '/dev/vfio/42', 'VFIO group 42 does not exist', 'check ls /sys/kernel/iommu_groups and re-register the volume with an existing group or a PCI address'],
+  ];
+  for (const [what, device, problem, fix] of more) {
+    it(`refuses ${what}, saying why and what to do`, () => {
+      assert.throws(() => checkVfioDevice(volumeInput(mountInfo('vfiovol', device)), cfg), (e: Error) => {
+        assert.ok(e instanceof VolumeError, String(e));
+        assert.ok(e.problem.startsWith(`mount /data: ${problem}`), e.problem);
+        assert.ok(e.fix.startsWith(fix), e.fix);
         return true;
       });
     });
