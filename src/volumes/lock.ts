@@ -19,16 +19,17 @@ function sleep(ms: number): void {
   Atomics.wait(sleepCell, 0, 0, ms);
 }
 
+// Stryker disable BlockStatement: an empty catch answers undefined, "dead", as the catch does for every error but EPERM (see below)
 function alive(pid: number): boolean {
   try {
     process.kill(pid, 0);
     return true;
-    // Stryker disable next-line BlockStatement: an empty catch answers undefined, "dead", as this does for every error but EPERM (see below)
   } catch (e) {
     // Stryker disable next-line all: EPERM means an owner under another uid; the suites run as root, which may signal every process
     return (e as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
+// Stryker restore BlockStatement
 
 function readOrUndefined(p: string): { text: string; mtimeMs: number } | undefined {
   try {

@@ -434,6 +434,7 @@ export class Registry {
       if (d.name.startsWith(TEMP_PREFIX)) continue;
       const dir = path.join(this.root, d.name);
       const decoded = decodeVolumeDirName(d.name);
+      // Stryker disable next-line ConditionalExpression: a canonical name decodes loosely to the same path, which `decoded` already gives
       const loose = decoded === undefined ? decodeLooseDirName(d.name) : undefined;
       const entry: ListEntry = { volumePath: decoded ?? loose ?? '', name: d.name, dir, sandboxes: [] };
       if (decoded === undefined) {

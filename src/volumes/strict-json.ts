@@ -134,8 +134,8 @@ class Parser {
     this.i++;
     let out = '';
     for (;;) {
-      if (this.i >= this.s.length) throw new JsonSyntaxError('unterminated string', start);
-      const c = this.s[this.i];
+      const c = this.s[this.i] as string | undefined;
+      if (c === undefined) throw new JsonSyntaxError('unterminated string', start);
       if (c === '"') {
         this.i++;
         return out;

@@ -3,7 +3,7 @@
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync, type ChildProcess, type SpawnSyncReturns } from 'child_process';
-import { listPool } from '../../src/shim/pool';
+import { WARM_FLAG, listPool } from '../../src/shim/pool';
 
 export const REPO = path.resolve(__dirname, '..', '..', '..');
 export const SHIM = path.join(REPO, 'bin', 'containerd-shim-katavol-v2');
@@ -176,12 +176,20 @@ export function pidsWithEnv(needle: string): number[] {
  * Processes started for a containerd whose shim is katavol with `katavolConfig`: shims and daemons name the
  * containerd's socket in argv, and every katavol process (start, delete, serving daemon, warm daemon,
  * whatever its argv says) and downstream shim carries the config's KATAVOL_CONFIG in its environment.
- * Warm daemons still waiting in the pool are left out unless `waiting` (they are meant to stay).
+ * Warm daemons of the pool (booting, waiting or retiring: every warm daemon but those a start claimed) are
+ * left out unless `waiting`: they are meant to stay.
  */
 export function startedFor(ctd: PrivateContainerd, katavolConfig: string, socketDir: string, opts: { waiting?: boolean } = {}): number[] {
-  const waiting = new Set(opts.waiting ? [] : listPool(socketDir).filter((e) => !e.claimed).map((e) => e.pid));
+  const claimed = new Set(listPool(socketDir).filter((e) => e.claimed).map((e) => e.pid));
+  const inPool = (p: number): boolean => {
+    try {
+      return fs.readFileSync(`/proc/${p}/cmdline`, 'utf8').split('\0').includes(WARM_FLAG) && !claimed.has(p);
+    } catch {
+      return false; // exited
+    }
+  };
   const all = new Set([...ctd.shimPids(), ...pidsWithEnv(`KATAVOL_CONFIG=${katavolConfig}`)]);
-  return [...all].filter((p) => p !== ctd.pid && !waiting.has(p));
+  return [...all].filter((p) => p !== ctd.pid && (opts.waiting || !inPool(p)));
 }
 
 /** A busybox rootfs (static busybox, so no libraries are needed). */

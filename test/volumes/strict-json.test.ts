@@ -68,6 +68,7 @@ describe('volumes/strict-json', () => {
     assert.strictEqual(syntaxError('"a\\x"').message, 'invalid escape in string at character 3');
     assert.strictEqual(syntaxError('"\\').message, 'invalid escape in string at character 2');
     assert.strictEqual(syntaxError('"\\u12"').message, 'invalid escape in string at character 2');
+    assert.strictEqual(syntaxError('["\\u12", "abcd"]').message, 'invalid escape in string at character 3', 'the four digits must follow the \\u');
     assert.strictEqual(syntaxError('"\\u12g4"').message, 'invalid escape in string at character 2');
     assert.strictEqual(syntaxError('"\\U0041"').message, 'invalid escape in string at character 2');
   });
