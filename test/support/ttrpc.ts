@@ -1,7 +1,8 @@
 // Fixtures for suites that speak TTRPC raw: a frame-level peer and listener, a seeded PRNG for fuzzing, hex and waiting helpers.
 
 import * as net from 'net';
-import { type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
+import * as path from 'path';
+import { Channel, type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
 
 /** A peer that speaks raw frames over a socket and records everything it receives. */
 export class RawPeer {
@@ -70,6 +71,18 @@ export class RawPeer {
   destroy(): void {
     this.socket.destroy();
   }
+}
+
+/** A connected pair over a real unix socket in `dir`: our Channel on one end, a RawPeer on the other. */
+export async function channelPair(dir: string, maxLength?: number): Promise<{ ch: Channel; peer: RawPeer; server: net.Server; socket: net.Socket }> {
+  const sock = path.join(dir, 'ch.sock');
+  const server = net.createServer();
+  await new Promise<void>((r) => server.listen(sock, () => r()));
+  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
+  const peer = await RawPeer.connect(sock);
+  const socket = await accepted;
+  const ch = new Channel(socket, { maxLength });
+  return { ch, peer, server, socket };
 }
 
 /** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */

@@ -1,21 +1,8 @@
 import { strict as assert } from 'assert';
-import * as net from 'net';
-import * as path from 'path';
-import { Channel, Code, type Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
-import { RawPeer, until } from '../support/ttrpc';
+import type * as net from 'net';
+import { type Channel, Code, type Frame, FrameType, HEADER_LENGTH, TtrpcError, encodeFrame } from '../../src/ttrpc';
+import { type RawPeer, channelPair as pair, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
-
-/** A connected pair: our Channel on one end, a RawPeer on the other, over a real unix socket. */
-async function pair(dir: string, maxLength?: number): Promise<{ ch: Channel; peer: RawPeer; server: net.Server; socket: net.Socket }> {
-  const sock = path.join(dir, 'ch.sock');
-  const server = net.createServer();
-  await new Promise<void>((r) => server.listen(sock, () => r()));
-  const accepted = new Promise<net.Socket>((r) => server.once('connection', r));
-  const peer = await RawPeer.connect(sock);
-  const socket = await accepted;
-  const ch = new Channel(socket, { maxLength });
-  return { ch, peer, server, socket };
-}
 
 function frames(ch: Channel): Frame[] {
   const got: Frame[] = [];

@@ -2,13 +2,12 @@
 // sink then gets its bytes as they arrive, and Channel.openRaw writes such a frame in pieces while every
 // other frame sent meanwhile waits behind it. peekCallName reads a request's names from that opening.
 import { strict as assert } from 'assert';
-import * as net from 'net';
-import * as path from 'path';
+import type * as net from 'net';
 import {
-  CUT_THROUGH_MIN, CUT_THROUGH_PREFIX, Channel, type Frame, type FrameHead, FrameParser, FrameType, HEADER_LENGTH,
+  CUT_THROUGH_MIN, CUT_THROUGH_PREFIX, type Channel, type Frame, type FrameHead, FrameParser, FrameType, HEADER_LENGTH,
   encodeFrame, encodeRequest, peekCallName,
 } from '../../src/ttrpc';
-import { RawPeer } from '../support/ttrpc';
+import { type RawPeer, channelPair } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 /** Data of `n` bytes where no two positions a few bytes apart hold the same pattern. */
@@ -151,12 +150,7 @@ describe('ttrpc cut-through', () => {
     });
 
     async function pair(): Promise<void> {
-      const sock = path.join(dir, 'ct.sock');
-      server = net.createServer();
-      await new Promise<void>((r) => server!.listen(sock, () => r()));
-      const accepted = new Promise<net.Socket>((r) => server!.once('connection', r));
-      peer = await RawPeer.connect(sock);
-      ch = new Channel(await accepted);
+      ({ ch, peer, server } = await channelPair(dir));
     }
 
     it('writes a frame in pieces; frames sent meanwhile follow it, in order', async () => {
