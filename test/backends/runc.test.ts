@@ -11,7 +11,7 @@ import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { LoopFixture, imageFile, mkExt4 } from '../support/disks';
+import { LoopFixture, detachLoopsOf, detachOwnLoop, imageFile, mkExt4 } from '../support/disks';
 import { quietLog as quiet, recordingLog } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
@@ -227,6 +227,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
       await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', b.name), quiet);
     }
     const left = loops();
+    // Whatever a failing test (or a mutant) left over this test's image goes, and only that.
+    detachLoopsOf(img);
     fs.rmSync(scratch, { recursive: true, force: true });
     assert.deepStrictEqual(left, [], 'no loop device left on the image');
   });
@@ -619,18 +621,20 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
     } finally {
       const reg = new Registry(root);
       for (const id of ['c1', 'c2', 'c3', 'c4']) await new RuncBackend(reg).releaseBundle(path.join(scratch, `b-${id}`), quiet);
-      assert.deepStrictEqual(execFileSync('losetup', ['-j', img], { encoding: 'utf8' }), '');
+      const left = execFileSync('losetup', ['-j', img], { encoding: 'utf8' });
+      if (kind === 'image file') detachLoopsOf(img);
       fs.rmSync(scratch, { recursive: true, force: true });
+      assert.deepStrictEqual(left, '');
     }
   });
 });
 
 describe('loop devices of an image (loop.ts)', () => {
   let dir: string;
-  const attached: string[] = [];
+  const lf = new LoopFixture();
   before(() => { dir = scratchDir('loops'); });
-  after(() => {
-    for (const d of attached) try { execFileSync('losetup', ['-d', d]); } catch { /* gone */ }
+  after(async () => {
+    await lf.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -639,8 +643,8 @@ describe('loop devices of an image (loop.ts)', () => {
     const link = path.join(dir, 'link');
     fs.symlinkSync(img, link);
     assert.deepStrictEqual(loop.loopsOf(img), []);
-    attached.push(execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim());
-    attached.push(execFileSync('losetup', ['-f', '--show', '--read-only', img], { encoding: 'utf8' }).trim());
+    lf.attach(img);
+    lf.attach(img, true);
     const fromLosetup = execFileSync('losetup', ['-j', img, '--noheadings', '-O', 'NAME,RO'], { encoding: 'utf8' })
       .split('\n').filter(Boolean).map((l) => { const [device, ro] = l.trim().split(/\s+/); return { device, readOnly: ro === '1' }; })
       .sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
@@ -669,7 +673,7 @@ describe('loop devices of an image (loop.ts)', () => {
       assert.strictEqual(loop.detach(ro, img), true);
       mine.length = 0;
     } finally {
-      for (const d of mine) if (loop.backingFile(d) === img) execFileSync('losetup', ['-d', d]);
+      for (const d of mine) detachOwnLoop(d, img);
     }
   });
 
