@@ -677,6 +677,72 @@ describe('loop devices of an image (loop.ts)', () => {
     }
   });
 
+  /** Plays another process that takes each device named to beforeAttach before our attach (one decoy device at a time). */
+  const thief = (decoy: string) => {
+    let stolen: string | undefined;
+    return {
+      steal(d: string): void {
+        if (stolen) detachOwnLoop(stolen, decoy);
+        stolen = undefined;
+        try {
+          execFileSync('losetup', [d, decoy], { stdio: 'pipe' });
+          stolen = d;
+        } catch { /* a parallel test took it first: lost to another process all the same */ }
+      },
+      giveBack(): void {
+        if (stolen) detachOwnLoop(stolen, decoy);
+        stolen = undefined;
+      },
+    };
+  };
+
+  it('tries the next free device when another process takes the one it found, twenty-one times at most', () => {
+    const img = imageFile(dir, 'img3');
+    const t = thief(imageFile(dir, 'decoy3'));
+    const named: string[] = [];
+    try {
+      // Two lost races, then the attach goes through.
+      const dev = loop.attach(img, false, (d) => { named.push(d); if (named.length <= 2) t.steal(d); });
+      // (Under load a parallel test may win a race of its own too.)
+      assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
+      assert.strictEqual(loop.backingFile(dev), img);
+      assert.ok(loop.detach(dev, img));
+      // Losing every race: it gives up with what losetup said about the last one.
+      named.length = 0;
+      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); t.steal(d); }),
+        (e: Error) => new RegExp(`^losetup ${named[named.length - 1]} ${img}: losetup: ${img}: failed to set up loop device: Device or resource busy$`).test(e.message));
+      assert.strictEqual(named.length, 21);
+    } finally {
+      t.giveBack();
+      detachLoopsOf(img);
+    }
+  });
+
+  it('a device lost to another process is retried whatever losetup said about the attach', () => {
+    // The image is missing, so losetup complains about it, not about the device; but the device was taken
+    // meanwhile, so the next one is tried (there the missing image is what fails).
+    const missing = path.join(dir, 'missing3.img');
+    const t = thief(imageFile(dir, 'decoy4'));
+    const named: string[] = [];
+    try {
+      assert.throws(() => loop.attach(missing, false, (d) => { named.push(d); if (named.length <= 2) t.steal(d); }), /No such file or directory$/);
+      assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
+    } finally {
+      t.giveBack();
+    }
+  });
+
+  it('detaches a device over an image whose name holds " (deleted)"', () => {
+    const img = imageFile(dir, 'x (deleted) y.img');
+    const dev = loop.attach(img, false, () => undefined);
+    try {
+      assert.strictEqual(loop.backingFile(dev), img);
+      assert.strictEqual(loop.detach(dev, img), true);
+    } finally {
+      detachOwnLoop(dev, img);
+    }
+  });
+
   it('a failing attach is not retried as a lost race and says what losetup said', () => {
     const named: string[] = [];
     assert.throws(() => loop.attach(path.join(dir, 'missing.img'), false, (d) => named.push(d)),
