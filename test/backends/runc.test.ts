@@ -465,7 +465,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.deepStrictEqual(ids(), ['pod-b ro'], 'pod-b reads on');
     assert.ok(backs(r.split(' ')[0], img));
     // A sibling caught between attaching and listing the volume (its state names the loop only) keeps the record.
-    fakeBundle('starting', { containerId: 'starting', sandboxId: 'pod-b', loops: [{ device: r.split(' ')[0], file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [] });
+    // (It lists a loop of another volume too: one loop of this volume is enough.)
+    fakeBundle('starting', { containerId: 'starting', sandboxId: 'pod-b', loops: [{ device: '/dev/loop99997', file: '/elsewhere.img', volume: '/kubelet/other' }, { device: r.split(' ')[0], file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [] });
     await release(ctx('reader', 'pod-b'));
     assert.deepStrictEqual(ids(), ['pod-b ro']);
     assert.ok(backs(r.split(' ')[0], img));
