@@ -708,9 +708,10 @@ describe('loop devices of an image (loop.ts)', () => {
       assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
       assert.strictEqual(loop.backingFile(dev), img);
       assert.ok(loop.detach(dev, img));
-      // Losing every race: it gives up with what losetup said about the last one.
+      // Losing every race: it gives up with what losetup said about the last one. (The thief stops after
+      // thirty, so code that never gives up ends with an attach instead of a loop.)
       named.length = 0;
-      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); t.steal(d); }),
+      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); if (named.length <= 30) t.steal(d); }),
         (e: Error) => new RegExp(`^losetup ${named[named.length - 1]} ${img}: losetup: ${img}: failed to set up loop device: Device or resource busy$`).test(e.message));
       assert.strictEqual(named.length, 21);
     } finally {
