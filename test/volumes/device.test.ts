@@ -2,12 +2,12 @@
 // writing anything), with the exact problem and fix each refusal gives.
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
+import type * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { isPciAddress, missingDeviceAdvice, normalizeDevice, spdkSocketPath, validateDevice } from '../../src/volumes/device';
 import { type MountInfo, VolumeError } from '../../src/volumes/types';
-import { mountInfo } from '../support/volumes';
+import { closeServer, listeningSocket, mountInfo } from '../support/volumes';
 import { imageFile } from '../support/disks';
 import { removeDir, scratchDir } from '../support/scratch';
 
@@ -20,14 +20,10 @@ describe('volumes/device', () => {
   before(async () => {
     dir = scratchDir('device');
     sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
+    server = await listeningSocket(sock);
   });
   after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(server);
     removeDir(dir);
   });
 

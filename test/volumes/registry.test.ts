@@ -1,6 +1,5 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import {
@@ -12,7 +11,8 @@ import { errnoOf } from '../../src/volumes/files';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
 import { imageFile, mkExt4 } from '../support/disks';
-import { scratchDir, snapshot } from '../support/scratch';
+import { snapshot } from '../support/scratch';
+import { closeServer, listeningSocket, useScratchRegistry } from '../support/volumes';
 
 const VOL = '/kubelet/kata-direct-vol-002/directvol002';
 const NAME = 'L2t1YmVsZXQva2F0YS1kaXJlY3Qtdm9sLTAwMi9kaXJlY3R2b2wwMDI=';
@@ -28,20 +28,24 @@ function expectVolumeError(fn: () => unknown, problem: RegExp): VolumeError {
   assert.fail(`expected a VolumeError matching ${problem}`);
 }
 
-describe('volumes/registry', () => {
-  let scratch: string;
-  let root: string;
-  let reg: Registry;
-  let img: string;
-  const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
+// Each test's scratch registry (at Kata's relative layout under it) and a plain image file, set by
+// withRegistry's hooks in both blocks below.
+let scratch: string;
+let root: string;
+let reg: Registry;
+let img: string;
+const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
 
+function withRegistry(): void {
+  const fx = useScratchRegistry('reg', path.join('run', 'direct-volumes'));
   beforeEach(() => {
-    scratch = scratchDir('reg');
-    root = path.join(scratch, 'run', 'direct-volumes');
-    reg = new Registry(root);
+    ({ scratch, root, reg } = fx);
     img = imageFile(scratch);
   });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+}
+
+describe('volumes/registry', () => {
+  withRegistry();
 
   it('resolves the root: env KATAVOL_VOLUME_ROOT > configured > Kata default', () => {
     const saved = process.env.KATAVOL_VOLUME_ROOT;
@@ -143,13 +147,12 @@ describe('volumes/registry', () => {
   it('accepts block devices, real unix sockets (with or without spdk://) and the VFIO address forms', async () => {
     reg.add('/b', json('/dev/loop0'));
     const sock = path.join(scratch, 'vhost.0');
-    const server = net.createServer();
-    await new Promise<void>((res) => server.listen(sock, res));
+    const server = await listeningSocket(sock);
     try {
       reg.add('/s1', `{"volume-type":"spdkvol","device":"${sock}","fstype":"ext4"}`);
       reg.add('/s2', `{"volume-type":"spoolvol","device":"spdk://${sock}","fstype":"ext4"}`);
     } finally {
-      await new Promise((res) => server.close(res));
+      await closeServer(server);
     }
     reg.add('/v1', '{"volume-type":"vfiovol","device":"3b:00.1","fstype":"ext4"}');
     reg.add('/v2', '{"volume-type":"vfiovol","device":"/dev/vfio/12","fstype":"ext4"}');
@@ -378,19 +381,7 @@ describe('volumes/registry', () => {
 // the files written or left alone. Also every file-system failure path, reached for real (a read-only
 // or full tmpfs, a file in the way, a symbolic-link loop, an unprivileged effective uid).
 describe('volumes/registry: every refusal and failure, as the user reads it', () => {
-  let scratch: string;
-  let root: string;
-  let reg: Registry;
-  let img: string;
-  const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
-
-  beforeEach(() => {
-    scratch = scratchDir('reg');
-    root = path.join(scratch, 'run', 'direct-volumes');
-    reg = new Registry(root);
-    img = imageFile(scratch);
-  });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+  withRegistry();
 
   /** Mounts a small tmpfs at dir for fn; unmounted after. */
   function withTmpfs<T>(dir: string, fn: () => T, size = '1m'): T {

@@ -1,6 +1,6 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
+import type * as net from 'net';
 import * as path from 'path';
 import type { PrepareContext } from '../../../src/backends/backend';
 import type { OciSpec } from '../../../src/volumes/types';
@@ -12,7 +12,7 @@ import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
 import type { SandboxUse } from '../../../src/volumes/registry';
 import { buildSysfs } from './fixtures';
-import { mountInfo, recordingLog, resolved } from '../../support/volumes';
+import { closeServer, listeningSocket, mountInfo, recordingLog, resolved } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 type Call = [string, ...unknown[]];
@@ -66,11 +66,7 @@ describe('runtime-rs backend (backend.ts)', () => {
     image = path.join(dir, 'data.img');
     fs.writeFileSync(image, Buffer.alloc(65536));
     sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
+    server = await listeningSocket(sock);
     sysfs = path.join(dir, 'sys');
     buildSysfs(sysfs, [
       { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
@@ -79,7 +75,7 @@ describe('runtime-rs backend (backend.ts)', () => {
     ]);
   });
   after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(server);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 

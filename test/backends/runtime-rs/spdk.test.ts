@@ -1,12 +1,12 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
+import type * as net from 'net';
 import * as path from 'path';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { buildSpdkDevice, spdkPathOnHost } from '../../../src/backends/runtime-rs/spdk';
 import { VolumeError } from '../../../src/volumes/types';
 import { volumeInput } from './fixtures';
-import { mountInfo } from '../../support/volumes';
+import { closeServer, listeningSocket, mountInfo } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
@@ -20,14 +20,10 @@ describe('runtime-rs spdkvol (spdk.ts)', () => {
   before(async () => {
     dir = scratchDir('spdk');
     sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
+    server = await listeningSocket(sock);
   });
   after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(server);
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
