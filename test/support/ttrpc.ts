@@ -4,6 +4,26 @@ import * as net from 'net';
 import * as path from 'path';
 import { Channel, type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
 
+/**
+ * The raw forwarder of src/ttrpc/README.md, one direction: every frame of `from` goes to `to` unchanged
+ * (onFrame sees it first); reading `from` pauses while `to`'s socket is full, and `to` closes with `from`.
+ */
+export function forwardFrames(from: Channel, to: Channel, onFrame?: (f: Frame) => void): void {
+  let paused = false;
+  from.on('frame', (f: Frame) => {
+    onFrame?.(f);
+    if (!to.sendRaw(f.raw) && !to.closed && !paused) {
+      paused = true;
+      from.pause();
+      to.once('drain', () => {
+        paused = false;
+        from.resume();
+      });
+    }
+  });
+  from.on('close', () => to.close());
+}
+
 /** A peer that speaks raw frames over a socket and records everything it receives. */
 export class RawPeer {
   readonly frames: Frame[] = [];
