@@ -105,7 +105,6 @@ export async function channelPair(dir: string, maxLength?: number): Promise<{ ch
   return { ch, peer, server, socket };
 }
 
-/** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
 /** The raw peers a test opens, destroyed together when it ends. */
 export class RawPeers {
   private readonly open: RawPeer[] = [];
@@ -121,6 +120,7 @@ export class RawPeers {
   }
 }
 
+/** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
 export class RawListener {
   private readonly server: net.Server;
   private readonly all: RawPeer[] = [];

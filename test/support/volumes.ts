@@ -5,6 +5,7 @@ import * as net from 'net';
 import * as path from 'path';
 import type { BackendLogger } from '../../src/backends/backend';
 import { Registry } from '../../src/volumes/registry';
+import type { VolumeInput } from '../../src/backends/runtime-rs/volume';
 import type { MountInfo, OciMount, ResolvedVolume } from '../../src/volumes/types';
 import { LoopFixture } from './disks';
 import { removeDir, scratchDir } from './scratch';
@@ -70,6 +71,19 @@ export function resolved(index: number, mount: OciMount, volumePath: string, inf
     file: `/registry/${volumePath}/mountInfo.json`,
     info,
     readOnly,
+  };
+}
+
+/** One volume as a runtime-rs device builder receives it. */
+export function volumeInput(info: MountInfo, over: Partial<VolumeInput> = {}): VolumeInput {
+  return {
+    volumePath: '/kubelet/vol-1',
+    destination: '/data',
+    info,
+    file: '/tmp/registry/L2t1YmVsZXQvdm9sLTE=/mountInfo.json',
+    readOnly: false,
+    ociOptions: [],
+    ...over,
   };
 }
 

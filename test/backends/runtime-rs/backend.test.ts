@@ -11,7 +11,7 @@ import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
 import type { SandboxUse } from '../../../src/volumes/registry';
-import { buildSysfs } from './fixtures';
+import { buildSysfs } from '../../support/sysfs';
 import { closeServer, listeningSocket, mountInfo, recordingLog, resolved } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 

@@ -5,8 +5,7 @@ import * as path from 'path';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { buildSpdkDevice, spdkPathOnHost } from '../../../src/backends/runtime-rs/spdk';
 import { VolumeError } from '../../../src/volumes/types';
-import { volumeInput } from './fixtures';
-import { closeServer, listeningSocket, mountInfo } from '../../support/volumes';
+import { closeServer, listeningSocket, mountInfo, volumeInput } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
