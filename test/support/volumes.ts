@@ -58,6 +58,25 @@ export function closeServer(server: net.Server): Promise<void> {
   return new Promise<void>((resolve) => server.close(() => resolve()));
 }
 
+/**
+ * Before the tests of the calling describe block: a scratch directory (katavol-<tag>-XXXXXX) with a live
+ * vhost-user socket at <dir>/vhost.0; after them the socket is closed and the directory removed.
+ */
+export function useVhostSocket(tag: string): { dir: string; sock: string } {
+  const fx = { dir: '', sock: '' };
+  let server: net.Server | undefined;
+  before(async () => {
+    fx.dir = scratchDir(tag);
+    fx.sock = path.join(fx.dir, 'vhost.0');
+    server = await listeningSocket(fx.sock);
+  });
+  after(async () => {
+    if (server) await closeServer(server);
+    removeDir(fx.dir);
+  });
+  return fx;
+}
+
 export function mountInfo(volumeType: MountInfo['volumeType'], device: string, extra: Partial<MountInfo> = {}): MountInfo {
   return { volumeType, device, fsType: 'ext4', metadata: {}, options: [], ...extra };
 }

@@ -4,6 +4,7 @@ import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { TEMP_PREFIX, UnreadableFileError, errnoOf, fsyncDir, kindOf, lstatOrUndefined, readRegularFile, tempName, writeFileAtomic, writeNewFileSync } from '../../src/volumes/files';
 import { scratchDir, snapshot } from '../support/scratch';
+import { withTmpfs } from '../support/disks';
 import { closeServer, listeningSocket } from '../support/volumes';
 
 /** This process's open file descriptors. */
@@ -77,17 +78,12 @@ describe('volumes/files', () => {
     assert.deepStrictEqual(snapshot(scratch), before);
     // A temp dir on another file system cannot be renamed from (EXDEV): proof of where the temp file is made.
     const other = path.join(scratch, 'other-fs');
-    fs.mkdirSync(other);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'katavol-test', other], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(other, () => {
       assert.throws(() => writeFileAtomic(path.join(dir, 'f'), 'x', { tempDir: other }), (e) => errnoOf(e) === 'EXDEV');
       assert.deepStrictEqual(fs.readdirSync(other), []);
       writeFileAtomic(path.join(other, 'f'), 'beside');
       assert.deepStrictEqual(fs.readdirSync(other), ['f']);
-    } finally {
-      spawnSync('umount', [other]);
-    }
+    }, 'size=1m');
   });
 
   it('writeFileAtomic passes on the first failure as it was (here: no directory to write in)', () => {

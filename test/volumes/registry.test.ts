@@ -10,7 +10,7 @@ import { encodeVolumePath } from '../../src/volumes/encoding';
 import { errnoOf } from '../../src/volumes/files';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile, mkExt4 } from '../support/disks';
+import { imageFile, mkExt4, withTmpfs } from '../support/disks';
 import { snapshot } from '../support/scratch';
 import { closeServer, listeningSocket, useScratchRegistry } from '../support/volumes';
 
@@ -352,10 +352,7 @@ describe('volumes/registry', () => {
 
   it('on a full filesystem: an add fails naming ENOSPC and leaves no trace, while sandbox records can still be released (the lock takes no data block)', () => {
     const small = path.join(scratch, 'small');
-    fs.mkdirSync(small);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'katavol-test', small], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(small, () => {
       const full = new Registry(path.join(small, 'vols'));
       full.add(VOL, json(img));
       full.recordSandbox(VOL, 'sb1', 'runc');
@@ -371,9 +368,7 @@ describe('volumes/registry', () => {
       assert.deepStrictEqual(snapshot(path.join(small, 'vols')), before, 'the failed add changed nothing');
       full.releaseSandbox(VOL, 'sb1');
       assert.deepStrictEqual(full.sandboxesOf(VOL), [], 'released on the full disk');
-    } finally {
-      spawnSync('umount', [small]);
-    }
+    }, 'size=256k');
   });
 });
 
@@ -383,17 +378,6 @@ describe('volumes/registry', () => {
 describe('volumes/registry: every refusal and failure, as the user reads it', () => {
   withRegistry();
 
-  /** Mounts a small tmpfs at dir for fn; unmounted after. */
-  function withTmpfs<T>(dir: string, fn: () => T, size = '1m'): T {
-    fs.mkdirSync(dir, { recursive: true });
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'katavol-test', dir], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
-      return fn();
-    } finally {
-      spawnSync('umount', [dir]);
-    }
-  }
   const remount = (dir: string, how: 'ro' | 'rw'): void => {
     const m = spawnSync('mount', ['-o', `remount,${how}`, dir], { encoding: 'utf8' });
     assert.strictEqual(m.status, 0, m.stderr);
@@ -740,7 +724,7 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
       e = expectVolumeError(() => full.recordSandbox(VOL, 'sb2', 'runc'), /^cannot record sandbox sb2: ENOSPC/);
       assert.deepStrictEqual([e.fix, e.file], ['free some space on the file system of the registry root', path.join(full.entryDir(VOL), 'sb2')]);
       assert.deepStrictEqual(snapshot(path.join(small, 'vols')), before);
-    }, '256k');
+    }, 'size=256k');
   });
 
   it('remove: renames the entry away first (a mount point cannot be, and is left whole), then drops katavol\'s records of it', () => {

@@ -7,7 +7,7 @@ import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volu
 import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
 import { useScratchRegistry } from '../support/volumes';
-import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from '../support/disks';
+import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh, withTmpfs } from '../support/disks';
 
 const MiB = 1 << 20;
 const VOL = '/kubelet/resize-me';
@@ -355,10 +355,7 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
 
   it('needs free space on the image\'s file system for the growth only (not for the whole new size)', () => {
     const small = path.join(scratch, 'small');
-    fs.mkdirSync(small);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'katavol-test', small], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(small, () => {
       const vol = path.join(small, 'vol.img');
       fs.writeFileSync(vol, Buffer.alloc(12 * MiB));
       add(vol, 'xfs');
@@ -368,9 +365,7 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
       assert.strictEqual(e.fix, `nothing was changed; free space there (df ${small}) or choose a smaller size`);
       assert.strictEqual(fs.statSync(vol).size, 12 * MiB);
       assert.strictEqual(resizeVolume(reg, VOL, 20 * MiB).newSize, 20 * MiB);
-    } finally {
-      spawnSync('umount', [small]);
-    }
+    }, 'size=24m');
   });
 
   it('mountAndRun: mounts the device once more in a private namespace (gone afterwards), and reports a mount that fails', async () => {
