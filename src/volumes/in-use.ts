@@ -140,7 +140,8 @@ export function hostUsesOf(volumePath: string, device: string, opts: HostUseOpti
   if (!st.isFile()) return [];
   const uses: HostUse[] = [];
   for (const s of swapEntries()) {
-    if (s.st.isFile() && s.st.dev === st.dev && s.st.ino === st.ino) {
+    // The same device and inode is the same file (a regular one, as st is).
+    if (s.st.dev === st.dev && s.st.ino === st.ino) {
       uses.push({ kind: 'swap', readOnly: false, what: `is in use as a swap file (/proc/swaps)`, fix: `swapoff ${s.name} first` });
     }
   }

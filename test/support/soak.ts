@@ -7,6 +7,7 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { spawn, spawnSync } from 'child_process';
 import { PrivateContainerd, SHIM, debugfsCat, makeExt4Image, makeRootfs, sleep, startedFor, tmpDir } from './containerd';
+import { loopsBackedBy } from './disks';
 import { Registry } from '../../src/volumes/registry';
 import { STARTS_DIR } from '../../src/shim/reaper';
 import { stopPool } from '../../src/shim/pool';
@@ -501,17 +502,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     containers, seconds, perSecond: containers / seconds, p50Ms: pct(50), p99Ms: pct(99), peakDaemonRssKiB: peakRss,
     tokensChecked, imagesChecked, byKind, problems, faultFailures, faultsInjected, userCleaned, daemons: serving.length, fromPool, outputLost,
   };
-}
-
-/** Loop devices backed by the file, found through sysfs (losetup -j cannot name a deleted file). */
-export function loopsBackedBy(file: string): string[] {
-  const out: string[] = [];
-  for (const d of fs.readdirSync('/sys/block').filter((n) => n.startsWith('loop'))) {
-    try {
-      if (fs.readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '') === file) out.push(`/dev/${d}`);
-    } catch { /* not attached */ }
-  }
-  return out;
 }
 
 /** The runc shim behind a script that SIGSTOPs the shim it started for an id marked by <dir>/stop-<id>

@@ -202,6 +202,28 @@ describe('volumes/in-use: devices the host uses are refused', function () {
     }
   });
 
+  it('a swap file on another filesystem is no use of the image, even with the same inode number', function () {
+    // Two fresh ext4 filesystems: the first file made on each gets the same inode number.
+    const mnt = (name: string): string => {
+      const dir = path.join(scratch, name);
+      fx.mount(fx.attach(mkExt4(scratch, `${name}.img`, 16 * MiB)), dir);
+      return dir;
+    };
+    const swapFile = path.join(mnt('a'), 'swapfile');
+    const image = path.join(mnt('b'), 'disk.img');
+    fs.writeFileSync(swapFile, Buffer.alloc(4 * MiB), { mode: 0o600 });
+    fs.writeFileSync(image, Buffer.alloc(MiB));
+    assert.strictEqual(fs.statSync(image).ino, fs.statSync(swapFile).ino);
+    execFileSync('mkswap', [swapFile], { stdio: 'ignore' });
+    if (spawnSync('swapon', [swapFile]).status !== 0) return this.skip(); // swapon not permitted in this sandbox
+    try {
+      assert.deepStrictEqual(hostUsesOf(VOL, swapFile).map((u) => u.kind), ['swap']);
+      assert.deepStrictEqual(hostUsesOf(VOL, image), []);
+    } finally {
+      execFileSync('swapoff', [swapFile]);
+    }
+  });
+
   it('a loop device over the image that is read-only but built on by a writer conflicts with a read-only volume too', () => {
     const ro = fx.attach(img, true);
     check(img, true)();

@@ -53,6 +53,7 @@ describe('runtime-rs config', () => {
     it(`rejects ${key}=${JSON.stringify(value)} naming the file and key`, () => {
       assert.throws(() => parseRuntimeRsConfig({ [key]: value }, FILE), (e: Error) => {
         assert.ok(e instanceof RuntimeRsConfigError);
+        assert.strictEqual(String(e).split(':')[0], 'RuntimeRsConfigError', 'named in logs and stack traces by its own class');
         assert.ok(e.message.startsWith(`katavol config ${FILE}: `), e.message);
         assert.match(e.message, re);
         return true;

@@ -8,6 +8,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeExt4Image, makeRootfs, sleep, tmpDir } from '../../support/containerd';
+import { detachOwnLoop } from '../../support/disks';
 import { socketDir } from '../../support/scratch';
 import { RECORDER, RECORDER_DIR_ENV, createdSpecs, readRecords, rpcCalls } from '../../peers/recorder/record';
 import { Registry, encodeVolumePath } from '../../../src/volumes/registry';
@@ -242,7 +243,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
       await stop(id);
       await noLeftovers();
     } finally {
-      spawnSync('losetup', ['-d', dev]);
+      detachOwnLoop(dev, c);
     }
   });
 
