@@ -13,7 +13,7 @@ import { resizeVolume } from '../../src/volumes/resize';
 import { VolumeError } from '../../src/volumes/types';
 import { RuncBackend } from '../../src/backends/runc';
 import { checkBlockDevice } from '../../src/backends/runtime-rs/block';
-import { volumeInput } from '../backends/runtime-rs/fixtures';
+import { volumeInput } from '../support/volumes';
 import { mountInfo, quietLog as quiet } from '../support/volumes';
 import { KATAVOL } from '../support/containerd';
 import { scratchDir, snapshot } from '../support/scratch';
