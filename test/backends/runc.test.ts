@@ -12,7 +12,7 @@ import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
 import { LoopFixture, detachLoopsOf, detachOwnLoop, imageFile, mkExt4 } from '../support/disks';
-import { quietLog as quiet, recordingLog } from '../support/volumes';
+import { quietLog as quiet, recordingLog, useScratchRegistry } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
 
@@ -20,16 +20,15 @@ describe('runc backend: block device sharing (runc.ts)', () => {
   let scratch: string;
   let reg: Registry;
   let device: string;
+  const fx = useScratchRegistry('runc-blk');
 
   beforeEach(() => {
-    scratch = scratchDir('runc-blk');
-    reg = new Registry(path.join(scratch, 'root'));
+    ({ scratch, reg } = fx);
     // A block device node that is never opened: prepare only stats it and rewrites the mount.
     device = path.join(scratch, 'blk');
     execFileSync('mknod', [device, 'b', '7', '250']);
     reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4' }));
   });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
   const ctx = (containerId: string, sandboxId: string): PrepareContext => {
     const bundle = path.join(scratch, 'bundles', containerId);
@@ -758,14 +757,10 @@ describe('runc backend: a block device its own containers have mounted is not in
   const VOLNS = '/kubelet/ns-vol';
   let scratch: string;
   let reg: Registry;
-  const lf = new LoopFixture();
+  const fx = useScratchRegistry('runc-ns');
+  const lf = fx.loops;
   beforeEach(() => {
-    scratch = scratchDir('runc-ns');
-    reg = new Registry(path.join(scratch, 'root'));
-  });
-  afterEach(async () => {
-    await lf.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
+    ({ scratch, reg } = fx);
   });
 
   it('skips the mounts in the namespaces of containers whose bundles list the volume, and only those', async () => {

@@ -2,7 +2,8 @@
 // (LoopFixture; everything it made is undone by cleanup()).
 import * as fs from 'fs';
 import * as path from 'path';
-import { type ChildProcess, execFileSync, spawn } from 'child_process';
+import * as assert from 'assert';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'child_process';
 
 const ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -13,6 +14,21 @@ export function imageFile(dir: string, name = 'disk.img', size = 1 << 20): strin
   fs.writeFileSync(p, '');
   fs.truncateSync(p, size);
   return p;
+}
+
+/**
+ * Runs fn with a fresh tmpfs mounted at dir (made if missing), mounted with the given options (a small
+ * size to fill, `ro` for EROFS, another file system for EXDEV); unmounted afterwards, whatever fn did.
+ */
+export function withTmpfs<T>(dir: string, fn: () => T, options = 'size=1m'): T {
+  fs.mkdirSync(dir, { recursive: true });
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'katavol-test', dir], { encoding: 'utf8' });
+  assert.strictEqual(m.status, 0, m.stderr);
+  try {
+    return fn();
+  } finally {
+    spawnSync('umount', [dir]);
+  }
 }
 
 /** A sparse ext4 image of sizeBytes at dir/name. */
@@ -107,6 +123,17 @@ export class LoopFixture {
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.on('exit', (code) => reject(new Error(`unshare mount exited ${code}`)));
+    });
+    return child.pid!;
+  }
+
+  /** A process in a new mount namespace (a private copy of ours, mounts included), until cleanup; its pid. */
+  async holdMountNamespace(): Promise<number> {
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'echo ready && exec sleep 600'], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (code) => reject(new Error(`unshare exited ${code}`)));
     });
     return child.pid!;
   }

@@ -1,6 +1,5 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import type { PrepareContext } from '../../../src/backends/backend';
 import type { OciSpec } from '../../../src/volumes/types';
@@ -11,8 +10,8 @@ import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
 import type { SandboxUse } from '../../../src/volumes/registry';
-import { buildSysfs } from './fixtures';
-import { mountInfo, recordingLog, resolved } from '../../support/volumes';
+import { buildSysfs } from '../../support/sysfs';
+import { mountInfo, recordingLog, resolved, useVhostSocket } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 type Call = [string, ...unknown[]];
@@ -59,28 +58,18 @@ describe('runtime-rs backend (backend.ts)', () => {
   let image: string;
   let sock: string;
   let sysfs: string;
-  let server: net.Server;
+  const vhost = useVhostSocket('backend');
 
-  before(async () => {
-    dir = scratchDir('backend');
+  before(() => {
+    ({ dir, sock } = vhost);
     image = path.join(dir, 'data.img');
     fs.writeFileSync(image, Buffer.alloc(65536));
-    sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
     sysfs = path.join(dir, 'sys');
     buildSysfs(sysfs, [
       { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
       { dbdf: '0000:3b:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '8', driver: 'nvme' },
       { dbdf: '0000:3b:00.2', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '9', driver: 'vfio-pci' },
     ]);
-  });
-  after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   const cfg = () => parseRuntimeRsConfig({ sysfsRoot: sysfs, blockDeviceDriver: 'virtio-blk-mmio' }, 'test');

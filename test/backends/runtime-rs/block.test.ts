@@ -5,8 +5,7 @@ import * as path from 'path';
 import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
-import { volumeInput } from './fixtures';
-import { mountInfo, recordingLog } from '../../support/volumes';
+import { mountInfo, recordingLog, volumeInput } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 import { LoopFixture } from '../../support/disks';
 
