@@ -226,8 +226,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
       await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', b.name), quiet);
     }
     const left = loops();
-    // Whatever a failing test (or a mutant) left over this test's image goes, and only that.
-    detachLoopsOf(img);
+    // Whatever a failing test (or a mutant) left over this test's images goes, and only that.
+    for (const f of fs.readdirSync(scratch).filter((n) => n.endsWith('.img'))) detachLoopsOf(path.join(scratch, f));
     fs.rmSync(scratch, { recursive: true, force: true });
     assert.deepStrictEqual(left, [], 'no loop device left on the image');
   });
@@ -302,7 +302,12 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.notStrictEqual(b1, a1);
     assert.deepStrictEqual(loops().sort(), [`${a1.split(' ')[0]} 1`, `${b1.split(' ')[0]} 1`].sort());
     assert.deepStrictEqual(ids(), ['pod-a ro', 'pod-b ro']);
-    await assert.rejects(prepare(ctx('c1', 'pod-c'), 'rw'), /is already in use by pod pod-a \(read-only, \/dev\/loop\d+\), pod-b \(read-only, \/dev\/loop\d+\); a read-write volume belongs/);
+    await assert.rejects(prepare(ctx('c1', 'pod-c'), 'rw'), (e: Error) => {
+      assert.match(e.message, /is already in use by pod pod-a \(read-only, \/dev\/loop\d+\), pod-b \(read-only, \/dev\/loop\d+\); a read-write volume belongs/);
+      // Both stale records, each its own path.
+      assert.match((e as VolumeError).fix, new RegExp(` and remove its stale record: rm ${path.join(reg.entryDir(IMG_VOL), 'pod-a')} ${path.join(reg.entryDir(IMG_VOL), 'pod-b')}$`));
+      return true;
+    });
   });
 
   it('a read-only container joins the pod\'s read-write device; a read-write one cannot join a read-only device', async () => {
@@ -445,9 +450,12 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.deepStrictEqual(ids(), ['pod-a rw']);
     assert.deepStrictEqual(reg.sandboxesOf('/kubelet/vol2'), []);
     assert.deepStrictEqual(log.lines.filter((l) => l.level === 'warn'), []);
-    fakeBundle('ghost', { containerId: 'ghost', sandboxId: 'pod-a', loops: [{ device: a1.split(' ')[0], file: '/elsewhere.img', volume: '/kubelet/gone' }], volumes: ['/kubelet/gone'] });
+    fakeBundle('ghost', { containerId: 'ghost', sandboxId: 'pod-a', loops: [
+      { device: a1.split(' ')[0], file: '/elsewhere.img', volume: '/kubelet/gone' },
+      { device: '/dev/loop99998', file: fs.realpathSync(img), volume: '/kubelet/gone' },
+    ], volumes: ['/kubelet/gone'] });
     await release(ctx('app', 'pod-a'));
-    assert.ok(!backs(a1.split(' ')[0], img), 'a sibling listing the number for another image does not keep it');
+    assert.ok(!backs(a1.split(' ')[0], img), 'a sibling listing the number for another image, or the image on another number, does not keep it');
     assert.deepStrictEqual(ids(), []);
     fs.rmSync(path.join(scratch, 'bundles', 'ghost'), { recursive: true });
   });

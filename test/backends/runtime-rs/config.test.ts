@@ -61,6 +61,12 @@ describe('runtime-rs config', () => {
     });
   }
 
+  it('takes the bounds themselves: 0 (unlimited) for rates, 1 and 65535 for queues', () => {
+    const c = parseRuntimeRsConfig({ diskRateLimiterBwMaxRate: 0, diskRateLimiterOpsOneTimeBurst: 0, numQueues: 1, queueSize: 65535 }, FILE);
+    assert.deepStrictEqual([c.diskRateLimiterBwMaxRate, c.diskRateLimiterOpsOneTimeBurst, c.numQueues, c.queueSize], [0, 0, 1, 65535]);
+    assert.strictEqual(parseRuntimeRsConfig({ numQueues: 65535, queueSize: 1 }, FILE).numQueues, 65535);
+  });
+
   it('words its refusals exactly: the key with its section, the supported keys, the expected value', () => {
     const message = (section: unknown) => {
       try {
