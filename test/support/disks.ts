@@ -127,6 +127,17 @@ export class LoopFixture {
     return child.pid!;
   }
 
+  /** A process in a new mount namespace (a private copy of ours, mounts included), until cleanup; its pid. */
+  async holdMountNamespace(): Promise<number> {
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'echo ready && exec sleep 600'], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (code) => reject(new Error(`unshare exited ${code}`)));
+    });
+    return child.pid!;
+  }
+
   /** mkswap + swapon (swapoff in cleanup). */
   swapOn(dev: string): void {
     sh('mkswap', [dev]);
