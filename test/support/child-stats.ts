@@ -52,8 +52,8 @@ export interface MemoryFigures {
   /** Memory outside the V8 heap that V8 knows of: Buffers and other ArrayBuffers (arrayBuffers), and more. */
   external: number;
   arrayBuffers: number;
-  /** Handles keeping the process alive (sockets, servers, timers): process.getActiveResourcesInfo(). */
-  handles: number;
+  /** Kinds of the handles keeping the process alive (PipeWrap, Timeout, ...): process.getActiveResourcesInfo(). */
+  handles: string[];
 }
 
 /**
@@ -67,15 +67,18 @@ export async function settledMemory(): Promise<MemoryFigures> {
   gc();
   await new Promise((r) => setTimeout(r, 20));
   gc();
+  // Node opens stdout and stderr on first use (a handle each): open them before the first count.
+  void process.stdout;
+  void process.stderr;
   const m = process.memoryUsage();
-  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, handles: process.getActiveResourcesInfo().length };
+  return { rss: m.rss, heapUsed: m.heapUsed, heapTotal: m.heapTotal, external: m.external, arrayBuffers: m.arrayBuffers, handles: process.getActiveResourcesInfo() };
 }
 
 const mib = (n: number): string => (n / 2 ** 20).toFixed(1);
 
 /** The figures as one line, e.g. for a trace. */
 export function memoryLine(m: MemoryFigures): string {
-  return `RSS ${mib(m.rss)} MiB, V8 heap ${mib(m.heapUsed)} used / ${mib(m.heapTotal)} committed, external ${mib(m.external)} (buffers ${mib(m.arrayBuffers)}) MiB, ${m.handles} handles`;
+  return `RSS ${mib(m.rss)} MiB, V8 heap ${mib(m.heapUsed)} used / ${mib(m.heapTotal)} committed, external ${mib(m.external)} (buffers ${mib(m.arrayBuffers)}) MiB, handles ${m.handles.join(' ')}`;
 }
 
 /**
@@ -95,11 +98,11 @@ export function memoryLine(m: MemoryFigures): string {
 export function checkMemory(what: string, before: MemoryFigures, warm: MemoryFigures, after: MemoryFigures, opts: { plateau: boolean }): string {
   const three = (f: (m: MemoryFigures) => number) => `${mib(f(before))} -> ${mib(f(warm))} -> ${mib(f(after))}`;
   const line = `RSS ${three((m) => m.rss)} MiB (before -> a quarter in -> after), V8 heap used ${three((m) => m.heapUsed)} MiB, `
-    + `committed ${three((m) => m.heapTotal)} MiB, external ${three((m) => m.external)} MiB, handles ${before.handles} -> ${after.handles}`;
+    + `committed ${three((m) => m.heapTotal)} MiB, external ${three((m) => m.external)} MiB, handles ${before.handles.join(' ')} -> ${after.handles.join(' ')}`;
   const MiB = 2 ** 20;
   if (after.heapUsed - before.heapUsed >= 16 * MiB) throw new Error(`${what}: the heap in use grew: ${line}`);
   if (after.external - before.external >= 16 * MiB) throw new Error(`${what}: memory outside the heap (buffers) grew: ${line}`);
-  if (after.handles > before.handles) throw new Error(`${what}: handles were left open: ${line}`);
+  if (after.handles.length > before.handles.length) throw new Error(`${what}: handles were left open: ${line}`);
   const heapGrowth = Math.max(0, after.heapTotal - warm.heapTotal);
   if (opts.plateau && after.rss - warm.rss - heapGrowth >= 16 * MiB) throw new Error(`${what}: RSS kept growing after the working size was reached: ${line}`);
   if (after.rss - before.rss >= 96 * MiB) throw new Error(`${what}: the working set grew by more than 96 MiB: ${line}`);
