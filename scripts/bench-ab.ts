@@ -3,7 +3,8 @@
 // runs one container through each build's launcher (runc backend, no volume, cold start), and task State
 // is timed through each build's daemon and straight to its runc shim, in interleaved rounds
 // (scripts/bench/state-calls.ts), so every build sees the same load. Compares each build with A round by
-// round: what the daemon adds over its own direct path, its p50, and its CPU time per call.
+// round: what the daemon adds over its own direct path, its p50, and its CPU time per call (beside the runc
+// shim's own).
 // AB_ROUNDS (default 12) rounds of AB_CALLS (default 2000) calls per path; AB_NODE_OPTIONS reaches the
 // daemons (e.g. --require a profiler preload).
 import * as fs from 'fs';
@@ -11,7 +12,7 @@ import * as path from 'path';
 import type { BundleState } from '../src/shim/state';
 import { PrivateContainerd, makeRootfs, tmpDir } from '../test/support/containerd';
 import { fmt, median, printTable } from './bench/section';
-import { loadAverage, perRound, quantile, stateRounds, type StatePath } from './bench/state-calls';
+import { loadAverage, perRound, quantile, runcShimPid, stateRounds, type StatePath } from './bench/state-calls';
 
 const ROUNDS = Number(process.env.AB_ROUNDS ?? '12');
 const CALLS = Number(process.env.AB_CALLS ?? '2000');
@@ -39,7 +40,7 @@ async function main(repos: string[]): Promise<void> {
       const r = ctd.ctr(['run', '-d', '--runtime', wrapper, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 3600']);
       if (r.status !== 0) throw new Error(`${repo}: ctr run -d failed: ${r.stderr}`);
       const st = JSON.parse(fs.readFileSync(path.join(ctd.bundleOf(id), 'katavol.json'), 'utf8')) as BundleState;
-      paths.push({ label: `${names[i]} direct`, socket: st.downstreamAddress, id }, { label: `${names[i]} katavol`, socket: st.address, id, pid: st.daemonPid });
+      paths.push({ label: `${names[i]} direct`, socket: st.downstreamAddress, id, pid: st.downstreamPid ?? runcShimPid(ctd, id) }, { label: `${names[i]} katavol`, socket: st.address, id, pid: st.daemonPid });
       process.stdout.write(`${names[i]} = ${repo} (daemon pid ${st.daemonPid})\n`);
     }
     const load0 = loadAverage();
@@ -53,7 +54,7 @@ async function main(repos: string[]): Promise<void> {
         f.cpu.length ? fmt(median(f.cpu), 1) : '', f.cpu.length ? range(f.cpu, 1) : '']);
       if (j % 2) rows.push([`${names[j >> 1]} added (per round)`, fmt(median(added[j >> 1]), 1), range(added[j >> 1], 1), '', '', '', '', '', '']);
     }
-    printTable(['path', 'p50 us (median of rounds)', 'p50 range', 'p99 us', 'p99 range', 'pooled p50', 'pooled p99', 'daemon CPU us/call', 'CPU range'], rows);
+    printTable(['path', 'p50 us (median of rounds)', 'p50 range', 'p99 us', 'p99 range', 'pooled p50', 'pooled p99', 'server CPU us/call', 'CPU range'], rows);
     process.stdout.write('\nEach build against A, round by round:\n');
     const cmp: Array<Array<string | number>> = [];
     for (let b = 1; b < repos.length; b++) {

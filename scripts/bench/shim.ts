@@ -15,7 +15,7 @@ import { spawn, spawnSync } from 'child_process';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { sleep } from '../../test/support/containerd';
 import { katavolLogLines } from '../../test/support/logrus';
-import { loadAverage, perRound, quantile, stateRounds } from './state-calls';
+import { loadAverage, perRound, quantile, runcShimPid, stateRounds } from './state-calls';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? '15');
 /** Task.State rounds and calls per round and path. */
@@ -168,15 +168,16 @@ async function measure(work: string, sockDir: string): Promise<void> {
     const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8')) as BundleState;
     const load0 = loadAverage();
     const [direct, viaKatavol] = await stateRounds([
-      { label: 'direct', socket: st.downstreamAddress, id },
+      { label: 'direct', socket: st.downstreamAddress, id, pid: st.downstreamPid ?? runcShimPid(ctd, id) },
       { label: 'katavol', socket: st.address, id, pid: st.daemonPid },
     ], STATE_ROUNDS, STATE_CALLS);
     const added = perRound(viaKatavol.p50, direct.p50);
     const spread = (xs: number[], d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
     process.stdout.write(`\nTask.State latency, ${STATE_ROUNDS} interleaved rounds of ${STATE_CALLS} sequential calls per path (load average ${load0} -> ${loadAverage()}):\n`);
-    printTable(['path', 'p50 us', 'p50 of rounds', 'p99 us', 'daemon CPU us/call'], [
-      ['downstream shim directly', fmt(quantile(direct.all, 0.5)), spread(direct.p50), fmt(quantile(direct.all, 0.99)), ''],
-      ['through katavol', fmt(quantile(viaKatavol.all, 0.5)), spread(viaKatavol.p50), fmt(quantile(viaKatavol.all, 0.99)), `${fmt(median(viaKatavol.cpu), 1)} (${spread(viaKatavol.cpu, 1)})`],
+    const cpu = (f: typeof direct) => (f.cpu.length ? `${fmt(median(f.cpu), 1)} (${spread(f.cpu, 1)})` : '');
+    printTable(['path', 'p50 us', 'p50 of rounds', 'p99 us', 'server CPU us/call'], [
+      ['downstream shim directly', fmt(quantile(direct.all, 0.5)), spread(direct.p50), fmt(quantile(direct.all, 0.99)), cpu(direct)],
+      ['through katavol', fmt(quantile(viaKatavol.all, 0.5)), spread(viaKatavol.p50), fmt(quantile(viaKatavol.all, 0.99)), cpu(viaKatavol)],
       ['added by katavol (median of rounds)', fmt(median(added)), spread(added), '', ''],
     ]);
 

@@ -4,6 +4,7 @@
 // difference between two paths is taken within each round (paired) before its median and range.
 import * as fs from 'fs';
 import { Client } from '../../src/ttrpc';
+import { pidsMatching, type PrivateContainerd } from '../../test/support/containerd';
 
 export interface StatePath {
   label: string;
@@ -85,5 +86,18 @@ export async function stateRounds(paths: StatePath[], rounds: number, calls: num
   return figs;
 }
 
-/** a[r] - b[r] for each round r. */
+/** op(a[r], b[r]) for each round r; by default the difference. */
 export const perRound = (a: number[], b: number[], op: (x: number, y: number) => number = (x, y) => x - y): number[] => a.map((x, r) => op(x, b[r]));
+
+/** The pid of the runc shim serving task `id` of `ctd` (its argv names containerd's socket and the id). */
+export function runcShimPid(ctd: PrivateContainerd, id: string): number | undefined {
+  return pidsMatching(ctd.sock).find((pid) => {
+    let argv: string[];
+    try {
+      argv = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    } catch {
+      return false; // it exited meanwhile
+    }
+    return argv[0] === '/usr/bin/containerd-shim-runc-v2' && argv[argv.indexOf('-id') + 1] === id;
+  });
+}
