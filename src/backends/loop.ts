@@ -42,7 +42,6 @@ export function attach(file: string, readOnly: boolean, beforeAttach: (device: s
       // Lost the device to another process: it is attached now, or busy (being set up or torn down
       // by that process, which may be done with it again by the time we look). Anything else is ours.
       const lost = backingFile(device) !== '' || /Device or resource busy/.test(messageOf(e));
-      // Stryker disable next-line EqualityOperator: twenty lost races in a row cannot be staged in a test
       if (i >= 20 || !lost) throw e;
     }
   }

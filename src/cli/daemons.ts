@@ -2,9 +2,9 @@
 // (one per pod), found under the config's socketDir. `--stop-warm` stops the pool (make uninstall).
 import * as fs from 'fs';
 import * as path from 'path';
-import { EXIT_FAILURE, EXIT_OK, type CliContext } from './context';
+import { EXIT_OK, type CliContext } from './context';
 import { noMore, parseArgs } from './args';
-import { ConfigError, loadConfig } from '../shim/config';
+import { loadConfig } from '../shim/config';
 import { listPool, procStart, stopPool } from '../shim/pool';
 
 const USAGE = `usage: katavol daemons [--json] [--stop-warm]
@@ -89,14 +89,7 @@ export async function run(argv: string[], ctx: CliContext): Promise<number> {
   }
   const a = parseArgs(argv, [], ['json', 'stop-warm'], USAGE);
   noMore(a, USAGE);
-  let cfg;
-  try {
-    cfg = loadConfig(ctx.env);
-  } catch (e) {
-    if (!(e instanceof ConfigError)) throw e;
-    ctx.err(`katavol: ${e.message}\n`); // names the file and the fix
-    return EXIT_FAILURE;
-  }
+  const cfg = loadConfig(ctx.env); // a ConfigError names the file and the fix; runCli prints it
   if (a.switches.has('stop-warm')) {
     const pids = await stopPool(cfg.socketDir);
     ctx.out(a.switches.has('json') ? JSON.stringify(pids) + '\n' : `stopped ${pids.length} warm daemon(s)${pids.length ? `: ${pids.join(' ')}` : ''}\n`);

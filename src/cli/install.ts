@@ -5,7 +5,7 @@
 // written to a record next to the link, and uninstall undoes exactly that and nothing else.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type CliContext, EXIT_FAILURE, EXIT_OK } from './context';
+import { type CliContext, EXIT_OK } from './context';
 import { noMore, parseArgs } from './args';
 import { errnoOf, lstatOrUndefined, writeFileAtomic } from '../volumes/files';
 import { messageOf } from '../volumes/types';
@@ -293,13 +293,8 @@ export function run(argv: string[], ctx: CliContext): number {
   noMore(a, USAGE);
   const prefix = path.resolve(a.values.get('prefix') ?? DEFAULT_PREFIX);
   const config = path.resolve(a.values.get('config') ?? configPath(ctx.env));
-  try {
-    installRuntime({ prefix, downstream: a.values.get('downstream') ?? KATA_DOWNSTREAM, config }, (l) => ctx.out(l + '\n'));
-  } catch (e) {
-    if (!(e instanceof InstallError)) throw e;
-    ctx.err(`katavol: ${e.message}\n`);
-    return EXIT_FAILURE;
-  }
+  // An InstallError says what is wrong and what to do; runCli prints it.
+  installRuntime({ prefix, downstream: a.values.get('downstream') ?? KATA_DOWNSTREAM, config }, (l) => ctx.out(l + '\n'));
   for (const n of pathNotes(path.join(prefix, 'bin'), ctx.env.PATH)) ctx.err(`katavol: note: ${n}\n`);
   if (config !== DEFAULT_CONFIG_PATH) ctx.err(`katavol: note: the shim reads ${DEFAULT_CONFIG_PATH} unless KATAVOL_CONFIG is set: give containerd KATAVOL_CONFIG=${config}\n`);
   ctx.out(`restart containerd so it resolves ${RUNTIME_TYPE} again (it caches runtime paths)\n`);
@@ -320,16 +315,10 @@ export async function runUninstall(argv: string[], ctx: CliContext): Promise<num
     const rec = JSON.parse(fs.readFileSync(recordPath(path.resolve(prefix)), 'utf8')) as InstallRecord;
     socketDir = loadConfig({ ...ctx.env, KATAVOL_CONFIG: rec.config.file }).socketDir;
   } catch { /* no record or no usable config: uninstallRuntime says what is wrong */ }
-  try {
-    uninstallRuntime(prefix, (l) => ctx.out(l + '\n'));
-    if (socketDir) {
-      const pids = await stopPool(socketDir);
-      ctx.out(`stopped ${pids.length} warm shim daemon(s) in ${socketDir}\n`);
-    }
-  } catch (e) {
-    if (!(e instanceof InstallError)) throw e;
-    ctx.err(`katavol: ${e.message}\n`);
-    return EXIT_FAILURE;
+  uninstallRuntime(prefix, (l) => ctx.out(l + '\n'));
+  if (socketDir) {
+    const pids = await stopPool(socketDir);
+    ctx.out(`stopped ${pids.length} warm shim daemon(s) in ${socketDir}\n`);
   }
   return EXIT_OK;
 }

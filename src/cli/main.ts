@@ -36,7 +36,19 @@ function usage(): string {
   return `usage: katavol <command> [arguments]   (katavol --version: the version)\n\ncommands:\n${names.map((n) => `  ${n.padEnd(w)}  ${COMMANDS[n].summary}`).join('\n')}\n\nRun "katavol <command> --help" for details.`;
 }
 
-/** Runs one command line and returns the exit status; errors are printed, never thrown. */
+/**
+ * Errors whose text is written for the user (what is wrong, the volume or file, the fix), by class name:
+ * the commands that throw them are loaded on demand, so their classes are not imported here.
+ */
+const USER_ERRORS = new Set(['VolumeError', 'InstallError', 'ConfigError']);
+
+/** What a failed command prints after "katavol: ": a user error's own text; anything else is a bug, with its stack. */
+function failureText(e: unknown): string {
+  if (e instanceof Error && USER_ERRORS.has(e.name)) return e.message;
+  return `unexpected error: ${(e instanceof Error ? e.stack : undefined) ?? String(e)}`;
+}
+
+/** Runs one command line and returns the exit status; errors are printed here, the one place, never thrown. */
 export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
   try {
     const [cmd, ...rest] = argv;
@@ -63,9 +75,7 @@ export async function runCli(argv: string[], ctx: CliContext): Promise<number> {
       ctx.err(`katavol: ${e.message}\n${e.usage ? `\n${e.usage}\n` : ''}`);
       return EXIT_USAGE;
     }
-    const err = e as Error;
-    // VolumeError messages already name the volume, the file and the fix.
-    ctx.err(`katavol: ${err.name === 'VolumeError' ? err.message : `unexpected error: ${err.stack ?? String(err)}`}\n`);
+    ctx.err(`katavol: ${failureText(e)}\n`);
     return EXIT_FAILURE;
   }
 }

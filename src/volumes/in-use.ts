@@ -5,7 +5,7 @@
 // A read-only volume may share with read-only users only.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type LoopDevice, type LoopTable, devNumber, devNumberOf, findMountsByNumber, loopsBacking } from './host-device';
+import { type HostMount, type LoopDevice, type LoopTable, devNumber, devNumberOf, findMountsByNumber, loopsBacking } from './host-device';
 import { VolumeError } from './types';
 
 export interface HostUse {
@@ -60,6 +60,29 @@ function describeHolder(sysRoot: string, name: string): string {
   return /^md/.test(name) ? `${name} (md RAID array)` : name;
 }
 
+/**
+ * Mounts grouped by what they are (device, mount point, filesystem, mode), our own namespace's first:
+ * a namespace made while the device was mounted (a systemd service's, a container's) holds a copy of
+ * the mount, and a host may have dozens; each is said once, with the namespaces that hold copies.
+ */
+function sameMounts(mounts: HostMount[]): HostMount[][] {
+  const groups = new Map<string, HostMount[]>();
+  for (const m of mounts) {
+    const key = JSON.stringify([m.device, m.mountPoint, m.fstype, m.readOnly]);
+    const g = groups.get(key);
+    if (g) g.push(m);
+    else groups.set(key, [m]);
+  }
+  return [...groups.values()];
+}
+
+/** "pid 7", "pids 7, 9 and 12", "pids 7, 9, 12 and 4 more". */
+function pidList(ms: HostMount[]): string {
+  const shown = ms.slice(0, 3).map((m) => String(m.pid));
+  if (ms.length > 3) return `pids ${shown.join(', ')} and ${ms.length - 3} more`;
+  return shown.length === 1 ? `pid ${shown[0]}` : `pids ${shown.slice(0, -1).join(', ')} and ${shown[shown.length - 1]}`;
+}
+
 /** Entries of /proc/swaps as (stat of the file or device, name). */
 function swapEntries(): Array<{ st: fs.Stats; name: string }> {
   let text = '';
@@ -87,14 +110,15 @@ function blockDeviceUses(dev: string, opts: HostUseOptions): HostUse[] {
   const sysRoot = opts.sysRoot ?? '/sys';
   const numbers = numbersOf(dev, sysRoot);
   const uses: HostUse[] = [];
-  for (const m of findMountsByNumber(numbers)) {
-    if (opts.ownNamespaces?.has(m.namespace)) continue;
+  for (const [m, ...copies] of sameMounts(findMountsByNumber(numbers).filter((x) => !opts.ownNamespaces?.has(x.namespace)))) {
     const part = m.device === dev ? '' : ` (its partition ${m.device})`;
     const ns = m.ownNamespace ? '' : `, in the mount namespace of pid ${m.pid}`;
+    const also = copies.length ? `, and the same mount is in ${copies.length} other mount namespace${copies.length > 1 ? 's' : ''} (${pidList(copies)})` : '';
     uses.push({
       kind: 'mount', readOnly: m.readOnly,
-      what: `is mounted${part} at ${m.mountPoint} (${m.fstype}, ${modeOf(m.readOnly)}${ns})`,
-      fix: m.ownNamespace ? `unmount it first (umount ${m.mountPoint})` : `unmount it first (nsenter -t ${m.pid} -m umount ${m.mountPoint}, or stop that container)`,
+      what: `is mounted${part} at ${m.mountPoint} (${m.fstype}, ${modeOf(m.readOnly)}${ns})${also}`,
+      fix: (m.ownNamespace ? `unmount it first (umount ${m.mountPoint})` : `unmount it first (nsenter -t ${m.pid} -m umount ${m.mountPoint}, or stop that container)`)
+        + (copies.length ? `, and in the other namespace${copies.length > 1 ? 's' : ''} too (nsenter -t <pid> -m umount ${m.mountPoint}, or stop what runs there)` : ''),
     });
   }
   for (const [num, name] of numbers) {
@@ -140,7 +164,8 @@ export function hostUsesOf(volumePath: string, device: string, opts: HostUseOpti
   if (!st.isFile()) return [];
   const uses: HostUse[] = [];
   for (const s of swapEntries()) {
-    if (s.st.isFile() && s.st.dev === st.dev && s.st.ino === st.ino) {
+    // The same device and inode is the same file (a regular one, as st is).
+    if (s.st.dev === st.dev && s.st.ino === st.ino) {
       uses.push({ kind: 'swap', readOnly: false, what: `is in use as a swap file (/proc/swaps)`, fix: `swapoff ${s.name} first` });
     }
   }

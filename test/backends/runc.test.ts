@@ -11,8 +11,8 @@ import * as loop from '../../src/backends/loop';
 import { Registry } from '../../src/volumes/registry';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
-import { LoopFixture, imageFile, mkExt4 } from '../support/disks';
-import { quietLog as quiet, recordingLog } from '../support/volumes';
+import { LoopFixture, detachLoopsOf, detachOwnLoop, imageFile, mkExt4 } from '../support/disks';
+import { quietLog as quiet, recordingLog, useScratchRegistry } from '../support/volumes';
 
 const VOL = '/kubelet/block-vol';
 
@@ -20,16 +20,15 @@ describe('runc backend: block device sharing (runc.ts)', () => {
   let scratch: string;
   let reg: Registry;
   let device: string;
+  const fx = useScratchRegistry('runc-blk');
 
   beforeEach(() => {
-    scratch = scratchDir('runc-blk');
-    reg = new Registry(path.join(scratch, 'root'));
+    ({ scratch, reg } = fx);
     // A block device node that is never opened: prepare only stats it and rewrites the mount.
     device = path.join(scratch, 'blk');
     execFileSync('mknod', [device, 'b', '7', '250']);
     reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype: 'ext4' }));
   });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
 
   const ctx = (containerId: string, sandboxId: string): PrepareContext => {
     const bundle = path.join(scratch, 'bundles', containerId);
@@ -227,6 +226,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
       await new RuncBackend(reg).releaseBundle(path.join(scratch, 'bundles', b.name), quiet);
     }
     const left = loops();
+    // Whatever a failing test (or a mutant) left over this test's image goes, and only that.
+    detachLoopsOf(img);
     fs.rmSync(scratch, { recursive: true, force: true });
     assert.deepStrictEqual(left, [], 'no loop device left on the image');
   });
@@ -619,18 +620,20 @@ for (const kind of ['image file', 'block device'] as const) describe(`runc backe
     } finally {
       const reg = new Registry(root);
       for (const id of ['c1', 'c2', 'c3', 'c4']) await new RuncBackend(reg).releaseBundle(path.join(scratch, `b-${id}`), quiet);
-      assert.deepStrictEqual(execFileSync('losetup', ['-j', img], { encoding: 'utf8' }), '');
+      const left = execFileSync('losetup', ['-j', img], { encoding: 'utf8' });
+      if (kind === 'image file') detachLoopsOf(img);
       fs.rmSync(scratch, { recursive: true, force: true });
+      assert.deepStrictEqual(left, '');
     }
   });
 });
 
 describe('loop devices of an image (loop.ts)', () => {
   let dir: string;
-  const attached: string[] = [];
+  const lf = new LoopFixture();
   before(() => { dir = scratchDir('loops'); });
-  after(() => {
-    for (const d of attached) try { execFileSync('losetup', ['-d', d]); } catch { /* gone */ }
+  after(async () => {
+    await lf.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -639,8 +642,8 @@ describe('loop devices of an image (loop.ts)', () => {
     const link = path.join(dir, 'link');
     fs.symlinkSync(img, link);
     assert.deepStrictEqual(loop.loopsOf(img), []);
-    attached.push(execFileSync('losetup', ['-f', '--show', img], { encoding: 'utf8' }).trim());
-    attached.push(execFileSync('losetup', ['-f', '--show', '--read-only', img], { encoding: 'utf8' }).trim());
+    lf.attach(img);
+    lf.attach(img, true);
     const fromLosetup = execFileSync('losetup', ['-j', img, '--noheadings', '-O', 'NAME,RO'], { encoding: 'utf8' })
       .split('\n').filter(Boolean).map((l) => { const [device, ro] = l.trim().split(/\s+/); return { device, readOnly: ro === '1' }; })
       .sort((a, b) => a.device.localeCompare(b.device, 'en', { numeric: true }));
@@ -669,7 +672,73 @@ describe('loop devices of an image (loop.ts)', () => {
       assert.strictEqual(loop.detach(ro, img), true);
       mine.length = 0;
     } finally {
-      for (const d of mine) if (loop.backingFile(d) === img) execFileSync('losetup', ['-d', d]);
+      for (const d of mine) detachOwnLoop(d, img);
+    }
+  });
+
+  /** Plays another process that takes each device named to beforeAttach before our attach (one decoy device at a time). */
+  const thief = (decoy: string) => {
+    let stolen: string | undefined;
+    return {
+      steal(d: string): void {
+        if (stolen) detachOwnLoop(stolen, decoy);
+        stolen = undefined;
+        try {
+          execFileSync('losetup', [d, decoy], { stdio: 'pipe' });
+          stolen = d;
+        } catch { /* a parallel test took it first: lost to another process all the same */ }
+      },
+      giveBack(): void {
+        if (stolen) detachOwnLoop(stolen, decoy);
+        stolen = undefined;
+      },
+    };
+  };
+
+  it('tries the next free device when another process takes the one it found, twenty-one times at most', () => {
+    const img = imageFile(dir, 'img3');
+    const t = thief(imageFile(dir, 'decoy3'));
+    const named: string[] = [];
+    try {
+      // Two lost races, then the attach goes through.
+      const dev = loop.attach(img, false, (d) => { named.push(d); if (named.length <= 2) t.steal(d); });
+      // (Under load a parallel test may win a race of its own too.)
+      assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
+      assert.strictEqual(loop.backingFile(dev), img);
+      assert.ok(loop.detach(dev, img));
+      // Losing every race: it gives up with what losetup said about the last one.
+      named.length = 0;
+      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); t.steal(d); }),
+        (e: Error) => new RegExp(`^losetup ${named[named.length - 1]} ${img}: losetup: ${img}: failed to set up loop device: Device or resource busy$`).test(e.message));
+      assert.strictEqual(named.length, 21);
+    } finally {
+      t.giveBack();
+      detachLoopsOf(img);
+    }
+  });
+
+  it('a device lost to another process is retried whatever losetup said about the attach', () => {
+    // The image is missing, so losetup complains about it, not about the device; but the device was taken
+    // meanwhile, so the next one is tried (there the missing image is what fails).
+    const missing = path.join(dir, 'missing3.img');
+    const t = thief(imageFile(dir, 'decoy4'));
+    const named: string[] = [];
+    try {
+      assert.throws(() => loop.attach(missing, false, (d) => { named.push(d); if (named.length <= 2) t.steal(d); }), /No such file or directory$/);
+      assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
+    } finally {
+      t.giveBack();
+    }
+  });
+
+  it('detaches a device over an image whose name holds " (deleted)"', () => {
+    const img = imageFile(dir, 'x (deleted) y.img');
+    const dev = loop.attach(img, false, () => undefined);
+    try {
+      assert.strictEqual(loop.backingFile(dev), img);
+      assert.strictEqual(loop.detach(dev, img), true);
+    } finally {
+      detachOwnLoop(dev, img);
     }
   });
 
@@ -686,14 +755,10 @@ describe('runc backend: a block device its own containers have mounted is not in
   const VOLNS = '/kubelet/ns-vol';
   let scratch: string;
   let reg: Registry;
-  const lf = new LoopFixture();
+  const fx = useScratchRegistry('runc-ns');
+  const lf = fx.loops;
   beforeEach(() => {
-    scratch = scratchDir('runc-ns');
-    reg = new Registry(path.join(scratch, 'root'));
-  });
-  afterEach(async () => {
-    await lf.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
+    ({ scratch, reg } = fx);
   });
 
   it('skips the mounts in the namespaces of containers whose bundles list the volume, and only those', async () => {

@@ -12,6 +12,7 @@ import * as fs from 'fs';
 import * as net from 'net';
 import { Channel, Client, type Frame, FrameType, Server, peekServiceMethod } from '../../src/ttrpc';
 import { ECHO_SERVICE, echoHandlers } from './echo-service';
+import { forwardFrames } from '../support/ttrpc';
 
 async function serve(sock: string): Promise<void> {
   const server = new Server();
@@ -23,23 +24,11 @@ async function serve(sock: string): Promise<void> {
   process.stdout.write('ready\n');
 }
 
-/** Frames from one channel to the other, unchanged; reading pauses while the other side's buffer is full. */
+/** Frames from one channel to the other, unchanged, peeking at each request's method as the shim proxy does (it routes on it). */
 function pipe(from: Channel, to: Channel): void {
-  let paused = false;
-  from.on('frame', (f: Frame) => {
-    if (f.type === FrameType.Request) {
-      peekServiceMethod(f.data); // what the shim proxy does to every request (it routes on the method)
-    }
-    if (!to.sendRaw(f.raw) && !to.closed && !paused) {
-      paused = true;
-      from.pause();
-      to.once('drain', () => {
-        paused = false;
-        from.resume();
-      });
-    }
+  forwardFrames(from, to, (f: Frame) => {
+    if (f.type === FrameType.Request) peekServiceMethod(f.data);
   });
-  from.on('close', () => to.close());
 }
 
 async function proxy(sock: string, target: string): Promise<void> {

@@ -4,7 +4,7 @@
 // nesting, NUL bytes, duplicate keys, `..` paths, prototype keys, and FIFOs, sockets, symbolic links or
 // directories where a file belongs. Case n of seed s is generated from its own PRNG, so one case replays alone.
 import { prng } from '../support/ttrpc';
-import { type Rnd, int, pick } from '../ttrpc/fuzz-gen';
+import { type Rnd, int, pick } from '../support/fuzz-gen';
 
 /** Something other than text where a file belongs. */
 export type OddFile = 'fifo' | 'socket' | 'symlink' | 'dir' | 'missing' | 'huge';

@@ -10,6 +10,7 @@ import {
   KATAVOL, PrivateContainerd, SHIM, debugfsCat, loopDevicesOf, makeExt4Image, makeRootfs, pidsWithEnv, sleep, tmpDir,
 } from '../support/containerd';
 import { socketDir } from '../support/scratch';
+import { detachOwnLoop } from '../support/disks';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { ourAddress } from '../../src/shim/start';
 import { socketPath } from '../../src/shim/state';
@@ -357,7 +358,7 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
       await assertNoLeftovers(ids, []);
     } finally {
       spawnSync('umount', [mnt]);
-      spawnSync('losetup', ['-d', dev]);
+      detachOwnLoop(dev, img);
     }
   });
 

@@ -11,7 +11,7 @@ import * as net from 'net';
 import * as path from 'path';
 import { Client, FrameParser, FrameType, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
 import { RawPeer, prng, until } from '../support/ttrpc';
-import { generate, int, largeBytes, largeFrame, pick, randomBytes, writeInPieces, type Rnd } from '../ttrpc/fuzz-gen';
+import { generate, int, largeBytes, largeFrame, pick, randomBytes, writeInPieces, type Rnd } from '../support/fuzz-gen';
 import { MeasuredChild, checkMemory } from '../support/child-stats';
 import type { ProxyStats } from './proxy-fuzz-server';
 import { tmpDir } from '../support/containerd';

@@ -17,6 +17,7 @@ import { RUNC_STATE_FILE } from '../../src/backends/runc';
 import { Registry } from '../../src/volumes/registry';
 import { RECORDER, RECORDER_DIR_ENV, rpcCalls } from '../peers/recorder/record';
 import { SHIM, loopDevicesOf, sleep, tmpDir } from '../support/containerd';
+import { detachOwnLoop } from '../support/disks';
 import { socketDir } from '../support/scratch';
 
 describe('shim: downstreams of dead katavol daemons are reaped', function () {
@@ -199,7 +200,7 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
       assert.deepEqual(loopDevicesOf(img), [], 'the delete finished the dead releaser\'s work: loop device detached');
       assert.deepEqual(reg.sandboxesOf('/kubelet/v'), [], 'and the sandbox record dropped');
     } finally {
-      if (loopDevicesOf(img).length) spawnSync('losetup', ['-d', device]);
+      detachOwnLoop(device, img);
     }
   });
 
@@ -221,7 +222,7 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
       assert.deepEqual(loopDevicesOf(img), [], 'its loop device detached');
       assert.deepEqual(fs.readdirSync(bundle).filter((f) => f.startsWith('katavol-')), [], 'no record or claim left');
     } finally {
-      if (loopDevicesOf(img).length) spawnSync('losetup', ['-d', device]);
+      detachOwnLoop(device, img);
     }
   });
 });

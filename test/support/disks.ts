@@ -2,7 +2,8 @@
 // (LoopFixture; everything it made is undone by cleanup()).
 import * as fs from 'fs';
 import * as path from 'path';
-import { type ChildProcess, execFileSync, spawn } from 'child_process';
+import * as assert from 'assert';
+import { type ChildProcess, execFileSync, spawn, spawnSync } from 'child_process';
 
 const ENV = { ...process.env, PATH: `${process.env.PATH}:/usr/sbin:/sbin` };
 export const sh = (cmd: string, args: string[]): string => execFileSync(cmd, args, { encoding: 'utf8', env: ENV, stdio: ['ignore', 'pipe', 'pipe'] });
@@ -13,6 +14,21 @@ export function imageFile(dir: string, name = 'disk.img', size = 1 << 20): strin
   fs.writeFileSync(p, '');
   fs.truncateSync(p, size);
   return p;
+}
+
+/**
+ * Runs fn with a fresh tmpfs mounted at dir (made if missing), mounted with the given options (a small
+ * size to fill, `ro` for EROFS, another file system for EXDEV); unmounted afterwards, whatever fn did.
+ */
+export function withTmpfs<T>(dir: string, fn: () => T, options = 'size=1m'): T {
+  fs.mkdirSync(dir, { recursive: true });
+  const m = spawnSync('mount', ['-t', 'tmpfs', '-o', options, 'katavol-test', dir], { encoding: 'utf8' });
+  assert.strictEqual(m.status, 0, m.stderr);
+  try {
+    return fn();
+  } finally {
+    spawnSync('umount', [dir]);
+  }
 }
 
 /** A sparse ext4 image of sizeBytes at dir/name. */
@@ -40,8 +56,48 @@ export function canResizeOnline(): boolean {
   return !!m && (BigInt('0x' + m[1]) & (1n << 24n)) !== 0n;
 }
 
+/** What a loop device is backed by, from sysfs, without the " (deleted)" of a replaced file ('' when not attached). */
+export function loopBacking(device: string): string {
+  try {
+    return fs.readFileSync(`/sys/block/${path.basename(device)}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '');
+  } catch {
+    return '';
+  }
+}
+
+/** The file as the kernel names it in backing_file (symlinks resolved), also once it is gone. */
+function kernelPath(file: string): string {
+  try {
+    return fs.realpathSync(file);
+  } catch {
+    return path.resolve(file);
+  }
+}
+
+/** Loop devices backed by the file, found through sysfs (losetup -j cannot name a deleted file). */
+export function loopsBackedBy(file: string): string[] {
+  const want = kernelPath(file);
+  return fs.readdirSync('/sys/block').filter((n) => /^loop\d+$/.test(n)).map((n) => `/dev/${n}`).filter((d) => loopBacking(d) === want);
+}
+
+/**
+ * Detaches the loop device only while it is backed by the test's own file: a device that the code under
+ * test (or a mutant of it) detached already may have been given to another test's image since, and must
+ * not be taken from it. Returns whether it detached. Pass the file's real path if it may be gone.
+ */
+export function detachOwnLoop(device: string, file: string): boolean {
+  if (loopBacking(device) !== kernelPath(file)) return false;
+  sh('losetup', ['-d', device]);
+  return true;
+}
+
+/** Detaches every loop device backed by the file; returns them. */
+export function detachLoopsOf(file: string): string[] {
+  return loopsBackedBy(file).filter((d) => detachOwnLoop(d, file));
+}
+
 export class LoopFixture {
-  private loops: string[] = [];
+  private loops: Array<{ device: string; file: string }> = [];
   private mounts: string[] = [];
   private children: ChildProcess[] = [];
   private swaps: string[] = [];
@@ -49,7 +105,7 @@ export class LoopFixture {
   /** Attaches a file (or a block device: loop over loop) to a free loop device. */
   attach(file: string, readOnly = false): string {
     const dev = sh('losetup', ['-f', '--show', ...(readOnly ? ['--read-only'] : []), file]).trim();
-    this.loops.push(dev);
+    this.loops.push({ device: dev, file: kernelPath(file) });
     return dev;
   }
 
@@ -67,6 +123,17 @@ export class LoopFixture {
     await new Promise<void>((resolve, reject) => {
       child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
       child.on('exit', (code) => reject(new Error(`unshare mount exited ${code}`)));
+    });
+    return child.pid!;
+  }
+
+  /** A process in a new mount namespace (a private copy of ours, mounts included), until cleanup; its pid. */
+  async holdMountNamespace(): Promise<number> {
+    const child = spawn('unshare', ['-m', '--propagation', 'private', 'sh', '-c', 'echo ready && exec sleep 600'], { env: ENV, stdio: ['ignore', 'pipe', 'inherit'] });
+    this.children.push(child);
+    await new Promise<void>((resolve, reject) => {
+      child.stdout.on('data', (d: Buffer) => d.toString().includes('ready') && resolve());
+      child.on('exit', (code) => reject(new Error(`unshare exited ${code}`)));
     });
     return child.pid!;
   }
@@ -102,8 +169,9 @@ export class LoopFixture {
     for (const s of this.swaps.splice(0)) attempt(() => sh('swapoff', [s]));
     for (const m of this.mounts.splice(0).reverse()) attempt(() => sh('umount', [m]));
     // A namespace's mount goes away with its last process; detach waits for that (autoclear otherwise).
-    // Newest first: a loop device over another loop device goes before the one beneath it.
-    for (const l of this.loops.splice(0).reverse()) attempt(() => sh('losetup', ['-d', l]));
+    // Newest first: a loop device over another loop device goes before the one beneath it. Only while
+    // still over our file: one the code under test detached may be another test's device by now.
+    for (const l of this.loops.splice(0).reverse()) attempt(() => detachOwnLoop(l.device, l.file));
     if (errors.length) throw errors[0];
   }
 }

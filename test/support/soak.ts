@@ -5,8 +5,9 @@
 // sandbox record, container or task. `make soak` prints the figures; the test suite runs a small one.
 import * as fs from 'fs';
 import * as path from 'path';
-import { spawn, spawnSync } from 'child_process';
+import { spawn, spawnSync, type SpawnSyncReturns } from 'child_process';
 import { PrivateContainerd, SHIM, debugfsCat, makeExt4Image, makeRootfs, sleep, startedFor, tmpDir } from './containerd';
+import { loopsBackedBy } from './disks';
 import { Registry } from '../../src/volumes/registry';
 import { STARTS_DIR } from '../../src/shim/reaper';
 import { stopPool } from '../../src/shim/pool';
@@ -158,6 +159,21 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   // A short orphan timeout, so a daemon whose start containerd lost is gone before the leak checks.
   const ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: config, KATAVOL_VOLUME_ROOT: volRoot, KATAVOL_ORPHAN_TIMEOUT_MS: '4000' } });
   const ctrArgs = (args: string[]) => ['-a', ctd.sock, '-n', ctd.namespace, ...args];
+  /**
+   * A ctr call of the soak's own (exec, kill, delete, ls) that cannot hang it: one that has not returned
+   * within CTR_SYNC_TIMEOUT_MS is killed, is a problem, and leaves beside the images who held which of
+   * this run's sockets and what each of our processes was doing (hang-N.txt).
+   */
+  let hangs = 0;
+  const ctrSync = (args: string[]): SpawnSyncReturns<string> => {
+    const r = spawnSync('ctr', ctrArgs(args), { encoding: 'utf8', timeout: CTR_SYNC_TIMEOUT_MS, killSignal: 'SIGKILL' });
+    if (r.error && 'code' in r.error && r.error.code === 'ETIMEDOUT') {
+      const file = path.join(work, `hang-${++hangs}.txt`);
+      fs.writeFileSync(file, hangReport(args, [...ours(true), ctd.pid ?? 0], sockDir));
+      problems.push(`ctr ${args.join(' ')} had not returned after ${CTR_SYNC_TIMEOUT_MS / 1000} s (killed); sockets and processes at that moment: ${file}`);
+    }
+    return r;
+  };
   const ctrRun = (args: string[], global: string[] = []): Promise<Run> => new Promise((resolve) => {
     const t0 = process.hrtime.bigint();
     const startedAt = Date.now();
@@ -170,7 +186,12 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       stdout += d.toString();
     });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => p.kill('SIGKILL'), 120000);
+    const timer = setTimeout(() => {
+      const file = path.join(work, `hang-${++hangs}.txt`);
+      fs.writeFileSync(file, hangReport(args, [...ours(true), ctd.pid ?? 0], sockDir));
+      stderr += `(the soak killed this ctr after 120 s; sockets and processes at that moment: ${file})`;
+      p.kill('SIGKILL');
+    }, 120000);
     p.on('close', (code) => {
       clearTimeout(timer);
       resolve({ status: code ?? -1, stdout, stderr, firstOutputMs: first, startedAt, ms: Date.now() - startedAt });
@@ -256,10 +277,10 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
       const second = await run(`${id}-b`, 'echo started; cat /disk/hello', [`type=directvol,src=${SHARED_VOLUME},dst=/disk,options=rbind:ro`], pod);
       expectOk(`${id}-b`, second, new RegExp(`^started\\n${SHARED_TEXT}$`));
       // The first waits for a flag in its volume: exec the touch through the proxy, as a user would.
-      const ex = spawnSync('ctr', ctrArgs(['task', 'exec', '--exec-id', 'go', `${id}-a`, '/bin/touch', '/disk/go']), { encoding: 'utf8' });
+      const ex = ctrSync(['task', 'exec', '--exec-id', 'go', `${id}-a`, '/bin/touch', '/disk/go']);
       if (ex.status !== 0) {
         (faultActive ? faultFailures : problems).push(`${id}-a: exec failed: ${ex.stderr.trim()}`);
-        spawnSync('ctr', ctrArgs(['task', 'kill', '-s', 'SIGKILL', `${id}-a`])); // rather than wait out its 30 s
+        ctrSync(['task', 'kill', '-s', 'SIGKILL', `${id}-a`]); // rather than wait out its 30 s
       }
       if (expectOk(`${id}-a`, await first, new RegExp(`^started\\n${token}\\n$`))) tokens.set(img, token);
     }
@@ -322,7 +343,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
           continue;
         }
         try { process.kill(pid, k % 2 === 0 ? 'SIGCONT' : 'SIGKILL'); } catch { /* already reaped */ }
-        if (spawnSync('ctr', ctrArgs(['container', 'delete', id])).status === 0) userCleaned++; // what ctr run --rm could not
+        if (ctrSync(['container', 'delete', id]).status === 0) userCleaned++; // what ctr run --rm could not
       }
     } else if (f === 'enospc') {
       // Fill the tmpfs of socketDir and the volume root and keep it full (the churn frees space as it
@@ -357,7 +378,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
         else if (r.status !== 0) {
           runs++;
           faultFailures.push(`${id}: ctr run exited ${r.status}: ${r.stderr.trim()}`);
-          if (spawnSync('ctr', ctrArgs(['container', 'delete', id])).status === 0) userCleaned++;
+          if (ctrSync(['container', 'delete', id]).status === 0) userCleaned++;
         }
       }
       if (!adds || !runs) problems.push(`the full disk was never met: ${adds} adds and ${runs} runs failed with ENOSPC`);
@@ -389,11 +410,11 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
           log(`soak: ${id}: loop device detached by someone else while the container runs`);
         }
         for (const step of [['task', 'kill', '-s', 'SIGKILL', id], ['task', 'delete', id], ['container', 'delete', id]]) {
-          let d = spawnSync('ctr', ctrArgs(step), { encoding: 'utf8' });
+          let d = ctrSync(step);
           // task delete answers FailedPrecondition until the kill has landed.
           for (let t = 0; t < 50 && d.status !== 0 && step[1] === 'delete' && /is running|not stopped|precondition/i.test(d.stderr); t++) {
             await sleep(100);
-            d = spawnSync('ctr', ctrArgs(step), { encoding: 'utf8' });
+            d = ctrSync(step);
           }
           if (d.status !== 0) problems.push(`${id}: ctr ${step.slice(0, 2).join(' ')} exited ${d.status}: ${d.stderr.trim().slice(0, 300)}`);
         }
@@ -426,13 +447,13 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   // After a fault, a user cleans up what ctr left behind, as they would: kill and delete tasks, then
   // delete containers. Everything else must go by itself.
   if (opts.fault) {
-    const ls = (what: string) => spawnSync('ctr', ctrArgs([what, 'ls', '-q']), { encoding: 'utf8' }).stdout.split('\n').filter(Boolean);
+    const ls = (what: string) => ctrSync([what, 'ls', '-q']).stdout.split('\n').filter(Boolean);
     for (const t of ls('task')) {
-      spawnSync('ctr', ctrArgs(['task', 'kill', '-s', 'SIGKILL', t]));
-      for (let k = 0; k < 50 && spawnSync('ctr', ctrArgs(['task', 'delete', t])).status !== 0; k++) await sleep(100);
+      ctrSync(['task', 'kill', '-s', 'SIGKILL', t]);
+      for (let k = 0; k < 50 && ctrSync(['task', 'delete', t]).status !== 0; k++) await sleep(100);
     }
     for (const c of ls('container')) {
-      if (spawnSync('ctr', ctrArgs(['container', 'delete', c])).status === 0) userCleaned++;
+      if (ctrSync(['container', 'delete', c]).status === 0) userCleaned++;
     }
   }
 
@@ -457,7 +478,7 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
     if (s.length) problems.push(`sandbox records left for ${v}: ${s.map((u) => u.id).join(', ')}`);
   }
   for (const what of [['container', 'ls', '-q'], ['task', 'ls', '-q']]) {
-    const out = spawnSync('ctr', ctrArgs(what), { encoding: 'utf8' }).stdout.trim();
+    const out = ctrSync(what).stdout.trim();
     if (out) problems.push(`ctr ${what.slice(0, 2).join(' ')} not empty: ${out.split('\n').join(', ')}`);
   }
 
@@ -503,17 +524,6 @@ export async function runSoak(opts: SoakOptions): Promise<SoakResult> {
   };
 }
 
-/** Loop devices backed by the file, found through sysfs (losetup -j cannot name a deleted file). */
-export function loopsBackedBy(file: string): string[] {
-  const out: string[] = [];
-  for (const d of fs.readdirSync('/sys/block').filter((n) => n.startsWith('loop'))) {
-    try {
-      if (fs.readFileSync(`/sys/block/${d}/loop/backing_file`, 'utf8').trim().replace(/ \(deleted\)$/, '') === file) out.push(`/dev/${d}`);
-    } catch { /* not attached */ }
-  }
-  return out;
-}
-
 /** The runc shim behind a script that SIGSTOPs the shim it started for an id marked by <dir>/stop-<id>
  *  (once), before answering: containerd's Create then waits on a stopped process. */
 function stoppingDownstream(dir: string): string {
@@ -536,6 +546,25 @@ function stoppingDownstream(dir: string): string {
     '',
   ].join('\n'), { mode: 0o755 });
   return file;
+}
+
+/** How long one of the soak's own ctr calls may take: containerd answers them in milliseconds. */
+const CTR_SYNC_TIMEOUT_MS = 60000;
+
+/** For a hung ctr call: who holds this run's sockets (ss), and each process's state and kernel wait. */
+function hangReport(args: string[], pids: number[], sockDir: string): string {
+  const ss = spawnSync('ss', ['-xap'], { encoding: 'utf8' }).stdout ?? '';
+  const lines = ss.split('\n').filter((l) => l.includes(sockDir) || pids.some((p) => l.includes(`pid=${p},`)));
+  const procs = pids.filter((p) => p > 0).map((p) => {
+    let stat = '';
+    let wchan = '';
+    let fds = -1;
+    try { stat = fs.readFileSync(`/proc/${p}/stat`, 'utf8').split(' ')[2]; } catch { /* exited */ }
+    try { wchan = fs.readFileSync(`/proc/${p}/wchan`, 'utf8'); } catch { /* exited */ }
+    try { fds = fs.readdirSync(`/proc/${p}/fd`).length; } catch { /* exited */ }
+    return `${p} state=${stat} wchan=${wchan} fds=${fds} ${safeCmdline(p)}`;
+  });
+  return [`ctr ${args.join(' ')}`, `at ${new Date().toISOString()}`, '', '# processes', ...procs, '', '# unix sockets (ss -xap) of socketDir and of those processes', ...lines, ''].join('\n');
 }
 
 /** Writes until the filesystem is full (big chunks, then small ones for the rest). */

@@ -4,6 +4,26 @@ import * as net from 'net';
 import * as path from 'path';
 import { Channel, type Frame, FrameParser, decodeResponse, encodeFrame, type Response } from '../../src/ttrpc';
 
+/**
+ * The raw forwarder of src/ttrpc/README.md, one direction: every frame of `from` goes to `to` unchanged
+ * (onFrame sees it first); reading `from` pauses while `to`'s socket is full, and `to` closes with `from`.
+ */
+export function forwardFrames(from: Channel, to: Channel, onFrame?: (f: Frame) => void): void {
+  let paused = false;
+  from.on('frame', (f: Frame) => {
+    onFrame?.(f);
+    if (!to.sendRaw(f.raw) && !to.closed && !paused) {
+      paused = true;
+      from.pause();
+      to.once('drain', () => {
+        paused = false;
+        from.resume();
+      });
+    }
+  });
+  from.on('close', () => to.close());
+}
+
 /** A peer that speaks raw frames over a socket and records everything it receives. */
 export class RawPeer {
   readonly frames: Frame[] = [];
@@ -85,7 +105,6 @@ export async function channelPair(dir: string, maxLength?: number): Promise<{ ch
   return { ch, peer, server, socket };
 }
 
-/** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
 /** The raw peers a test opens, destroyed together when it ends. */
 export class RawPeers {
   private readonly open: RawPeer[] = [];
@@ -101,6 +120,7 @@ export class RawPeers {
   }
 }
 
+/** A listening socket that hands each accepted connection out as a RawPeer (to test the Client). */
 export class RawListener {
   private readonly server: net.Server;
   private readonly all: RawPeer[] = [];

@@ -5,27 +5,18 @@ import { strict as assert } from 'assert';
 import * as net from 'net';
 import * as path from 'path';
 import { Channel, Client, Code, type Frame, FrameType, Server, TtrpcError, peekServiceMethod } from '../../src/ttrpc';
-import { hex, until } from '../support/ttrpc';
+import { forwardFrames, hex, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
+/** forwardFrames, noting the raw frames and the calls (service/method #stream) that pass. */
 function pipe(from: Channel, to: Channel, seen: string[], rawSeen: Buffer[]): void {
-  let paused = false;
-  from.on('frame', (f: Frame) => {
+  forwardFrames(from, to, (f: Frame) => {
     if (f.type === FrameType.Request) {
       const { service, method } = peekServiceMethod(f.data);
       seen.push(`${service}/${method} #${f.streamId}`);
     }
     rawSeen.push(f.raw);
-    if (!to.sendRaw(f.raw) && !to.closed && !paused) {
-      paused = true;
-      from.pause();
-      to.once('drain', () => {
-        paused = false;
-        from.resume();
-      });
-    }
   });
-  from.on('close', () => to.close());
 }
 
 describe('ttrpc raw forwarding through Channel', () => {

@@ -3,7 +3,7 @@
 // live in the parent. It counts what it reports through onError by kind and keeps no Error object.
 // IPC: sends {ready: true} once listening; answers {op: 'stats'} with Stats after a forced collection.
 import { Server } from '../../src/ttrpc';
-import { SVC } from './fuzz-gen';
+import { SVC } from '../support/fuzz-gen';
 
 export interface Stats {
   rss: number;

@@ -18,7 +18,7 @@ import {
 } from '../../src/ttrpc';
 import { RawPeers, prng, until } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
-import { SVC, generate, int, pick, randomBytes, writeInPieces } from './fuzz-gen';
+import { SVC, generate, int, pick, randomBytes, writeInPieces } from '../support/fuzz-gen';
 import type { Stats } from './fuzz-server';
 import { MeasuredChild, checkMemory } from '../support/child-stats';
 

@@ -2,33 +2,21 @@
 // writing anything), with the exact problem and fix each refusal gives.
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { isPciAddress, missingDeviceAdvice, normalizeDevice, spdkSocketPath, validateDevice } from '../../src/volumes/device';
 import { type MountInfo, VolumeError } from '../../src/volumes/types';
-import { mountInfo } from '../support/volumes';
+import { mountInfo, useVhostSocket } from '../support/volumes';
 import { imageFile } from '../support/disks';
-import { removeDir, scratchDir } from '../support/scratch';
 
 const VOL = '/kubelet/dev';
 
 describe('volumes/device', () => {
   let dir: string;
   let sock: string;
-  let server: net.Server;
-  before(async () => {
-    dir = scratchDir('device');
-    sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
-  });
-  after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    removeDir(dir);
+  const vhost = useVhostSocket('device');
+  before(() => {
+    ({ dir, sock } = vhost);
   });
 
   /** [problem, fix] of the refusal; fails when the device is accepted. */

@@ -1,10 +1,11 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { TEMP_PREFIX, UnreadableFileError, errnoOf, fsyncDir, kindOf, lstatOrUndefined, readRegularFile, tempName, writeFileAtomic, writeNewFileSync } from '../../src/volumes/files';
 import { scratchDir, snapshot } from '../support/scratch';
+import { withTmpfs } from '../support/disks';
+import { closeServer, listeningSocket } from '../support/volumes';
 
 /** This process's open file descriptors. */
 const openFds = (): string[] => fs.readdirSync('/proc/self/fd').sort();
@@ -77,17 +78,12 @@ describe('volumes/files', () => {
     assert.deepStrictEqual(snapshot(scratch), before);
     // A temp dir on another file system cannot be renamed from (EXDEV): proof of where the temp file is made.
     const other = path.join(scratch, 'other-fs');
-    fs.mkdirSync(other);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=1m', 'katavol-test', other], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(other, () => {
       assert.throws(() => writeFileAtomic(path.join(dir, 'f'), 'x', { tempDir: other }), (e) => errnoOf(e) === 'EXDEV');
       assert.deepStrictEqual(fs.readdirSync(other), []);
       writeFileAtomic(path.join(other, 'f'), 'beside');
       assert.deepStrictEqual(fs.readdirSync(other), ['f']);
-    } finally {
-      spawnSync('umount', [other]);
-    }
+    }, 'size=1m');
   });
 
   it('writeFileAtomic passes on the first failure as it was (here: no directory to write in)', () => {
@@ -138,8 +134,7 @@ describe('volumes/files', () => {
 
   it('kindOf names what a path is', async () => {
     const sock = path.join(scratch, 'sock');
-    const server = net.createServer();
-    await new Promise<void>((res) => server.listen(sock, res));
+    const server = await listeningSocket(sock);
     try {
       const fifo = path.join(scratch, 'fifo');
       assert.strictEqual(spawnSync('mkfifo', [fifo]).status, 0);
@@ -155,7 +150,7 @@ describe('volumes/files', () => {
       const none = { isFile: () => false, isDirectory: () => false, isBlockDevice: () => false, isCharacterDevice: () => false, isSocket: () => false, isFIFO: () => false, isSymbolicLink: () => false } as fs.Stats;
       assert.strictEqual(kindOf(none), 'an unusual file');
     } finally {
-      await new Promise((res) => server.close(res));
+      await closeServer(server);
     }
   });
 
@@ -185,12 +180,11 @@ describe('volumes/files', () => {
     assert.strictEqual(unreadable(() => readRegularFile(scratch, { maxBytes: 100 })).problem, 'is a directory, not a regular file');
     assert.strictEqual(unreadable(() => readRegularFile('/dev/zero', { maxBytes: 100 })).problem, 'is a character device, not a regular file');
     const sock = path.join(scratch, 'sock');
-    const server = net.createServer();
-    await new Promise<void>((res) => server.listen(sock, res));
+    const server = await listeningSocket(sock);
     try {
       assert.strictEqual(unreadable(() => readRegularFile(sock, { maxBytes: 100 })).problem, 'is a unix socket, not a regular file');
     } finally {
-      await new Promise((res) => server.close(res));
+      await closeServer(server);
     }
     // Other failures are the fs error itself.
     assert.throws(() => readRegularFile(path.join(scratch, 'x'.repeat(300)), { maxBytes: 100 }), (err) => errnoOf(err) === 'ENAMETOOLONG');

@@ -59,6 +59,7 @@ describe('volumes/fstype', () => {
     sh('mkfs.ext3', ['-q', '-F', e3]);
     assert.strictEqual(superblockMismatch(e3, 'ext4'), undefined);
     assert.strictEqual(superblockMismatch(e3, 'ext2'), undefined);
+    assert.strictEqual(superblockMismatch(e3, 'xfs')!.found, 'ext3', 'only ext2 and ext4 take an ext3');
     assert.strictEqual(superblockMismatch(e3, 'vfat'), undefined, 'a type katavol cannot recognise is not judged');
     assert.strictEqual(superblockMismatch(path.join(scratch, 'gone'), 'ext4'), undefined, 'a missing device is the device check\'s business');
     assert.strictEqual(superblockMismatch(imageFile(scratch, 'b.img'), 'ext4')!.found, 'none');
@@ -211,6 +212,7 @@ describe('volumes/fstype', () => {
     for (const [declared, found, ok] of [
       ['ext4', 'ext4', true], ['ext4', 'ext3', true], ['ext4', 'ext2', true], ['ext3', 'ext3', true], ['ext2', 'ext3', true], ['xfs', 'xfs', true],
       ['ext3', 'ext2', false], ['ext3', 'ext4', false], ['ext2', 'ext4', false], ['ext4', 'xfs', false], ['xfs', 'ext4', false], ['ext2', 'xfs', false],
+      ['xfs', 'ext3', false], ['btrfs', 'ext3', false],
     ] as const) {
       assert.strictEqual(fsTypeCompatible(declared, found), ok, `${declared} <- ${found}`);
     }

@@ -5,6 +5,7 @@ import { spawn, spawnSync } from 'child_process';
 import { type LockTarget, lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
 import { scratchDir } from '../support/scratch';
+import { withTmpfs } from '../support/disks';
 
 const VOL = '/kubelet/locked-vol';
 
@@ -204,13 +205,8 @@ describe('volumes/lock', () => {
 
   it('passes on a failure to create the lock other than "taken" (a read-only file system)', () => {
     const ro = path.join(scratch, 'ro');
-    fs.mkdirSync(ro);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'ro', 'katavol-test', ro], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(ro, () => {
       assert.throws(() => withLock({ ...target, lockDir: ro }, () => 1, 1000), (e: NodeJS.ErrnoException) => e.code === 'EROFS' && e.syscall === 'symlink');
-    } finally {
-      spawnSync('umount', [ro]);
-    }
+    }, 'ro');
   });
 });

@@ -1,6 +1,5 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import {
@@ -11,8 +10,9 @@ import { encodeVolumePath } from '../../src/volumes/encoding';
 import { errnoOf } from '../../src/volumes/files';
 import { lockFileFor, withLock } from '../../src/volumes/lock';
 import { VolumeError } from '../../src/volumes/types';
-import { imageFile, mkExt4 } from '../support/disks';
-import { scratchDir, snapshot } from '../support/scratch';
+import { imageFile, mkExt4, withTmpfs } from '../support/disks';
+import { snapshot } from '../support/scratch';
+import { closeServer, listeningSocket, useScratchRegistry } from '../support/volumes';
 
 const VOL = '/kubelet/kata-direct-vol-002/directvol002';
 const NAME = 'L2t1YmVsZXQva2F0YS1kaXJlY3Qtdm9sLTAwMi9kaXJlY3R2b2wwMDI=';
@@ -28,20 +28,24 @@ function expectVolumeError(fn: () => unknown, problem: RegExp): VolumeError {
   assert.fail(`expected a VolumeError matching ${problem}`);
 }
 
-describe('volumes/registry', () => {
-  let scratch: string;
-  let root: string;
-  let reg: Registry;
-  let img: string;
-  const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
+// Each test's scratch registry (at Kata's relative layout under it) and a plain image file, set by
+// withRegistry's hooks in both blocks below.
+let scratch: string;
+let root: string;
+let reg: Registry;
+let img: string;
+const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
 
+function withRegistry(): void {
+  const fx = useScratchRegistry('reg', path.join('run', 'direct-volumes'));
   beforeEach(() => {
-    scratch = scratchDir('reg');
-    root = path.join(scratch, 'run', 'direct-volumes');
-    reg = new Registry(root);
+    ({ scratch, root, reg } = fx);
     img = imageFile(scratch);
   });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
+}
+
+describe('volumes/registry', () => {
+  withRegistry();
 
   it('resolves the root: env KATAVOL_VOLUME_ROOT > configured > Kata default', () => {
     const saved = process.env.KATAVOL_VOLUME_ROOT;
@@ -143,13 +147,12 @@ describe('volumes/registry', () => {
   it('accepts block devices, real unix sockets (with or without spdk://) and the VFIO address forms', async () => {
     reg.add('/b', json('/dev/loop0'));
     const sock = path.join(scratch, 'vhost.0');
-    const server = net.createServer();
-    await new Promise<void>((res) => server.listen(sock, res));
+    const server = await listeningSocket(sock);
     try {
       reg.add('/s1', `{"volume-type":"spdkvol","device":"${sock}","fstype":"ext4"}`);
       reg.add('/s2', `{"volume-type":"spoolvol","device":"spdk://${sock}","fstype":"ext4"}`);
     } finally {
-      await new Promise((res) => server.close(res));
+      await closeServer(server);
     }
     reg.add('/v1', '{"volume-type":"vfiovol","device":"3b:00.1","fstype":"ext4"}');
     reg.add('/v2', '{"volume-type":"vfiovol","device":"/dev/vfio/12","fstype":"ext4"}');
@@ -349,10 +352,7 @@ describe('volumes/registry', () => {
 
   it('on a full filesystem: an add fails naming ENOSPC and leaves no trace, while sandbox records can still be released (the lock takes no data block)', () => {
     const small = path.join(scratch, 'small');
-    fs.mkdirSync(small);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=256k', 'katavol-test', small], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(small, () => {
       const full = new Registry(path.join(small, 'vols'));
       full.add(VOL, json(img));
       full.recordSandbox(VOL, 'sb1', 'runc');
@@ -368,9 +368,7 @@ describe('volumes/registry', () => {
       assert.deepStrictEqual(snapshot(path.join(small, 'vols')), before, 'the failed add changed nothing');
       full.releaseSandbox(VOL, 'sb1');
       assert.deepStrictEqual(full.sandboxesOf(VOL), [], 'released on the full disk');
-    } finally {
-      spawnSync('umount', [small]);
-    }
+    }, 'size=256k');
   });
 });
 
@@ -378,31 +376,8 @@ describe('volumes/registry', () => {
 // the files written or left alone. Also every file-system failure path, reached for real (a read-only
 // or full tmpfs, a file in the way, a symbolic-link loop, an unprivileged effective uid).
 describe('volumes/registry: every refusal and failure, as the user reads it', () => {
-  let scratch: string;
-  let root: string;
-  let reg: Registry;
-  let img: string;
-  const json = (device: string, extra = ''): string => `{"volume-type":"directvol","device":"${device}","fstype":"ext4"${extra}}`;
+  withRegistry();
 
-  beforeEach(() => {
-    scratch = scratchDir('reg');
-    root = path.join(scratch, 'run', 'direct-volumes');
-    reg = new Registry(root);
-    img = imageFile(scratch);
-  });
-  afterEach(() => fs.rmSync(scratch, { recursive: true, force: true }));
-
-  /** Mounts a small tmpfs at dir for fn; unmounted after. */
-  function withTmpfs<T>(dir: string, fn: () => T, size = '1m'): T {
-    fs.mkdirSync(dir, { recursive: true });
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'katavol-test', dir], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
-      return fn();
-    } finally {
-      spawnSync('umount', [dir]);
-    }
-  }
   const remount = (dir: string, how: 'ro' | 'rw'): void => {
     const m = spawnSync('mount', ['-o', `remount,${how}`, dir], { encoding: 'utf8' });
     assert.strictEqual(m.status, 0, m.stderr);
@@ -749,7 +724,7 @@ describe('volumes/registry: every refusal and failure, as the user reads it', ()
       e = expectVolumeError(() => full.recordSandbox(VOL, 'sb2', 'runc'), /^cannot record sandbox sb2: ENOSPC/);
       assert.deepStrictEqual([e.fix, e.file], ['free some space on the file system of the registry root', path.join(full.entryDir(VOL), 'sb2')]);
       assert.deepStrictEqual(snapshot(path.join(small, 'vols')), before);
-    }, '256k');
+    }, 'size=256k');
   });
 
   it('remove: renames the entry away first (a mount point cannot be, and is left whole), then drops katavol\'s records of it', () => {

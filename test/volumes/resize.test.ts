@@ -2,12 +2,12 @@ import * as assert from 'assert';
 import * as fs from 'fs';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
-import { Registry } from '../../src/volumes/registry';
+import type { Registry } from '../../src/volumes/registry';
 import { formatSize, mountAndRun, parseSize, resizeVolume } from '../../src/volumes/resize';
 import { findHostMounts, runTool } from '../../src/volumes/host-device';
 import { VolumeError } from '../../src/volumes/types';
-import { scratchDir } from '../support/scratch';
-import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh } from '../support/disks';
+import { useScratchRegistry } from '../support/volumes';
+import { LoopFixture, canResizeOnline, ext4Bytes, mkExt4, sh, withTmpfs } from '../support/disks';
 
 const MiB = 1 << 20;
 const VOL = '/kubelet/resize-me';
@@ -24,22 +24,24 @@ function refuses(fn: () => unknown, problem: RegExp): VolumeError {
   assert.fail('expected a refusal');
 }
 
-describe('volumes/resize', () => {
-  let scratch: string;
-  let reg: Registry;
-  let img: string;
-  const loops = new LoopFixture();
-  const add = (device: string, fstype = 'ext4'): void => void reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype }));
+// Each test's scratch registry and ext4 image, set by withImage's hooks in every block below.
+let scratch: string;
+let reg: Registry;
+let img: string;
+const loops = new LoopFixture();
+const add = (device: string, fstype = 'ext4'): void => void reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype }));
 
+/** Before each test of the calling block: a scratch registry and an unregistered ext4 image of imageBytes. */
+function withImage(imageBytes: number): void {
+  const fx = useScratchRegistry('resize', 'root', loops);
   beforeEach(() => {
-    scratch = scratchDir('resize');
-    reg = new Registry(path.join(scratch, 'root'));
-    img = mkExt4(scratch, 'vol.img', 32 * MiB);
+    ({ scratch, reg } = fx);
+    img = mkExt4(scratch, 'vol.img', imageBytes);
   });
-  afterEach(async () => {
-    await loops.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
-  });
+}
+
+describe('volumes/resize', () => {
+  withImage(32 * MiB);
 
   it('parses sizes as bytes or binary units and formats them back', () => {
     assert.deepStrictEqual(['1073741824', '10G', '512MiB', '4k', '1Ti'].map(parseSize), [2 ** 30, 10 * 2 ** 30, 512 * MiB, 4096, 2 ** 40]);
@@ -220,21 +222,7 @@ describe('volumes/resize', () => {
 });
 
 describe('volumes/resize: every refusal as the user reads it, and what is left as it was', () => {
-  let scratch: string;
-  let reg: Registry;
-  let img: string;
-  const loops = new LoopFixture();
-  const add = (device: string, fstype = 'ext4'): void => void reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device, fstype }));
-
-  beforeEach(() => {
-    scratch = scratchDir('resize');
-    reg = new Registry(path.join(scratch, 'root'));
-    img = mkExt4(scratch, 'vol.img', 16 * MiB);
-  });
-  afterEach(async () => {
-    await loops.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
-  });
+  withImage(16 * MiB);
 
   it('sizes: surrounding blanks allowed, binary units in either case, unsafe integers refused; formatted in the largest whole unit', () => {
     assert.deepStrictEqual([' 10G ', '2 k', '3MIB', '1kb', '5p', '0'].map(parseSize), [10 * 2 ** 30, 2048, 3 * MiB, 1024, 5 * 2 ** 50, 0]);
@@ -367,10 +355,7 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
 
   it('needs free space on the image\'s file system for the growth only (not for the whole new size)', () => {
     const small = path.join(scratch, 'small');
-    fs.mkdirSync(small);
-    const m = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=24m', 'katavol-test', small], { encoding: 'utf8' });
-    assert.strictEqual(m.status, 0, m.stderr);
-    try {
+    withTmpfs(small, () => {
       const vol = path.join(small, 'vol.img');
       fs.writeFileSync(vol, Buffer.alloc(12 * MiB));
       add(vol, 'xfs');
@@ -380,9 +365,7 @@ describe('volumes/resize: every refusal as the user reads it, and what is left a
       assert.strictEqual(e.fix, `nothing was changed; free space there (df ${small}) or choose a smaller size`);
       assert.strictEqual(fs.statSync(vol).size, 12 * MiB);
       assert.strictEqual(resizeVolume(reg, VOL, 20 * MiB).newSize, 20 * MiB);
-    } finally {
-      spawnSync('umount', [small]);
-    }
+    }, 'size=24m');
   });
 
   it('mountAndRun: mounts the device once more in a private namespace (gone afterwards), and reports a mount that fails', async () => {

@@ -1,31 +1,28 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
-import { Registry } from '../../src/volumes/registry';
+import type { Registry } from '../../src/volumes/registry';
 import { volumeStats } from '../../src/volumes/stats';
 import { VolumeError } from '../../src/volumes/types';
-import { scratchDir } from '../support/scratch';
+import { closeServer, listeningSocket, useScratchRegistry } from '../support/volumes';
 import { LoopFixture, ext4Bytes, mkExt4 } from '../support/disks';
 
 const MiB = 1 << 20;
 const VOL = '/kubelet/stats-vol';
 
+// Each test's scratch registry, set by useScratchRegistry's hooks in both blocks below.
+let scratch: string;
+let reg: Registry;
+const loops = new LoopFixture();
+
 describe('volumes/stats', () => {
-  let scratch: string;
-  let reg: Registry;
   let img: string;
-  const loops = new LoopFixture();
+  const fx = useScratchRegistry('stats', 'root', loops);
 
   beforeEach(() => {
-    scratch = scratchDir('stats');
-    reg = new Registry(path.join(scratch, 'root'));
+    ({ scratch, reg } = fx);
     img = mkExt4(scratch, 'vol.img', 24 * MiB);
     reg.add(VOL, JSON.stringify({ 'volume-type': 'directvol', device: img, fstype: 'ext4' }));
-  });
-  afterEach(async () => {
-    await loops.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
   });
 
   it('reports an unmounted image: size, allocation, no loop, usage from the superblock, sandboxes', () => {
@@ -82,17 +79,9 @@ describe('volumes/stats', () => {
 });
 
 describe('volumes/stats: block devices, sockets and what cannot be read', () => {
-  let scratch: string;
-  let reg: Registry;
-  const loops = new LoopFixture();
-
+  const fx = useScratchRegistry('stats', 'root', loops);
   beforeEach(() => {
-    scratch = scratchDir('stats');
-    reg = new Registry(path.join(scratch, 'root'));
-  });
-  afterEach(async () => {
-    await loops.cleanup();
-    fs.rmSync(scratch, { recursive: true, force: true });
+    ({ scratch, reg } = fx);
   });
 
   it('a block device: its size from sysfs, its own mounts and usage; no loop devices or allocation', () => {
@@ -110,8 +99,7 @@ describe('volumes/stats: block devices, sockets and what cannot be read', () => 
 
   it('an spdk volume: a socket, found with or without spdk://; a missing socket is an error naming it and the fix', async () => {
     const sock = path.join(scratch, 'vhost.0');
-    const server = net.createServer();
-    await new Promise<void>((res) => server.listen(sock, res));
+    const server = await listeningSocket(sock);
     try {
       reg.add('/s1', JSON.stringify({ 'volume-type': 'spdkvol', device: sock, fstype: 'ext4' }));
       reg.add('/s2', JSON.stringify({ 'volume-type': 'spoolvol', device: `spdk://${sock}`, fstype: 'xfs' }));
@@ -123,7 +111,7 @@ describe('volumes/stats: block devices, sockets and what cannot be read', () => 
       });
       assert.deepStrictEqual([volumeStats(reg, '/s2').deviceKind, volumeStats(reg, '/s2').volumeType], ['socket', 'spoolvol']);
     } finally {
-      await new Promise((res) => server.close(res));
+      await closeServer(server);
     }
     assert.throws(() => volumeStats(reg, '/s2'), (e: unknown) => e instanceof VolumeError && e.volumePath === '/s2'
       && e.problem === `vhost-user socket ${sock} does not exist`

@@ -34,6 +34,17 @@ export function busSlotFunc(dbdf: string): string {
   return dbdf.slice(5);
 }
 
+/** Basename of a symlink's target, or undefined when there is no such link. */
+function linkName(link: string): string | undefined {
+  try {
+    return path.basename(fs.readlinkSync(link));
+  }
+  // Stryker disable next-line BlockStatement: an empty catch returns undefined too
+  catch {
+    return undefined;
+  }
+}
+
 export class Sysfs {
   constructor(readonly root: string) {}
 
@@ -49,22 +60,12 @@ export class Sysfs {
 
   /** Basename of the device's iommu_group link, or undefined if it has none. */
   iommuGroupOf(dbdf: string): string | undefined {
-    try {
-      return path.basename(fs.readlinkSync(path.join(this.deviceDir(dbdf), 'iommu_group')));
-      // Stryker disable next-line BlockStatement: an empty catch returns undefined too
-    } catch {
-      return undefined;
-    }
+    return linkName(path.join(this.deviceDir(dbdf), 'iommu_group'));
   }
 
   /** Basename of the device's driver link, or undefined when no driver is bound. */
   driverOf(dbdf: string): string | undefined {
-    try {
-      return path.basename(fs.readlinkSync(path.join(this.deviceDir(dbdf), 'driver')));
-      // Stryker disable next-line BlockStatement: an empty catch returns undefined too
-    } catch {
-      return undefined;
-    }
+    return linkName(path.join(this.deviceDir(dbdf), 'driver'));
   }
 
   /** A hex attribute such as `vendor` (0x8086), `device`, or `class` (0x060000). */

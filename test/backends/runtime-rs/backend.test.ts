@@ -1,6 +1,5 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import type { PrepareContext } from '../../../src/backends/backend';
 import type { OciSpec } from '../../../src/volumes/types';
@@ -11,8 +10,8 @@ import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { driveIdFor } from '../../../src/backends/runtime-rs/volume';
 import { VolumeError } from '../../../src/volumes/types';
 import type { SandboxUse } from '../../../src/volumes/registry';
-import { buildSysfs } from './fixtures';
-import { mountInfo, recordingLog, resolved } from '../../support/volumes';
+import { buildSysfs } from '../../support/sysfs';
+import { mountInfo, recordingLog, resolved, useVhostSocket } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 type Call = [string, ...unknown[]];
@@ -59,28 +58,18 @@ describe('runtime-rs backend (backend.ts)', () => {
   let image: string;
   let sock: string;
   let sysfs: string;
-  let server: net.Server;
+  const vhost = useVhostSocket('backend');
 
-  before(async () => {
-    dir = scratchDir('backend');
+  before(() => {
+    ({ dir, sock } = vhost);
     image = path.join(dir, 'data.img');
     fs.writeFileSync(image, Buffer.alloc(65536));
-    sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
     sysfs = path.join(dir, 'sys');
     buildSysfs(sysfs, [
       { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
       { dbdf: '0000:3b:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '8', driver: 'nvme' },
       { dbdf: '0000:3b:00.2', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '9', driver: 'vfio-pci' },
     ]);
-  });
-  after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    fs.rmSync(dir, { recursive: true, force: true });
   });
 
   const cfg = () => parseRuntimeRsConfig({ sysfsRoot: sysfs, blockDeviceDriver: 'virtio-blk-mmio' }, 'test');
@@ -384,7 +373,7 @@ describe('runtime-rs backend (backend.ts)', () => {
 
   it('gives one vfio function one device however it is spelled; an spoolvol is refused as Dragonball cannot serve it', async () => {
     const reg = new FakeRegistry();
-    const devices = ['3B:00.0', '0000:3b:00.0', '3b:00.2', '/dev/vfio/7', '/dev/vfio/9', '/dev/vfio/9'];
+    const devices = ['3B:00.0', '0000:3b:00.0', '3b:00.2', '/dev/vfio/7', '/dev/vfio/9', '/dev/vfio/09'];
     const spec: OciSpec = { mounts: devices.map((_, i) => ({ ...vfioMount(), destination: `/dpu${i}` })) };
     const out = await new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, spec,
       devices.map((d, i) => resolved(i, spec.mounts![i], `/kubelet/dpu${i}`, mountInfo('vfiovol', d))));
@@ -393,6 +382,27 @@ describe('runtime-rs backend (backend.ts)', () => {
     const pool: OciSpec = { mounts: [{ ...spdkMount(), type: 'spoolvol' }] };
     await assert.rejects(new RuntimeRsBackend(cfg(), reg).prepare(ctx().ctx, pool, [resolved(0, pool.mounts![0], '/kubelet/pool', mountInfo('spoolvol', sock))]),
       /^VolumeError: volume "\/kubelet\/pool": mount \/fast: spoolvol is not supported with Dragonball/);
+  });
+
+  it('refuses a vfiovol device that is neither a PCI address nor a VFIO group, naming the volume, the file and the fix', async () => {
+    const spec: OciSpec = { mounts: [vfioMount()] };
+    await assert.rejects(new RuntimeRsBackend(cfg(), new FakeRegistry()).prepare(ctx().ctx, spec, [
+      resolved(0, spec.mounts![0], '/kubelet/dpu', mountInfo('vfiovol', '3b:00')),
+    ]), (e: Error) => {
+      assert.ok(e instanceof VolumeError, String(e));
+      assert.strictEqual(e.message, 'volume "/kubelet/dpu": mount /dpu: vfiovol device "3b:00" is not a PCI address (BB:DD.F or DDDD:BB:DD.F) or a VFIO group (/dev/vfio/N) (/registry//kubelet/dpu/mountInfo.json); re-register the volume with "device" set to the function\'s address, e.g. 0000:3b:00.1 (see lspci -D)');
+      return true;
+    });
+  });
+
+  it('binds a raw block device at a /dev destination with only the mount\'s own options (none here)', async () => {
+    const mount = { destination: '/dev/xvdb', type: 'directvol', source: '/kubelet/data' };
+    const out = await new RuntimeRsBackend(cfg(), new FakeRegistry()).prepare(ctx().ctx, { mounts: [mount] }, [
+      resolved(0, mount, '/kubelet/data', mountInfo('directvol', image)),
+    ]);
+    assert.deepStrictEqual(out.spec.mounts, [mount]);
+    const [entry] = JSON.parse(out.spec.annotations![DEVICES_ANNOTATION]) as Array<{ storage: unknown }>;
+    assert.deepStrictEqual(entry.storage, { driver: 'mmioblk', source: '/dev/vda', fs_type: 'bind', options: [] });
   });
 
   it('refuses a volume type it does not handle, naming the volume, the file and the fix', async () => {

@@ -5,9 +5,9 @@ import * as path from 'path';
 import { blockDeviceEntry, buildBlockDevice, checkBlockDevice, hostReadOnly } from '../../../src/backends/runtime-rs/block';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { VolumeError } from '../../../src/volumes/types';
-import { volumeInput } from './fixtures';
-import { mountInfo, recordingLog } from '../../support/volumes';
+import { mountInfo, recordingLog, volumeInput } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
+import { LoopFixture } from '../../support/disks';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
 const PLACE = { index: 1, driveId: '0123456789abcdef' };
@@ -19,7 +19,8 @@ const UNLIMITED = {
 describe('runtime-rs directvol (block.ts)', () => {
   let dir: string;
   let image: string;
-  const loops: string[] = [];
+  // Detaches only devices still over this suite's files (one a test's code freed may be another test's by now).
+  const loops = new LoopFixture();
 
   before(() => {
     dir = scratchDir('block');
@@ -27,13 +28,9 @@ describe('runtime-rs directvol (block.ts)', () => {
     fs.writeFileSync(image, Buffer.alloc(1024 * 1024));
   });
   /** A loop device over the test image (read-only with -r), detached after the suite. */
-  const attach = (readOnly: boolean, file = image): string => {
-    const loop = execFileSync('losetup', ['-f', '--show', ...(readOnly ? ['-r'] : []), file], { encoding: 'utf8' }).trim();
-    loops.push(loop);
-    return loop;
-  };
-  after(() => {
-    for (const l of loops) execFileSync('losetup', ['-d', l]);
+  const attach = (readOnly: boolean, file = image): string => loops.attach(file, readOnly);
+  after(async () => {
+    await loops.cleanup();
     fs.rmSync(dir, { recursive: true, force: true });
   });
 
@@ -122,8 +119,7 @@ describe('runtime-rs directvol (block.ts)', () => {
   }
 
   it('makes a block device the host reports read-only (BLKROGET) read-only, and logs it', function () {
-    const loop = execFileSync('losetup', ['-r', '-f', '--show', image], { encoding: 'utf8' }).trim();
-    loops.push(loop);
+    const loop = attach(true);
     assert.strictEqual(execFileSync('blockdev', ['--getro', loop], { encoding: 'utf8' }).trim(), '1');
     const log = recordingLog();
     const v = volumeInput(mountInfo('directvol', loop));
@@ -139,8 +135,7 @@ describe('runtime-rs directvol (block.ts)', () => {
   });
 
   it('keeps a writable block device writable', () => {
-    const loop = execFileSync('losetup', ['-f', '--show', image], { encoding: 'utf8' }).trim();
-    loops.push(loop);
+    const loop = attach(false);
     const e = buildBlockDevice(volumeInput(mountInfo('directvol', loop)), DEFAULTS, PLACE, recordingLog());
     assert.strictEqual(e.readOnly, false);
     assert.strictEqual(e.spec.is_read_only, false);

@@ -8,11 +8,12 @@ import * as net from 'net';
 import * as path from 'path';
 import { spawnSync } from 'child_process';
 import { KATAVOL, PrivateContainerd, SHIM, makeExt4Image, makeRootfs, sleep, tmpDir } from '../../support/containerd';
+import { detachOwnLoop } from '../../support/disks';
 import { socketDir } from '../../support/scratch';
 import { RECORDER, RECORDER_DIR_ENV, createdSpecs, readRecords, rpcCalls } from '../../peers/recorder/record';
 import { Registry, encodeVolumePath } from '../../../src/volumes/registry';
 import type { OciMount } from '../../../src/volumes/types';
-import { buildSysfs } from './fixtures';
+import { GROUP_7, NOT_LISTED, NO_IOMMU, NVME_BOUND, buildSysfs } from '../../support/sysfs';
 
 const DEVICES = 'io.katacontainers.katavol.devices';
 const SANDBOX = 'io.kubernetes.cri.sandbox-id';
@@ -158,19 +159,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
     recDir = socketDir('r');
     sysfs = path.join(work, 'sys');
     configFile = path.join(work, 'katavol.json');
-    buildSysfs(sysfs, [
-      // Group 7: a host bridge and an audio function (both stay on the host), two passable functions.
-      { dbdf: '0000:00:00.0', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '7' },
-      { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
-      { dbdf: '0000:3b:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '7', driver: 'vfio-pci' },
-      { dbdf: '0000:3b:00.2', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '7', driver: 'vfio-pci' },
-      // Still bound to the host's nvme driver.
-      { dbdf: '0000:5e:00.0', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '8', driver: 'nvme' },
-      // No IOMMU group (IOMMU off).
-      { dbdf: '0000:60:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', driver: 'vfio-pci' },
-      // Links to group 10 but is not listed in it.
-      { dbdf: '0000:61:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '10', driver: 'vfio-pci', listedInGroup: false },
-    ]);
+    buildSysfs(sysfs, [...GROUP_7, NVME_BOUND, NO_IOMMU, NOT_LISTED]);
     writeConfig();
     ctd = await PrivateContainerd.start({ env: { KATAVOL_CONFIG: configFile, KATAVOL_VOLUME_ROOT: volRoot, [RECORDER_DIR_ENV]: recDir } });
   });
@@ -254,7 +243,7 @@ describe('runtime-rs backend end to end (private containerd -> katavol -> record
       await stop(id);
       await noLeftovers();
     } finally {
-      spawnSync('losetup', ['-d', dev]);
+      detachOwnLoop(dev, c);
     }
   });
 

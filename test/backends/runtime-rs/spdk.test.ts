@@ -1,13 +1,10 @@
 import * as assert from 'assert';
 import * as fs from 'fs';
-import * as net from 'net';
 import * as path from 'path';
 import { parseRuntimeRsConfig } from '../../../src/backends/runtime-rs/config';
 import { buildSpdkDevice, spdkPathOnHost } from '../../../src/backends/runtime-rs/spdk';
 import { VolumeError } from '../../../src/volumes/types';
-import { volumeInput } from './fixtures';
-import { mountInfo } from '../../support/volumes';
-import { scratchDir } from '../../support/scratch';
+import { mountInfo, useVhostSocket, volumeInput } from '../../support/volumes';
 
 const DEFAULTS = parseRuntimeRsConfig(undefined, 'test');
 const PLACE = { index: 0, driveId: 'aaaaaaaaaaaaaaaa' };
@@ -15,20 +12,9 @@ const PLACE = { index: 0, driveId: 'aaaaaaaaaaaaaaaa' };
 describe('runtime-rs spdkvol (spdk.ts)', () => {
   let dir: string;
   let sock: string;
-  let server: net.Server;
-
-  before(async () => {
-    dir = scratchDir('spdk');
-    sock = path.join(dir, 'vhost.0');
-    server = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
-      server.listen(sock, resolve);
-    });
-  });
-  after(async () => {
-    await new Promise<void>((resolve) => server.close(() => resolve()));
-    fs.rmSync(dir, { recursive: true, force: true });
+  const vhost = useVhostSocket('spdk');
+  before(() => {
+    ({ dir, sock } = vhost);
   });
 
   it('builds the vhost-user-blk config: spdk:// socket, device_type Spdk, MMIO, Kata defaults', () => {

@@ -5,8 +5,8 @@ import { parseRuntimeRsConfig, type RuntimeRsConfig } from '../../../src/backend
 import { Sysfs, busSlotFunc, isDbdf, parseVfioDevice, skippedClass } from '../../../src/backends/runtime-rs/pci';
 import { buildVfioDevice, checkVfioDevice } from '../../../src/backends/runtime-rs/vfio';
 import { VolumeError } from '../../../src/volumes/types';
-import { buildSysfs, volumeInput } from './fixtures';
-import { mountInfo, recordingLog } from '../../support/volumes';
+import { GROUP_7, NOT_LISTED, NO_IOMMU, NVME_BOUND, buildSysfs } from '../../support/sysfs';
+import { mountInfo, recordingLog, volumeInput } from '../../support/volumes';
 import { scratchDir } from '../../support/scratch';
 
 const PLACE = { index: 3, driveId: 'unused0000000000' };
@@ -76,18 +76,12 @@ describe('runtime-rs vfiovol: host checks and HostDeviceConfig (vfio.ts)', () =>
     root = scratchDir('sysfs');
     buildSysfs(root, [
       // Group 7: a host bridge, the virtio-blk VF we want, its HDMI-like audio sibling, and one more VF.
-      { dbdf: '0000:00:00.0', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '7' },
-      { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
-      { dbdf: '0000:3b:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '7', driver: 'vfio-pci' },
-      { dbdf: '0000:3b:00.2', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '7', driver: 'vfio-pci' },
-      // Group 8: bound to the kernel's nvme driver.
-      { dbdf: '0000:5e:00.0', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '8', driver: 'nvme' },
+      ...GROUP_7,
+      NVME_BOUND,
       // Group 9: no driver at all.
       { dbdf: '0000:5f:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '9' },
-      // No IOMMU group (IOMMU off).
-      { dbdf: '0000:60:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', driver: 'vfio-pci' },
-      // Linked to group 10 but not listed in it.
-      { dbdf: '0000:61:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '10', driver: 'vfio-pci', listedInGroup: false },
+      NO_IOMMU,
+      NOT_LISTED,
       // Group 11: the requested VF is fine, its sibling is bound to virtio-pci.
       { dbdf: '0000:62:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '11', driver: 'vfio-pci' },
       { dbdf: '0000:62:00.1', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '11', driver: 'virtio-pci' },

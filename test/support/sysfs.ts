@@ -1,10 +1,7 @@
-// Test fixtures for the runtime-rs backend: a sysfs tree laid out like the kernel's
-// (/sys/bus/pci/devices -> /sys/devices/..., iommu_group and driver links), and its volume input.
-// Fixtures every suite uses (mountInfo, resolved, loggers) are in test/support/volumes.ts.
+// A sysfs tree laid out like the kernel's (/sys/bus/pci/devices -> /sys/devices/..., iommu_group and
+// driver links) for the vfiovol host checks, and the PCI functions the vfio suites share.
 import * as fs from 'fs';
 import * as path from 'path';
-import type { MountInfo } from '../../../src/volumes/types';
-import type { VolumeInput } from '../../../src/backends/runtime-rs/volume';
 
 export interface PciFunction {
   dbdf: string;
@@ -46,14 +43,19 @@ export function buildSysfs(root: string, functions: PciFunction[]): void {
   }
 }
 
-export function volumeInput(info: MountInfo, over: Partial<VolumeInput> = {}): VolumeInput {
-  return {
-    volumePath: '/kubelet/vol-1',
-    destination: '/data',
-    info,
-    file: '/tmp/registry/L2t1YmVsZXQvdm9sLTE=/mountInfo.json',
-    readOnly: false,
-    ociOptions: [],
-    ...over,
-  };
-}
+/** IOMMU group 7: a host bridge and an audio function (both stay on the host) beside two passable functions. */
+export const GROUP_7: readonly PciFunction[] = [
+  { dbdf: '0000:00:00.0', vendor: '0x8086', device: '0x3ec2', class: '0x060000', group: '7' },
+  { dbdf: '0000:3b:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '7', driver: 'vfio-pci' },
+  { dbdf: '0000:3b:00.1', vendor: '0x10de', device: '0x10f0', class: '0x040300', group: '7', driver: 'vfio-pci' },
+  { dbdf: '0000:3b:00.2', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '7', driver: 'vfio-pci' },
+];
+
+/** Group 8: still bound to the host's nvme driver. */
+export const NVME_BOUND: PciFunction = { dbdf: '0000:5e:00.0', vendor: '0x144d', device: '0xa808', class: '0x010802', group: '8', driver: 'nvme' };
+
+/** No IOMMU group (IOMMU off). */
+export const NO_IOMMU: PciFunction = { dbdf: '0000:60:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', driver: 'vfio-pci' };
+
+/** Links to group 10 but is not listed in it. */
+export const NOT_LISTED: PciFunction = { dbdf: '0000:61:00.0', vendor: '0x1af4', device: '0x1042', class: '0x010000', group: '10', driver: 'vfio-pci', listedInGroup: false };

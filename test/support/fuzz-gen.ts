@@ -1,7 +1,7 @@
 // The seeded frame generator shared by the server fuzz (test/ttrpc/fuzz.test.ts) and the proxy fuzz
 // (test/shim/proxy-fuzz.test.ts): random, well-formed and mutated frames, written in random pieces.
 import { CUT_THROUGH_MIN, FrameType, MESSAGE_LENGTH_MAX, encodeFrame, encodeRequest } from '../../src/ttrpc';
-import type { RawPeer } from '../support/ttrpc';
+import type { RawPeer } from './ttrpc';
 
 export const SVC = 'fuzz.v1.Svc';
 
