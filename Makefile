@@ -42,7 +42,9 @@ coverage: build
 # StrykerJS mutation testing of the logic with fast in-process tests (stryker.config.json lists what is
 # mutated, test/mutate/mocharc.json the suites it runs); not part of `make test` or CI. Incremental: a
 # rerun tests only the mutants whose code or tests changed. Report: node_modules/.cache/katavol-mutate/.
+# It refuses to start while loop devices are attached (scripts/mutate-guard.sh says why and how to override).
 mutate: build
+	@scripts/mutate-guard.sh
 	@node_modules/.bin/stryker run stryker.config.json
 
 demo: build

@@ -185,6 +185,22 @@ export function findMountsByNumber(byNumber: Map<string, string>): HostMount[] {
   return out;
 }
 
+/**
+ * Mounts grouped by what they are (device, mount point, filesystem, mode), our own namespace's first:
+ * a namespace made while the device was mounted (a systemd service's, a container's) holds a copy of
+ * the mount, and a host may have dozens; each is said once, with the namespaces that hold copies.
+ */
+export function groupSameMounts(mounts: HostMount[]): HostMount[][] {
+  const groups = new Map<string, HostMount[]>();
+  for (const m of mounts) {
+    const key = JSON.stringify([m.device, m.mountPoint, m.fstype, m.readOnly]);
+    const g = groups.get(key);
+    if (g) g.push(m);
+    else groups.set(key, [m]);
+  }
+  return [...groups.values()];
+}
+
 export interface FsUsage {
   source: 'statfs' | 'dumpe2fs';
   totalBytes: number;

@@ -5,7 +5,7 @@
 // A read-only volume may share with read-only users only.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type HostMount, type LoopDevice, type LoopTable, devNumber, devNumberOf, findMountsByNumber, loopsBacking } from './host-device';
+import { type HostMount, type LoopDevice, type LoopTable, devNumber, devNumberOf, findMountsByNumber, groupSameMounts, loopsBacking } from './host-device';
 import { VolumeError } from './types';
 
 export interface HostUse {
@@ -60,22 +60,6 @@ function describeHolder(sysRoot: string, name: string): string {
   return /^md/.test(name) ? `${name} (md RAID array)` : name;
 }
 
-/**
- * Mounts grouped by what they are (device, mount point, filesystem, mode), our own namespace's first:
- * a namespace made while the device was mounted (a systemd service's, a container's) holds a copy of
- * the mount, and a host may have dozens; each is said once, with the namespaces that hold copies.
- */
-function sameMounts(mounts: HostMount[]): HostMount[][] {
-  const groups = new Map<string, HostMount[]>();
-  for (const m of mounts) {
-    const key = JSON.stringify([m.device, m.mountPoint, m.fstype, m.readOnly]);
-    const g = groups.get(key);
-    if (g) g.push(m);
-    else groups.set(key, [m]);
-  }
-  return [...groups.values()];
-}
-
 /** "pid 7", "pids 7, 9 and 12", "pids 7, 9, 12 and 4 more". */
 function pidList(ms: HostMount[]): string {
   const shown = ms.slice(0, 3).map((m) => String(m.pid));
@@ -110,7 +94,7 @@ function blockDeviceUses(dev: string, opts: HostUseOptions): HostUse[] {
   const sysRoot = opts.sysRoot ?? '/sys';
   const numbers = numbersOf(dev, sysRoot);
   const uses: HostUse[] = [];
-  for (const [m, ...copies] of sameMounts(findMountsByNumber(numbers).filter((x) => !opts.ownNamespaces?.has(x.namespace)))) {
+  for (const [m, ...copies] of groupSameMounts(findMountsByNumber(numbers).filter((x) => !opts.ownNamespaces?.has(x.namespace)))) {
     const part = m.device === dev ? '' : ` (its partition ${m.device})`;
     const ns = m.ownNamespace ? '' : `, in the mount namespace of pid ${m.pid}`;
     const also = copies.length ? `, and the same mount is in ${copies.length} other mount namespace${copies.length > 1 ? 's' : ''} (${pidList(copies)})` : '';

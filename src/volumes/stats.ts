@@ -4,7 +4,7 @@ import * as fs from 'fs';
 import { type Registry, type SandboxUse } from './registry';
 import { VolumeError, messageOf } from './types';
 import { spdkSocketPath } from './device';
-import { type FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
+import { type FsUsage, blockDeviceSize, ext4Header, ext4Usage, findHostMounts, groupSameMounts, isExtFs, loopDevicesOf, mountedUsage } from './host-device';
 
 export interface VolumeStats {
   volumePath: string;
@@ -51,7 +51,8 @@ export function volumeStats(reg: Registry, volumePath: string): VolumeStats {
     stats.loopDevices = loopDevicesOf(info.device);
     blockDevs = stats.loopDevices;
   }
-  const mounts = findHostMounts(blockDevs);
+  // One entry per mount: the copies other namespaces hold of it are not more places it is mounted.
+  const mounts = groupSameMounts(findHostMounts(blockDevs)).map((g) => g[0]);
   stats.mounts = mounts.map((m) => ({ pid: m.pid, mountPoint: m.mountPoint, device: m.device, fstype: m.fstype }));
   try {
     if (mounts.length) stats.usage = mountedUsage(mounts[0]);

@@ -464,7 +464,8 @@ describe('runc backend: an image file belongs to one pod (one loop device per vo
     assert.deepStrictEqual(ids(), ['pod-b ro'], 'pod-b reads on');
     assert.ok(backs(r.split(' ')[0], img));
     // A sibling caught between attaching and listing the volume (its state names the loop only) keeps the record.
-    fakeBundle('starting', { containerId: 'starting', sandboxId: 'pod-b', loops: [{ device: r.split(' ')[0], file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [] });
+    // (It lists a loop of another volume too: one loop of this volume is enough.)
+    fakeBundle('starting', { containerId: 'starting', sandboxId: 'pod-b', loops: [{ device: '/dev/loop99997', file: '/elsewhere.img', volume: '/kubelet/other' }, { device: r.split(' ')[0], file: fs.realpathSync(img), volume: IMG_VOL }], volumes: [] });
     await release(ctx('reader', 'pod-b'));
     assert.deepStrictEqual(ids(), ['pod-b ro']);
     assert.ok(backs(r.split(' ')[0], img));
@@ -706,9 +707,10 @@ describe('loop devices of an image (loop.ts)', () => {
       assert.ok(named.length >= 3 && named.length < 10, `tried ${named.length} devices`);
       assert.strictEqual(loop.backingFile(dev), img);
       assert.ok(loop.detach(dev, img));
-      // Losing every race: it gives up with what losetup said about the last one.
+      // Losing every race: it gives up with what losetup said about the last one. (The thief stops after
+      // thirty, so code that never gives up ends with an attach instead of a loop.)
       named.length = 0;
-      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); t.steal(d); }),
+      assert.throws(() => loop.attach(img, false, (d) => { named.push(d); if (named.length <= 30) t.steal(d); }),
         (e: Error) => new RegExp(`^losetup ${named[named.length - 1]} ${img}: losetup: ${img}: failed to set up loop device: Device or resource busy$`).test(e.message));
       assert.strictEqual(named.length, 21);
     } finally {

@@ -68,6 +68,15 @@ describe('volumes/stats', () => {
     assert.ok(s2.usage.totalBytes > 8 * MiB && s2.usage.totalBytes <= 16 * MiB);
   });
 
+  it('lists a mount once, from our namespace, however many other mount namespaces hold copies of it', async () => {
+    const loop = loops.attach(img);
+    const mnt = path.join(scratch, 'mnt');
+    loops.mount(loop, mnt);
+    await loops.holdMountNamespace(); // made while it is mounted: holds a copy, as a systemd service's or a container's does
+    await loops.holdMountNamespace();
+    assert.deepStrictEqual(volumeStats(reg, VOL).mounts, [{ pid: process.pid, mountPoint: mnt, device: loop, fstype: 'ext4' }]);
+  });
+
   it('reports the kind of vfio and spdk volumes and fails clearly for a vanished device', () => {
     reg.add('/vf', '{"volume-type":"vfiovol","device":"/dev/vfio/7","fstype":"ext4"}');
     const v = volumeStats(reg, '/vf');
