@@ -17,7 +17,7 @@ export const LAYER_ZONES = [
 ];
 
 export default tseslint.config(
-  { ignores: ['dist/**', 'node_modules/**', 'test/peers/ttrpcpeer/**', 'eslint.config.mjs', 'stryker.conf.*'] },
+  { ignores: ['dist/**', 'node_modules/**', 'test/peers/ttrpcpeer/**', 'eslint.config.mjs', 'stryker.conf.*', 'test/mutate/*.{cjs,mjs}'] },
   js.configs.recommended,
   ...tseslint.configs.recommendedTypeChecked,
   {

@@ -1,6 +1,7 @@
 // Benchmark runner (`make bench` = `node dist/scripts/bench.js`): runs each section in order and prints
 // its figures. `node dist/scripts/bench.js ttrpc startup` runs only the named sections.
 // Adding a section: write scripts/bench/<name>.ts exporting `section: Section`, add one line below.
+import * as fs from 'fs';
 import type { Section } from './bench/section';
 
 const SECTIONS: Array<{ name: string; load(): Section }> = [
@@ -9,6 +10,9 @@ const SECTIONS: Array<{ name: string; load(): Section }> = [
   { name: 'shim', load: () => (require('./bench/shim') as typeof import('./bench/shim')).section },
   { name: 'csi', load: () => (require('./bench/csi') as typeof import('./bench/csi')).section },
 ];
+
+/** 1, 5 and 15-minute load averages. */
+const loadAverages = (): string => fs.readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
 
 async function main(argv: string[]): Promise<number> {
   const names = SECTIONS.map((s) => s.name);
@@ -21,8 +25,10 @@ async function main(argv: string[]): Promise<number> {
   for (const entry of SECTIONS.filter((s) => argv.length === 0 || argv.includes(s.name))) {
     try {
       const section = entry.load();
-      process.stdout.write(`\n== ${section.name}: ${section.title}\n`);
+      // The machine may be shared: every figure below is read against the load it was taken under.
+      process.stdout.write(`\n== ${section.name}: ${section.title} (load average ${loadAverages()})\n`);
       await section.run();
+      process.stdout.write(`(${section.name}: load average at the end ${loadAverages()})\n`);
     } catch (err) {
       failed++;
       process.stderr.write(`bench: section ${entry.name} failed: ${(err as Error).stack ?? String(err)}\n`);

@@ -5,7 +5,6 @@ import * as fs from 'fs';
 import * as path from 'path';
 import { fmt, median, printTable, type Section } from './section';
 import { PrivateContainerd, SHIM, makeExt4Image, makeRootfs, pidsMatching, tmpDir } from '../../test/support/containerd';
-import { Client } from '../../src/ttrpc';
 import { Registry } from '../../src/volumes/registry';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createBackend } from '../../src/backends';
@@ -16,9 +15,12 @@ import { spawn, spawnSync } from 'child_process';
 import { listPool, stopPool } from '../../src/shim/pool';
 import { sleep } from '../../test/support/containerd';
 import { katavolLogLines } from '../../test/support/logrus';
+import { loadAverage, perRound, quantile, runcShimPid, stateRounds } from './state-calls';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? '15');
-const CALLS = 2000;
+/** Task.State rounds and calls per round and path. */
+const STATE_ROUNDS = 10;
+const STATE_CALLS = 1000;
 
 async function run(): Promise<void> {
   const work = tmpDir('katavol-bench-');
@@ -156,36 +158,27 @@ async function measure(work: string, sockDir: string): Promise<void> {
     process.stdout.write(`\n8 concurrent ctr run --rm /bin/true, wall time until all 8 returned, median of 5 rounds:\n`);
     printTable(['path', 'median ms', 'ratio vs direct'], conc.map((c, j) => [c.label, fmt(median(concTimes[j]), 1), fmt(median(concTimes[j]) / median(concTimes[0]), 2)]));
 
-    // 2. Per-call latency of a forwarded State, through katavol vs straight to the downstream shim.
+    // 2. Per-call latency of a forwarded State, through katavol vs straight to the downstream shim, in
+    // interleaved rounds: what katavol adds is taken round by round (a single pair of p50s taken a second
+    // apart moved by +-30 us at load 3-5), with its range, the daemon's CPU per call and the load.
     const id = 'bench-state';
     const r = ctd.ctr(['run', '-d', '--runtime', SHIM, '--rootfs', rootfs, id, '/bin/sh', '-c', 'sleep 600']);
     if (r.status !== 0) throw new Error(`ctr run -d: ${r.stderr}`);
     const bundle = ctd.bundleOf(id);
     const st = JSON.parse(fs.readFileSync(path.join(bundle, 'katavol.json'), 'utf8')) as BundleState;
-    const stateReq = Buffer.concat([Buffer.from([0x0a, id.length]), Buffer.from(id)]);
-    const lat = async (sock: string): Promise<number[]> => {
-      const c = await Client.connect(sock.replace('unix://', ''));
-      const out: number[] = [];
-      for (let i = 0; i < CALLS; i++) {
-        const t0 = process.hrtime.bigint();
-        await c.call('containerd.task.v2.Task', 'State', stateReq);
-        out.push(Number(process.hrtime.bigint() - t0) / 1e3);
-      }
-      c.close();
-      return out.slice(100);
-    };
-    const viaKatavol: number[] = [];
-    const direct: number[] = [];
-    for (let round = 0; round < 3; round++) {
-      direct.push(...(await lat(st.downstreamAddress)));
-      viaKatavol.push(...(await lat(st.address)));
-    }
-    const p = (xs: number[], q: number) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length * q)];
-    process.stdout.write(`\nTask.State latency, ${viaKatavol.length} sequential calls each, interleaved rounds:\n`);
-    printTable(['path', 'p50 us', 'p99 us'], [
-      ['downstream shim directly', fmt(p(direct, 0.5)), fmt(p(direct, 0.99))],
-      ['through katavol', fmt(p(viaKatavol, 0.5)), fmt(p(viaKatavol, 0.99))],
-      ['added by katavol', fmt(p(viaKatavol, 0.5) - p(direct, 0.5)), ''],
+    const load0 = loadAverage();
+    const [direct, viaKatavol] = await stateRounds([
+      { label: 'direct', socket: st.downstreamAddress, id, pid: st.downstreamPid ?? runcShimPid(ctd, id) },
+      { label: 'katavol', socket: st.address, id, pid: st.daemonPid },
+    ], STATE_ROUNDS, STATE_CALLS);
+    const added = perRound(viaKatavol.p50, direct.p50);
+    const spread = (xs: number[], d = 0) => `${fmt(Math.min(...xs), d)}-${fmt(Math.max(...xs), d)}`;
+    process.stdout.write(`\nTask.State latency, ${STATE_ROUNDS} interleaved rounds of ${STATE_CALLS} sequential calls per path (load average ${load0} -> ${loadAverage()}):\n`);
+    const cpu = (f: typeof direct) => (f.cpu.length ? `${fmt(median(f.cpu), 1)} (${spread(f.cpu, 1)})` : '');
+    printTable(['path', 'p50 us', 'p50 of rounds', 'p99 us', 'server CPU us/call'], [
+      ['downstream shim directly', fmt(quantile(direct.all, 0.5)), spread(direct.p50), fmt(quantile(direct.all, 0.99)), cpu(direct)],
+      ['through katavol', fmt(quantile(viaKatavol.all, 0.5)), spread(viaKatavol.p50), fmt(quantile(viaKatavol.all, 0.99)), cpu(viaKatavol)],
+      ['added by katavol (median of rounds)', fmt(median(added)), spread(added), '', ''],
     ]);
 
     // 3. Daemon memory: one container, a pod of 8 sharing the daemon, and a warm daemon waiting.

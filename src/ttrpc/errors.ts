@@ -74,7 +74,6 @@ const ERRNO_CODES: Record<string, Code> = {
  * with its message. Never returns a status without a message for a failure.
  */
 export function toStatus(err: unknown): Status {
-  // Stryker disable next-line ConditionalExpression: the foreign check below takes this copy's TtrpcError too, with the same fields
   if (err instanceof TtrpcError) return err.toStatus();
   if (isForeignTtrpcError(err)) return { code: err.code, message: err.message, details: err.details ?? [] };
   if (err instanceof Error) {
@@ -100,8 +99,7 @@ export function toStatus(err: unknown): Status {
 function isForeignTtrpcError(err: unknown): err is { code: number; message: string; details?: Any[] } {
   if (!(err instanceof Error) || err.name !== 'TtrpcError') return false;
   const code = (err as unknown as { code?: unknown }).code;
-  // Stryker disable next-line ConditionalExpression: Number.isInteger is false for anything but a number; the typeof narrows the type for tsc
-  return typeof code === 'number' && Number.isInteger(code) && code >= -0x80000000 && code <= 0x7fffffff;
+  return Number.isInteger(code) && (code as number) >= -0x80000000 && (code as number) <= 0x7fffffff;
 }
 
 /** The error pending calls fail with when the connection is gone (Go's ErrClosed text "ttrpc: closed"). */

@@ -296,7 +296,8 @@ export class FrameParser {
     this.offerFilled = 0;
     const length = o.readUInt32BE(0);
     const head: FrameHead = { streamId: o.readUInt32BE(4), type: o[8], flags: o[9], length };
-    const sink = this.onLargeFrame?.(head, o.subarray(HEADER_LENGTH));
+    const offerTo = this.onLargeFrame as NonNullable<FrameParserOptions['onLargeFrame']>; // offerable() checked it
+    const sink = offerTo(head, o.subarray(HEADER_LENGTH));
     if (!sink) {
       const frame = this.allocate(HEADER_LENGTH + length);
       o.copy(frame, 0);

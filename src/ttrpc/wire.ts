@@ -144,7 +144,7 @@ export function peekCallName(prefix: Buffer): { service: string; method: string 
       else return undefined;
     }
   } catch {
-    return undefined; // a name cut off by the end of the prefix, or not a Request at all
+    // A name cut off by the end of the prefix, or not a Request at all: that name stays undefined.
   }
   return service !== undefined && method !== undefined ? { service, method } : undefined;
 }

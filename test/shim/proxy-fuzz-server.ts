@@ -1,18 +1,17 @@
-// The shim proxy under fuzz, in a process of its own (test/shim/proxy-fuzz.test.ts forks it with
-// --expose-gc): only the proxy's listener, its ProxyConnections, the Create interceptor and the logger
-// live here, so the RSS and heap it reports are the proxy's. The hostile downstream and the frame
-// generator stay in the parent. argv: <up socket> <downstream socket> <volume root>.
-// IPC: sends {ready: true} once listening; answers {op: 'stats'} with ProxyStats after a forced collection.
+// The shim proxy under fuzz, in a process of its own (test/shim/proxy-fuzz.test.ts forks it with the
+// daemon's Node flags, DAEMON_NODE_FLAGS, so V8 sizes its heap as in the daemon): only the proxy's
+// listener, its ProxyConnections, the Create interceptor and the logger live here, so the RSS and heap it
+// reports are the proxy's. The hostile downstream and the frame generator stay in the parent. argv: <up socket> <downstream socket> <volume root>.
+// IPC: sends {ready: true} once listening; answers {op: 'stats'} with ProxyStats (settledMemory's figures).
 import * as net from 'net';
 import { Writable } from 'stream';
 import { ProxyConnection } from '../../src/shim/proxy';
 import { CreateInterceptor } from '../../src/shim/interceptor';
 import { createLogger } from '../../src/shim/logger';
 import { GcPacer } from '../../src/shim/gc-pacer';
+import { type MemoryFigures, settledMemory } from '../support/child-stats';
 
-export interface ProxyStats {
-  rss: number;
-  heapUsed: number;
+export interface ProxyStats extends MemoryFigures {
   /** Proxied connections not yet closed on both sides. */
   open: number;
   /** Log lines written (the first 100 are kept, to look for a TypeError). */
@@ -37,10 +36,7 @@ async function main(upSock: string, downSock: string, volumeRoot: string): Promi
   await new Promise<void>((r) => server.listen(upSock, r));
   process.on('message', (m: { op?: string }) => {
     if (m.op !== 'stats') return;
-    (globalThis as { gc?: () => void }).gc?.();
-    const mem = process.memoryUsage();
-    const stats: ProxyStats = { rss: mem.rss, heapUsed: mem.heapUsed, open, logLines, logged, unhandled };
-    process.send?.(stats);
+    void settledMemory().then((mem) => process.send?.({ ...mem, open, logLines, logged, unhandled } satisfies ProxyStats));
   });
   process.on('disconnect', () => process.exit(0));
   process.send?.({ ready: true });

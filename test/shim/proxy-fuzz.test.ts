@@ -4,7 +4,8 @@
 // for. Some frames both ways are large enough to cross the proxy cut-through, and some connections end in
 // the middle of one, from either side. The proxy must neither crash nor leak: every connection ends, nothing escapes as an unhandled
 // rejection, and a fresh connection through the same proxy still works. make test runs 20,000 frames,
-// `make fuzz` 1,000,000 (KATAVOL_FUZZ_FRAMES).
+// `make fuzz` 1,000,000 (KATAVOL_FUZZ_FRAMES). KATAVOL_FUZZ_TRACE=N prints the proxy's memory figures every N
+// connections (5,000 frames each).
 import { strict as assert } from 'assert';
 import * as fs from 'fs';
 import * as net from 'net';
@@ -12,9 +13,10 @@ import * as path from 'path';
 import { Client, FrameParser, FrameType, encodeFrame, encodeRequest, encodeResponse } from '../../src/ttrpc';
 import { RawPeer, prng, until } from '../support/ttrpc';
 import { generate, int, largeBytes, largeFrame, pick, randomBytes, writeInPieces, type Rnd } from '../support/fuzz-gen';
-import { MeasuredChild, checkMemory } from '../support/child-stats';
+import { MeasuredChild, checkMemory, memoryLine } from '../support/child-stats';
 import type { ProxyStats } from './proxy-fuzz-server';
 import { tmpDir } from '../support/containerd';
+import { DAEMON_NODE_FLAGS } from '../../src/shim/oom';
 
 const SEED = Number(process.env.TTRPC_FUZZ_SEED ?? 0x5eed);
 const TOTAL = Math.max(20000, Number(process.env.KATAVOL_FUZZ_FRAMES ?? 0));
@@ -22,6 +24,7 @@ const PER_CONNECTION = 5000;
 const TASK = 'containerd.task.v2.Task';
 const TASK_METHODS = ['Create', 'Create', 'Delete', 'Start', 'Shutdown', 'State', 'Kill', 'Wait', 'Connect', 'Pids', 'Nope'];
 const SENTINEL_ID = 0xffffffff;
+const TRACE = Number(process.env.KATAVOL_FUZZ_TRACE ?? 0);
 
 /** A downstream shim that answers badly on purpose; `sane` makes it answer every request with OK. */
 class HostileDownstream {
@@ -90,7 +93,7 @@ describe('shim proxy fuzz (seeded, both directions)', function () {
     const down = new HostileDownstream(prng(SEED + 1));
     await new Promise<void>((r) => down.server.listen(downSock, r));
     // The proxy alone in a process (test/shim/proxy-fuzz-server.ts): its memory is measured, not the harness's.
-    const proxy = await MeasuredChild.start<ProxyStats>(path.join(__dirname, 'proxy-fuzz-server.js'), [upSock, downSock, path.join(dir, 'volumes')]);
+    const proxy = await MeasuredChild.start<ProxyStats>(path.join(__dirname, 'proxy-fuzz-server.js'), [upSock, downSock, path.join(dir, 'volumes')], DAEMON_NODE_FLAGS);
     children.push(proxy);
 
     const before = await proxy.stats();
@@ -102,6 +105,7 @@ describe('shim proxy fuzz (seeded, both directions)', function () {
       let warm: ProxyStats | undefined;
       for (let c = 0; sent < TOTAL; c++) {
         if (c === Math.floor(TOTAL / PER_CONNECTION / 4)) warm = await proxy.stats();
+        if (TRACE && c % TRACE === 0) console.log(`      ${sent} frames: ${memoryLine(await proxy.stats())}`);
         const peer = await RawPeer.connect(upSock);
         const n = Math.min(PER_CONNECTION, TOTAL - sent);
         // Task calls (Create is decoded and intercepted) mixed with another service's frames.

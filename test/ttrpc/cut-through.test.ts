@@ -7,7 +7,7 @@ import {
   CUT_THROUGH_MIN, CUT_THROUGH_PREFIX, type Channel, type Frame, type FrameHead, FrameParser, FrameType, HEADER_LENGTH,
   encodeFrame, encodeRequest, peekCallName,
 } from '../../src/ttrpc';
-import { type RawPeer, channelPair } from '../support/ttrpc';
+import { type RawPeer, channelPair, hex } from '../support/ttrpc';
 import { removeDir, scratchDir } from '../support/scratch';
 
 /** Data of `n` bytes where no two positions a few bytes apart hold the same pattern. */
@@ -56,7 +56,11 @@ function parserWithSink(take: (head: FrameHead) => boolean) {
 
 describe('ttrpc cut-through', () => {
   describe('FrameParser.onLargeFrame', () => {
-    const big = encodeFrame(7, FrameType.Data, 1, patterned(CUT_THROUGH_MIN + 1000));
+    // Made in a hook, not while mocha loads the file: a broken encoder then fails these tests instead of the load.
+    let big: Buffer;
+    before(() => {
+      big = encodeFrame(7, FrameType.Data, 1, patterned(CUT_THROUGH_MIN + 1000));
+    });
 
     it('offers a large frame that straddles chunks once header + prefix are in, and passes every byte on in order', () => {
       const p = parserWithSink(() => true);
@@ -103,6 +107,18 @@ describe('ttrpc cut-through', () => {
       assert.equal(frames.length, 1);
     });
 
+    it('offers a frame of exactly CUT_THROUGH_MIN data bytes, and assembles one byte shorter', () => {
+      const p = parserWithSink(() => true);
+      const least = encodeFrame(3, FrameType.Data, 0, patterned(CUT_THROUGH_MIN));
+      const shorter = encodeFrame(5, FrameType.Data, 0, patterned(CUT_THROUGH_MIN - 1));
+      for (const c of split(least, [1000, 1000])) p.parser.push(c);
+      for (const c of split(shorter, [1000, 1000])) p.parser.push(c);
+      assert.deepEqual(p.offers.map((o) => o.head.length), [CUT_THROUGH_MIN]);
+      assert.ok(Buffer.concat(p.pieces[0]).equals(least), 'the smallest offered frame went to the sink');
+      assert.deepEqual(p.frames.map((f) => f.streamId), [5]);
+      assert.ok(p.frames[0].raw.equals(shorter));
+    });
+
     it('goes on parsing the frames after a cut-through frame in the same chunk', () => {
       const p = parserWithSink(() => true);
       const after = encodeFrame(9, FrameType.Response, 0, Buffer.from('next'));
@@ -117,13 +133,24 @@ describe('ttrpc cut-through', () => {
   });
 
   describe('peekCallName', () => {
-    const req = encodeRequest({ service: 'containerd.task.v2.Task', method: 'Create', payload: patterned(100000) });
+    let req: Buffer;
+    before(() => {
+      req = encodeRequest({ service: 'containerd.task.v2.Task', method: 'Create', payload: patterned(100000) });
+    });
 
     it('reads service and method from the opening of a request', () => {
       assert.deepEqual(peekCallName(req.subarray(0, CUT_THROUGH_PREFIX)), { service: 'containerd.task.v2.Task', method: 'Create' });
     });
 
+    it('reads the names in either order, and stops once it has both', () => {
+      const methodFirst = Buffer.concat([hex('12 06'), Buffer.from('Create'), hex('0a 17'), Buffer.from('containerd.task.v2.Task')]);
+      assert.deepEqual(peekCallName(methodFirst), { service: 'containerd.task.v2.Task', method: 'Create' });
+      // What follows both names may be cut off anywhere: it is not read.
+      assert.deepEqual(peekCallName(Buffer.concat([req.subarray(0, 2 + 23 + 2 + 6), hex('1a ff')])), { service: 'containerd.task.v2.Task', method: 'Create' });
+    });
+
     it('answers undefined when a name is cut off, a name is missing, or another field comes first', () => {
+      assert.equal(peekCallName(encodeRequest({ service: '', method: 'Create' })), undefined, 'only a method');
       assert.equal(peekCallName(req.subarray(0, 10)), undefined, 'service cut off');
       assert.equal(peekCallName(req.subarray(0, 2 + 'containerd.task.v2.Task'.length + 3)), undefined, 'method cut off');
       assert.equal(peekCallName(encodeRequest({ service: 's', method: '', payload: Buffer.alloc(0) }).subarray(0, 3)), undefined, 'only a service');

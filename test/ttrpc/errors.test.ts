@@ -84,6 +84,16 @@ describe('ttrpc errors', () => {
     assert.equal(toStatus(Symbol('s')).message, 'Symbol(s)', 'JSON.stringify gives undefined for a symbol');
   });
 
+  it('keeps the code, message and details of a TtrpcError subclass that has a name of its own', () => {
+    class Refused extends TtrpcError {
+      constructor(message: string) {
+        super(Code.FailedPrecondition, message, [{ typeUrl: 't', value: Buffer.from([1]) }]);
+        this.name = 'Refused';
+      }
+    }
+    assert.deepEqual(toStatus(new Refused('fix it')), { code: Code.FailedPrecondition, message: 'fix it', details: [{ typeUrl: 't', value: Buffer.from([1]) }] });
+  });
+
   it('takes the code of a TtrpcError from another copy of the library only when it is an int32', () => {
     const foreign = (code: unknown, details?: unknown) => Object.assign(new Error('from elsewhere'), { name: 'TtrpcError', code, details });
     assert.deepEqual(toStatus(foreign(-0x80000000)), { code: -0x80000000, message: 'from elsewhere', details: [] });

@@ -195,11 +195,18 @@ describe('ttrpc frame', () => {
     assert.ok(frames[1].data.equals(payload(2)), 'with its own bytes');
     feed(encodeFrame(5, FrameType.Request, 0, payload(3)));
     assert.notEqual(frames[2].raw.buffer, first.buffer, 'a buffer still in use is not handed out twice');
-    // Small frames are never pooled: recycle ignores them.
+    // Small frames are never pooled: recycle ignores them, whether a view of a chunk or assembled.
     feed(encodeFrame(7, FrameType.Request, 0, Buffer.alloc(100)));
     parser.recycle(frames[3].raw);
     feed(encodeFrame(9, FrameType.Request, 0, payload(4)));
     assert.notEqual(frames[4].raw.buffer, frames[3].raw.buffer);
+    const straddling = encodeFrame(11, FrameType.Request, 0, Buffer.alloc(100000, 5));
+    parser.push(straddling.subarray(0, 50000));
+    parser.push(straddling.subarray(50000));
+    assert.ok(frames[5].raw.equals(straddling));
+    parser.recycle(frames[5].raw);
+    feed(encodeFrame(13, FrameType.Request, 0, payload(5)));
+    assert.notEqual(frames[6].raw.buffer, frames[5].raw.buffer, 'an assembled small frame is not pooled');
   });
 
   it('pools frames from 1 MiB on, keeps at most two spare buffers, and ignores a slice of its own buffer', () => {

@@ -1,13 +1,12 @@
 // The server under fuzz, in a process of its own (test/ttrpc/fuzz.test.ts forks it with --expose-gc), so
 // the RSS and heap it reports are the server's alone: the harness's generator, peers and answer checks
 // live in the parent. It counts what it reports through onError by kind and keeps no Error object.
-// IPC: sends {ready: true} once listening; answers {op: 'stats'} with Stats after a forced collection.
+// IPC: sends {ready: true} once listening; answers {op: 'stats'} with Stats (settledMemory's figures).
 import { Server } from '../../src/ttrpc';
 import { SVC } from '../support/fuzz-gen';
+import { type MemoryFigures, settledMemory } from '../support/child-stats';
 
-export interface Stats {
-  rss: number;
-  heapUsed: number;
+export interface Stats extends MemoryFigures {
   connections: number;
   errorCount: number;
   errorKinds: [string, number][];
@@ -61,10 +60,7 @@ async function main(sock: string): Promise<void> {
   await server.listen(sock);
   process.on('message', (m: { op?: string }) => {
     if (m.op !== 'stats') return;
-    (globalThis as { gc?: () => void }).gc?.();
-    const mem = process.memoryUsage();
-    const stats: Stats = { rss: mem.rss, heapUsed: mem.heapUsed, connections: server.connectionCount, errorCount, errorKinds: [...errorKinds], unhandled };
-    process.send?.(stats);
+    void settledMemory().then((mem) => process.send?.({ ...mem, connections: server.connectionCount, errorCount, errorKinds: [...errorKinds], unhandled } satisfies Stats));
   });
   process.on('disconnect', () => process.exit(0));
   process.send?.({ ready: true });
