@@ -78,7 +78,7 @@ export async function runDaemon(args: ShimArgs, bound?: { server: net.Server; ea
   const entered = process.hrtime.bigint();
   const bundle = args.bundle || process.cwd();
   const state = readState(bundle);
-  if (!state) throw new Error(`katavol daemon: no katavol.json in ${bundle}`);
+  if (!state) throw new Error(`no katavol.json in ${bundle}: the daemon serves only a bundle our start has prepared`);
   const cfg = loadConfig();
   const log = createLogger({
     file: `${bundle}/log`, level: args.debug ? 'debug' : (cfg.logLevel ?? 'info'), format: cfg.logFormat,

@@ -17,6 +17,7 @@ import { procStart } from './pool';
 import { daemonPidFile, pidAlive, readPidFile, socketPath } from './state';
 import { ourAddress } from './sockets';
 import { messageOf } from '../volumes/types';
+import { writeFileAtomic } from '../volumes/files';
 
 export const STARTS_DIR = '.starts';
 /** Reserved for the downstream's answer (an address, or a small JSON or protobuf bootstrap). */
@@ -102,17 +103,17 @@ export function ownerFile(sock: string): string {
   return sock.replace(/\.sock$/, '.owner.json');
 }
 
-/** Records (temp + rename: a reader sees a whole record or the previous one) that `pid` serves `sock`. */
+/**
+ * Records (atomically: a reader sees a whole record or the previous one) that `pid` serves `sock`. Not
+ * fsynced: the record describes live processes, which a reboot ends. The temp file is named for the
+ * sweep below, which removes one a killed writer left.
+ */
 export function writeOwner(sock: string, rec: Omit<OwnerRecord, 'daemonStart'>): void {
   const file = ownerFile(sock);
-  const tmp = `${file}.${process.pid}.tmp`;
-  try {
-    fs.writeFileSync(tmp, JSON.stringify({ ...rec, daemonStart: procStart(rec.daemonPid) ?? '' }) + '\n', { mode: 0o600 });
-    fs.renameSync(tmp, file);
-  } catch (e) {
-    fs.rmSync(tmp, { force: true });
-    throw e;
-  }
+  const tmpFile = `${file}.${process.pid}.tmp`;
+  // One left by an earlier, killed process with our pid is stale: the atomic writer creates its temp file anew.
+  fs.rmSync(tmpFile, { force: true });
+  writeFileAtomic(file, JSON.stringify({ ...rec, daemonStart: procStart(rec.daemonPid) ?? '' }) + '\n', { tempFile: tmpFile, durable: false });
 }
 
 /** Removes the owner record only if it names `pid` (a later daemon of the same socket may have replaced it). */

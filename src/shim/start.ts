@@ -77,7 +77,7 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   const bundle = args.bundle || from.cwd || process.cwd();
   const stdin = from.stdin ?? readAllStdin();
 
-  // 0. A record of this start, so that if this process dies from here on (SIGKILL, OOM) a sweep stops
+  // A record of this start, so that if this process dies from here on (SIGKILL, OOM) a sweep stops
   // what the downstream start made (reaper.ts). A full or unwritable socketDir fails here, before anything runs.
   let rec: StartRecord;
   try {
@@ -92,10 +92,31 @@ export async function start(args: ShimArgs, self: string, inline = false, from: 
   }
 }
 
-async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boolean, from: StartInput,
-  { cfg, env, bundle, stdin, rec }: { cfg: ShimConfig; env: NodeJS.ProcessEnv; bundle: string; stdin: Buffer; rec: StartRecord }): Promise<Started> {
-  // 1. The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us;
-  // its stdout goes into the start record, so its answer outlives us.
+/** What a start has in hand before it runs anything: the config, containerd's env, the bundle, its stdin, the start record. */
+interface StartContext {
+  cfg: ShimConfig;
+  env: NodeJS.ProcessEnv;
+  bundle: string;
+  stdin: Buffer;
+  rec: StartRecord;
+}
+
+async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boolean, from: StartInput, ctx: StartContext): Promise<Started> {
+  const boot = await runDownstreamStart(args, from, ctx);
+  const own: { socket?: string } = {};
+  try {
+    return await serveDownstream(args, self, inline, from, ctx, boot, own);
+  } catch (e) {
+    await undoServe(args.id, ctx.bundle, boot, own.socket);
+    throw new StartError(`katavol start after downstream start: ${messageOf(e)}`, { cause: e });
+  }
+}
+
+/**
+ * The downstream start: same argv, env (TTRPC_ADDRESS...), cwd and stdin bytes as containerd gave us;
+ * its stdout goes into the start record, so its answer outlives us. Returns what it announced.
+ */
+async function runDownstreamStart(args: ShimArgs, from: StartInput, { cfg, env, bundle, stdin, rec }: StartContext): Promise<Bootstrap> {
   const dsOpts = { cwd: bundle, env: containerdEnv(env), input: stdin, stdout: rec.fd! };
   const ds = from.runDownstream ? await from.runDownstream(cfg.downstream, args.argv, dsOpts)
     : spawnSync(cfg.downstream, args.argv, { ...dsOpts, stdio: ['pipe', dsOpts.stdout, 'pipe'], maxBuffer: 1 << 20 });
@@ -105,84 +126,97 @@ async function startDownstreamAndServe(args: ShimArgs, self: string, inline: boo
   if (ds.status !== 0) {
     throw new StartError(`downstream shim ${cfg.downstream} start failed (exit ${ds.status ?? ds.signal}): ${((ds.stderr?.toString() ?? '') + out.toString()).trim()}`);
   }
-  let boot: Bootstrap;
   try {
-    boot = parseBootstrap(out, cfg.downstream);
+    return parseBootstrap(out, cfg.downstream);
   } catch (e) {
     // Nobody will ever talk to what that start may have left running: stop it if it named its pid.
     const pid = readPidFile(path.join(bundle, 'shim.pid'));
     if (pid) try { process.kill(pid, 'SIGKILL'); } catch { /* gone */ }
     throw new StartError(messageOf(e), { cause: e });
   }
+}
+
+/**
+ * Our side of the start: our socket, bound here and handed to the daemon so containerd can connect at
+ * once (or the pod's daemon's, already bound); the bundle's state and ./address; then who serves it:
+ * this process (inline), a detached daemon, or the pod's running daemon. `own.socket` names a socket
+ * this start bound and still holds, for undoServe.
+ */
+async function serveDownstream(args: ShimArgs, self: string, inline: boolean, from: StartInput, { cfg, env, bundle }: StartContext,
+  boot: Bootstrap, own: { socket?: string }): Promise<Started> {
   const downstreamAddress = boot.address;
-
-  let bound: string | undefined;
-  try {
-    // 2. Our socket, bound here and handed to the daemon as fd 3 so containerd can connect at once.
-    const address = ourAddress(cfg.socketDir, downstreamAddress);
-    const sock = socketPath(address);
-    const server = await bindOrReuse(sock);
-    if (server) {
-      bound = sock;
-      fs.chmodSync(sock, 0o600);
-      // From here the daemon record, not the start record, says who answers for the downstream.
-      inSocketDir(cfg.socketDir, 'record the daemon', () => writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: process.pid }));
-    }
-    from.mark?.('bind');
-    const state = {
-      address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
-      downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
-      bootstrap: { form: boot.form, version: boot.version, output: boot.raw.toString('base64') },
-    };
-    const answer = answerBootstrap(boot, address);
-    const serveHere = server && inline;
-    // Inline, this process is the daemon: the state names it at once (one write, not two).
-    writeState(bundle, serveHere ? { ...state, daemonPid: process.pid } : state);
-    // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
-    writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644, durable: false });
-
-    if (serveHere) {
-      // Connections can only come once the address is printed, but keep any rather than lose one.
-      const early: net.Socket[] = [];
-      server.on('connection', (c) => early.push(c));
-      // Written now, not when the daemon part starts: a pod's next start may look for it right away.
-      inSocketDir(cfg.socketDir, 'write the daemon\'s pid file', () => fs.writeFileSync(daemonPidFile(sock), `${process.pid}\n`));
-      from.mark?.('state');
-      return { address, answer, serve: { server, early } };
-    }
-    if (server) {
-      const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
-      const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
-      const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, self, ...daemonArgv], {
-        cwd: bundle,
-        detached: true, // own session: containerd's CombinedOutput must not wait on it
-        stdio: ['ignore', 'ignore', 'ignore', fd],
-        // containerd runs `start`: our parent is the one whose OOM score the daemon follows.
-        env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
-      });
-      child.unref();
-      bound = undefined; // the daemon has it now
-      // Best effort: while the record still names us, a sweep sees the daemon by its listening socket.
-      try { writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: child.pid! }); } catch { /* see above */ }
-      writeState(bundle, { ...state, daemonPid: child.pid });
-    } else {
-      // A pod's existing daemon serves this container too; it recorded its pid next to its socket.
-      writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(sock)) });
-    }
-    return { address, answer };
-  } catch (e) {
-    // containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
-    // (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed), nor our socket.
-    const { stopDownstream } = await import('./downstream');
-    await stopDownstream(args.id, downstreamAddress, { force: false, version: boot.version }).catch(() => undefined);
-    if (bound) {
-      fs.rmSync(bound, { force: true });
-      fs.rmSync(daemonPidFile(bound), { force: true });
-      removeOwner(bound, process.pid);
-    }
-    fs.rmSync(path.join(bundle, STATE_FILE), { force: true });
-    throw new StartError(`katavol start after downstream start: ${messageOf(e)}`, { cause: e });
+  const address = ourAddress(cfg.socketDir, downstreamAddress);
+  const sock = socketPath(address);
+  const server = await bindOrReuse(sock);
+  if (server) {
+    own.socket = sock;
+    fs.chmodSync(sock, 0o600);
+    // From here the daemon record, not the start record, says who answers for the downstream.
+    inSocketDir(cfg.socketDir, 'record the daemon', () => writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: process.pid }));
   }
+  from.mark?.('bind');
+  const state = {
+    address, downstreamAddress, downstream: cfg.downstream, backend: cfg.backend,
+    downstreamPid: readPidFile(path.join(bundle, 'shim.pid')),
+    bootstrap: { form: boot.form, version: boot.version, output: boot.raw.toString('base64') },
+  };
+  const answer = answerBootstrap(boot, address);
+  const serveHere = server && inline;
+  // Inline, this process is the daemon: the state names it at once (one write, not two).
+  writeState(bundle, serveHere ? { ...state, daemonPid: process.pid } : state);
+  // containerd 1.6/1.7 reconnect after a restart through ./address only: it must name us.
+  writeFileAtomic(path.join(bundle, 'address'), address, { mode: 0o644, durable: false });
+
+  if (serveHere) {
+    // Connections can only come once the address is printed, but keep any rather than lose one.
+    const early: net.Socket[] = [];
+    server.on('connection', (c) => early.push(c));
+    // Written now, not when the daemon part starts: a pod's next start may look for it right away.
+    inSocketDir(cfg.socketDir, 'write the daemon\'s pid file', () => fs.writeFileSync(daemonPidFile(sock), `${process.pid}\n`));
+    from.mark?.('state');
+    return { address, answer, serve: { server, early } };
+  }
+  if (server) {
+    const daemonPid = spawnDaemon(args, self, env, bundle, server);
+    own.socket = undefined; // the daemon has it now
+    // Best effort: while the record still names us, a sweep sees the daemon by its listening socket.
+    try { writeOwner(sock, { id: args.id, downstreamAddress, version: boot.version, daemonPid: daemonPid! }); } catch { /* see above */ }
+    writeState(bundle, { ...state, daemonPid });
+  } else {
+    // A pod's existing daemon serves this container too; it recorded its pid next to its socket.
+    writeState(bundle, { ...state, daemonPid: readPidFile(daemonPidFile(sock)) });
+  }
+  return { address, answer };
+}
+
+/** A detached daemon (its own session) given our bound socket as fd 3, as Go shims do; its pid. */
+function spawnDaemon(args: ShimArgs, self: string, env: NodeJS.ProcessEnv, bundle: string, server: net.Server): number | undefined {
+  const fd = (server as unknown as { _handle: { fd: number } })._handle.fd;
+  const daemonArgv = args.argv.filter((a, i) => !(a === 'start' && i === args.argv.length - 1));
+  const child = spawn(process.execPath, [...DAEMON_NODE_FLAGS, self, ...daemonArgv], {
+    cwd: bundle,
+    detached: true, // own session: containerd's CombinedOutput must not wait on it
+    stdio: ['ignore', 'ignore', 'ignore', fd],
+    // containerd runs `start`: our parent is the one whose OOM score the daemon follows.
+    env: { ...containerdEnv(env), KATAVOL_LISTEN_FD: '3', [CONTAINERD_OOM_ENV]: parentScore() },
+  });
+  child.unref();
+  return child.pid;
+}
+
+/**
+ * containerd will not call delete for a failed start: don't leave a fresh downstream daemon behind
+ * (a shared one with other tasks answers Shutdown as a no-op, so it is not disturbed), nor our socket.
+ */
+async function undoServe(id: string, bundle: string, boot: Bootstrap, socket: string | undefined): Promise<void> {
+  const { stopDownstream } = await import('./downstream');
+  await stopDownstream(id, boot.address, { force: false, version: boot.version }).catch(() => undefined);
+  if (socket) {
+    fs.rmSync(socket, { force: true });
+    fs.rmSync(daemonPidFile(socket), { force: true });
+    removeOwner(socket, process.pid);
+  }
+  fs.rmSync(path.join(bundle, STATE_FILE), { force: true });
 }
 
 /** A write to socketDir whose failure (ENOSPC...) says where and what to do. */

@@ -1,7 +1,7 @@
 // Host checks of a mountInfo's device by volume type, done before anything is written.
 import * as fs from 'fs';
 import * as path from 'path';
-import { type MountInfo, VolumeError } from './types';
+import { type MountInfo, VOLUME_TYPES, VolumeError } from './types';
 import { kindOf } from './files';
 
 export { kindOf };
@@ -82,6 +82,6 @@ export function validateDevice(info: MountInfo, volumePath: string): void {
       throw bad(`device "${dev}" is not a PCI address (BB:DD.F or DDDD:BB:DD.F) or a VFIO group (/dev/vfio/N)`, 'give e.g. "0000:3b:00.1" or "/dev/vfio/12"');
     }
     default:
-      throw bad(`volume-type "${String(info.volumeType)}" is unknown`, 'use directvol, vfiovol, spdkvol or spoolvol');
+      throw bad(`volume-type "${String(info.volumeType)}" is unknown`, `use ${VOLUME_TYPES.slice(0, -1).join(', ')} or ${VOLUME_TYPES[VOLUME_TYPES.length - 1]}`);
   }
 }

@@ -43,6 +43,12 @@ export interface AtomicWriteOptions {
   /** Where the temp file lives (same file system as the target); default the target's directory. */
   tempDir?: string;
   /**
+   * The temp file's own path (it must not exist), for a directory whose sweeper removes a killed
+   * writer's leftovers by name (the shim's owner records: <file>.<pid>.tmp); default a TEMP_PREFIX name
+   * in tempDir.
+   */
+  tempFile?: string;
+  /**
    * fsync the file and its directory (default true). False only for a container's bundle files: they live
    * in containerd's state directory (/run/containerd, tmpfs), mean nothing after a reboot (every shim and
    * container is gone, containerd cleans each bundle up through `delete`), and containerd writes its own
@@ -54,7 +60,7 @@ export interface AtomicWriteOptions {
 /** Atomically replaces `target` with `data`. */
 export function writeFileAtomic(target: string, data: string | Uint8Array, opts: AtomicWriteOptions = {}): void {
   // Stryker disable next-line StringLiteral: the kind only labels the temporary name; every temporary name starts with TEMP_PREFIX
-  const tmp = path.join(opts.tempDir ?? path.dirname(target), tempName('tmp'));
+  const tmp = opts.tempFile ?? path.join(opts.tempDir ?? path.dirname(target), tempName('tmp'));
   // Stryker disable next-line LogicalOperator,BooleanLiteral: durable decides only whether fsync runs, which shows only after a crash
   const durable = opts.durable ?? true;
   try {

@@ -28,7 +28,8 @@ export interface ParseWhere {
   notes?: string[];
 }
 
-const squash = (k: string): string => k.toLowerCase().replace(/[-_\s]/g, '');
+/** A key or type name as compared for "did you mean": lower case, without -, _ and blanks. */
+export const squash = (k: string): string => k.toLowerCase().replace(/[-_\s]/g, '');
 
 export function suggestVolumeType(value: string): VolumeType | undefined {
   const s = squash(value);

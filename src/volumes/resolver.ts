@@ -5,6 +5,7 @@ import type { OciMount, OciSpec, ResolvedVolume } from './types';
 import { VOLUME_TYPES, VolumeError, messageOf } from './types';
 import type { Registry } from './registry';
 import { superblockMismatch } from './fstype';
+import { squash } from './mountinfo';
 
 export const DIRECT_MOUNT_TYPES: ReadonlySet<string> = new Set(VOLUME_TYPES);
 
@@ -57,10 +58,13 @@ function isBind(m: OciMount, typeless: () => boolean): boolean {
   return m.type === 'none' || (!m.type && typeless());
 }
 
+/** The types a near miss is pointed to: spoolvol is accepted as Kata does, never suggested. */
+const SUGGESTED_TYPES = VOLUME_TYPES.filter((t) => t !== 'spoolvol');
+
 /** Mount types that are near misses of ours (runc would fail on them with "no such device"). */
 function nearMissType(type: string): string | undefined {
-  const squashed = type.toLowerCase().replace(/[-_\s]/g, '');
-  const meant = ['directvol', 'vfiovol', 'spdkvol'].find((t) => squashed === t || squashed === `${t.slice(0, -3)}volume` || squashed === t.slice(0, -3));
+  const squashed = squash(type);
+  const meant = SUGGESTED_TYPES.find((t) => squashed === t || squashed === `${t.slice(0, -3)}volume` || squashed === t.slice(0, -3));
   return meant && meant !== type ? meant : undefined;
 }
 

@@ -67,6 +67,14 @@ describe('shim binary flags', () => {
     }
     fs.rmSync(dir, { recursive: true });
   });
+  it('the daemon (flags, no action) in a bundle no start prepared: one prefixed line, exit 1', () => {
+    const dir = tmpDir();
+    const r = spawnSync(SHIM, ['-namespace', 'n', '-address', path.join(dir, 'c.sock'), '-id', 'c1', '-bundle', dir], { encoding: 'utf8', input: '', timeout: 60000 });
+    assert.equal(r.status, 1, r.stderr);
+    assert.equal(r.stdout, '');
+    assert.equal(r.stderr, `containerd-shim-katavol-v2: no katavol.json in ${dir}: the daemon serves only a bundle our start has prepared`);
+    fs.rmSync(dir, { recursive: true });
+  });
   it('-info with a downstream that lacks it (containerd 1.6\'s runc shim) says so instead of printing the downstream\'s usage', () => {
     const dir = tmpDir();
     const cfg = path.join(dir, 'c.json');

@@ -163,6 +163,22 @@ describe('shim: downstreams of dead katavol daemons are reaped', function () {
     fs.rmSync(live);
   });
 
+  it('writeOwner writes the record through <record>.<pid>.tmp (the name the sweep knows), also over one an earlier process with our pid left', async () => {
+    setUp(0);
+    const { ownerFile, writeOwner } = await import('../../src/shim/reaper');
+    const sock = path.join(sockDir, `${'c'.repeat(64)}.sock`);
+    const tmp = `${ownerFile(sock)}.${process.pid}.tmp`;
+    fs.writeFileSync(tmp, 'left by a killed writer');
+    writeOwner(sock, { id: 'c1', downstreamAddress: 'unix:///d.sock', version: 2, daemonPid: process.pid });
+    const rec = JSON.parse(fs.readFileSync(ownerFile(sock), 'utf8'));
+    assert.deepEqual([rec.id, rec.downstreamAddress, rec.version, rec.daemonPid], ['c1', 'unix:///d.sock', 2, process.pid]);
+    assert.equal(typeof rec.daemonStart, 'string');
+    assert.ok(rec.daemonStart.length > 0, 'our own start time');
+    assert.equal((fs.statSync(ownerFile(sock)).mode & 0o777).toString(8), '600');
+    assert.ok(!fs.existsSync(tmp), 'renamed into place');
+    fs.rmSync(ownerFile(sock));
+  });
+
   it('delete does not answer while another live process releases its bundle (containerd removes the bundle right after), and finishes that release if the other dies', async () => {
     setUp(0);
     // A downstream whose `delete` only leaves a mark, so we know when our delete is past it.
