@@ -60,6 +60,7 @@ describe('volumes/device', () => {
       [mountInfo('spoolvol', fifo), `device "${fifo}" is a FIFO, not a unix socket`, 'point "device" at the SPDK vhost-user socket'],
       [mountInfo('vfiovol', '0000:3b:00.8'), 'device "0000:3b:00.8" is not a PCI address (BB:DD.F or DDDD:BB:DD.F) or a VFIO group (/dev/vfio/N)', 'give e.g. "0000:3b:00.1" or "/dev/vfio/12"'],
       [mountInfo('vfiovol', '/dev/vfio/vfio'), 'device "/dev/vfio/vfio" is not a PCI address (BB:DD.F or DDDD:BB:DD.F) or a VFIO group (/dev/vfio/N)', 'give e.g. "0000:3b:00.1" or "/dev/vfio/12"'],
+      [mountInfo('vfiovol', '/dev/vfio/12x'), 'device "/dev/vfio/12x" is not a PCI address (BB:DD.F or DDDD:BB:DD.F) or a VFIO group (/dev/vfio/N)', 'give e.g. "0000:3b:00.1" or "/dev/vfio/12"'],
       [mountInfo('nfsvol' as MountInfo['volumeType'], '/x'), 'volume-type "nfsvol" is unknown', 'use directvol, vfiovol, spdkvol or spoolvol'],
     ];
     for (const [info, problem, fix] of cases) assert.deepStrictEqual(refusal(info), [problem, fix], JSON.stringify(info));

@@ -159,4 +159,15 @@ describe('volumes/mountinfo', () => {
     assert.strictEqual(suggestVolumeType('vhost-user-blk'), 'spdkvol');
     assert.strictEqual(suggestVolumeType('nfs'), undefined);
   });
+
+  it('suggests the type for each name older docs and other runtimes use for it', () => {
+    const meant: Array<[string, string]> = [
+      ['block', 'directvol'], ['blk', 'directvol'], ['raw', 'directvol'], ['raw-block', 'directvol'], ['direct', 'directvol'],
+      ['direct-volume', 'directvol'], ['file', 'directvol'], ['disk', 'directvol'], ['virtio-blk', 'directvol'],
+      ['vfio', 'vfiovol'], ['vfio-volume', 'vfiovol'], ['vfio-pci', 'vfiovol'],
+      ['spdk', 'spdkvol'], ['spdk-volume', 'spdkvol'], ['vhost-user-blk', 'spdkvol'], ['vhost-user', 'spdkvol'],
+      ['spool', 'spoolvol'], ['spool-volume', 'spoolvol'],
+    ];
+    assert.deepStrictEqual(meant.map(([name]) => [name, suggestVolumeType(name)]), meant);
+  });
 });
