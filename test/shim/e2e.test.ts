@@ -73,7 +73,8 @@ for (const warmDaemons of [0, 1]) describe(`shim end to end (private containerd,
   };
 
   async function assertNoLeftovers(ids: string[], images: string[]): Promise<void> {
-    for (let i = 0; i < 40 && leftovers().length > 0; i++) await sleep(100);
+    // A daemon exits once its downstream is gone and no connection remains; on a loaded machine that took over 4 s once.
+    for (let i = 0; i < 150 && leftovers().length > 0; i++) await sleep(100);
     assert.deepEqual(leftovers(), [], 'no shim or katavol daemon process left');
     for (const img of images) assert.deepEqual(loopDevicesOf(img), [], `no loop device left on ${img}`);
     assert.deepEqual(fs.readdirSync(sockDir).filter((f) => !f.startsWith('.')), [], 'no katavol socket left');
